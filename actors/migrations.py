@@ -1,0 +1,293 @@
+"""The schema, as ordered migration steps, and the MigrationActor that applies them.
+
+The schema version lives in ``PRAGMA user_version``. Each step runs in one
+``BEGIN IMMEDIATE`` transaction that re-reads the version after taking the
+write lock, so N processes starting together on one file apply each step
+exactly once (the ``migrations`` table's primary key would refuse a second
+application). A step that rewrites existing data is preceded by a backup copy
+of the file. A file newer than the code, or not a SQLite file at all, is
+refused without being written to.
+
+The MigrationActor owns the file before the StoreActor opens it: one owner at
+a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from actors._base import ReplyingActor
+from actors.errors import MigrationFailed, NotADatabase, SchemaTooNew, StorageError
+from actors.messages import Migrate
+
+__all__ = [
+    "LATEST_VERSION",
+    "STEPS",
+    "Connect",
+    "MigrationActor",
+    "MigrationReport",
+    "Step",
+    "connect",
+    "migrate",
+    "read_version",
+]
+
+logger = logging.getLogger(__name__)
+
+Connect = Callable[[str], sqlite3.Connection]
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def connect(path: str, *, busy_timeout: float = 5.0) -> sqlite3.Connection:
+    """Open a connection in autocommit mode: transactions are explicit ``BEGIN IMMEDIATE``."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    return conn
+
+
+@attrs.frozen
+class Step:
+    """One schema step: from ``version - 1`` to ``version``."""
+
+    version: int
+    description: str
+    statements: Sequence[str]
+    #: Steps that rewrite existing rows get a backup of the file first.
+    rewrites_data: bool = False
+
+
+STEPS: tuple[Step, ...] = (
+    Step(
+        1,
+        "memories and replica metadata",
+        (
+            """CREATE TABLE memories (
+                rowid INTEGER PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                namespace TEXT NOT NULL,
+                content TEXT NOT NULL,
+                content_hash TEXT NOT NULL,
+                tags TEXT NOT NULL DEFAULT '[]',
+                metadata TEXT NOT NULL DEFAULT '{}',
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                version TEXT NOT NULL,
+                origin TEXT NOT NULL,
+                deleted INTEGER NOT NULL DEFAULT 0,
+                sync_state TEXT NOT NULL DEFAULT 'committed'
+            )""",
+            # Content dedup per namespace, among live memories only.
+            """CREATE UNIQUE INDEX memories_dedup ON memories(namespace, content_hash)
+               WHERE deleted = 0""",
+            "CREATE INDEX memories_namespace ON memories(namespace, id)",
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            """CREATE TABLE migrations (
+                version INTEGER PRIMARY KEY,
+                description TEXT NOT NULL,
+                applied_at REAL NOT NULL
+            )""",
+        ),
+    ),
+    Step(
+        2,
+        "full-text index (FTS5, external content, kept by triggers)",
+        (
+            """CREATE VIRTUAL TABLE memories_fts USING fts5(
+                content, tags, content='memories', content_rowid='rowid',
+                tokenize='porter unicode61 remove_diacritics 2'
+            )""",
+            """CREATE TRIGGER memories_ai AFTER INSERT ON memories WHEN new.deleted = 0 BEGIN
+                INSERT INTO memories_fts(rowid, content, tags)
+                VALUES (new.rowid, new.content, new.tags);
+            END""",
+            """CREATE TRIGGER memories_ad AFTER DELETE ON memories WHEN old.deleted = 0 BEGIN
+                INSERT INTO memories_fts(memories_fts, rowid, content, tags)
+                VALUES ('delete', old.rowid, old.content, old.tags);
+            END""",
+            """CREATE TRIGGER memories_au AFTER UPDATE OF content, tags, deleted ON memories BEGIN
+                INSERT INTO memories_fts(memories_fts, rowid, content, tags)
+                SELECT 'delete', old.rowid, old.content, old.tags WHERE old.deleted = 0;
+                INSERT INTO memories_fts(rowid, content, tags)
+                SELECT new.rowid, new.content, new.tags WHERE new.deleted = 0;
+            END""",
+            """INSERT INTO memories_fts(rowid, content, tags)
+               SELECT rowid, content, tags FROM memories WHERE deleted = 0""",
+        ),
+        rewrites_data=True,
+    ),
+    Step(
+        3,
+        "transactional outbox for sync",
+        (
+            """CREATE TABLE outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                memory_id TEXT NOT NULL,
+                op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+                version TEXT NOT NULL,
+                enqueued_at REAL NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at REAL NOT NULL DEFAULT 0,
+                last_error TEXT,
+                dead INTEGER NOT NULL DEFAULT 0
+            )""",
+            "CREATE INDEX outbox_pending ON outbox(dead, next_attempt_at, seq)",
+            # Memories written before the outbox existed must still reach the hub.
+            """INSERT INTO outbox(memory_id, op, version, enqueued_at)
+               SELECT id, CASE deleted WHEN 1 THEN 'delete' ELSE 'upsert' END, version,
+                      updated_at
+               FROM memories ORDER BY rowid""",
+        ),
+        rewrites_data=True,
+    ),
+)
+
+LATEST_VERSION = STEPS[-1].version
+
+
+@attrs.frozen
+class MigrationReport:
+    """What a migration run did."""
+
+    path: str
+    from_version: int
+    to_version: int
+    applied: tuple[int, ...]
+    backups: tuple[str, ...]
+
+
+def _check_is_sqlite(path: str) -> None:
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot read database file {path}: {exc}") from exc
+    if header and header != _SQLITE_MAGIC:
+        raise NotADatabase(
+            f"{path} is not a SQLite database (it starts with {header[:16]!r}); "
+            "point --db at another file. The file was not modified."
+        )
+
+
+def read_version(path: str) -> int:
+    """Read the schema version without writing to the file (0 for a missing or empty file)."""
+    _check_is_sqlite(path)
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return 0
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+        try:
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise NotADatabase(f"{path} is not a usable SQLite database: {exc}") from exc
+    return version
+
+
+def _backup(conn: sqlite3.Connection, path: str, version: int, stamp: int) -> str:
+    target = f"{path}.v{version}-{stamp}.bak"
+    dest = sqlite3.connect(target)
+    try:
+        conn.backup(dest)
+    finally:
+        dest.close()
+    return target
+
+
+def migrate(
+    path: str,
+    *,
+    connect: Connect = connect,
+    steps: Sequence[Step] = STEPS,
+    now: Callable[[], float],
+) -> MigrationReport:
+    """Bring the file at ``path`` to the latest version of ``steps``.
+
+    Safe to run from several processes at once. Raises :class:`SchemaTooNew`,
+    :class:`NotADatabase` or :class:`MigrationFailed`; the file is then left
+    at the version it had before the failed step.
+    """
+    target = steps[-1].version if steps else 0
+    start = read_version(path)
+    if start > target:
+        raise SchemaTooNew(path, start, target)
+    if start == target:
+        return MigrationReport(path, start, start, (), ())
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    applied: list[int] = []
+    backups: list[str] = []
+    try:
+        conn = connect(path)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open {path}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        while True:
+            current: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current >= target:
+                break
+            step = steps[current]
+            # A fresh file has nothing worth a backup; an upgraded one does.
+            if step.rewrites_data and start > 0:
+                backups.append(_backup(conn, path, current, int(now())))
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Another process may have applied the step while we waited for the lock.
+                locked: int = conn.execute("PRAGMA user_version").fetchone()[0]
+                if locked != current:
+                    conn.execute("COMMIT")
+                    continue
+                for statement in step.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO migrations(version, description, applied_at) VALUES (?, ?, ?)",
+                    (step.version, step.description, now()),
+                )
+                conn.execute(f"PRAGMA user_version = {step.version}")
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise MigrationFailed(
+                        f"migration to schema {step.version} ({step.description}) failed "
+                        f"and was rolled back; {path} stays at schema {current}: {exc}"
+                    ) from exc
+                raise
+            applied.append(step.version)
+            logger.info("migrated %s to schema %d: %s", path, step.version, step.description)
+    except sqlite3.DatabaseError as exc:
+        raise NotADatabase(f"{path} is not a usable SQLite database: {exc}") from exc
+    finally:
+        conn.close()
+    return MigrationReport(path, start, target, tuple(applied), tuple(backups))
+
+
+class MigrationActor(ReplyingActor):
+    """Owns the database file until its schema is current; then it is stopped.
+
+    Runs on the runtime's actor base (its own thread when threaded). The
+    ``Migrate`` request is answered with a :class:`MigrationReport` or a
+    :class:`~actors.errors.SchemaError`; on stop nothing is held.
+    """
+
+    def __init__(self, runtime: Any, path: str, *, connect: Connect = connect) -> None:
+        super().__init__(runtime, name="migration")
+        self.path = path
+        self.connect = connect
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, Migrate):
+            return migrate(self.path, connect=self.connect, now=self.runtime.wall_time)
+        return super().handle(message)

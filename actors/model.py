@@ -1,0 +1,382 @@
+"""Memory records, validation and normalisation, ids and versions.
+
+Everything here is pure: no I/O, no clocks, no randomness of its own. Ids and
+versions are built from numbers that the runtime hands in, so a simulated run
+mints the same ids every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import attrs
+
+from actors.errors import InvalidMemory
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "MAX_CONTENT_BYTES",
+    "MAX_LIMIT",
+    "MAX_METADATA_BYTES",
+    "MAX_QUERY_CHARS",
+    "MAX_TAGS",
+    "MAX_TAG_CHARS",
+    "CountResult",
+    "ForgetResult",
+    "HybridClock",
+    "Memory",
+    "MemoryPage",
+    "RecallHit",
+    "RecallResult",
+    "StoreReceipt",
+    "SyncState",
+    "content_hash",
+    "format_version",
+    "normalize_content",
+    "normalize_metadata",
+    "normalize_namespace",
+    "normalize_tags",
+    "uuid7",
+    "validate_id",
+    "validate_limit",
+    "validate_query",
+]
+
+DEFAULT_NAMESPACE = "default"
+#: Large enough for a long note or a code snippet, small enough that one
+#: memory cannot dominate a group-commit batch or an MCP response.
+MAX_CONTENT_BYTES = 64 * 1024
+MAX_METADATA_BYTES = 16 * 1024
+MAX_TAGS = 32
+MAX_TAG_CHARS = 64
+MAX_QUERY_CHARS = 1_000
+MAX_LIMIT = 200
+
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
+_TAG_RE = re.compile(r"[^\x00-\x1f\x7f,]+")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+SyncState = Literal["committed", "sync_pending", "synced", "sync_failed"]
+
+
+def _check_utf8(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidMemory(
+            f"{what} is not valid UTF-8 (unpaired surrogate at position {exc.start})"
+        ) from None
+
+
+def normalize_content(content: object) -> str:
+    """Return content in canonical form (NFC, ``\\n`` line ends, trimmed) or raise."""
+    if not isinstance(content, str):
+        raise InvalidMemory(f"content must be a string, not {type(content).__name__}")
+    _check_utf8(content, "content")
+    if "\x00" in content:
+        raise InvalidMemory("content must not contain NUL characters")
+    text = unicodedata.normalize("NFC", content.replace("\r\n", "\n").replace("\r", "\n"))
+    text = text.strip()
+    if not text:
+        raise InvalidMemory("content is empty (or only whitespace)")
+    size = len(text.encode("utf-8"))
+    if size > MAX_CONTENT_BYTES:
+        raise InvalidMemory(
+            f"content is {size} bytes of UTF-8; the limit is {MAX_CONTENT_BYTES} bytes"
+        )
+    return text
+
+
+def content_hash(normalized: str) -> str:
+    """SHA-256 of normalised content: the identity used for dedup within a namespace."""
+    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
+
+
+def normalize_tags(tags: object) -> tuple[str, ...]:
+    """Return tags trimmed, lower-cased, deduplicated and sorted, or raise."""
+    if tags is None:
+        return ()
+    if isinstance(tags, str | bytes) or not isinstance(tags, Iterable):
+        raise InvalidMemory(f"tags must be a list of strings, not {type(tags).__name__}")
+    out: set[str] = set()
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise InvalidMemory(f"every tag must be a string, got {type(tag).__name__}")
+        _check_utf8(tag, "a tag")
+        cleaned = unicodedata.normalize("NFC", tag).strip().lower()
+        if not cleaned:
+            raise InvalidMemory("tags must not be empty")
+        if len(cleaned) > MAX_TAG_CHARS:
+            raise InvalidMemory(f"tag {cleaned[:20]!r}... is longer than {MAX_TAG_CHARS} chars")
+        if not _TAG_RE.fullmatch(cleaned):
+            raise InvalidMemory(f"tag {cleaned!r} contains a comma or a control character")
+        out.add(cleaned)
+    if len(out) > MAX_TAGS:
+        raise InvalidMemory(f"{len(out)} tags given; at most {MAX_TAGS} are allowed")
+    return tuple(sorted(out))
+
+
+def normalize_metadata(metadata: object) -> str:
+    """Return metadata as compact, key-sorted JSON text of an object, or raise."""
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, Mapping):
+        raise InvalidMemory(
+            f"metadata must be a JSON object (a mapping), not {type(metadata).__name__}"
+        )
+    try:
+        text = json.dumps(
+            metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidMemory(f"metadata is not JSON-serialisable: {exc}") from None
+    _check_utf8(text, "metadata")
+    size = len(text.encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise InvalidMemory(
+            f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES} bytes"
+        )
+    return text
+
+
+def normalize_namespace(namespace: object) -> str:
+    """Return a valid namespace name (``default`` when None), or raise."""
+    if namespace is None:
+        return DEFAULT_NAMESPACE
+    if not isinstance(namespace, str):
+        raise InvalidMemory(f"namespace must be a string, not {type(namespace).__name__}")
+    if not _NAMESPACE_RE.fullmatch(namespace):
+        raise InvalidMemory(
+            f"namespace {namespace[:80]!r} is invalid: use 1-64 characters from "
+            "letters, digits and . _ : / -, starting with a letter or digit"
+        )
+    return namespace
+
+
+def validate_id(memory_id: object) -> str:
+    """Return a canonical (lower-case) memory id, or raise."""
+    if not isinstance(memory_id, str):
+        raise InvalidMemory(f"id must be a string, not {type(memory_id).__name__}")
+    canonical = memory_id.strip().lower()
+    if not _UUID_RE.fullmatch(canonical):
+        raise InvalidMemory(f"{memory_id[:80]!r} is not a memory id (a UUID)")
+    return canonical
+
+
+def validate_limit(limit: object, *, default: int, maximum: int = MAX_LIMIT) -> int:
+    """Return a limit in 1..maximum, or raise."""
+    if limit is None:
+        return default
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidMemory(f"limit must be an integer, not {type(limit).__name__}")
+    if not 1 <= limit <= maximum:
+        raise InvalidMemory(f"limit must be between 1 and {maximum}, got {limit}")
+    return limit
+
+
+def validate_query(query: object) -> str:
+    """Return a trimmed search query, or raise."""
+    if not isinstance(query, str):
+        raise InvalidMemory(f"query must be a string, not {type(query).__name__}")
+    _check_utf8(query, "query")
+    text = unicodedata.normalize("NFC", query).strip()
+    if not text:
+        raise InvalidMemory("query is empty")
+    if len(text) > MAX_QUERY_CHARS:
+        raise InvalidMemory(f"query is {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
+    return text
+
+
+def uuid7(unix_ms: int, rand_a: int, rand_b: int) -> str:
+    """Format a UUIDv7 (RFC 9562) from a millisecond timestamp and random bits.
+
+    The caller supplies the numbers so that ids come from the runtime's clock
+    and seeded random stream; ``rand_a`` is 12 bits, ``rand_b`` 62 bits.
+    """
+    value = (unix_ms & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76
+    value |= (rand_a & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand_b & 0x3FFF_FFFF_FFFF_FFFF
+    return str(uuid.UUID(int=value))
+
+
+def format_version(physical_ms: int, logical: int) -> str:
+    """Encode a hybrid-logical-clock reading as a string that sorts in clock order."""
+    return f"{physical_ms:013x}{logical:06x}"
+
+
+@attrs.frozen
+class Memory:
+    """One stored memory, as the store returns it."""
+
+    id: str
+    namespace: str
+    content: str
+    content_hash: str
+    tags: tuple[str, ...]
+    metadata: dict[str, Any]
+    created_at: float
+    updated_at: float
+    version: str
+    origin: str
+    deleted: bool
+    sync_state: SyncState
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "namespace": self.namespace,
+            "content": self.content,
+            "content_hash": self.content_hash,
+            "tags": list(self.tags),
+            "metadata": self.metadata,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "version": self.version,
+            "origin": self.origin,
+            "deleted": self.deleted,
+            "sync_state": self.sync_state,
+        }
+
+
+@attrs.frozen
+class StoreReceipt:
+    """The answer to a store: sent only after the write is committed."""
+
+    id: str
+    namespace: str
+    duplicate: bool
+    tags: tuple[str, ...]
+    sync_state: SyncState
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "namespace": self.namespace,
+            "duplicate": self.duplicate,
+            "tags": list(self.tags),
+            "sync_state": self.sync_state,
+        }
+
+
+@attrs.frozen
+class ForgetResult:
+    """The answer to a forget: the tombstone is committed."""
+
+    id: str
+    forgotten: bool
+    already_forgotten: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class RecallHit:
+    """One ranked match; ``source`` says which search found it."""
+
+    id: str
+    namespace: str
+    content: str
+    snippet: str
+    tags: tuple[str, ...]
+    score: float
+    source: Literal["local", "remote"]
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["tags"] = list(self.tags)
+        return data
+
+
+@attrs.frozen
+class RecallResult:
+    """Ranked matches plus the honest status of the search.
+
+    ``status`` is ``local`` while recall is keyword-only (no hub), ``complete``
+    when remote semantic results are merged in, ``retry`` when the remote did
+    not answer in time (``retry_after`` seconds is a hint).
+    """
+
+    query: str
+    hits: tuple[RecallHit, ...]
+    status: Literal["local", "complete", "retry"]
+    reason: str
+    retry_after: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "status": self.status,
+            "reason": self.reason,
+            "retry_after": self.retry_after,
+            "hits": [hit.to_dict() for hit in self.hits],
+        }
+
+
+@attrs.frozen
+class MemoryPage:
+    """A page of memories, most recent first; pass ``next_before`` to get the next page."""
+
+    memories: tuple[Memory, ...]
+    next_before: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "memories": [m.to_dict() for m in self.memories],
+            "next_before": self.next_before,
+        }
+
+
+@attrs.frozen
+class CountResult:
+    """Counts and diagnostics."""
+
+    total: int
+    by_namespace: dict[str, int]
+    forgotten: int
+    outbox_pending: int
+    dead_letters: int
+    schema_version: int
+    database: str
+    sync: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class HybridClock:
+    """A hybrid logical clock: versions that follow wall time but never repeat or go back.
+
+    Owned by exactly one actor (the StoreActor of a replica), so it needs no lock.
+    """
+
+    def __init__(self, physical_ms: int = 0, logical: int = 0) -> None:
+        self.physical_ms = physical_ms
+        self.logical = logical
+
+    def __repr__(self) -> str:
+        return f"<HybridClock {format_version(self.physical_ms, self.logical)}>"
+
+    @classmethod
+    def resume(cls, last_version: str | None) -> HybridClock:
+        """Continue after the highest version already written (None for a new replica)."""
+        if not last_version:
+            return cls()
+        return cls(int(last_version[:13], 16), int(last_version[13:], 16))
+
+    def tick(self, now_ms: int) -> str:
+        """A new version, greater than every version this clock produced or observed."""
+        if now_ms > self.physical_ms:
+            self.physical_ms, self.logical = now_ms, 0
+        else:
+            self.logical += 1
+        return format_version(self.physical_ms, self.logical)

@@ -1,0 +1,255 @@
+"""The runtime seam: how actors are spawned, how time passes, where randomness comes from.
+
+Actor classes subclass plain :class:`pykka.Actor`; a runtime combines each
+with its own base when it spawns it (runtime base first in the MRO), so the
+same classes run threaded in production and under the deterministic runtime
+of the simulation. Production code reads time, randomness, ids and threads
+only through a runtime: ``tests/test_architecture.py`` scans the source for
+direct use.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, cast
+
+import pykka
+
+from actors.model import uuid7
+
+__all__ = ["Cancellable", "Gate", "Runtime", "ThreadedRuntime", "at_interpreter_exit"]
+
+logger = logging.getLogger(__name__)
+
+A = TypeVar("A", bound=pykka.Actor)
+
+
+class Cancellable(Protocol):
+    """A scheduled timer; ``cancel()`` is safe to call after it fired."""
+
+    def cancel(self) -> None: ...
+
+
+class Gate(Protocol):
+    """Admission control: at most N holders at once."""
+
+    def acquire(self, timeout: float) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class Runtime(Protocol):
+    """What every actor and the supervisor reach for instead of threads, clocks and RNGs."""
+
+    name: str
+
+    def spawn(self, actor_class: Callable[..., A], *args: Any, **kwargs: Any) -> pykka.ActorRef[A]:
+        """Start an actor of ``actor_class`` combined with this runtime's base."""
+        ...
+
+    def new_future(self) -> pykka.Future[Any]:
+        """A future that this runtime's actors can answer and callers can wait on."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards (for deadlines, latency)."""
+        ...
+
+    def wall_time(self) -> float:
+        """Seconds since the Unix epoch (for timestamps, ids and versions)."""
+        ...
+
+    def call_later(self, delay: float, ref: pykka.ActorRef[Any], message: Any) -> Cancellable:
+        """Tell ``message`` to ``ref`` after ``delay`` seconds; dropped if ``ref`` is dead."""
+        ...
+
+    def rng(self, stream: str) -> random.Random:
+        """A named random stream (seeded in the simulation)."""
+        ...
+
+    def new_id(self) -> str:
+        """Mint a UUIDv7 from this runtime's clock and its ``ids`` stream."""
+        ...
+
+    def gate(self, limit: int) -> Gate:
+        """An admission gate with ``limit`` slots."""
+        ...
+
+    def close(self) -> None:
+        """Stop the runtime's own machinery (timers); actors are stopped by their owner."""
+        ...
+
+
+class _Timer:
+    __slots__ = ("cancelled", "message", "ref")
+
+    def __init__(self, ref: pykka.ActorRef[Any], message: Any) -> None:
+        self.ref = ref
+        self.message = message
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _TimerWheel:
+    """One daemon thread that delivers delayed messages in deadline order.
+
+    It only ever ``tell``s, so dying with the process loses nothing that an
+    actor would have had to clean up.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Timer]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="actors-timers", daemon=True)
+        self._thread.start()
+
+    def schedule(self, delay: float, timer: _Timer) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), next(self._seq), timer))
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._heap.clear()
+            self._cond.notify()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(timeout=wait)
+                if self._closed:
+                    return
+                _, _, timer = heapq.heappop(self._heap)
+            if timer.cancelled:
+                continue
+            try:
+                timer.ref.tell(timer.message)
+            except pykka.ActorDeadError:
+                logger.debug("timer message %r dropped: %s is dead", timer.message, timer.ref)
+
+
+class _SemaphoreGate:
+    def __init__(self, limit: int) -> None:
+        self._sem = threading.BoundedSemaphore(limit)
+
+    def acquire(self, timeout: float) -> bool:
+        return self._sem.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._sem.release()
+
+
+class ThreadedRuntime:
+    """Production runtime: a Pykka ``ThreadingActor`` thread per actor, the real clocks."""
+
+    name = "threaded"
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        self._classes: dict[type[pykka.Actor], type[pykka.Actor]] = {}
+        self._wheel: _TimerWheel | None = None
+        self._rngs: dict[str, random.Random] = {}
+        self._seed = seed
+        # Guards the lazily built tables and the id sequence, which several
+        # caller threads may touch at once; never held while calling out.
+        self._mutex = threading.Lock()
+        self._last_id: tuple[int, int] = (0, 0)
+
+    def __repr__(self) -> str:
+        return f"<ThreadedRuntime timers={'on' if self._wheel else 'off'}>"
+
+    def spawn(self, actor_class: Callable[..., A], *args: Any, **kwargs: Any) -> pykka.ActorRef[A]:
+        # Callable, not type[A]: mypy refuses abstract classes (every pykka.Actor) for type[A].
+        cls = cast("type[pykka.Actor]", actor_class)
+        with self._mutex:
+            combined = self._classes.get(cls)
+            if combined is None:
+                combined = type(cls.__name__, (pykka.ThreadingActor, cls), {})
+                combined.__module__ = cls.__module__
+                combined.__qualname__ = cls.__qualname__
+                self._classes[cls] = combined
+        ref: pykka.ActorRef[A] = combined.start(*args, **kwargs)  # type: ignore[assignment]
+        return ref
+
+    def new_future(self) -> pykka.Future[Any]:
+        return pykka.ThreadingFuture()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall_time(self) -> float:
+        return time.time()
+
+    def call_later(self, delay: float, ref: pykka.ActorRef[Any], message: Any) -> Cancellable:
+        with self._mutex:
+            if self._wheel is None:
+                self._wheel = _TimerWheel()
+            wheel = self._wheel
+        timer = _Timer(ref, message)
+        wheel.schedule(delay, timer)
+        return timer
+
+    def rng(self, stream: str) -> random.Random:
+        with self._mutex:
+            rng = self._rngs.get(stream)
+            if rng is None:
+                rng = random.Random(None if self._seed is None else f"{self._seed}:{stream}")
+                self._rngs[stream] = rng
+            return rng
+
+    def new_id(self) -> str:
+        rng = self.rng("ids")
+        with self._mutex:
+            unix_ms = int(self.wall_time() * 1000)
+            last_ms, last_a = self._last_id
+            # Ids minted in one process sort in minting order (RFC 9562 method 1):
+            # within a millisecond the 12-bit field counts up.
+            if unix_ms <= last_ms:
+                unix_ms, rand_a = last_ms, last_a + 1
+                if rand_a > 0xFFF:
+                    unix_ms, rand_a = last_ms + 1, 0
+            else:
+                rand_a = rng.getrandbits(11)
+            self._last_id = (unix_ms, rand_a)
+            return uuid7(unix_ms, rand_a, rng.getrandbits(62))
+
+    def gate(self, limit: int) -> Gate:
+        return _SemaphoreGate(limit)
+
+    def close(self) -> None:
+        with self._mutex:
+            wheel, self._wheel = self._wheel, None
+        if wheel is not None:
+            wheel.close()
+
+
+def at_interpreter_exit(callback: Callable[[], None]) -> None:
+    """Run ``callback`` when the main thread ends, *before* non-daemon threads are joined.
+
+    Plain ``atexit`` runs after that join, too late: an actor thread left
+    running would keep the process alive forever. ``concurrent.futures``
+    uses the same hook for the same reason.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # pragma: no cover - every CPython since 3.9 has it
+        import atexit
+
+        atexit.register(callback)
+        return
+    try:
+        register(callback)
+    except RuntimeError:  # already shutting down
+        callback()

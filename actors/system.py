@@ -1,0 +1,392 @@
+"""MemorySystem: the public facade that starts, supervises and stops the actors.
+
+Start order: the MigrationActor brings the file to the current schema and is
+stopped (one owner of the file at a time); then the SupervisorActor spawns
+the StoreActor and answers once it is ready. Every request from a caller is a
+tell carrying a reply future, waited on with a timeout, behind an admission
+gate that bounds the requests in flight (Pykka inboxes are unbounded).
+
+A MemorySystem is safe to use from many threads at once: the facade holds no
+mutable state of its own beyond what it reads from the supervisor's cells.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+import attrs
+import platformdirs
+import pykka
+
+from actors.errors import AskTimeout, Overloaded, SystemClosed, Unavailable
+from actors.messages import (
+    CountMemories,
+    ForgetMemory,
+    GetMemory,
+    ListMemories,
+    Migrate,
+    Request,
+    SearchMemories,
+    Shutdown,
+    StartChildren,
+    StoreMemory,
+)
+from actors.migrations import Connect, MigrationActor, MigrationReport
+from actors.model import (
+    CountResult,
+    ForgetResult,
+    Memory,
+    MemoryPage,
+    RecallResult,
+    StoreReceipt,
+    content_hash,
+    normalize_content,
+    normalize_metadata,
+    normalize_namespace,
+    normalize_tags,
+    validate_id,
+    validate_limit,
+    validate_query,
+)
+from actors.runtime import Runtime, ThreadedRuntime, at_interpreter_exit
+from actors.store import StoreActor, StoreConfig, Synchronous
+from actors.supervisor import ChildCell, SupervisorActor
+
+__all__ = ["DB_ENV_VAR", "Config", "MemorySystem", "default_db_path"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Environment variable that names the database file.
+DB_ENV_VAR = "MEMORY_ACTORS_DB"
+
+
+def default_db_path() -> str:
+    """``$MEMORY_ACTORS_DB``, else ``memory.db`` in the platform's user data dir."""
+    from_env = os.environ.get(DB_ENV_VAR)
+    if from_env:
+        return os.path.abspath(os.path.expanduser(from_env))
+    return os.path.join(platformdirs.user_data_dir("memory-actors", appauthor=False), "memory.db")
+
+
+@attrs.frozen
+class Config:
+    """Tuning for a MemorySystem; every field has a working default."""
+
+    synchronous: Synchronous = "FULL"
+    #: How long a caller waits for an answer before :class:`AskTimeout`.
+    ask_timeout: float = 30.0
+    #: Requests in flight at once (all callers together) before :class:`Overloaded`.
+    max_in_flight: int = 1024
+    #: How long a caller waits for an admission slot.
+    admission_wait: float = 5.0
+    busy_timeout: float = 5.0
+    busy_retries: int = 5
+    group_commit: bool = True
+    migrate_timeout: float = 300.0
+    stop_timeout: float = 10.0
+    restart_intensity: int = 5
+    restart_window: float = 60.0
+    restart_backoff: float = 0.1
+    #: Connection factory (fault injection in tests); None opens a plain sqlite3 connection.
+    connect: Connect | None = None
+
+
+class MemorySystem:
+    """Persistent memory for agents: store, recall, get, forget, list, count.
+
+    Open with :meth:`open` and use as a context manager (or call
+    :meth:`close`). All methods are thread-safe and raise errors from
+    :mod:`actors.errors`: misuse (``InvalidMemory``, ``MemoryNotFound``,
+    ``SystemClosed``) or operational (``Unavailable``, ``AskTimeout``,
+    ``StorageBusy``, ``StorageError``).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        runtime: Runtime,
+        config: Config,
+        supervisor: pykka.ActorRef[Any],
+        cells: dict[str, ChildCell],
+        migration: MigrationReport,
+    ) -> None:
+        self.path = path
+        self.runtime = runtime
+        self.config = config
+        self.migration = migration
+        self._supervisor = supervisor
+        self._cells = cells
+        self._gate = runtime.gate(config.max_in_flight)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        children = " ".join(f"{c.name}={c.status}" for c in self._cells.values())
+        return f"<MemorySystem {self.path} {children}{' closed' if self._closed else ''}>"
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        config: Config | None = None,
+        runtime: Runtime | None = None,
+    ) -> Self:
+        """Migrate the file at ``path`` (default: :func:`default_db_path`) and start the actors.
+
+        Raises :class:`~actors.errors.SchemaTooNew`, :class:`~actors.errors.NotADatabase`
+        or :class:`~actors.errors.MigrationFailed` (the file is then untouched
+        or at its previous version), or the store's start error.
+        """
+        config = config or Config()
+        db_path = os.path.abspath(os.fspath(path)) if path is not None else default_db_path()
+        owns_runtime = runtime is None
+        rt: Runtime = runtime if runtime is not None else ThreadedRuntime()
+        try:
+            report = cls._migrate(rt, db_path, config)
+            store_config = StoreConfig(
+                path=db_path,
+                synchronous=config.synchronous,
+                busy_timeout=config.busy_timeout,
+                busy_retries=config.busy_retries,
+                group_commit=config.group_commit,
+                connect=config.connect,
+            )
+
+            def spawn_store(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+                return rt.spawn(StoreActor, rt, store_config, supervisor=supervisor)
+
+            cells = {"store": ChildCell("store")}
+            supervisor = rt.spawn(
+                SupervisorActor,
+                rt,
+                {"store": spawn_store},
+                cells,
+                intensity=config.restart_intensity,
+                window=config.restart_window,
+                backoff=config.restart_backoff,
+            )
+        except BaseException:
+            if owns_runtime:
+                rt.close()
+            raise
+        system = cls(db_path, rt, config, supervisor, cells, report)
+        try:
+            ready = rt.new_future()
+            supervisor.tell(StartChildren(ready))
+            _wait(ready, config.migrate_timeout, "the store to open")
+        except BaseException:
+            system.close()
+            raise
+        at_interpreter_exit(system.close)
+        return system
+
+    @staticmethod
+    def _migrate(rt: Runtime, path: str, config: Config) -> MigrationReport:
+        kwargs: dict[str, Any] = {} if config.connect is None else {"connect": config.connect}
+        ref = rt.spawn(MigrationActor, rt, path, **kwargs)
+        try:
+            done = rt.new_future()
+            ref.tell(Migrate(done))
+            report: MigrationReport = _wait(done, config.migrate_timeout, "the migration")
+        finally:
+            _stop(ref, config.stop_timeout)
+        return report
+
+    def close(self) -> None:
+        """Commit pending writes, stop every actor, and wait for them (bounded). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            done = self.runtime.new_future()
+            self._supervisor.tell(Shutdown(done))
+            _wait(done, self.config.stop_timeout, "the supervisor")
+        except (pykka.ActorDeadError, AskTimeout, Unavailable) as exc:
+            logger.warning("supervisor did not acknowledge shutdown: %s", exc)
+        for cell in reversed(list(self._cells.values())):
+            if cell.ref is not None:
+                _stop(cell.ref, self.config.stop_timeout)
+            cell.status = ChildCell.STOPPED
+        _stop(self._supervisor, self.config.stop_timeout)
+        self.runtime.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- the memory API ------------------------------------------------------------
+
+    def store(
+        self,
+        content: str,
+        *,
+        tags: Iterable[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        timeout: float | None = None,
+    ) -> StoreReceipt:
+        """Store ``content``; answered only after commit. Identical content returns its id."""
+        text = normalize_content(content)
+        digest = content_hash(text)
+        ns = normalize_namespace(namespace)
+        tag_tuple = normalize_tags(tags)
+        meta = normalize_metadata(metadata)
+        receipt: StoreReceipt = self._call(
+            "store", lambda reply: StoreMemory(reply, text, digest, ns, tag_tuple, meta), timeout
+        )
+        return receipt
+
+    def recall(
+        self,
+        query: str,
+        *,
+        limit: int | None = None,
+        tags: Iterable[str] | None = None,
+        namespace: str | None = None,
+        timeout: float | None = None,
+    ) -> RecallResult:
+        """Ranked matches for ``query`` (local keyword search: FTS5 with BM25)."""
+        text = validate_query(query)
+        ns = None if namespace is None else normalize_namespace(namespace)
+        tag_tuple = normalize_tags(tags)
+        top = validate_limit(limit, default=10)
+        hits = self._call(
+            "store", lambda reply: SearchMemories(reply, text, ns, tag_tuple, top), timeout
+        )
+        reason = "local keyword search (SQLite FTS5, BM25); no remote configured"
+        if not any(ch.isalnum() for ch in text):
+            reason = "the query has no searchable words (letters or digits)"
+        return RecallResult(query=text, hits=hits, status="local", reason=reason)
+
+    def get(self, memory_id: str, *, timeout: float | None = None) -> Memory:
+        """The memory with ``memory_id``; :class:`MemoryNotFound` if unknown or forgotten."""
+        canonical = validate_id(memory_id)
+        memory: Memory = self._call("store", lambda reply: GetMemory(reply, canonical), timeout)
+        return memory
+
+    def forget(self, memory_id: str, *, timeout: float | None = None) -> ForgetResult:
+        """Tombstone the memory (its content is erased; the tombstone syncs)."""
+        canonical = validate_id(memory_id)
+        result: ForgetResult = self._call(
+            "store", lambda reply: ForgetMemory(reply, canonical), timeout
+        )
+        return result
+
+    def list(
+        self,
+        *,
+        namespace: str | None = None,
+        tags: Iterable[str] | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+        timeout: float | None = None,
+    ) -> MemoryPage:
+        """Memories, most recent first; pass the page's ``next_before`` to continue."""
+        ns = None if namespace is None else normalize_namespace(namespace)
+        tag_tuple = normalize_tags(tags)
+        top = validate_limit(limit, default=20)
+        cursor = None if before is None else validate_id(before)
+        page: MemoryPage = self._call(
+            "store", lambda reply: ListMemories(reply, ns, tag_tuple, top, cursor), timeout
+        )
+        return page
+
+    def count(
+        self,
+        *,
+        namespace: str | None = None,
+        tags: Iterable[str] | None = None,
+        timeout: float | None = None,
+    ) -> CountResult:
+        """Counts and diagnostics (outbox, dead letters, schema version, path, sync)."""
+        ns = None if namespace is None else normalize_namespace(namespace)
+        tag_tuple = normalize_tags(tags)
+        result: CountResult = self._call(
+            "store", lambda reply: CountMemories(reply, ns, tag_tuple), timeout
+        )
+        return result
+
+    def status(self) -> dict[str, Any]:
+        """The supervisor's view: each actor's status, restarts and reason."""
+        state: Literal["ready", "degraded", "restarting", "closed"] = "ready"
+        if self._closed:
+            state = "closed"
+        elif any(c.status == ChildCell.DEGRADED for c in self._cells.values()):
+            state = "degraded"
+        elif any(c.status != ChildCell.READY for c in self._cells.values()):
+            state = "restarting"
+        return {
+            "state": state,
+            "database": self.path,
+            "runtime": self.runtime.name,
+            "actors": {
+                c.name: {"status": c.status, "restarts": c.restarts, "reason": c.reason}
+                for c in self._cells.values()
+            },
+        }
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _call(
+        self, child: str, make: Callable[[pykka.Future[Any]], Request], timeout: float | None
+    ) -> Any:
+        if self._closed:
+            raise SystemClosed("this MemorySystem is closed; open a new one")
+        wait = self.config.ask_timeout if timeout is None else timeout
+        if not self._gate.acquire(self.config.admission_wait):
+            raise Overloaded(
+                f"{self.config.max_in_flight} requests already in flight; retry shortly"
+            )
+        try:
+            cell = self._cells[child]
+            ref = cell.ref
+            if ref is None or cell.status != ChildCell.READY:
+                raise Unavailable(
+                    f"the {child} actor is {cell.status.lower()}"
+                    f"{': ' + cell.reason if cell.reason else ''}; retry shortly"
+                )
+            reply = self.runtime.new_future()
+            try:
+                ref.tell(make(reply))
+            except pykka.ActorDeadError:
+                raise Unavailable(f"the {child} actor is restarting; retry shortly") from None
+            return _wait(reply, wait, f"the {child} actor")
+        finally:
+            self._gate.release()
+
+
+def _wait(future: pykka.Future[T], timeout: float, what: str) -> T:
+    try:
+        return future.get(timeout=timeout)
+    except pykka.Timeout:
+        raise AskTimeout(f"no answer from {what} within {timeout:g}s") from None
+    except pykka.ActorDeadError as exc:
+        raise Unavailable(f"{what} stopped: {exc}") from None
+
+
+def _stop(ref: pykka.ActorRef[Any], timeout: float) -> None:
+    try:
+        ref.stop(block=True, timeout=timeout)
+    except pykka.Timeout:
+        logger.error("%s did not stop within %gs", ref, timeout)
+    except pykka.ActorDeadError:
+        pass
