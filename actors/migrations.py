@@ -46,9 +46,16 @@ Connect = Callable[[str], sqlite3.Connection]
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def connect(path: str, *, busy_timeout: float = 5.0) -> sqlite3.Connection:
-    """Open a connection in autocommit mode: transactions are explicit ``BEGIN IMMEDIATE``."""
-    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+def connect(
+    path: str, *, busy_timeout: float = 5.0, check_same_thread: bool = True
+) -> sqlite3.Connection:
+    """Open a connection in autocommit mode: transactions are explicit ``BEGIN IMMEDIATE``.
+
+    ``check_same_thread=False`` exists for the benchmark's lock-based baseline only.
+    """
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=check_same_thread
+    )
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     return conn
 
