@@ -371,7 +371,12 @@ class HybridClock:
         """Continue after the highest version already written (None for a new replica)."""
         if not last_version:
             return cls()
-        return cls(int(last_version[:13], 16), int(last_version[13:], 16))
+        try:
+            return cls(int(last_version[:13], 16), int(last_version[13:], 16))
+        except ValueError:
+            # A malformed version must not stop the store from opening; the
+            # wall clock still orders every later version after this one.
+            return cls()
 
     def tick(self, now_ms: int) -> str:
         """A new version, greater than every version this clock produced or observed."""

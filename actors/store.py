@@ -263,16 +263,13 @@ class StoreActor(ReplyingActor):
         batch, self._pending = self._pending, []
         try:
             results = self._commit(batch)
-        except sqlite3.Error as exc:
-            if _is_busy(exc) and attempt < self.config.busy_retries:
-                self._schedule_retry(batch, attempt)
-                return
-            if _is_busy(exc):
-                self._fail_batch(batch, StorageBusy(self._busy_message(exc)))
-            elif len(batch) > 1:
-                self._commit_one_by_one(batch)
-            else:
-                self._fail_batch(batch, StorageError(f"write rolled back: {exc}"))
+        except BaseException as exc:
+            if not isinstance(exc, sqlite3.Error):
+                # Not a database answer: the actor dies of it (the supervisor
+                # restarts it), but no caller of this batch is left waiting.
+                self._fail_batch(batch, StorageError(f"write failed: {exc!r}"))
+                raise
+            self._on_commit_error(batch, attempt, exc)
             return
         self._batches += 1
         for request, result in zip(batch, results, strict=True):
@@ -280,6 +277,16 @@ class StoreActor(ReplyingActor):
                 settle_error(request.reply, result)
             else:
                 settle(request.reply, result)
+
+    def _on_commit_error(self, batch: list[WriteRequest], attempt: int, exc: sqlite3.Error) -> None:
+        if _is_busy(exc) and attempt < self.config.busy_retries:
+            self._schedule_retry(batch, attempt)
+        elif _is_busy(exc):
+            self._fail_batch(batch, StorageBusy(self._busy_message(exc)))
+        elif len(batch) > 1:
+            self._commit_one_by_one(batch)
+        else:
+            self._fail_batch(batch, StorageError(f"write rolled back: {exc}"))
 
     def _schedule_retry(self, batch: list[WriteRequest], attempt: int) -> None:
         # Keep arrival order: the retried batch goes before writes that came since.

@@ -346,6 +346,34 @@ class MemorySystem:
 
     # -- plumbing --------------------------------------------------------------------
 
+    def _wait_alive(
+        self, future: pykka.Future[T], ref: pykka.ActorRef[Any], timeout: float, what: str
+    ) -> T:
+        """Wait like :func:`_wait`, but give up early if the actor died.
+
+        Pykka has a small window in which a tell racing a stop is enqueued
+        after the actor drained its inbox; that request is never answered.
+        Polling the actor's liveness turns such a loss into a prompt
+        ``Unavailable`` instead of a wait for the whole timeout. An answered
+        future returns at once, so the normal path pays nothing.
+        """
+        deadline = self.runtime.monotonic() + timeout
+        while True:
+            slice_ = min(_LIVENESS_POLL, max(0.0, deadline - self.runtime.monotonic()))
+            try:
+                return future.get(timeout=slice_)
+            except pykka.Timeout:
+                pass
+            except pykka.ActorDeadError as exc:
+                raise Unavailable(f"{what} stopped: {exc}") from None
+            if not ref.is_alive():
+                try:  # it may have answered just before it died
+                    return future.get(timeout=0)
+                except pykka.Timeout:
+                    raise Unavailable(f"{what} stopped before answering; retry") from None
+            if self.runtime.monotonic() >= deadline:
+                raise AskTimeout(f"no answer from {what} within {timeout:g}s")
+
     def _call(
         self, child: str, make: Callable[[pykka.Future[Any]], Request], timeout: float | None
     ) -> Any:
@@ -369,9 +397,13 @@ class MemorySystem:
                 ref.tell(make(reply))
             except pykka.ActorDeadError:
                 raise Unavailable(f"the {child} actor is restarting; retry shortly") from None
-            return _wait(reply, wait, f"the {child} actor")
+            return self._wait_alive(reply, ref, wait, f"the {child} actor")
         finally:
             self._gate.release()
+
+
+#: How often a waiting caller checks that the actor it waits on still lives.
+_LIVENESS_POLL = 0.25
 
 
 def _wait(future: pykka.Future[T], timeout: float, what: str) -> T:

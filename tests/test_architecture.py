@@ -1,0 +1,112 @@
+"""The architecture's rules, checked on the source so that a regression fails CI."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import actors
+
+PACKAGE = Path(actors.__file__).parent
+ROOT = PACKAGE.parent
+
+#: Modules that own a foreign resource, or are not actor code at all.
+RUNTIME_MODULES = {"runtime.py"}
+HARNESS_MODULES = {"cli.py", "bench.py", "server.py", "_bench_noop_server.py"}
+
+
+def _sources() -> dict[str, str]:
+    return {
+        str(path.relative_to(PACKAGE)): path.read_text(encoding="utf-8")
+        for path in sorted(PACKAGE.rglob("*.py"))
+    }
+
+
+def _imports(source: str) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_actor_code_reads_time_randomness_ids_and_threads_only_through_the_runtime() -> None:
+    """Only the runtime (and harnesses that are not actors) import time, random, uuid, threading."""
+    offenders = {
+        name: sorted(_imports(src) & {"time", "random", "threading"})
+        for name, src in _sources().items()
+        if name not in RUNTIME_MODULES | HARNESS_MODULES
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    # uuid is allowed in model.py only to *format* ids from numbers the runtime supplies.
+    uuid_users = {n for n, src in _sources().items() if "uuid" in _imports(src)}
+    assert uuid_users <= {"model.py"}
+    assert "uuid4" not in _sources()["model.py"]
+    assert "uuid1" not in _sources()["model.py"]
+
+
+def test_handlers_never_sleep_and_every_future_wait_has_a_timeout() -> None:
+    """No sleep in actor code, and no ``.get()`` on a future without a timeout."""
+    for name, src in _sources().items():
+        if name in HARNESS_MODULES:
+            continue
+        assert "sleep(" not in src, name
+        # The inbox's get() is only called after empty() said it holds an envelope.
+        assert not re.search(r"(?<!actor_inbox)\.get\(\)", src), (
+            f"{name}: a future .get() without timeout"
+        )
+
+
+def test_only_the_store_and_migrations_open_sqlite_connections() -> None:
+    """The StoreActor owns the connection; migrations own the file before it."""
+    openers = {n for n, src in _sources().items() if "sqlite3.connect(" in src}
+    assert openers <= {"store.py", "migrations.py"}
+
+
+def test_only_remote_speaks_http_to_the_hub() -> None:
+    """httpx is used only in the hub client module (when it exists)."""
+    users = {n for n, src in _sources().items() if "httpx" in _imports(src)}
+    assert users <= {"remote.py"} | {n for n in users if n.startswith("hub/")}
+
+
+def test_the_mcp_folder_is_data_only() -> None:
+    """An __init__.py in mcp/ would shadow the MCP SDK."""
+    assert not (ROOT / "mcp" / "__init__.py").exists()
+
+
+def test_messages_are_frozen_attrs_classes_with_docstrings() -> None:
+    """The protocol is one module of immutable, documented messages."""
+    import attrs
+
+    from actors import messages
+
+    for name in messages.__all__:
+        cls = getattr(messages, name)
+        assert attrs.has(cls), name
+        assert cls.__doc__, name
+        assert getattr(cls, "__attrs_attrs__", None) is not None
+        params = getattr(cls, "__attrs_props__", None)
+        if params is not None:
+            assert params.is_frozen, name
+
+
+def test_the_public_api_list_is_complete_and_sorted() -> None:
+    """``actors.__all__`` names every public re-export, sorted."""
+    exported = [n for n in vars(actors) if not n.startswith("_") and n[0].isupper()]
+    assert sorted(set(exported) - set(actors.__all__)) == []
+    assert actors.__all__ == sorted(actors.__all__)
+
+
+def test_importing_actors_does_not_load_the_testing_tools() -> None:
+    """``import actors`` stays light: the simulation and the server load only on demand."""
+    import subprocess
+    import sys
+
+    code = "import actors, sys; print(sorted(m for m in sys.modules if m.startswith('actors')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout
+    for heavy in ("actors.sim", "actors.server", "actors.cli", "actors.bench"):
+        assert f"'{heavy}'" not in loaded
