@@ -81,6 +81,10 @@ class Runtime(Protocol):
         """An admission gate with ``limit`` slots."""
         ...
 
+    def at_process_exit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the process ends, if the runtime has processes at all."""
+        ...
+
     def close(self) -> None:
         """Stop the runtime's own machinery (timers); actors are stopped by their owner."""
         ...
@@ -228,6 +232,9 @@ class ThreadedRuntime:
 
     def gate(self, limit: int) -> Gate:
         return _SemaphoreGate(limit)
+
+    def at_process_exit(self, callback: Callable[[], None]) -> None:
+        at_interpreter_exit(callback)
 
     def close(self) -> None:
         with self._mutex:

@@ -52,7 +52,7 @@ from actors.model import (
     validate_limit,
     validate_query,
 )
-from actors.runtime import Runtime, ThreadedRuntime, at_interpreter_exit
+from actors.runtime import Runtime, ThreadedRuntime
 from actors.store import StoreActor, StoreConfig, Synchronous
 from actors.supervisor import ChildCell, SupervisorActor
 
@@ -185,7 +185,7 @@ class MemorySystem:
         except BaseException:
             system.close()
             raise
-        at_interpreter_exit(system.close)
+        rt.at_process_exit(system.close)
         return system
 
     @staticmethod
@@ -374,6 +374,38 @@ class MemorySystem:
             if self.runtime.monotonic() >= deadline:
                 raise AskTimeout(f"no answer from {what} within {timeout:g}s")
 
+    def submit(
+        self, child: str, make: Callable[[pykka.Future[Any]], Request]
+    ) -> pykka.Future[Any]:
+        """Send one request to a child actor and return its reply future without waiting.
+
+        The seam for the deterministic simulation (its clients yield this
+        future) and for callers that bound their own concurrency: it bypasses
+        the admission gate. ``make`` builds the request around the reply
+        future, e.g. ``lambda reply: GetMemory(reply, memory_id)``.
+        """
+        if self._closed:
+            raise SystemClosed("this MemorySystem is closed; open a new one")
+        reply, _ = self._send(child, make)
+        return reply
+
+    def _send(
+        self, child: str, make: Callable[[pykka.Future[Any]], Request]
+    ) -> tuple[pykka.Future[Any], pykka.ActorRef[Any]]:
+        cell = self._cells[child]
+        ref = cell.ref
+        if ref is None or cell.status != ChildCell.READY:
+            raise Unavailable(
+                f"the {child} actor is {cell.status.lower()}"
+                f"{': ' + cell.reason if cell.reason else ''}; retry shortly"
+            )
+        reply = self.runtime.new_future()
+        try:
+            ref.tell(make(reply))
+        except pykka.ActorDeadError:
+            raise Unavailable(f"the {child} actor is restarting; retry shortly") from None
+        return reply, ref
+
     def _call(
         self, child: str, make: Callable[[pykka.Future[Any]], Request], timeout: float | None
     ) -> Any:
@@ -385,18 +417,7 @@ class MemorySystem:
                 f"{self.config.max_in_flight} requests already in flight; retry shortly"
             )
         try:
-            cell = self._cells[child]
-            ref = cell.ref
-            if ref is None or cell.status != ChildCell.READY:
-                raise Unavailable(
-                    f"the {child} actor is {cell.status.lower()}"
-                    f"{': ' + cell.reason if cell.reason else ''}; retry shortly"
-                )
-            reply = self.runtime.new_future()
-            try:
-                ref.tell(make(reply))
-            except pykka.ActorDeadError:
-                raise Unavailable(f"the {child} actor is restarting; retry shortly") from None
+            reply, ref = self._send(child, make)
             return self._wait_alive(reply, ref, wait, f"the {child} actor")
         finally:
             self._gate.release()
