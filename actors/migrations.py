@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from actors._base import ReplyingActor
-from actors.errors import MigrationFailed, NotADatabase, SchemaTooNew, StorageError
+from actors.errors import MigrationFailed, NotADatabase, SchemaTooNew, StorageBusy, StorageError
 from actors.messages import Migrate
 
 __all__ = [
@@ -265,7 +265,8 @@ def migrate(
                 conn.execute(f"PRAGMA user_version = {step.version}")
                 conn.execute("COMMIT")
             except BaseException as exc:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise MigrationFailed(
                         f"migration to schema {step.version} ({step.description}) failed "
@@ -274,6 +275,13 @@ def migrate(
                 raise
             applied.append(step.version)
             logger.info("migrated %s to schema %d: %s", path, step.version, step.description)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StorageBusy(
+                f"{path} stayed locked by another process during migration ({exc}); "
+                "nothing was changed, retry"
+            ) from exc
+        raise MigrationFailed(f"migrating {path} failed: {exc}") from exc
     except sqlite3.DatabaseError as exc:
         raise NotADatabase(f"{path} is not a usable SQLite database: {exc}") from exc
     finally:

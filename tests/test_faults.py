@@ -167,7 +167,7 @@ def test_a_failing_commit_fails_its_callers_and_the_store_lives_on(
 def test_a_crashed_store_is_restarted_and_its_batch_is_answered(
     faulty: MemorySystem, db_path: Path
 ) -> None:
-    """A non-SQLite exception kills the actor: its callers get errors, the supervisor restarts it."""
+    """A non-SQLite exception kills the store: its callers get errors, then it is restarted."""
     faulty.store("before the crash")
     FaultyConnection.plan = [["COMMIT", None, lambda: RuntimeError("injected crash"), 1]]
     with pytest.raises(StorageError, match="injected crash"):

@@ -18,7 +18,8 @@ from actors import (
 def _rows(path: Path) -> list[tuple[object, ...]]:
     conn = sqlite3.connect(path)
     try:
-        return conn.execute("SELECT id, content, tags, deleted FROM memories ORDER BY id").fetchall()
+        sql = "SELECT id, content, tags, deleted FROM memories ORDER BY id"
+        return conn.execute(sql).fetchall()
     finally:
         conn.close()
 
@@ -72,7 +73,9 @@ def test_recall_treats_fts_syntax_in_queries_as_plain_words(system: MemorySystem
     assert system.recall("?!").reason.startswith("the query has no searchable words")
 
 
-def test_forget_tombstones_erases_content_and_keeps_the_id(system: MemorySystem, db_path: Path) -> None:
+def test_forget_tombstones_erases_content_and_keeps_the_id(
+    system: MemorySystem, db_path: Path
+) -> None:
     """A forgotten memory vanishes from reads and search; a tombstone row remains to sync."""
     receipt = system.store("secret to forget")
     result = system.forget(receipt.id)

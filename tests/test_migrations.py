@@ -40,7 +40,8 @@ def _make_v1_fixture(path: Path) -> None:
         for n, (memory_id, content, deleted) in enumerate(rows):
             conn.execute(
                 "INSERT INTO memories(id, namespace, content, content_hash, created_at, "
-                "updated_at, version, origin, deleted) VALUES (?, 'default', ?, ?, 1, 1, ?, 'o', ?)",
+                "updated_at, version, origin, deleted) "
+                "VALUES (?, 'default', ?, ?, 1, 1, ?, 'o', ?)",
                 (memory_id, content, f"hash-{memory_id}", format_version(1000, n), deleted),
             )
     conn.close()

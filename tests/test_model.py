@@ -115,9 +115,7 @@ def test_namespaces_ids_limits_and_queries_are_validated() -> None:
         validate_query("  ")
 
 
-@given(
-    st.integers(0, 2**48 - 1), st.integers(0, 2**12 - 1), st.integers(0, 2**62 - 1)
-)
+@given(st.integers(0, 2**48 - 1), st.integers(0, 2**12 - 1), st.integers(0, 2**62 - 1))
 def test_uuid7_carries_version_variant_and_timestamp(ms: int, a: int, b: int) -> None:
     """A minted id is a valid RFC 9562 v7 UUID whose first 48 bits are the timestamp."""
     parsed = uuid.UUID(uuid7(ms, a, b))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors import MemorySystem  # noqa: E402
-from actors.system import Config  # noqa: E402
+from actors import MemorySystem
+from actors.system import Config
 
 
 def store_many(db: str, threads: int, per_thread: int, tag: str) -> None:

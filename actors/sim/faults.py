@@ -1,0 +1,114 @@
+"""The fault plan of a simulated run, and the SQLite fault site.
+
+A plan is derived from the seed unless given, and written whole into the
+trace header, so a failing run names every fault it was exposed to.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from actors.sim.runtime import SimRuntime
+
+__all__ = ["FaultPlan", "sqlite_connector"]
+
+
+@attrs.frozen
+class FaultPlan:
+    """Probabilities (per opportunity) of each fault; all zero means a fault-free run."""
+
+    #: ``BEGIN IMMEDIATE`` answers SQLITE_BUSY (another process holds the lock).
+    sqlite_busy: float = 0.0
+    #: A statement inside a write transaction raises a disk I/O error.
+    sqlite_io_error: float = 0.0
+    #: ``COMMIT`` succeeds on disk, then raises: the caller cannot know the outcome.
+    sqlite_ambiguous_commit: float = 0.0
+    #: An actor crashes instead of handling a message (named actors only).
+    crash: float = 0.0
+    crash_actors: tuple[str, ...] = ("store",)
+    #: An actor stalls (is not scheduled) for up to ``stall_max`` virtual seconds.
+    stall: float = 0.0
+    stall_max: float = 0.5
+    #: Wall-clock skew from the start, and a chance per step of a jump (±``jump_max`` s).
+    clock_skew: float = 0.0
+    clock_jump: float = 0.0
+    jump_max: float = 5.0
+
+    @classmethod
+    def none(cls) -> FaultPlan:
+        return cls()
+
+    @classmethod
+    def from_seed(cls, rng: random.Random) -> FaultPlan:
+        """A plan in which each fault is present in about half the runs, at a modest rate."""
+
+        def maybe(rate: float) -> float:
+            return round(rng.uniform(0, rate), 4) if rng.random() < 0.5 else 0.0
+
+        return cls(
+            sqlite_busy=maybe(0.3),
+            sqlite_io_error=maybe(0.05),
+            sqlite_ambiguous_commit=maybe(0.05),
+            crash=maybe(0.02),
+            stall=maybe(0.05),
+            clock_skew=round(rng.uniform(-60, 60), 3) if rng.random() < 0.3 else 0.0,
+            clock_jump=maybe(0.01),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["crash_actors"] = list(self.crash_actors)
+        return data
+
+
+class _SimConnection(sqlite3.Connection):
+    """A real SQLite connection whose statements may fail as the fault plan says."""
+
+    sim: SimRuntime
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        plan = self.sim.faults
+        rng = self.sim.rng("faults.sqlite")
+        if sql == "BEGIN IMMEDIATE" and plan.sqlite_busy and rng.random() < plan.sqlite_busy:
+            self.sim.record_fault("sqlite_busy")
+            raise sqlite3.OperationalError("database is locked")
+        if (
+            self.in_transaction
+            and sql.startswith("INSERT")
+            and plan.sqlite_io_error
+            and rng.random() < plan.sqlite_io_error
+        ):
+            self.sim.record_fault("sqlite_io_error")
+            raise sqlite3.OperationalError("disk I/O error")
+        if (
+            sql == "COMMIT"
+            and plan.sqlite_ambiguous_commit
+            and rng.random() < plan.sqlite_ambiguous_commit
+        ):
+            super().execute(sql, parameters)
+            self.sim.record_fault("sqlite_ambiguous_commit")
+            raise sqlite3.OperationalError("disk I/O error (after the commit reached disk)")
+        return super().execute(sql, parameters)
+
+
+def sqlite_connector(sim: SimRuntime) -> Any:
+    """A connection factory for the StoreActor that injects the plan's SQLite faults.
+
+    No busy timeout: in virtual time nothing else runs while SQLite would
+    wait, so BUSY comes back at once and the store's backoff (timer
+    messages) is what gets exercised.
+    """
+    connection_class = type("SimConnection", (_SimConnection,), {"sim": sim})
+
+    def connect(path: str) -> sqlite3.Connection:
+        conn: sqlite3.Connection = sqlite3.connect(
+            path, timeout=0, isolation_level=None, factory=connection_class
+        )
+        return conn
+
+    return connect

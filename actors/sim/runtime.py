@@ -1,0 +1,626 @@
+"""The deterministic runtime: the production actors, no threads, one seed.
+
+:class:`SimRuntime` implements :class:`actors.runtime.Runtime`. It spawns
+actor classes combined with a per-world base (first in the MRO) whose inbox
+is a plain deque and whose loop is driven one envelope at a time by a
+seeded scheduler. Time is virtual: each step costs ``step_cost`` seconds, and
+when nothing can run the clock jumps to the next timer. A future's ``get()``
+called from outside (a test, ``MemorySystem.open``) drives the scheduler
+until the future is answered, its virtual deadline passes (``pykka.Timeout``),
+or nothing is left that could answer it (:class:`Deadlock`).
+
+Concurrent callers are *clients*: generators that yield a future (or a
+number of seconds to sleep) and receive an :class:`Outcome`. The scheduler
+interleaves clients and actors with the same strategy, so one seed decides
+every interleaving, every timer and every injected fault.
+
+The one private Pykka surface used is the body of ``Actor._actor_loop``
+(setup, one envelope, teardown): :func:`_handle_envelope` mirrors Pykka 4.5's
+loop body, and ``tests/test_sim_conformance.py`` runs the same behaviour
+battery on both runtimes so that a Pykka change that breaks it fails loudly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import heapq
+import itertools
+import logging
+import queue
+import random
+import sys
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from types import TracebackType
+from typing import Any, ClassVar, Literal, TypeVar, cast
+
+import attrs
+import pykka
+from pykka._envelope import Envelope
+
+from actors.messages import Request
+from actors.model import uuid7
+from actors.sim.faults import FaultPlan
+from actors.sim.strategies import Strategy, make_strategy
+from actors.sim.trace import Trace
+
+__all__ = [
+    "BlockingCallInHandler",
+    "Client",
+    "Deadlock",
+    "Outcome",
+    "SimError",
+    "SimRuntime",
+    "Sleep",
+    "StepLimitExceeded",
+]
+
+logger = logging.getLogger(__name__)
+
+A = TypeVar("A", bound=pykka.Actor)
+
+#: 2026-01-01T00:00:00Z: the wall clock of every simulated world starts here.
+DEFAULT_EPOCH = 1_767_225_600.0
+
+
+class SimError(Exception):
+    """A finding of the simulation itself (not of the code under test's error tree)."""
+
+
+class Deadlock(SimError):
+    """A future is awaited that nothing left in the world can answer."""
+
+
+class BlockingCallInHandler(SimError):
+    """A handler (or a client) called a blocking ``get()``: it would block a thread for real."""
+
+
+class StepLimitExceeded(SimError):
+    """The run took more steps than allowed: a livelock, or a limit set too low."""
+
+
+@attrs.frozen
+class Sleep:
+    """Yielded by a client: resume after ``seconds`` of virtual time."""
+
+    seconds: float
+
+
+@attrs.frozen
+class Outcome:
+    """What a client's yielded future produced: a value or an exception."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+    def unwrap(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+#: A client: a generator that yields futures (or Sleep) and is sent an Outcome for each
+#: future (typed Any so that ``outcome = yield future`` needs no cast in clients).
+Client = Generator[Any, Any, None]
+
+
+class _SimInbox:
+    """FIFO, never blocks: the scheduler only steps an actor that has mail."""
+
+    __slots__ = ("_queue", "_sim")
+
+    def __init__(self, sim: SimRuntime) -> None:
+        self._queue: deque[Envelope[Any]] = deque()
+        self._sim = sim
+
+    def put(self, envelope: Envelope[Any], /) -> None:
+        self._sim._on_enqueue(envelope)
+        self._queue.append(envelope)
+
+    def get(self) -> Envelope[Any]:
+        return self._queue.popleft()
+
+    def empty(self) -> bool:
+        return not self._queue
+
+    def push_front(self, envelope: Envelope[Any]) -> None:
+        self._queue.appendleft(envelope)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+class SimFuture(pykka.Future[Any]):
+    """A future of one simulated world; ``get()`` from outside drives its scheduler."""
+
+    _sim: ClassVar[SimRuntime]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._result: tuple[Any, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<SimFuture {'done' if self.done else 'pending'}>"
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        try:
+            return super().get(timeout=timeout)
+        except NotImplementedError:
+            pass
+        if self._result is None:
+            self._sim._wait_for(self, timeout)
+        assert self._result is not None
+        value, exc_info = self._result
+        if exc_info is not None:
+            exc_type, exc_value, tb = exc_info
+            if exc_value is None:
+                exc_value = exc_type()
+            raise exc_value.with_traceback(tb)
+        return value
+
+    def set(self, value: Any | None = None) -> None:
+        if self._result is not None or self._get_hook is not None:
+            raise queue.Full
+        self._result = (value, None)
+
+    def set_exception(
+        self,
+        exc_info: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+        | None = None,
+    ) -> None:
+        if exc_info is None:
+            exc_info = sys.exc_info()
+        if self._result is not None or self._get_hook is not None:
+            raise queue.Full
+        self._result = (None, exc_info)
+
+
+class SimActor(pykka.Actor):
+    """Runtime base of every actor in a simulated world (first in the MRO)."""
+
+    _sim: ClassVar[SimRuntime]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Pykka mints the URN from uuid4; the world mints it from its seed.
+        self.actor_urn = self._sim._mint_urn()
+        self.actor_ref.actor_urn = self.actor_urn
+
+    @classmethod
+    def _create_actor_inbox(cls) -> Any:
+        return _SimInbox(cls._sim)
+
+    @classmethod
+    def _create_future(cls) -> pykka.Future[Any]:
+        return cls._sim.new_future()
+
+    def _start_actor_loop(self) -> None:
+        self._sim._add_actor(self)
+
+
+def _handle_envelope(actor: pykka.Actor, envelope: Envelope[Any]) -> None:
+    """One iteration of Pykka 4.5's ``Actor._actor_loop_running``."""
+    try:
+        response = actor._handle_receive(envelope.message)
+        if envelope.reply_to is not None:
+            envelope.reply_to.set(response)
+    except Exception:
+        if envelope.reply_to is not None:
+            envelope.reply_to.set_exception()
+        else:
+            actor._handle_failure(*sys.exc_info())
+            try:
+                actor.on_failure(*sys.exc_info())
+            except Exception:
+                actor._handle_failure(*sys.exc_info())
+
+
+class _Task:
+    name: str
+    order: int
+
+    def runnable(self, now: float) -> bool:
+        raise NotImplementedError
+
+    def wake_time(self) -> float | None:
+        return None
+
+
+class _ActorTask(_Task):
+    __slots__ = ("actor", "name", "order", "phase", "stalled_until")
+
+    def __init__(self, actor: pykka.Actor, name: str, order: int) -> None:
+        self.actor = actor
+        self.name = name
+        self.order = order
+        self.phase: Literal["new", "running", "done"] = "new"
+        self.stalled_until = 0.0
+
+    def runnable(self, now: float) -> bool:
+        if self.phase == "new":
+            return True
+        return (
+            self.phase == "running"
+            and not self.actor.actor_inbox.empty()
+            and now >= self.stalled_until
+        )
+
+    def wake_time(self) -> float | None:
+        if self.phase == "running" and not self.actor.actor_inbox.empty():
+            return self.stalled_until
+        return None
+
+
+class _ClientTask(_Task):
+    __slots__ = ("done", "gen", "name", "order", "started", "waiting", "wake_at")
+
+    def __init__(self, gen: Client, name: str, order: int) -> None:
+        self.gen = gen
+        self.name = name
+        self.order = order
+        self.started = False
+        self.done = False
+        self.waiting: SimFuture | None = None
+        self.wake_at: float | None = None
+
+    def runnable(self, now: float) -> bool:
+        if self.done:
+            return False
+        if not self.started:
+            return True
+        if self.waiting is not None:
+            return self.waiting.done
+        return self.wake_at is not None and now >= self.wake_at
+
+    def wake_time(self) -> float | None:
+        if not self.done and self.waiting is None and self.wake_at is not None:
+            return self.wake_at
+        return None
+
+
+class _Timer:
+    __slots__ = ("cancelled", "message", "ref")
+
+    def __init__(self, ref: pykka.ActorRef[Any], message: Any) -> None:
+        self.ref = ref
+        self.message = message
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _CounterGate:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def acquire(self, timeout: float) -> bool:
+        # Single-threaded: waiting cannot free a slot, so a full gate refuses at once.
+        if self.held >= self.limit:
+            return False
+        self.held += 1
+        return True
+
+    def release(self) -> None:
+        self.held -= 1
+
+
+class SimRuntime:
+    """A seeded, single-threaded world that runs production actor classes.
+
+    ``faults`` is a :class:`FaultPlan`, or ``"seed"`` to derive one from the
+    seed. ``strategy`` is ``"random"``, ``"pct"``/``"pct:DEPTH"``, or a
+    strategy object (for replay, :class:`~actors.sim.strategies.ReplayStrategy`).
+    """
+
+    name = "simulated"
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        strategy: str | Strategy = "random",
+        faults: FaultPlan | Literal["seed"] = "seed",
+        epoch: float = DEFAULT_EPOCH,
+        step_cost: float = 1e-5,
+        max_steps: int = 1_000_000,
+        scenario: str = "",
+    ) -> None:
+        self.seed = seed
+        self._rngs: dict[str, random.Random] = {}
+        self.faults = FaultPlan.from_seed(self.rng("faults.plan")) if faults == "seed" else faults
+        self.strategy = make_strategy(strategy, self.rng("scheduler"))
+        self.now = 0.0
+        self.epoch = epoch
+        self.skew = self.faults.clock_skew
+        self.step_cost = step_cost
+        self.max_steps = max_steps
+        self.steps = 0
+        self._tasks: list[_Task] = []
+        self._order = itertools.count()
+        self._actor_tasks: dict[int, _ActorTask] = {}
+        self._timers: list[tuple[float, int, _Timer]] = []
+        self._timer_seq = itertools.count()
+        self._current: _Task | None = None
+        self._classes: dict[type[pykka.Actor], type[pykka.Actor]] = {}
+        self._sent_futures: list[SimFuture] = []
+        self._last_id = (0, 0)
+        self._urns = itertools.count(1)
+        self.trace = Trace(
+            {
+                "seed": seed,
+                "scenario": scenario,
+                "strategy": self.strategy.describe(),
+                "faults": self.faults.to_dict(),
+                "epoch": epoch,
+                "step_cost": step_cost,
+                "versions": _versions(),
+            }
+        )
+        self.actor_base: type[SimActor] = type("SimActor", (SimActor,), {"_sim": self})
+        self.future_class: type[SimFuture] = type("SimFuture", (SimFuture,), {"_sim": self})
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<SimRuntime seed={self.seed} step={self.steps} t={self.now:.6f} "
+            f"tasks={len(self._tasks)} timers={len(self._timers)}>"
+        )
+
+    # -- the Runtime interface ---------------------------------------------------
+
+    def spawn(self, actor_class: Callable[..., A], *args: Any, **kwargs: Any) -> pykka.ActorRef[A]:
+        cls = cast("type[pykka.Actor]", actor_class)
+        combined = self._classes.get(cls)
+        if combined is None:
+            combined = type(cls.__name__, (self.actor_base, cls), {})
+            combined.__module__ = cls.__module__
+            combined.__qualname__ = cls.__qualname__
+            self._classes[cls] = combined
+        ref: pykka.ActorRef[A] = combined.start(*args, **kwargs)  # type: ignore[assignment]
+        return ref
+
+    def new_future(self) -> pykka.Future[Any]:
+        return self.future_class()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall_time(self) -> float:
+        return self.epoch + self.now + self.skew
+
+    def call_later(self, delay: float, ref: pykka.ActorRef[Any], message: Any) -> _Timer:
+        timer = _Timer(ref, message)
+        heapq.heappush(self._timers, (self.now + max(0.0, delay), next(self._timer_seq), timer))
+        return timer
+
+    def rng(self, stream: str) -> random.Random:
+        rng = self._rngs.get(stream)
+        if rng is None:
+            rng = self._rngs[stream] = random.Random(f"{self.seed}:{stream}")
+        return rng
+
+    def new_id(self) -> str:
+        rng = self.rng("ids")
+        unix_ms = int(self.wall_time() * 1000)
+        last_ms, last_a = self._last_id
+        if unix_ms <= last_ms:
+            unix_ms, rand_a = last_ms, last_a + 1
+            if rand_a > 0xFFF:
+                unix_ms, rand_a = last_ms + 1, 0
+        else:
+            rand_a = rng.getrandbits(11)
+        self._last_id = (unix_ms, rand_a)
+        return uuid7(unix_ms, rand_a, rng.getrandbits(62))
+
+    def gate(self, limit: int) -> _CounterGate:
+        return _CounterGate(limit)
+
+    def at_process_exit(self, callback: Callable[[], None]) -> None:
+        """A world has no process of its own: whoever runs it closes what it opened."""
+
+    def close(self) -> None:
+        self._closed = True
+        self._timers.clear()
+
+    # -- clients and running -------------------------------------------------------
+
+    def client(self, name: str, gen: Client) -> None:
+        """Add a concurrent client: a generator that yields futures or :class:`Sleep`."""
+        self._tasks.append(_ClientTask(gen, name, next(self._order)))
+
+    def run(self, *, until: float | None = None) -> None:
+        """Run until no task can run and no timer is due before ``until`` (virtual seconds)."""
+        while True:
+            if not self._step_once(until):
+                return
+            if until is not None and self.now >= until:
+                return
+
+    def run_clients(self, clients: Iterable[tuple[str, Client]], *, horizon: float = 600.0) -> None:
+        """Run clients to completion (and everything they cause), within ``horizon`` seconds."""
+        tasks = []
+        for name, gen in clients:
+            task = _ClientTask(gen, name, next(self._order))
+            self._tasks.append(task)
+            tasks.append(task)
+        deadline = self.now + horizon
+        while not all(task.done for task in tasks):
+            if not self._step_once(deadline) or self.now >= deadline:
+                pending = [task.name for task in tasks if not task.done]
+                raise Deadlock(
+                    f"clients {pending} never finished (t={self.now:.3f}s, step {self.steps})"
+                )
+
+    def unanswered(self) -> list[str]:
+        """Reply futures that entered a mailbox and were never answered."""
+        return [f"future #{n}" for n, fut in enumerate(self._sent_futures) if not fut.done]
+
+    def record_fault(self, kind: str, detail: str = "") -> None:
+        self.trace.event("fault", self.steps, self.now, kind, detail)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _mint_urn(self) -> str:
+        return f"urn:sim:{self.seed}:{next(self._urns)}"
+
+    def _add_actor(self, actor: pykka.Actor) -> None:
+        order = next(self._order)
+        label = getattr(actor, "name", None) or type(actor).__name__
+        task = _ActorTask(actor, f"{label}#{order}", order)
+        self._tasks.append(task)
+        self._actor_tasks[id(actor)] = task
+
+    def _on_enqueue(self, envelope: Envelope[Any]) -> None:
+        if isinstance(envelope.reply_to, SimFuture):
+            self._sent_futures.append(envelope.reply_to)
+        message = envelope.message
+        if isinstance(message, Request) and isinstance(message.reply, SimFuture):
+            self._sent_futures.append(message.reply)
+
+    def _wait_for(self, future: SimFuture, timeout: float | None) -> None:
+        if self._current is not None:
+            raise BlockingCallInHandler(
+                f"{self._current.name} called get() on a pending future at step {self.steps}; "
+                "a handler must never block on another actor (send a message instead)"
+            )
+        deadline = None if timeout is None else self.now + timeout
+        while not future.done:
+            if deadline is not None and self.now >= deadline:
+                raise pykka.Timeout(f"{timeout} seconds (virtual)")
+            if not self._step_once(deadline):
+                raise Deadlock(
+                    f"waiting on a future that nothing left can answer (t={self.now:.3f}s, "
+                    f"step {self.steps}); seed {self.seed}"
+                )
+
+    def _fire_due_timers(self) -> None:
+        while self._timers and self._timers[0][0] <= self.now:
+            _, _, timer = heapq.heappop(self._timers)
+            if timer.cancelled:
+                continue
+            target, kind = timer.ref.actor_urn, _kind(timer.message)
+            self.trace.event("timer", self.steps, self.now, target, kind)
+            with contextlib.suppress(pykka.ActorDeadError):
+                timer.ref.tell(timer.message)
+
+    def _step_once(self, deadline: float | None) -> bool:
+        """Run one task, or advance the clock. False when nothing can ever happen again."""
+        if self.steps >= self.max_steps:
+            raise StepLimitExceeded(f"{self.steps} steps (seed {self.seed})")
+        self._fire_due_timers()
+        runnable = [task for task in self._tasks if task.runnable(self.now)]
+        if not runnable:
+            wakes = [w for w in (t.wake_time() for t in self._tasks) if w is not None]
+            if self._timers:
+                wakes.append(self._timers[0][0])
+            if not wakes:
+                return False
+            target = min(wakes)
+            if deadline is not None and target > deadline:
+                self.now = max(self.now, deadline)
+                return True
+            self.now = max(self.now, target)
+            return True
+        choice = 0
+        if len(runnable) > 1:
+            choice = self.strategy.choose(self.steps, [task.name for task in runnable])
+            self.trace.decide(choice)
+        task = runnable[choice]
+        self.steps += 1
+        self._current = task
+        try:
+            if isinstance(task, _ActorTask):
+                self._step_actor(task)
+            else:
+                self._step_client(cast(_ClientTask, task))
+        finally:
+            self._current = None
+        self.now += self.step_cost
+        plan = self.faults
+        if plan.clock_jump and self.rng("faults.clock").random() < plan.clock_jump:
+            jump = self.rng("faults.clock").uniform(-plan.jump_max, plan.jump_max)
+            self.skew += jump
+            self.record_fault("clock_jump", f"{jump:+.3f}s")
+        return True
+
+    def _step_actor(self, task: _ActorTask) -> None:
+        actor = task.actor
+        if task.phase == "new":
+            task.phase = "running"
+            self.trace.event("start", self.steps, self.now, task.name, "")
+            actor._actor_loop_setup()
+        else:
+            plan = self.faults
+            rng = self.rng("faults.actors")
+            if plan.stall and rng.random() < plan.stall:
+                task.stalled_until = self.now + rng.uniform(0, plan.stall_max)
+                self.record_fault("stall", task.name)
+                return
+            envelope = actor.actor_inbox.get()
+            self.trace.event("recv", self.steps, self.now, task.name, _kind(envelope.message))
+            label = getattr(actor, "name", "")
+            if plan.crash and label in plan.crash_actors and rng.random() < plan.crash:
+                self.record_fault("crash", task.name)
+                cast(_SimInbox, actor.actor_inbox).push_front(envelope)
+                crash = RuntimeError(f"injected crash of {task.name} (seed {self.seed})")
+                actor._handle_failure(RuntimeError, crash, None)
+                actor.on_failure(RuntimeError, crash, None)
+            else:
+                _handle_envelope(actor, envelope)
+        if actor.actor_stopped.is_set():
+            actor._actor_loop_teardown()
+            task.phase = "done"
+            self.trace.event("stop", self.steps, self.now, task.name, "")
+
+    def _step_client(self, task: _ClientTask) -> None:
+        outcome: Outcome | None = None
+        if task.waiting is not None:
+            fut = task.waiting
+            try:
+                outcome = Outcome(value=fut.get(timeout=0))
+            except BaseException as exc:
+                outcome = Outcome(error=exc)
+            task.waiting = None
+        task.wake_at = None
+        self.trace.event("client", self.steps, self.now, task.name, "")
+        try:
+            yielded = task.gen.send(outcome) if task.started else next(task.gen)
+        except StopIteration:
+            task.done = True
+            return
+        finally:
+            task.started = True
+        if isinstance(yielded, SimFuture):
+            task.waiting = yielded
+        elif isinstance(yielded, Sleep):
+            task.wake_at = self.now + yielded.seconds
+        else:
+            raise TypeError(f"client {task.name} yielded {yielded!r}; yield a future or Sleep")
+
+
+def _kind(message: Any) -> str:
+    return type(message).__name__
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    import sqlite3
+    from importlib.metadata import version
+
+    return {
+        "python": sys.version.split()[0],
+        "pykka": version("pykka"),
+        "sqlite": sqlite3.sqlite_version,
+        "memory-actors": version("memory-actors"),
+    }
