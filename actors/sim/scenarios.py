@@ -124,7 +124,9 @@ def _outcome(sim: SimRuntime, client: str, op: str, outcome: Outcome) -> Any:
         return value
     error = outcome.error
     named = isinstance(error, MemoryActorsError | pykka.ActorDeadError)
-    label = f"{'named' if named else 'unnamed'}:{type(error).__name__}:{str(error)[:200]}"
+    # The scratch folder differs per process: keep it out of the trace.
+    message = str(error).replace(_scratch_dir(), "<scratch>")[:200]
+    label = f"{'named' if named else 'unnamed'}:{type(error).__name__}:{message}"
     # A failed write may still have committed (an ambiguous commit): that is 'info'.
     sim.trace.record(client, op, "info" if op == "store" and named else "fail", label)
     return None
@@ -229,7 +231,8 @@ def system_scenario(*, writers: int = 3, items: int = 3) -> Scenario:
             system = _open_system(sim, path)
         except MemoryActorsError as exc:
             # Faults may hit the store's first transaction: open() must then fail by name.
-            sim.trace.record("open", "open", "fail", f"named:{type(exc).__name__}:{exc}")
+            message = str(exc).replace(_scratch_dir(), "<scratch>")
+            sim.trace.record("open", "open", "fail", f"named:{type(exc).__name__}:{message}")
             check_all_answered(sim)
             _remove(path)
             return
