@@ -6,6 +6,7 @@ If a Pykka upgrade changes the semantics the simulated runtime mirrors
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,10 +31,8 @@ def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
     for ref in pykka.ActorRegistry.get_all():
         if isinstance(rt, SimRuntime) and not ref.actor_urn.startswith("urn:sim:"):
             continue
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             ref.stop(block=True, timeout=5)
-        except pykka.ActorDeadError:
-            pass
     rt.close()
 
 

@@ -78,7 +78,10 @@ def test_different_seeds_give_different_traces() -> None:
 def test_a_run_replays_identically_in_another_process_with_another_hash_seed() -> None:
     """No hidden nondeterminism: set ordering, ids and paths do not leak into the trace."""
     local = run_scenario("system", 5).trace.digest()
-    code = "from actors.sim.scenarios import run_scenario; print(run_scenario('system', 5).trace.digest())"
+    code = (
+        "from actors.sim.scenarios import run_scenario; "
+        "print(run_scenario('system', 5).trace.digest())"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
@@ -226,7 +229,7 @@ class ForgetfulStore(StoreActor):
 def test_removing_the_group_commit_stop_handling_makes_the_sweep_fail(sim_sweep: Sweep) -> None:
     """Without settle-on-stop and fail-queued, some schedules leave callers unanswered."""
     broken = store_actor_scenario(ForgetfulStore)
-    with pytest.raises(SimFailure, match="never (answered|finished)"):
+    with pytest.raises(SimFailure, match=r"never (answered|finished)"):
         sim_sweep.run("store-without-stop-handling", seeds=300, scenario=broken)
     # The real StoreActor passes the same seeds.
     sim_sweep.run("store", seeds=300)
