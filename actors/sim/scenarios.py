@@ -64,7 +64,7 @@ def fresh_database(name: str) -> str:
     if "path" not in _TEMPLATE:
         migrate(template, now=time.time)
         conn = sqlite3.connect(template)
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode = DELETE")  # copies need no -wal file
         conn.close()
         _TEMPLATE["path"] = template
     target = os.path.join(folder, f"{name}.db")
