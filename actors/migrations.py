@@ -232,7 +232,10 @@ def migrate(
     if start == target:
         return MigrationReport(path, start, start, (), ())
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the folder for {path}: {exc}") from exc
     applied: list[int] = []
     backups: list[str] = []
     try:

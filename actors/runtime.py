@@ -11,11 +11,13 @@ direct use.
 from __future__ import annotations
 
 import heapq
+import inspect
 import itertools
 import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
@@ -243,20 +245,48 @@ class ThreadedRuntime:
             wheel.close()
 
 
+_exit_callbacks: list[weakref.WeakMethod[Callable[[], None]] | Callable[[], None]] = []
+_exit_hook_installed = False
+
+
+def _run_exit_callbacks() -> None:
+    while _exit_callbacks:
+        entry = _exit_callbacks.pop()
+        callback = entry() if isinstance(entry, weakref.WeakMethod) else entry
+        if callback is None:
+            continue
+        try:
+            callback()
+        except Exception:
+            logger.exception("exit callback %r failed", callback)
+
+
 def at_interpreter_exit(callback: Callable[[], None]) -> None:
     """Run ``callback`` when the main thread ends, *before* non-daemon threads are joined.
 
     Plain ``atexit`` runs after that join, too late: an actor thread left
     running would keep the process alive forever. ``concurrent.futures``
-    uses the same hook for the same reason.
+    uses the same hook for the same reason. Bound methods are held weakly,
+    so a closed and forgotten MemorySystem can still be garbage-collected.
     """
+    global _exit_hook_installed
+    entry: weakref.WeakMethod[Callable[[], None]] | Callable[[], None] = (
+        weakref.WeakMethod(callback) if inspect.ismethod(callback) else callback
+    )
+    _exit_callbacks[:] = [
+        e for e in _exit_callbacks if not (isinstance(e, weakref.WeakMethod) and e() is None)
+    ]
+    _exit_callbacks.append(entry)
+    if _exit_hook_installed:
+        return
+    _exit_hook_installed = True
     register = getattr(threading, "_register_atexit", None)
     if register is None:  # pragma: no cover - every CPython since 3.9 has it
         import atexit
 
-        atexit.register(callback)
+        atexit.register(_run_exit_callbacks)
         return
     try:
-        register(callback)
+        register(_run_exit_callbacks)
     except RuntimeError:  # already shutting down
-        callback()
+        _run_exit_callbacks()

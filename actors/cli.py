@@ -1,0 +1,589 @@
+"""The ``memory-actors`` command: serve the MCP tools, and use the memory from a shell.
+
+Every data command opens the :class:`~actors.system.MemorySystem`, does its
+work and closes it. Human output goes to stdout (rich text and tables);
+``--json`` prints the records' ``to_dict()`` instead. Errors go to stderr as
+one line, ``error: <message>``, never a traceback.
+
+Exit codes (also in ``docs/operations.md``):
+
+====  ===================  =====================================================
+code  name                 meaning
+====  ===================  =====================================================
+0     ``EXIT_OK``          done
+1     ``EXIT_FAILURE``     unexpected failure (a bug, or e.g. the HTTP port is taken)
+2     ``EXIT_USAGE``       bad usage or invalid input (click's usage errors,
+                           ``InvalidMemory``, stdin that is not UTF-8); nothing changed
+3     ``EXIT_NOT_FOUND``   no memory has that id (``MemoryNotFound``)
+4     ``EXIT_DATABASE``    the database cannot be used as it is: ``SchemaTooNew``,
+                           ``NotADatabase``, ``MigrationFailed``, ``StorageError``
+                           (I/O error, disk full, unreadable path). Retrying the same
+                           command will not help until someone acts; the file is
+                           left as it was.
+5     ``EXIT_UNAVAILABLE`` temporarily unavailable: ``Unavailable``, ``Overloaded``,
+                           ``AskTimeout``, ``StorageBusy`` (another process holds the
+                           lock). Retrying later may succeed.
+====  ===================  =====================================================
+
+``serve`` in stdio mode prints nothing on stdout: that stream is the protocol.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import attrs
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from actors import __version__
+from actors.errors import (
+    AskTimeout,
+    InvalidMemory,
+    MemoryActorsError,
+    MemoryNotFound,
+    SchemaError,
+    StorageBusy,
+    StorageError,
+    Unavailable,
+)
+from actors.model import MAX_LIMIT
+from actors.system import DB_ENV_VAR, Config, MemorySystem
+
+__all__ = [
+    "EXIT_DATABASE",
+    "EXIT_FAILURE",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "MCP_CONFIG",
+    "cli",
+    "exit_code_for",
+    "main",
+    "mcp_config_text",
+]
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_DATABASE = 4
+EXIT_UNAVAILABLE = 5
+
+#: What ``memory-actors mcp-config`` prints and ``mcp/memory-mcp.json`` holds.
+MCP_CONFIG: dict[str, Any] = {
+    "mcpServers": {"memory": {"command": "memory-actors", "args": ["serve"]}}
+}
+
+# The same defaults as actors.server; repeated so that commands other than
+# `serve` do not import the MCP SDK (about 1 s of imports).
+_DEFAULT_HOST = "127.0.0.1"
+_DEFAULT_PORT = 8765
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code for an error raised by the facade (see the module docstring)."""
+    if isinstance(exc, InvalidMemory):
+        return EXIT_USAGE
+    if isinstance(exc, MemoryNotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, SchemaError | StorageError):
+        return EXIT_DATABASE
+    # ConnectionError/TimeoutError: the built-in bases of every "retry later" error,
+    # so errors added to the tree later (a hub that is unreachable) map here too.
+    if isinstance(exc, Unavailable | AskTimeout | StorageBusy | ConnectionError | TimeoutError):
+        return EXIT_UNAVAILABLE
+    return EXIT_FAILURE
+
+
+def mcp_config_text(db: str | None = None) -> str:
+    """The plugin config as JSON text; with ``db``, the server is pinned to that file."""
+    config = json.loads(json.dumps(MCP_CONFIG))
+    if db is not None:
+        config["mcpServers"]["memory"]["args"] = ["--db", db, "serve"]
+    return json.dumps(config, indent=2) + "\n"
+
+
+class CommandError(Exception):
+    """An error shown as one line on stderr, ending the command with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(" ".join(message.split()))
+        self.exit_code = exit_code
+
+
+@attrs.frozen
+class Settings:
+    """The group options every command reads."""
+
+    db: str | None
+    #: True when --db came from the command line (not the environment).
+    db_from_cli: bool
+    synchronous: str
+
+    def config(self) -> Config:
+        return Config(synchronous="FULL" if self.synchronous == "FULL" else "NORMAL")
+
+
+class _MemoryGroup(click.Group):
+    """Maps facade errors to exit codes, and loads ``bench`` lazily."""
+
+    _LAZY = ("bench",)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CommandError as exc:
+            error = exc
+        except MemoryActorsError as exc:
+            error = CommandError(str(exc), exit_code_for(exc))
+        except OSError as exc:
+            # The core does not translate every filesystem error (e.g. creating the
+            # database's parent directory); here they are all about the database path.
+            error = CommandError(f"cannot use the database: {exc}", EXIT_DATABASE)
+        click.echo(f"error: {error}", err=True)
+        raise click.exceptions.Exit(error.exit_code)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "bench" and cmd_name not in self.commands:
+            return _load_bench()
+        return super().get_command(ctx, cmd_name)
+
+
+def _load_bench() -> click.Command:
+    # Imported on demand: a problem in the benchmark must never break the other commands.
+    try:
+        from actors.bench import bench
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+
+        @click.command("bench", help=f"Unavailable: {reason}")
+        def unavailable() -> NoReturn:
+            raise CommandError(f"bench is unavailable ({reason})", EXIT_FAILURE)
+
+        return unavailable
+    return bench
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    # stderr only: in `serve` stdio mode stdout is the protocol stream.
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@click.group(
+    cls=_MemoryGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, resolve_path=True),
+    envvar=DB_ENV_VAR,
+    show_envvar=True,
+    help="The SQLite database file (created if missing). "
+    "Default: memory.db in the user data directory.",
+)
+@click.option(
+    "--synchronous",
+    type=click.Choice(["FULL", "NORMAL"], case_sensitive=False),
+    default="FULL",
+    show_default=True,
+    help="SQLite durability: FULL survives power loss; NORMAL (WAL) may lose the last "
+    "commits on power loss, never on a crash of the process.",
+)
+@click.option("-v", "--verbose", count=True, help="Log to stderr: -v info, -vv debug.")
+@click.version_option(__version__, "-V", "--version", prog_name="memory-actors")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, synchronous: str, verbose: int) -> None:
+    """Persistent memory for AI agents, served as MCP tools.
+
+    Run `memory-actors serve` from an MCP client (see `memory-actors mcp-config`),
+    or use the other commands to store, recall and inspect memories from a shell.
+    """
+    _configure_logging(verbose)
+    source = ctx.get_parameter_source("db")
+    ctx.obj = Settings(
+        db=db,
+        db_from_cli=source == click.core.ParameterSource.COMMANDLINE,
+        synchronous=synchronous.upper(),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="memory-actors")
+
+
+# -- shared pieces -------------------------------------------------------------------------
+
+_json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print machine-readable JSON instead of text.",
+)
+_namespace_filter = click.option(
+    "--namespace", "-n", metavar="NS", help="Only this namespace (default: all)."
+)
+_tag_filter = click.option(
+    "--tag",
+    "-t",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    help="Only memories with this tag; repeat to require several.",
+)
+
+
+@contextmanager
+def _memory(ctx: click.Context) -> Iterator[MemorySystem]:
+    settings: Settings = ctx.find_object(Settings) or Settings(None, False, "FULL")
+    with MemorySystem.open(settings.db, config=settings.config()) as system:
+        yield system
+
+
+def _console() -> Console:
+    # Built per command, on whatever sys.stdout is now (click's test runner swaps it).
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def _when(timestamp: float) -> str:
+    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def _one_line(text: str, width: int = 80) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _limit_option(default: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--limit",
+        "-l",
+        type=int,
+        default=None,
+        help=f"At most this many results, 1-{MAX_LIMIT} (default {default}).",
+    )
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--http", is_flag=True, help="Serve streamable HTTP instead of stdio.")
+@click.option("--host", default=_DEFAULT_HOST, show_default=True, help="HTTP interface.")
+@click.option(
+    "--port",
+    default=_DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="HTTP port.",
+)
+@click.pass_context
+def serve(ctx: click.Context, http: bool, host: str, port: int) -> None:
+    """Run the MCP server (stdio by default; --http for streamable HTTP at /mcp).
+
+    In stdio mode nothing but the protocol is written to stdout; logs go to
+    stderr. The server stops on stdin EOF, SIGINT or SIGTERM, committing every
+    acknowledged write first.
+    """
+    from actors import server
+
+    settings: Settings = ctx.obj
+    try:
+        if http:
+            server.serve_http(settings.db, host=host, port=port, config=settings.config())
+        else:
+            server.serve_stdio(settings.db, config=settings.config())
+    except server.ServeError as exc:
+        raise CommandError(str(exc), EXIT_FAILURE) from exc
+
+
+@cli.command()
+@click.argument("content")
+@click.option(
+    "--tag", "-t", "tags", multiple=True, metavar="TAG", help="A tag; repeat for several."
+)
+@click.option("--metadata", "-m", metavar="JSON", help="A JSON object kept with the memory.")
+@click.option("--namespace", "-n", metavar="NS", help="Namespace (default: 'default').")
+@_json_option
+@click.pass_context
+def store(
+    ctx: click.Context,
+    content: str,
+    tags: tuple[str, ...],
+    metadata: str | None,
+    namespace: str | None,
+    as_json: bool,
+) -> None:
+    """Store CONTENT (or, with -, stdin read as UTF-8) and print its id.
+
+    Identical content in the same namespace is stored once: the existing id
+    is printed (duplicate) and the tags are merged.
+    """
+    text = _read_stdin() if content == "-" else content
+    meta: Any = None
+    if metadata is not None:
+        try:
+            meta = json.loads(metadata)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--metadata") from None
+    with _memory(ctx) as system:
+        receipt = system.store(text, tags=tags, metadata=meta, namespace=namespace)
+    if as_json:
+        _print_json(receipt.to_dict())
+        return
+    kind = "duplicate; tags merged" if receipt.duplicate else "new"
+    line = f"Stored {receipt.id} ({kind}) in namespace {receipt.namespace}"
+    if receipt.tags:
+        line += f" with tags {', '.join(receipt.tags)}"
+    click.echo(line)
+
+
+def _read_stdin() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CommandError(
+            f"stdin is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "nothing was stored",
+            EXIT_USAGE,
+        ) from None
+
+
+@cli.command()
+@click.argument("query")
+@_limit_option(10)
+@_tag_filter
+@_namespace_filter
+@_json_option
+@click.pass_context
+def recall(
+    ctx: click.Context,
+    query: str,
+    limit: int | None,
+    tags: tuple[str, ...],
+    namespace: str | None,
+    as_json: bool,
+) -> None:
+    """Search memories for QUERY (keywords), best matches first."""
+    with _memory(ctx) as system:
+        result = system.recall(query, limit=limit, tags=tags, namespace=namespace)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    if not result.hits:
+        click.echo(f"No memories match {result.query!r} ({result.reason}).")
+        return
+    found = _plural(len(result.hits), "match", "matches")
+    click.echo(f"{found} for {result.query!r} ({result.status})")
+    table = Table(show_edge=False)
+    table.add_column("score", justify="right")
+    table.add_column("id", no_wrap=True)
+    table.add_column("namespace", no_wrap=True)
+    table.add_column("snippet")
+    for hit in result.hits:
+        table.add_row(f"{hit.score:.3g}", hit.id, hit.namespace, Text(_one_line(hit.snippet)))
+    _console().print(table)
+
+
+@cli.command()
+@click.argument("memory_id", metavar="ID")
+@_json_option
+@click.pass_context
+def get(ctx: click.Context, memory_id: str, as_json: bool) -> None:
+    """Print the memory with ID: its content, tags and metadata."""
+    with _memory(ctx) as system:
+        memory = system.get(memory_id)
+    if as_json:
+        _print_json(memory.to_dict())
+        return
+    fields = [
+        ("id", memory.id),
+        ("namespace", memory.namespace),
+        ("tags", ", ".join(memory.tags) or "-"),
+        ("metadata", json.dumps(memory.metadata, sort_keys=True)),
+        ("created", _when(memory.created_at)),
+        ("updated", _when(memory.updated_at)),
+        ("sync", memory.sync_state),
+    ]
+    for name, value in fields:
+        click.echo(f"{name + ':':<11}{value}")
+    click.echo()
+    click.echo(memory.content)
+
+
+@cli.command()
+@click.argument("memory_id", metavar="ID")
+@_json_option
+@click.pass_context
+def forget(ctx: click.Context, memory_id: str, as_json: bool) -> None:
+    """Forget the memory with ID: its content is erased, a tombstone is kept."""
+    with _memory(ctx) as system:
+        result = system.forget(memory_id)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    line = (
+        f"{result.id} was already forgotten" if result.already_forgotten else f"Forgot {result.id}"
+    )
+    click.echo(line)
+
+
+@cli.command("list")
+@_namespace_filter
+@_tag_filter
+@_limit_option(20)
+@click.option("--before", metavar="ID", help="Continue after this id (the previous page's last).")
+@_json_option
+@click.pass_context
+def list_(
+    ctx: click.Context,
+    namespace: str | None,
+    tags: tuple[str, ...],
+    limit: int | None,
+    before: str | None,
+    as_json: bool,
+) -> None:
+    """List memories, most recent first, one page at a time."""
+    with _memory(ctx) as system:
+        page = system.list(namespace=namespace, tags=tags, limit=limit, before=before)
+    if as_json:
+        _print_json(page.to_dict())
+        return
+    if not page.memories:
+        click.echo("No memories.")
+        return
+    table = Table(show_edge=False)
+    table.add_column("id", no_wrap=True)
+    table.add_column("namespace", no_wrap=True)
+    table.add_column("tags")
+    table.add_column("content")
+    for memory in page.memories:
+        table.add_row(
+            memory.id,
+            memory.namespace,
+            Text(", ".join(memory.tags)),
+            Text(_one_line(memory.content)),
+        )
+    _console().print(table)
+    if page.next_before is not None:
+        click.echo(f"More: memory-actors list --before {page.next_before}")
+
+
+@cli.command()
+@_namespace_filter
+@_tag_filter
+@_json_option
+@click.pass_context
+def count(ctx: click.Context, namespace: str | None, tags: tuple[str, ...], as_json: bool) -> None:
+    """Count memories (per namespace), with storage and sync diagnostics."""
+    with _memory(ctx) as system:
+        counts = system.count(namespace=namespace, tags=tags)
+    if as_json:
+        _print_json(counts.to_dict())
+        return
+    for line in _count_lines(counts.to_dict()):
+        click.echo(line)
+
+
+def _count_lines(counts: dict[str, Any]) -> list[str]:
+    lines = [f"{'total:':<16}{counts['total']}"]
+    lines += [f"  {ns + ':':<14}{n}" for ns, n in counts["by_namespace"].items()]
+    lines += [
+        f"{'forgotten:':<16}{counts['forgotten']}",
+        f"{'outbox pending:':<16}{counts['outbox_pending']}",
+        f"{'dead letters:':<16}{counts['dead_letters']}",
+        f"{'schema version:':<16}{counts['schema_version']}",
+        f"{'database:':<16}{counts['database']}",
+        f"{'sync:':<16}{counts['sync']}",
+    ]
+    return lines
+
+
+@cli.command()
+@_json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show whether the actors are ready, plus counts and diagnostics."""
+    with _memory(ctx) as system:
+        state = system.status()
+        counts = system.count().to_dict()
+    data = {**state, "counts": counts}
+    if as_json:
+        _print_json(data)
+        return
+    click.echo(f"{'state:':<16}{state['state']}")
+    click.echo(f"{'runtime:':<16}{state['runtime']}")
+    for name, actor in state["actors"].items():
+        restarts = _plural(actor["restarts"], "restart")
+        reason = f"; {actor['reason']}" if actor["reason"] else ""
+        click.echo(f"{'actor ' + name + ':':<16}{actor['status']} ({restarts}{reason})")
+    for line in _count_lines(counts):
+        click.echo(line)
+
+
+@cli.command()
+@_json_option
+@click.pass_context
+def migrate(ctx: click.Context, as_json: bool) -> None:
+    """Bring the database to this version's schema (backing it up first when data is rewritten).
+
+    Every other command migrates on open too; this one only migrates and reports.
+    A database newer than this code is refused and left untouched (exit 4).
+    """
+    with _memory(ctx) as system:
+        report = system.migration
+    if as_json:
+        _print_json(attrs.asdict(report))
+        return
+    if not report.applied:
+        click.echo(f"{report.path} is at schema {report.to_version}: nothing to do")
+        return
+    steps = ", ".join(str(v) for v in report.applied)
+    click.echo(
+        f"Migrated {report.path} from schema {report.from_version} to "
+        f"{report.to_version} (applied {steps})"
+    )
+    for backup in report.backups:
+        click.echo(f"backup: {backup}")
+
+
+@cli.command("mcp-config")
+@click.pass_context
+def mcp_config(ctx: click.Context) -> None:
+    """Print the MCP client config (the mcpServers JSON) that launches this server.
+
+    Paste it into .mcp.json (Claude Code), claude_desktop_config.json or your
+    client's equivalent. With --db on the command line, the config pins that file.
+    """
+    settings: Settings = ctx.obj
+    click.echo(mcp_config_text(settings.db if settings.db_from_cli else None), nl=False)

@@ -1,0 +1,580 @@
+"""The MCP server: six memory tools over stdio and streamable HTTP (mcp 2.x ``MCPServer``).
+
+Every tool is a plain ``def``: the SDK runs those on worker threads, where the
+blocking :class:`~actors.system.MemorySystem` facade belongs (awaiting a Pykka
+future on the event loop would stall every other request). Each tool answers
+twice: ``structuredContent`` that conforms to its advertised ``outputSchema``
+(for programs) and one short text line or block (for the model reading it).
+
+Errors: every :class:`~actors.errors.MemoryActorsError` becomes a tool error
+result (``isError: true``) carrying the precise message, prefixed with the
+error's class name so an agent can tell "fix the argument" from "retry later".
+Arguments of the wrong type never reach the facade: pydantic rejects them
+first, also as an error result. Nothing stored changes on bad input.
+
+Shutdown: ``serve_stdio`` and ``serve_http`` always close the MemorySystem on
+the way out (stdin EOF, SIGINT, SIGTERM), so no actor thread outlives the
+server and every acknowledged write is committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from actors import __version__
+from actors.errors import MemoryActorsError
+from actors.model import MAX_CONTENT_BYTES, MAX_LIMIT, MAX_TAGS
+from actors.system import Config, MemorySystem
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "SERVER_NAME",
+    "ServeError",
+    "build_server",
+    "serve_http",
+    "serve_stdio",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SERVER_NAME = "memory"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+#: Path of the streamable HTTP endpoint (the SDK's default).
+HTTP_PATH = "/mcp"
+#: Seconds uvicorn waits for open streams (an idle SSE GET never ends by itself)
+#: before it closes them on shutdown; a host's SIGKILL usually follows at ~10 s.
+HTTP_GRACEFUL_SHUTDOWN = 3
+
+_INSTRUCTIONS = (
+    "Persistent memory shared across your sessions. Call memory_recall before answering "
+    "questions about the user, their projects or earlier decisions; call memory_store for "
+    "durable facts, preferences and decisions worth remembering (one self-contained fact per "
+    "memory, written so it makes sense without this conversation). Storing identical content "
+    "again is safe: it returns the existing id and merges tags."
+)
+
+# -- structured output: the outputSchema each tool advertises -----------------------------
+
+SyncStateField = Literal["committed", "sync_pending", "synced", "sync_failed"]
+
+
+class StoreOutput(BaseModel):
+    """The receipt of a store: sent only after the write is committed to disk."""
+
+    id: str = Field(description="The memory's id (a UUIDv7); use it with memory_get/memory_forget.")
+    duplicate: bool = Field(
+        description="True when identical content already existed in this namespace: "
+        "its id is returned and the new tags were merged into it."
+    )
+    namespace: str
+    tags: list[str] = Field(description="All tags of the memory after the merge, normalised.")
+    sync_state: SyncStateField = Field(
+        description="committed (on local disk); later sync_pending, synced or sync_failed."
+    )
+
+
+class RecallHitOutput(BaseModel):
+    """One ranked match."""
+
+    id: str
+    namespace: str
+    content: str
+    snippet: str = Field(description="The best-matching passage, matches in [brackets].")
+    tags: list[str]
+    score: float = Field(description="Relevance; higher is better. Comparable within one answer.")
+    source: Literal["local", "remote"]
+    created_at: float = Field(description="Unix time in seconds.")
+
+
+class RecallOutput(BaseModel):
+    """Ranked matches plus the honest status of the search."""
+
+    query: str
+    status: Literal["local", "complete", "retry"] = Field(
+        description="local: keyword search only; complete: remote semantic results merged in; "
+        "retry: the remote did not answer in time, call again after retry_after seconds."
+    )
+    reason: str
+    retry_after: float | None
+    hits: list[RecallHitOutput]
+
+
+class MemoryOutput(BaseModel):
+    """One stored memory."""
+
+    id: str
+    namespace: str
+    content: str
+    content_hash: str
+    tags: list[str]
+    metadata: dict[str, Any]
+    created_at: float
+    updated_at: float
+    version: str
+    origin: str
+    deleted: bool
+    sync_state: SyncStateField
+
+
+class ForgetOutput(BaseModel):
+    """The answer to a forget: the tombstone is committed."""
+
+    id: str
+    forgotten: bool
+    already_forgotten: bool
+
+
+class ListOutput(BaseModel):
+    """A page of memories, most recent first."""
+
+    memories: list[MemoryOutput]
+    next_before: str | None = Field(
+        description="Pass as `before` to get the next page; null when this is the last page."
+    )
+
+
+class CountOutput(BaseModel):
+    """Counts and diagnostics."""
+
+    total: int = Field(description="Live memories matching the filters.")
+    by_namespace: dict[str, int]
+    forgotten: int
+    outbox_pending: int = Field(description="Changes waiting to be pushed to the remote hub.")
+    dead_letters: int = Field(description="Changes the hub refused for good.")
+    schema_version: int
+    database: str
+    sync: str
+
+
+# -- tool arguments ---------------------------------------------------------------------
+
+# Limits are advertised in the schema (json_schema_extra) but enforced by the facade,
+# so there is one validator and one wording of each message.
+_Namespace = Annotated[
+    str | None,
+    Field(
+        description="Namespace (e.g. a project name): 1-64 chars of letters, digits and "
+        "._:/- . Default: 'default'."
+    ),
+]
+_NamespaceFilter = Annotated[
+    str | None, Field(description="Only this namespace. Default: all namespaces.")
+]
+_TagsFilter = Annotated[
+    list[str] | None,
+    Field(description="Only memories carrying every one of these tags."),
+]
+_MemoryId = Annotated[
+    str, Field(description="A memory id as returned by memory_store, memory_recall or memory_list.")
+]
+
+
+_RecallLimit = Annotated[
+    int | None,
+    Field(
+        description=f"Maximum results, 1-{MAX_LIMIT}. Default: 10.",
+        json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT},
+    ),
+]
+_ListLimit = Annotated[
+    int | None,
+    Field(
+        description=f"Maximum results, 1-{MAX_LIMIT}. Default: 20.",
+        json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT},
+    ),
+]
+
+_READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+
+
+def build_server(system: MemorySystem) -> MCPServer:
+    """An ``MCPServer`` exposing ``system`` as six tools; it never closes ``system`` itself."""
+    server: MCPServer = MCPServer(
+        SERVER_NAME,
+        title="Memory",
+        instructions=_INSTRUCTIONS,
+        version=__version__,
+        # Only consulted when nobody configured logging; the CLI always has.
+        log_level="WARNING",
+    )
+
+    @server.tool(
+        title="Store a memory",
+        annotations=ToolAnnotations(
+            title="Store a memory",
+            read_only_hint=False,
+            destructive_hint=False,
+            # Identical content in a namespace dedups to the same id.
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
+    )
+    def memory_store(
+        content: Annotated[
+            str,
+            Field(
+                description="The text to remember: one self-contained fact, preference or "
+                f"decision. At most {MAX_CONTENT_BYTES} bytes of UTF-8."
+            ),
+        ],
+        tags: Annotated[
+            list[str] | None,
+            Field(
+                description=f"Up to {MAX_TAGS} short labels for filtering, e.g. "
+                "['preference', 'python']; stored lower-case."
+            ),
+        ] = None,
+        metadata: Annotated[
+            dict[str, Any] | None,
+            Field(description="Any JSON object to keep with the memory (e.g. source, url)."),
+        ] = None,
+        namespace: _Namespace = None,
+    ) -> Annotated[CallToolResult, StoreOutput]:
+        """Save a memory that persists across sessions.
+
+        The answer arrives only after the memory is committed to disk. Storing
+        content identical to an existing memory in the same namespace is safe:
+        it returns the existing id with duplicate=true and merges the tags.
+        """
+        receipt = _call(
+            lambda: system.store(content, tags=tags, metadata=metadata, namespace=namespace)
+        )
+        kind = "duplicate; tags merged" if receipt.duplicate else "new"
+        text = f"Stored {receipt.id} ({kind}) in namespace {receipt.namespace}"
+        if receipt.tags:
+            text += f" with tags {', '.join(receipt.tags)}"
+        return _result(f"{text}; {receipt.sync_state}.", receipt.to_dict())
+
+    @server.tool(title="Recall memories", annotations=_annotated(_READ_ONLY, "Recall memories"))
+    def memory_recall(
+        query: Annotated[
+            str,
+            Field(description="What to look for, in words likely to appear in the memory."),
+        ],
+        limit: _RecallLimit = None,
+        tags: _TagsFilter = None,
+        namespace: _NamespaceFilter = None,
+    ) -> Annotated[CallToolResult, RecallOutput]:
+        """Search stored memories by keywords, best matches first.
+
+        Use it before answering anything that earlier sessions may have
+        settled. status says how the search ran; on status=retry, call again
+        after retry_after seconds for more complete results.
+        """
+        result = _call(lambda: system.recall(query, limit=limit, tags=tags, namespace=namespace))
+        if not result.hits:
+            text = f"No memories match {result.query!r} ({result.status}: {result.reason})."
+        else:
+            lines = [f"{len(result.hits)} match(es) for {result.query!r} ({result.status}):"]
+            lines += [
+                f"{n}. {hit.id} [{hit.namespace}] {_one_line(hit.snippet)}"
+                for n, hit in enumerate(result.hits, 1)
+            ]
+            text = "\n".join(lines)
+        if result.status == "retry" and result.retry_after is not None:
+            text += f"\nMore results may follow: call again in {result.retry_after:g}s."
+        return _result(text, result.to_dict())
+
+    @server.tool(title="Get a memory", annotations=_annotated(_READ_ONLY, "Get a memory"))
+    def memory_get(id: _MemoryId) -> Annotated[CallToolResult, MemoryOutput]:
+        """Fetch one memory by id, with its full content, tags and metadata."""
+        memory = _call(lambda: system.get(id))
+        tags = f" tags: {', '.join(memory.tags)}" if memory.tags else ""
+        text = f"Memory {memory.id} [{memory.namespace}]{tags}\n{memory.content}"
+        return _result(text, memory.to_dict())
+
+    @server.tool(
+        title="Forget a memory",
+        annotations=ToolAnnotations(
+            title="Forget a memory",
+            read_only_hint=False,
+            destructive_hint=True,
+            # Forgetting twice leaves the same tombstone.
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
+    )
+    def memory_forget(id: _MemoryId) -> Annotated[CallToolResult, ForgetOutput]:
+        """Delete a memory for good: its content is erased and a tombstone is kept.
+
+        Use it when the user asks to forget something or a memory is wrong.
+        Forgetting an already forgotten memory succeeds (already_forgotten=true).
+        """
+        result = _call(lambda: system.forget(id))
+        text = (
+            f"{result.id} was already forgotten."
+            if result.already_forgotten
+            else f"Forgot {result.id}."
+        )
+        return _result(text, result.to_dict())
+
+    @server.tool(title="List memories", annotations=_annotated(_READ_ONLY, "List memories"))
+    def memory_list(
+        namespace: _NamespaceFilter = None,
+        tags: _TagsFilter = None,
+        limit: _ListLimit = None,
+        before: Annotated[
+            str | None,
+            Field(description="Page cursor: the next_before of the previous page."),
+        ] = None,
+    ) -> Annotated[CallToolResult, ListOutput]:
+        """Browse memories, most recent first, one page at a time.
+
+        To continue, call again with before set to the previous answer's next_before.
+        """
+        page = _call(
+            lambda: system.list(namespace=namespace, tags=tags, limit=limit, before=before)
+        )
+        lines = [f"{len(page.memories)} memor{'y' if len(page.memories) == 1 else 'ies'}:"]
+        lines += [f"- {m.id} [{m.namespace}] {_one_line(m.content)}" for m in page.memories]
+        if page.next_before is not None:
+            lines.append(f"More: call again with before={page.next_before}")
+        return _result("\n".join(lines), page.to_dict())
+
+    @server.tool(title="Count memories", annotations=_annotated(_READ_ONLY, "Count memories"))
+    def memory_count(
+        namespace: _NamespaceFilter = None,
+        tags: _TagsFilter = None,
+    ) -> Annotated[CallToolResult, CountOutput]:
+        """Count memories (per namespace) and report storage and sync diagnostics."""
+        counts = _call(lambda: system.count(namespace=namespace, tags=tags))
+        spread = ", ".join(f"{ns}: {n}" for ns, n in counts.by_namespace.items())
+        text = (
+            f"{counts.total} memor{'y' if counts.total == 1 else 'ies'}"
+            f"{f' ({spread})' if spread else ''}; "
+            f"{counts.forgotten} forgotten; {counts.outbox_pending} waiting to sync; "
+            f"{counts.dead_letters} dead letters; schema {counts.schema_version}; "
+            f"{counts.sync}; database {counts.database}"
+        )
+        return _result(text, counts.to_dict())
+
+    return server
+
+
+def _annotated(base: ToolAnnotations, title: str) -> ToolAnnotations:
+    return base.model_copy(update={"title": title})
+
+
+def _call(action: Callable[[], T]) -> T:
+    """Run a facade call; turn our errors into tool errors the model can read."""
+    try:
+        return action()
+    except MemoryActorsError as exc:
+        raise ToolError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _result(text: str, data: dict[str, Any]) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def _one_line(text: str, width: int = 120) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# -- serving ----------------------------------------------------------------------------
+
+
+def serve_stdio(path: str | None, config: Config | None = None) -> None:
+    """Serve over stdin/stdout until stdin closes, SIGINT or SIGTERM; then close the system.
+
+    Raises what :meth:`MemorySystem.open` raises (``SchemaTooNew``,
+    ``NotADatabase``, ...) before anything is served.
+    """
+    # While serving, the SDK points fd 1 at stderr; but a *buffered* print would be
+    # flushed at exit onto the protocol stream and break the client.
+    _line_buffer_stdout()
+    system = MemorySystem.open(path, config=config)
+    server = build_server(system)
+    stopper = _StdioStopper(system)
+    previous = _install(dict.fromkeys(_STOP_SIGNALS, stopper.on_signal))
+    logger.info("serving %s over stdio", system.path)
+    try:
+        server.run("stdio")
+        logger.info("stdin closed; shutting down")
+    finally:
+        stopper.close()
+        _install(previous)
+
+
+def serve_http(
+    path: str | None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    config: Config | None = None,
+) -> None:
+    """Serve streamable HTTP at ``http://host:port/mcp`` until SIGINT/SIGTERM; then close.
+
+    uvicorn owns the signals while it serves. When it has shut down it
+    restores the handlers it found and re-raises the signal it caught; with
+    the default SIGTERM disposition that would kill the process before the
+    system is closed, so a SIGTERM handler that unwinds is installed first.
+    """
+    import uvicorn
+
+    _line_buffer_stdout()
+    system = MemorySystem.open(path, config=config)
+    previous = _install({signal.SIGTERM: _unwind_on_sigterm})
+    sock: socket.socket | None = None
+    try:
+        # Bound here, not by uvicorn: its bind failure is a log line and sys.exit(3),
+        # which would read as our "not found" exit code.
+        sock = _listen(host, port)
+        port = sock.getsockname()[1]
+        server = build_server(system)
+        app = server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host)
+        uv = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                # Our logging config (stderr) applies; uvicorn's own would log access to stdout.
+                log_config=None,
+                access_log=logger.isEnabledFor(logging.DEBUG),
+                timeout_graceful_shutdown=HTTP_GRACEFUL_SHUTDOWN,
+            )
+        )
+        logger.info("serving %s at http://%s:%d%s", system.path, host, port, HTTP_PATH)
+        anyio.run(functools.partial(uv.serve, sockets=[sock]))
+    except (KeyboardInterrupt, _Terminated) as exc:
+        name = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+        logger.info("%s; shutting down", name)
+    finally:
+        # A second SIGTERM must not cut the close short (it is bounded anyway).
+        _install({signal.SIGTERM: _ignore_while_closing})
+        if sock is not None:
+            sock.close()
+        _close_quietly(system)
+        _install(previous)
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def _install(handlers: dict[signal.Signals, _Handler]) -> dict[signal.Signals, _Handler]:
+    """Install signal handlers; return the previous ones (none off the main thread)."""
+    previous: dict[signal.Signals, _Handler] = {}
+    for sig, handler in handlers.items():
+        if handler is None:  # a handler installed from C cannot be reinstalled from Python
+            continue
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:
+            # Only the main thread may set handlers; an embedding app that serves from
+            # another thread keeps its own and must close the system itself on signals.
+            logger.debug("not on the main thread: %s handler left alone", sig.name)
+    return previous
+
+
+class ServeError(Exception):
+    """The server could not start serving (e.g. the HTTP port is taken)."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn does: a restart must not wait out TIME_WAIT on the old socket.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+class _Terminated(SystemExit):
+    """SIGTERM under uvicorn: a SystemExit so asyncio and anyio unwind it promptly."""
+
+
+def _unwind_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated(0)
+
+
+def _ignore_while_closing(signum: int, frame: FrameType | None) -> None:
+    logger.warning("%s during shutdown; still closing", signal.Signals(signum).name)
+
+
+class _StdioStopper:
+    """Closes the system once, whether stdin ends or a signal arrives.
+
+    Runs on the main thread only (Python runs signal handlers there), so the
+    ``closing`` flag needs no lock. On a signal the stdio transport cannot be
+    unwound: its stdin reader is a worker thread blocked in ``readline``, and
+    the event loop waits for it. So the handler closes the system (each wait
+    inside is bounded by ``Config.stop_timeout``) and ends the process.
+    """
+
+    def __init__(self, system: MemorySystem) -> None:
+        self.system = system
+        self.closing = False
+
+    def __repr__(self) -> str:
+        return f"<_StdioStopper closing={self.closing} {self.system!r}>"
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        _close_quietly(self.system)
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.closing:
+            # The interrupted close is bounded and will finish; exiting now would cut it short.
+            logger.warning("%s during shutdown; still closing", name)
+            return
+        logger.info("%s; shutting down", name)
+        self.close()
+        _flush_std_streams()
+        os._exit(0)
+
+
+def _close_quietly(system: MemorySystem) -> None:
+    try:
+        system.close()
+    except Exception:
+        # Cleanup failures are logged, not raised: the process is leaving anyway.
+        logger.exception("closing the memory system failed")
+    else:
+        logger.info("memory system closed")
+
+
+def _line_buffer_stdout() -> None:
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
+
+
+def _flush_std_streams() -> None:
+    # Best effort, right before os._exit (which skips every flush).
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()

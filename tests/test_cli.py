@@ -1,0 +1,524 @@
+"""The ``memory-actors`` command: every command in human and ``--json`` form, and exit codes.
+
+Most tests drive the click group in process (``CliRunner``); the ones about
+the real process (console script, environment, stderr without a traceback,
+files left untouched) run the installed script as a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from actors import (
+    AskTimeout,
+    InvalidMemory,
+    MemoryActorsError,
+    MemoryNotFound,
+    MigrationFailed,
+    NotADatabase,
+    Overloaded,
+    SchemaTooNew,
+    StorageBusy,
+    StorageError,
+    SystemClosed,
+    Unavailable,
+    __version__,
+)
+from actors.cli import (
+    EXIT_DATABASE,
+    EXIT_FAILURE,
+    EXIT_NOT_FOUND,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    cli,
+    exit_code_for,
+)
+from actors.migrations import LATEST_VERSION, STEPS, migrate
+from actors.server import DEFAULT_HOST, DEFAULT_PORT
+from actors.system import DB_ENV_VAR
+
+REPO = Path(__file__).resolve().parent.parent
+ID = r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+SUBPROCESS_DEADLINE = 30.0
+
+
+def console_script() -> str:
+    """The installed ``memory-actors`` script next to this interpreter, else on PATH."""
+    beside = Path(sys.executable).parent / "memory-actors"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("memory-actors")
+    if found is None:
+        pytest.fail("memory-actors is not installed (pip install -e '.[dev]')")
+    return found
+
+
+def invoke(db: Path | None, *args: str, stdin: bytes | None = None) -> Result:
+    """Run the click group in process on ``db`` with $MEMORY_ACTORS_DB unset."""
+    prefix = ["--db", str(db)] if db is not None else []
+    return CliRunner(env={DB_ENV_VAR: None}).invoke(
+        cli, [*prefix, *args], input=stdin, catch_exceptions=False, prog_name="memory-actors"
+    )
+
+
+def invoke_json(db: Path, *args: str) -> object:
+    """Run a command with --json; it must succeed and print one JSON document."""
+    result = invoke(db, *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script; its environment lacks $MEMORY_ACTORS_DB unless given."""
+    base = {key: value for key, value in os.environ.items() if key != DB_ENV_VAR}
+    return subprocess.run(
+        [console_script(), *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=SUBPROCESS_DEADLINE,
+        check=False,
+    )
+
+
+def store_id(db: Path, content: str, *options: str) -> str:
+    """Store through the CLI and return the id."""
+    receipt = invoke_json(db, "store", content, *options)
+    assert isinstance(receipt, dict)
+    memory_id: str = receipt["id"]
+    return memory_id
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """A path for a fresh database (symlinks resolved, as --db resolves them)."""
+    return Path(os.path.realpath(tmp_path)) / "memory.db"
+
+
+# -- store -----------------------------------------------------------------------------------
+
+
+def test_store_prints_the_new_id_and_a_duplicate_merges_tags(db: Path) -> None:
+    """Human output names the id and whether it is new; a duplicate answers the same id."""
+    first = invoke(db, "store", "Prefer tabs over spaces", "-t", "Style", "--tag", "b")
+    assert first.exit_code == 0
+    match = re.fullmatch(
+        rf"Stored ({ID}) \(new\) in namespace default with tags b, style\n", first.stdout
+    )
+    assert match is not None, first.stdout
+    assert first.stderr == ""
+
+    again = invoke_json(db, "store", "Prefer tabs over spaces", "-t", "c")
+    assert again == {
+        "id": match.group(1),
+        "namespace": "default",
+        "duplicate": True,
+        "tags": ["b", "c", "style"],
+        "sync_state": "committed",
+    }
+    third = invoke(db, "store", "Prefer tabs over spaces", "-n", "work")
+    assert re.fullmatch(rf"Stored {ID} \(new\) in namespace work\n", third.stdout)
+
+
+def test_store_dash_reads_stdin_as_utf8(db: Path) -> None:
+    """``store -`` stores stdin's bytes decoded as UTF-8, normalised like any content."""
+    stored = invoke(db, "store", "-", "--json", stdin="  héllo\r\nwörld ✓\n".encode())
+    assert stored.exit_code == 0, stored.stderr
+    memory_id = json.loads(stored.stdout)["id"]
+    memory = invoke_json(db, "get", memory_id)
+    assert isinstance(memory, dict)
+    assert memory["content"] == "héllo\nwörld ✓"
+
+
+def test_store_refuses_stdin_that_is_not_utf8(db: Path) -> None:
+    """Invalid UTF-8 on stdin exits 2 with the offending byte; nothing is stored."""
+    result = invoke(db, "store", "-", stdin=b"ok \xff\xfe")
+    assert result.exit_code == EXIT_USAGE
+    assert result.stderr == (
+        "error: stdin is not valid UTF-8 (byte 0xff at offset 3); nothing was stored\n"
+    )
+    assert result.stdout == ""
+    assert invoke_json(db, "count") == _counts(db, total=0, outbox=0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["store", ""], "error: content is empty (or only whitespace)\n"),
+        (["store", " \t\n"], "error: content is empty (or only whitespace)\n"),
+        (
+            ["store", "x", "--metadata", "[1]"],
+            "error: metadata must be a JSON object (a mapping), not list\n",
+        ),
+        (["store", "x", "-t", "a,b"], "error: tag 'a,b' contains a comma or a control character\n"),
+        (
+            ["store", "x", "-n", "bad ns"],
+            "error: namespace 'bad ns' is invalid: use 1-64 characters from letters, digits "
+            "and . _ : / -, starting with a letter or digit\n",
+        ),
+        (["recall", "x", "--limit", "0"], "error: limit must be between 1 and 200, got 0\n"),
+        (["list", "--limit", "1000"], "error: limit must be between 1 and 200, got 1000\n"),
+        (["list", "--before", "nope"], "error: 'nope' is not a memory id (a UUID)\n"),
+        (["get", "nope"], "error: 'nope' is not a memory id (a UUID)\n"),
+        (["forget", "nope"], "error: 'nope' is not a memory id (a UUID)\n"),
+        (["recall", "  "], "error: query is empty\n"),
+    ],
+)
+def test_invalid_input_exits_2_with_one_line_and_changes_nothing(
+    db: Path, args: list[str], message: str
+) -> None:
+    """Each invalid argument: exit 2, one ``error:`` line on stderr, the store unchanged."""
+    store_id(db, "kept")
+    result = invoke(db, *args)
+    assert result.exit_code == EXIT_USAGE
+    assert result.stderr == message
+    assert result.stdout == ""
+    assert invoke_json(db, "count") == _counts(db, total=1, outbox=1)
+
+
+def test_usage_errors_exit_2(db: Path) -> None:
+    """Malformed options are click usage errors (exit 2) that name the option."""
+    bad_json = invoke(db, "store", "x", "--metadata", "{")
+    assert bad_json.exit_code == EXIT_USAGE
+    assert "Invalid value for --metadata: not valid JSON" in bad_json.stderr
+    bad_int = invoke(db, "recall", "x", "--limit", "many")
+    assert bad_int.exit_code == EXIT_USAGE
+    assert "'many' is not a valid integer" in bad_int.stderr
+    assert invoke(db, "no-such-command").exit_code == EXIT_USAGE
+    assert invoke_json(db, "count") == _counts(db, total=0, outbox=0)
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+def test_recall_ranks_matches_in_human_and_json_form(db: Path) -> None:
+    """recall prints a table of matches, or the RecallResult as JSON."""
+    tabs = store_id(db, "The user prefers tabs over spaces", "-t", "style")
+    store_id(db, "Deploys happen on Tuesdays", "-n", "work")
+
+    found = invoke_json(db, "recall", "tabs")
+    assert isinstance(found, dict)
+    assert (found["query"], found["status"], found["retry_after"]) == ("tabs", "local", None)
+    assert [hit["id"] for hit in found["hits"]] == [tabs]
+    assert found["hits"][0]["snippet"] == "The user prefers [tabs] over spaces"
+    assert found["hits"][0]["tags"] == ["style"]
+
+    human = invoke(db, "recall", "tabs")
+    assert human.exit_code == 0
+    lines = human.stdout.splitlines()
+    assert lines[0] == "1 match for 'tabs' (local)"
+    assert tabs in human.stdout
+    # The table wraps cells at the console width (80 when piped).
+    assert "The user prefers" in human.stdout
+    assert "[tabs] over spaces" in human.stdout
+
+    none = invoke(db, "recall", "tabs", "--namespace", "work")
+    assert none.stdout.startswith("No memories match 'tabs' (local keyword search")
+    only_work = invoke_json(db, "recall", "tuesdays", "-n", "work", "-l", "1")
+    assert isinstance(only_work, dict)
+    assert [hit["namespace"] for hit in only_work["hits"]] == ["work"]
+
+
+def test_get_prints_the_memory_in_human_and_json_form(db: Path) -> None:
+    """get prints fields then content, or the Memory record as JSON; unknown ids exit 3."""
+    memory_id = store_id(db, "Line one\nLine [two]", "-t", "b", "-t", "a", "-m", '{"k": 1}')
+    memory = invoke_json(db, "get", memory_id)
+    assert isinstance(memory, dict)
+    assert {key: memory[key] for key in ("id", "namespace", "content", "tags", "metadata")} == {
+        "id": memory_id,
+        "namespace": "default",
+        "content": "Line one\nLine [two]",
+        "tags": ["a", "b"],
+        "metadata": {"k": 1},
+    }
+    assert (memory["deleted"], memory["sync_state"]) == (False, "committed")
+
+    human = invoke(db, "get", memory_id)
+    assert human.exit_code == 0
+    lines = human.stdout.splitlines()
+    assert lines[:4] == [
+        f"id:        {memory_id}",
+        "namespace: default",
+        "tags:      a, b",
+        'metadata:  {"k": 1}',
+    ]
+    assert re.fullmatch(r"created:   \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", lines[4])
+    assert lines[-3:] == ["", "Line one", "Line [two]"]
+
+    unknown = "01900000-0000-7000-8000-000000000000"
+    missing = invoke(db, "get", unknown)
+    assert missing.exit_code == EXIT_NOT_FOUND
+    assert missing.stderr == f"error: no memory has id {unknown}\n"
+
+
+def test_forget_tombstones_and_then_get_exits_3(db: Path) -> None:
+    """forget says what it did (twice is fine); the memory is then not found."""
+    memory_id = store_id(db, "temporary")
+    first = invoke(db, "forget", memory_id)
+    assert (first.exit_code, first.stdout) == (0, f"Forgot {memory_id}\n")
+    assert invoke_json(db, "forget", memory_id) == {
+        "id": memory_id,
+        "forgotten": True,
+        "already_forgotten": True,
+    }
+    assert invoke(db, "forget", memory_id).stdout == f"{memory_id} was already forgotten\n"
+    gone = invoke(db, "get", memory_id)
+    assert gone.exit_code == EXIT_NOT_FOUND
+    assert gone.stderr == f"error: memory {memory_id} was forgotten\n"
+    unknown = "01900000-0000-7000-8000-000000000000"
+    assert invoke(db, "forget", unknown).exit_code == EXIT_NOT_FOUND
+
+
+def test_list_pages_most_recent_first(db: Path) -> None:
+    """list shows the newest first; --before continues from the page's next_before."""
+    ids = [store_id(db, f"memory number {n}", "-t", f"t{n % 2}") for n in range(3)]
+    newest_first = ids[::-1]
+
+    page = invoke_json(db, "list", "--limit", "2")
+    assert isinstance(page, dict)
+    assert [m["id"] for m in page["memories"]] == newest_first[:2]
+    assert page["next_before"] == newest_first[1]
+    rest = invoke_json(db, "list", "--before", page["next_before"])
+    assert isinstance(rest, dict)
+    assert ([m["id"] for m in rest["memories"]], rest["next_before"]) == ([ids[0]], None)
+    tagged = invoke_json(db, "list", "-t", "t0")
+    assert isinstance(tagged, dict)
+    assert [m["id"] for m in tagged["memories"]] == [ids[2], ids[0]]
+
+    human = invoke(db, "list", "--limit", "2")
+    assert human.exit_code == 0
+    positions = [human.stdout.index(memory_id) for memory_id in newest_first[:2]]
+    assert positions == sorted(positions)
+    assert ids[0] not in human.stdout.splitlines()[-2]
+    assert human.stdout.splitlines()[-1] == f"More: memory-actors list --before {newest_first[1]}"
+    assert invoke(db, "list", "-n", "empty").stdout == "No memories.\n"
+
+
+def _counts(db: Path, *, total: int, outbox: int, **extra: object) -> dict[str, object]:
+    expected: dict[str, object] = {
+        "total": total,
+        "by_namespace": {"default": total} if total else {},
+        "forgotten": 0,
+        "outbox_pending": outbox,
+        "dead_letters": 0,
+        "schema_version": LATEST_VERSION,
+        "database": str(db),
+        "sync": "local-only: no remote configured",
+    }
+    expected.update(extra)
+    return expected
+
+
+def test_count_reports_exact_numbers_in_human_and_json_form(db: Path) -> None:
+    """count prints totals per namespace and the diagnostics, or the CountResult as JSON."""
+    store_id(db, "one")
+    store_id(db, "two", "-t", "x")
+    store_id(db, "three", "-n", "work", "-t", "x")
+    invoke(db, "forget", store_id(db, "four"))
+
+    assert invoke_json(db, "count") == _counts(
+        db, total=3, outbox=5, by_namespace={"default": 2, "work": 1}, forgotten=1
+    )
+    tagged = invoke_json(db, "count", "--tag", "x")
+    assert isinstance(tagged, dict)
+    assert (tagged["total"], tagged["by_namespace"]) == (2, {"default": 1, "work": 1})
+
+    human = invoke(db, "count")
+    assert human.stdout.splitlines() == [
+        "total:          3",
+        "  default:      2",
+        "  work:         1",
+        "forgotten:      1",
+        "outbox pending: 5",
+        "dead letters:   0",
+        f"schema version: {LATEST_VERSION}",
+        f"database:       {db}",
+        "sync:           local-only: no remote configured",
+    ]
+
+
+def test_status_reports_ready_actors_and_the_counts(db: Path) -> None:
+    """status shows the supervisor's view plus the count diagnostics."""
+    store_id(db, "one")
+    data = invoke_json(db, "status")
+    assert data == {
+        "state": "ready",
+        "database": str(db),
+        "runtime": "threaded",
+        "actors": {"store": {"status": "READY", "restarts": 0, "reason": ""}},
+        "counts": _counts(db, total=1, outbox=1),
+    }
+    human = invoke(db, "status").stdout.splitlines()
+    assert human[:3] == [
+        "state:          ready",
+        "runtime:        threaded",
+        "actor store:    READY (0 restarts)",
+    ]
+    assert "total:          1" in human
+
+
+def test_migrate_reports_versions_and_backups(db: Path, tmp_path: Path) -> None:
+    """migrate says from/to which schema it went and where the backups are."""
+    fresh = invoke(db, "migrate")
+    steps = ", ".join(str(step.version) for step in STEPS)
+    assert fresh.stdout == (f"Migrated {db} from schema 0 to {LATEST_VERSION} (applied {steps})\n")
+    assert invoke(db, "migrate").stdout == f"{db} is at schema {LATEST_VERSION}: nothing to do\n"
+
+    old = db.with_name("old.db")
+    migrate(str(old), steps=STEPS[:1], now=time.time)
+    report = invoke_json(old, "migrate")
+    assert isinstance(report, dict)
+    assert (report["path"], report["from_version"], report["to_version"]) == (
+        str(old),
+        1,
+        LATEST_VERSION,
+    )
+    assert report["applied"] == [step.version for step in STEPS[1:]]
+    # Steps 2 and 3 rewrite data, so each was preceded by a backup of the file.
+    assert len(report["backups"]) == 2
+    assert all(Path(backup).is_file() for backup in report["backups"])
+
+
+# -- the database file -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["count"], ["migrate"], ["serve"]])
+def test_a_file_that_is_not_sqlite_exits_4_and_is_left_untouched(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Garbage bytes: exit 4, one clear line on stderr, the file byte for byte the same."""
+    path = tmp_path / "garbage.db"
+    garbage = b"this is not a database\x00\xff" * 100
+    path.write_bytes(garbage)
+    result = run_script("--db", str(path), *command)
+    assert result.returncode == EXIT_DATABASE
+    assert result.stderr.startswith(f"error: {path} is not a SQLite database")
+    assert result.stderr.endswith("The file was not modified.\n")
+    assert result.stderr.count("\n") == 1
+    assert result.stdout == ""
+    assert path.read_bytes() == garbage
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.db"]
+
+
+@pytest.mark.parametrize("command", [["count"], ["migrate"], ["serve"], ["serve", "--http"]])
+def test_a_database_newer_than_the_code_exits_4_naming_both_versions(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """user_version 99: exit 4, the message names 99 and ours, the file is unchanged."""
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    result = run_script("--db", str(path), *command)
+    assert result.returncode == EXIT_DATABASE
+    assert result.stderr == (
+        f"error: database schema 99 in {path} is newer than this code supports "
+        f"({LATEST_VERSION}); upgrade memory-actors. The file was not modified.\n"
+    )
+    assert result.stdout == ""
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["future.db"]
+
+
+def test_the_env_var_names_the_database_and_logs_go_to_stderr(tmp_path: Path) -> None:
+    """$MEMORY_ACTORS_DB selects the file; --db overrides it; -v logs only to stderr."""
+    from_env = tmp_path / "from-env.db"
+    stored = run_script(
+        "-v", "store", "hello from the environment", env={DB_ENV_VAR: str(from_env)}
+    )
+    assert stored.returncode == 0, stored.stderr
+    assert re.fullmatch(rf"Stored {ID} \(new\) in namespace default\n", stored.stdout)
+    assert f"migrated {from_env} to schema {LATEST_VERSION}" in stored.stderr
+    assert from_env.is_file()
+
+    counted = run_script("count", "--json", env={DB_ENV_VAR: str(from_env)})
+    assert json.loads(counted.stdout)["total"] == 1
+    other = tmp_path / "other.db"
+    overridden = run_script("--db", str(other), "count", "--json", env={DB_ENV_VAR: str(from_env)})
+    assert json.loads(overridden.stdout)["total"] == 0
+    assert json.loads(overridden.stdout)["database"] == str(other)
+
+
+# -- the rest ----------------------------------------------------------------------------------
+
+
+def test_mcp_config_prints_the_checked_in_plugin_config(db: Path) -> None:
+    """``mcp-config`` prints exactly mcp/memory-mcp.json; with --db the file is pinned."""
+    checked_in = (REPO / "mcp" / "memory-mcp.json").read_text()
+    printed = invoke(None, "mcp-config")
+    assert printed.exit_code == 0
+    assert printed.stdout == checked_in
+    assert json.loads(checked_in) == {
+        "mcpServers": {"memory": {"command": "memory-actors", "args": ["serve"]}}
+    }
+    assert not (REPO / "mcp" / "__init__.py").exists()
+    pinned = json.loads(invoke(db, "mcp-config").stdout)
+    assert pinned["mcpServers"]["memory"]["args"] == ["--db", str(db), "serve"]
+
+
+def test_version_and_help_are_available_everywhere() -> None:
+    """--version names the version; the group and every command have --help."""
+    version = invoke(None, "--version")
+    assert version.stdout == f"memory-actors, version {__version__}\n"
+    top = invoke(None, "--help")
+    assert top.exit_code == 0
+    commands = [
+        "bench",
+        "count",
+        "forget",
+        "get",
+        "list",
+        "mcp-config",
+        "migrate",
+        "recall",
+        "serve",
+        "status",
+        "store",
+    ]
+    for name in commands:
+        assert re.search(rf"^  {name} ", top.stdout, re.MULTILINE), name
+        page = invoke(None, name, "--help")
+        assert page.exit_code == 0, name
+        assert page.stdout.startswith(f"Usage: memory-actors {name} ")
+    assert "MEMORY_ACTORS_DB" in top.stdout
+    # The CLI repeats the server's defaults (to avoid importing the SDK): keep them equal.
+    serve_help = invoke(None, "serve", "--help").stdout
+    assert f"[default: {DEFAULT_HOST}]" in serve_help
+    assert f"[default: {DEFAULT_PORT};" in serve_help
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (InvalidMemory("x"), EXIT_USAGE),
+        (MemoryNotFound("x"), EXIT_NOT_FOUND),
+        (SchemaTooNew("p", 9, 3), EXIT_DATABASE),
+        (NotADatabase("x"), EXIT_DATABASE),
+        (MigrationFailed("x"), EXIT_DATABASE),
+        (StorageError("x"), EXIT_DATABASE),
+        (Unavailable("x"), EXIT_UNAVAILABLE),
+        (Overloaded("x"), EXIT_UNAVAILABLE),
+        (AskTimeout("x"), EXIT_UNAVAILABLE),
+        (StorageBusy("x"), EXIT_UNAVAILABLE),
+        (SystemClosed("x"), EXIT_FAILURE),
+        (MemoryActorsError("x"), EXIT_FAILURE),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+def test_each_error_maps_to_its_documented_exit_code(error: Exception, code: int) -> None:
+    """The exit-code table: usage 2, not found 3, database 4, unavailable 5, else 1."""
+    assert exit_code_for(error) == code
