@@ -137,9 +137,9 @@ class Settings:
 
 
 class _MemoryGroup(click.Group):
-    """Maps facade errors to exit codes, and loads ``bench`` lazily."""
+    """Maps facade errors to exit codes, and loads ``bench`` and ``hub`` lazily."""
 
-    _LAZY = ("bench",)
+    _LAZY = ("bench", "hub")
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -161,6 +161,11 @@ class _MemoryGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name == "bench" and cmd_name not in self.commands:
             return _load_bench()
+        if cmd_name == "hub" and cmd_name not in self.commands:
+            # The hub server is its own program; load it only when asked for.
+            from actors.hub.cli import hub
+
+            return hub
         return super().get_command(ctx, cmd_name)
 
 

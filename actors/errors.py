@@ -9,17 +9,28 @@
     │   ├── AskTimeout(..., TimeoutError)        an actor did not answer within the deadline
     │   ├── StorageBusy                          SQLite stayed locked by another process
     │   ├── StorageError                         SQLite failed (I/O error, disk full, ...)
-    │   └── SchemaError
-    │       ├── SchemaTooNew                     the file was written by a newer memory-actors
-    │       ├── NotADatabase                     the file is not a SQLite database
-    │       └── MigrationFailed                  a migration step failed and was rolled back
+    │   ├── SchemaError
+    │   │   ├── SchemaTooNew                     the file was written by a newer memory-actors
+    │   │   ├── NotADatabase                     the file is not a SQLite database
+    │   │   └── MigrationFailed                  a migration step failed and was rolled back
+    │   └── HubError                             the remote hub did not do what was asked (``url``)
+    │       ├── HubUnreachable(..., ConnectionError)  refused, reset, DNS: no answer came back
+    │       ├── HubTimeout(..., TimeoutError)    no complete answer within the client's timeout
+    │       ├── HubAuthError                     401 unknown key / 403 revoked key (``reason``)
+    │       ├── HubRejected                      another 4xx: the hub refused the request (``code``)
+    │       │   └── HubCursorReset               409: the change cursor is unknown; pull from start
+    │       ├── HubServerError                   5xx: the hub failed; retry later (``retry_after``)
+    │       │   └── HubUnsupported               501: this hub does not implement the endpoint
+    │       └── HubProtocolError                 garbage JSON, cut-off body, wrong shape, not a hub
     └── misuse: the caller fixes these
         ├── InvalidMemory(..., ValueError)       content, tags, metadata, namespace, limits
         ├── MemoryNotFound(..., KeyError)        no memory has that id
         └── SystemClosed(..., RuntimeError)      the MemorySystem was closed
 
 Foreign exceptions are translated where the foreign library is owned: only
-``actors/store.py`` and ``actors/migrations.py`` see ``sqlite3``.
+``actors/store.py`` and ``actors/migrations.py`` see ``sqlite3`` (and, on the
+hub's side, ``actors/hub/store.py``); only ``actors/remote.py`` turns ``httpx``
+failures into the ``HubError`` family.
 A recall that runs out of time is a value (a ``retry`` status), not an exception.
 """
 
@@ -27,6 +38,15 @@ from __future__ import annotations
 
 __all__ = [
     "AskTimeout",
+    "HubAuthError",
+    "HubCursorReset",
+    "HubError",
+    "HubProtocolError",
+    "HubRejected",
+    "HubServerError",
+    "HubTimeout",
+    "HubUnreachable",
+    "HubUnsupported",
     "InvalidMemory",
     "MemoryActorsError",
     "MemoryNotFound",
@@ -109,3 +129,97 @@ class MemoryNotFound(MemoryActorsError, KeyError):
 
 class SystemClosed(MemoryActorsError, RuntimeError):
     """The MemorySystem was closed; open a new one."""
+
+
+# -- The remote hub (raised by actors/remote.py) --------------------------------
+
+
+class HubError(MemoryActorsError):
+    """The remote hub did not do what was asked. Local stores are never affected.
+
+    ``url`` is the request's URL (never the API key); ``status`` is the HTTP
+    status when the hub answered at all. Every message names the URL and what
+    happened.
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class HubUnreachable(HubError, ConnectionError):
+    """No conversation with the hub: connection refused or reset, DNS failure. Retry later."""
+
+
+class HubTimeout(HubError, TimeoutError):
+    """The hub did not answer completely within the client's timeout.
+
+    A push may still have been applied: pushes are idempotent by memory id, so
+    pushing the same batch again is safe.
+    """
+
+
+class HubAuthError(HubError):
+    """The hub refused the API key: 401 (unknown or missing key) or 403 (revoked).
+
+    ``reason`` is the hub's explanation, ``code`` its machine-readable code.
+    Retrying with the same key does not help until an operator acts.
+    """
+
+    def __init__(self, message: str, *, url: str, status: int, code: str, reason: str) -> None:
+        super().__init__(message, url=url, status=status)
+        self.code = code
+        self.reason = reason
+
+
+class HubRejected(HubError):
+    """The hub refused this request (a 4xx other than 401/403): retrying it unchanged won't help.
+
+    ``code`` and ``hub_message`` are the hub's error; ``details`` may name the
+    offending batch item (``{"index": 3, "field": "content"}``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        status: int,
+        code: str,
+        hub_message: str,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status)
+        self.code = code
+        self.hub_message = hub_message
+        self.details = details or {}
+
+
+class HubCursorReset(HubRejected):
+    """The hub does not know the change cursor (its database was replaced or restored).
+
+    Pull again from the beginning (``since=None``) and reconcile with a digest.
+    """
+
+
+class HubServerError(HubError):
+    """The hub failed (5xx). Retry later; ``retry_after`` (seconds) is the hub's hint, if any."""
+
+    def __init__(
+        self, message: str, *, url: str, status: int, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, url=url, status=status)
+        self.retry_after = retry_after
+
+
+class HubUnsupported(HubServerError):
+    """The hub does not implement this endpoint (501), e.g. semantic recall on a plain hub."""
+
+
+class HubProtocolError(HubError):
+    """The hub's answer was not the protocol: garbage JSON, a truncated body, a wrong shape.
+
+    Also raised when the server does not identify as a memory-actors hub (a
+    wrong URL pointing at some other service).
+    """

@@ -10,10 +10,14 @@ returns (group commit), which Pykka's ask cannot express.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pykka
+
+if TYPE_CHECKING:
+    from actors.hub.core import Cursor
+    from actors.hub.protocol import WireMemory
 
 __all__ = [
     "ChildFailed",
@@ -23,6 +27,12 @@ __all__ = [
     "Flush",
     "ForgetMemory",
     "GetMemory",
+    "HubFlush",
+    "HubLookupKey",
+    "HubPush",
+    "HubReadChanges",
+    "HubReadCounts",
+    "HubReadDigest",
     "ListMemories",
     "Migrate",
     "Ping",
@@ -200,3 +210,82 @@ class RestartChild:
     """Supervisor → itself (a timer): start a fresh instance of the named child."""
 
     name: str
+
+
+# -- The reference hub (actors/hub/): HubCore → HubStoreActor ------------------
+#
+# Sent by the hub's ActorBackend (actors/hub/service.py) on behalf of HubCore,
+# answered by the HubStoreActor (actors/hub/store.py). Every request is scoped
+# by ``tenant``: the tenant of the API key that HubCore authenticated.
+
+
+@attrs.frozen(eq=False)
+class HubLookupKey(Request):
+    """HubCore → HubStoreActor: the stored key named ``key_id``.
+
+    Answered with a :class:`~actors.hub.keys.StoredKey` (hash and revocation)
+    or ``None``. Keys are written only by the CLI, so this does not flush
+    pending pushes.
+    """
+
+    key_id: str
+
+
+@attrs.frozen(eq=False)
+class HubPush(Request):
+    """HubCore → HubStoreActor: apply a validated batch of upserts and tombstones.
+
+    Group-committed with every push already queued; answered after commit
+    with a tuple of :class:`~actors.hub.protocol.ItemResult`, one per item in
+    order, or :class:`~actors.errors.StorageError` /
+    :class:`~actors.errors.StorageBusy` (nothing of the batch was written).
+    """
+
+    tenant: str
+    items: tuple[WireMemory, ...]
+
+
+@attrs.frozen
+class HubFlush:
+    """HubStoreActor → itself: commit the pending pushes in one transaction.
+
+    Told once per batch, so every push already in the mailbox joins it.
+    """
+
+
+@attrs.frozen(eq=False)
+class HubReadChanges(Request):
+    """HubCore → HubStoreActor: the tenant's change feed after ``since`` (None: from the start).
+
+    Answered with a :class:`~actors.hub.protocol.ChangesPage` of at most
+    ``limit`` changes, or :class:`~actors.hub.core.CursorUnknown` for a
+    cursor this database did not issue. Pending pushes are committed first.
+    """
+
+    tenant: str
+    since: Cursor | None
+    limit: int
+
+
+@attrs.frozen(eq=False)
+class HubReadDigest(Request):
+    """HubCore → HubStoreActor: a page of (id, hash, version) after memory id ``after``.
+
+    Answered with a :class:`~actors.hub.protocol.DigestPage`; pending pushes
+    are committed first.
+    """
+
+    tenant: str
+    after: str | None
+    limit: int
+
+
+@attrs.frozen(eq=False)
+class HubReadCounts(Request):
+    """HubCore → HubStoreActor: live memories per namespace and tombstones of the tenant.
+
+    Answered with a :class:`~actors.hub.protocol.HubCounts`; pending pushes
+    are committed first.
+    """
+
+    tenant: str

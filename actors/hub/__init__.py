@@ -1,0 +1,19 @@
+"""The reference remote hub: a Starlette app over HubCore, storage owned by an actor.
+
+- :mod:`actors.hub.protocol`: the wire shapes, shared with :mod:`actors.remote`;
+- :mod:`actors.hub.core`: ``HubCore``, the request logic as a plain class;
+- :mod:`actors.hub.store`: the hub's schema, ``HubDatabase``, ``HubStoreActor``,
+  ``DirectBackend`` and key administration;
+- :mod:`actors.hub.service`: ``HubService``, which starts and stops the actors;
+- :mod:`actors.hub.app`: the Starlette app (``create_app``), served by uvicorn;
+- :mod:`actors.hub.transport`: ``mock_transport(core)`` for in-process use;
+- :mod:`actors.hub.openapi`: the OpenAPI document;
+- :mod:`actors.hub.cli`: the ``hub`` click group (``serve``, ``keys ...``).
+
+``docs/hub-protocol.md`` describes the protocol. Importing this package loads
+no web framework: the submodules are imported where used.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

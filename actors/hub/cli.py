@@ -1,0 +1,190 @@
+"""The ``hub`` command group: ``serve`` and ``keys add|list|revoke``.
+
+Wired into ``memory-actors`` with ``cli.add_command(hub)``; also runs on its
+own as ``python -m actors.hub``. The database defaults to ``hub.db`` in the
+current directory, or ``$MEMORY_ACTORS_HUB_DB``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import signal
+from types import FrameType
+
+import click
+
+from actors.errors import MemoryActorsError
+
+__all__ = ["DB_ENV_VAR", "DEFAULT_PORT", "hub"]
+
+#: Environment variable naming the hub's database file.
+DB_ENV_VAR = "MEMORY_ACTORS_HUB_DB"
+DEFAULT_PORT = 8765
+
+_db_option = click.option(
+    "--db",
+    default="hub.db",
+    show_default=True,
+    envvar=DB_ENV_VAR,
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="The hub's SQLite file (created if missing).",
+)
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _stopped_by_signal(signum: int, frame: FrameType | None) -> None:
+    # uvicorn handles SIGTERM/SIGINT while it serves, then, once it has shut
+    # down (actors included), restores this handler and re-raises the signal.
+    # Ending the process here (or by the default handler) would skip the
+    # event loop's cleanup and leave AnyIO's worker thread to time out; so do
+    # nothing and let `serve` return normally, with status 0.
+    logging.getLogger(__name__).info("hub stopped by signal %d", signum)
+
+
+@click.group(name="hub")
+def hub() -> None:
+    """Run the reference hub, and manage its API keys."""
+
+
+@hub.command()
+@_db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="TCP port to listen on.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def serve(db: str, host: str, port: int, log_level: str) -> None:
+    """Serve the hub over HTTP until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    from actors.hub.app import create_app
+    from actors.hub.service import HubConfig
+    from actors.hub.store import prepare_hub_file
+    from actors.runtime import ThreadedRuntime
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        # Fail with a clear message before binding the port.
+        prepare_hub_file(db, now=ThreadedRuntime().wall_time)
+    except MemoryActorsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not host.startswith("127.") and host not in ("localhost", "::1"):
+        click.echo(
+            f"warning: serving on {host}, beyond loopback; put TLS in front of the hub",
+            err=True,
+        )
+    signal.signal(signal.SIGTERM, _stopped_by_signal)
+    signal.signal(signal.SIGINT, _stopped_by_signal)
+    app = create_app(HubConfig(db=db))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            lifespan="on",
+            # In-flight requests get this long to finish after SIGTERM.
+            timeout_graceful_shutdown=5,
+        )
+    )
+    server.run()
+    if not server.started:
+        raise click.ClickException(f"the hub could not start on {host}:{port}; see the log above")
+
+
+@hub.group()
+def keys() -> None:
+    """Add, list and revoke API keys (each key belongs to one tenant)."""
+
+
+@keys.command("add")
+@_db_option
+@click.argument("tenant")
+def keys_add(db: str, tenant: str) -> None:
+    """Mint a key for TENANT and print it once (only its hash is stored)."""
+    from actors.hub.keys import key_id_of
+    from actors.hub.store import add_key
+
+    try:
+        key = add_key(db, tenant)
+    except (ValueError, MemoryActorsError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"Created key {key_id_of(key)} for tenant {tenant!r} in {db}. Copy it now: "
+        "only its hash is stored, it cannot be shown again.",
+        err=True,
+    )
+    click.echo(key)
+
+
+@keys.command("list")
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def keys_list(db: str, as_json: bool) -> None:
+    """List the keys: id, tenant, created, revoked (never the keys themselves)."""
+    from actors.hub.store import list_keys
+
+    try:
+        rows = list_keys(db)
+    except MemoryActorsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "key_id": k.key_id,
+                        "tenant": k.tenant,
+                        "created_at": k.created_at,
+                        "revoked_at": k.revoked_at,
+                    }
+                    for k in rows
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not rows:
+        click.echo(f"no keys in {db}; add one with `keys add TENANT`", err=True)
+        return
+    width = max(len("tenant"), *(len(k.tenant) for k in rows))
+    click.echo(f"{'key id':<12}  {'tenant':<{width}}  {'created':<20}  revoked")
+    for k in rows:
+        click.echo(
+            f"{k.key_id:<12}  {k.tenant:<{width}}  {_when(k.created_at):<20}  {_when(k.revoked_at)}"
+        )
+
+
+@keys.command("revoke")
+@_db_option
+@click.argument("key_id")
+def keys_revoke(db: str, key_id: str) -> None:
+    """Revoke KEY_ID; a running hub refuses it (403) from its next request."""
+    from actors.hub.store import revoke_key
+
+    try:
+        info = revoke_key(db, key_id)
+    except MemoryActorsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if info is None:
+        raise click.ClickException(f"{db} has no key {key_id!r}; see `keys list`")
+    click.echo(f"Revoked key {info.key_id} of tenant {info.tenant!r} ({_when(info.revoked_at)}).")

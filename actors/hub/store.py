@@ -1,0 +1,749 @@
+"""The hub's storage: its schema steps, the database logic, and the actor that owns it.
+
+- :data:`HUB_STEPS` are the hub file's migrations, applied by the same
+  :func:`actors.migrations.migrate` as the client's (a different step list).
+  The file is marked with ``PRAGMA application_id`` so that a client store
+  file and a hub file cannot be mistaken for one another.
+- :class:`HubDatabase` is plain logic over one connection: last-writer-wins
+  pushes, per-tenant change feeds, digests, counts, key lookups. Not
+  thread-safe: it belongs to exactly one owner.
+- :class:`HubStoreActor` is that owner while the hub serves: a
+  :class:`~actors._base.ReplyingActor` that group-commits pushes exactly as
+  the client's StoreActor group-commits stores (a push appends itself to the
+  pending batch; the first one tells the actor ``HubFlush``; one transaction
+  commits every push queued before it; then each caller is answered). Reads
+  flush first, so a client reads its acknowledged pushes.
+- :class:`DirectBackend` runs a HubDatabase in the caller's thread, for the
+  deterministic simulation and in-process tests (no actor, no threads).
+- :func:`add_key`, :func:`list_keys`, :func:`revoke_key`: key administration
+  on the file, for the CLI. SQLite's locking makes them safe while a hub
+  serves the same file; a revoked key is refused from the next request on,
+  because the hub reads the key row on every request (no cache).
+
+Only this module of the hub touches ``sqlite3``; its errors become
+:class:`~actors.errors.StorageError` or :class:`~actors.errors.StorageBusy`.
+
+Why the change feed can never skip a change: every sequence number is
+assigned inside a transaction of the one actor that writes, and reads are
+served by the same actor after that transaction committed. So a reader never
+sees sequence 7 committed while 6 is still in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import attrs
+
+from actors._base import DEFERRED, ReplyingActor, settle, settle_error
+from actors.errors import NotADatabase, SchemaError, StorageBusy, StorageError
+from actors.hub.core import Cursor, CursorUnknown
+from actors.hub.keys import KeyInfo, StoredKey, hash_key, new_key, validate_tenant
+from actors.hub.protocol import (
+    Change,
+    ChangesPage,
+    DigestEntry,
+    DigestPage,
+    HubCounts,
+    ItemResult,
+    WireMemory,
+)
+from actors.messages import (
+    HubFlush,
+    HubLookupKey,
+    HubPush,
+    HubReadChanges,
+    HubReadCounts,
+    HubReadDigest,
+    Ping,
+)
+from actors.migrations import Connect, MigrationReport, Step, migrate, read_version
+from actors.migrations import connect as sqlite_connect
+from actors.runtime import Runtime
+from actors.store import Synchronous
+
+__all__ = [
+    "HUB_APPLICATION_ID",
+    "HUB_LATEST_VERSION",
+    "HUB_STEPS",
+    "DirectBackend",
+    "HubDatabase",
+    "HubStoreActor",
+    "HubStoreConfig",
+    "add_key",
+    "list_keys",
+    "prepare_hub_file",
+    "revoke_key",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ``PRAGMA application_id`` of a hub file: "MAHB" (memory-actors hub).
+HUB_APPLICATION_ID: Final = 0x4D414842
+
+HUB_STEPS: tuple[Step, ...] = (
+    Step(
+        1,
+        "hub: api keys, tenant change feeds, memories",
+        (
+            f"PRAGMA application_id = {HUB_APPLICATION_ID}",
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            """CREATE TABLE migrations (
+                version INTEGER PRIMARY KEY,
+                description TEXT NOT NULL,
+                applied_at REAL NOT NULL
+            )""",
+            """CREATE TABLE api_keys (
+                key_id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                key_hash TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                revoked_at REAL
+            )""",
+            # The last sequence number handed out per tenant: each tenant has its own feed.
+            """CREATE TABLE tenants (
+                tenant TEXT PRIMARY KEY,
+                last_seq INTEGER NOT NULL
+            )""",
+            # Every table is scoped by tenant: the same memory id under two
+            # tenants is two unrelated rows.
+            """CREATE TABLE memories (
+                rowid INTEGER PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                id TEXT NOT NULL,
+                namespace TEXT NOT NULL,
+                content TEXT NOT NULL,
+                content_hash TEXT NOT NULL,
+                tags TEXT NOT NULL,
+                metadata TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                version TEXT NOT NULL,
+                origin TEXT NOT NULL,
+                deleted INTEGER NOT NULL,
+                seq INTEGER NOT NULL,
+                received_at REAL NOT NULL,
+                UNIQUE (tenant, id)
+            )""",
+            # The change feed: a memory sits at the sequence number of its latest change.
+            "CREATE UNIQUE INDEX memories_feed ON memories(tenant, seq)",
+            # Content dedup per (tenant, namespace), among live memories only.
+            """CREATE UNIQUE INDEX memories_dedup ON memories(tenant, namespace, content_hash)
+               WHERE deleted = 0""",
+        ),
+    ),
+)
+
+HUB_LATEST_VERSION: Final = HUB_STEPS[-1].version
+
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_COLUMNS = (
+    "id, namespace, content, content_hash, tags, metadata, created_at, updated_at, "
+    "version, origin, deleted"
+)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "locked" in str(exc) or "busy" in str(exc)
+    return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
+def _translate(exc: sqlite3.Error, path: str, what: str) -> StorageError | StorageBusy:
+    if _is_busy(exc):
+        return StorageBusy(f"{path} stayed locked while the hub {what} ({exc}); retry shortly")
+    return StorageError(f"the hub could not {what} in {path}: {exc}")
+
+
+def _wall_clock() -> Callable[[], float]:
+    from actors.runtime import ThreadedRuntime
+
+    return ThreadedRuntime().wall_time
+
+
+# -- the file -------------------------------------------------------------------------
+
+
+def prepare_hub_file(
+    path: str, *, now: Callable[[], float], connect: Connect = sqlite_connect
+) -> MigrationReport:
+    """Create or migrate the hub file at ``path``; refuse a file that is not a hub's.
+
+    Raises :class:`~actors.errors.NotADatabase` (not SQLite, or a client's
+    store file), :class:`~actors.errors.SchemaTooNew` or
+    :class:`~actors.errors.MigrationFailed`; the file is then left as it was.
+    """
+    if read_version(path) > 0:
+        try:
+            conn = connect(path)
+            try:
+                app_id: int = conn.execute("PRAGMA application_id").fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise NotADatabase(f"{path} is not a usable SQLite database: {exc}") from exc
+        if app_id != HUB_APPLICATION_ID:
+            raise NotADatabase(
+                f"{path} is not a memory-actors hub database (application_id {app_id:#x}; "
+                "a client's memory file?). Point --db at a hub file. The file was not modified."
+            )
+    return migrate(path, connect=connect, steps=HUB_STEPS, now=now)
+
+
+def _row_to_wire(row: Sequence[Any]) -> WireMemory:
+    return WireMemory(
+        id=row[0],
+        namespace=row[1],
+        content=row[2],
+        content_hash=row[3],
+        tags=tuple(json.loads(row[4])),
+        metadata=json.loads(row[5]),
+        created_at=row[6],
+        updated_at=row[7],
+        version=row[8],
+        origin=row[9],
+        deleted=bool(row[10]),
+    )
+
+
+class HubDatabase:
+    """The hub's data logic over one connection. Not thread-safe: one owner at a time.
+
+    Methods raise ``sqlite3.Error`` (their owner translates it) and
+    :class:`~actors.hub.core.CursorUnknown`.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, path: str, hub_id: str) -> None:
+        self.conn = conn
+        self.path = path
+        self.hub_id = hub_id
+
+    def __repr__(self) -> str:
+        return f"<HubDatabase {self.path} hub_id={self.hub_id}>"
+
+    @classmethod
+    def open(
+        cls,
+        path: str,
+        *,
+        new_id: Callable[[], str],
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 5.0,
+        connect: Connect | None = None,
+    ) -> HubDatabase:
+        """Open a migrated hub file; mint its hub id on first open. Raises our storage errors."""
+        opener = connect or (lambda p: sqlite_connect(p, busy_timeout=busy_timeout))
+        try:
+            conn = opener(path)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the hub database {path}: {exc}") from exc
+        try:
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != HUB_LATEST_VERSION:
+                raise SchemaError(
+                    f"{path} is at hub schema {version}, this code needs {HUB_LATEST_VERSION}; "
+                    "start the hub with `memory-actors hub serve`, which migrates it"
+                )
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'hub_id'").fetchone()
+            if row is None:
+                hub_id = new_id()
+                conn.execute("INSERT INTO meta(key, value) VALUES ('hub_id', ?)", (hub_id,))
+            else:
+                hub_id = row[0]
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"cannot prepare the hub database {path}: {exc}") from exc
+            raise
+        return cls(conn, path=path, hub_id=hub_id)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def lookup_key(self, key_id: str) -> StoredKey | None:
+        row = self.conn.execute(
+            "SELECT key_id, tenant, key_hash, revoked_at FROM api_keys WHERE key_id = ?",
+            (key_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredKey(row[0], row[1], row[2], row[3] is not None)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def commit_pushes(
+        self, pushes: Sequence[tuple[str, tuple[WireMemory, ...]]], now: float
+    ) -> list[tuple[ItemResult, ...]]:
+        """Apply several pushes in one transaction; all commit or none does."""
+        db = self.conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            results = [tuple(self._apply_push(tenant, items, now)) for tenant, items in pushes]
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    logger.exception("%r: rollback failed", self)
+            raise
+        return results
+
+    def _apply_push(
+        self, tenant: str, items: tuple[WireMemory, ...], now: float
+    ) -> list[ItemResult]:
+        db = self.conn
+        start = seq = self._head(tenant)
+        results: list[ItemResult] = []
+        for item in items:
+            row = db.execute(
+                "SELECT version, origin FROM memories WHERE tenant = ? AND id = ?",
+                (tenant, item.id),
+            ).fetchone()
+            if row is not None:
+                # Last writer wins: the greater (version, origin) pair, compared as strings.
+                current, incoming = (row[0], row[1]), (item.version, item.origin)
+                if incoming == current:
+                    results.append(ItemResult(item.id, "unchanged", row[0]))
+                    continue
+                if incoming < current:
+                    results.append(ItemResult(item.id, "stale", row[0]))
+                    continue
+            if not item.deleted:
+                twin = db.execute(
+                    "SELECT id, version FROM memories WHERE tenant = ? AND namespace = ? "
+                    "AND content_hash = ? AND deleted = 0 AND id != ?",
+                    (tenant, item.namespace, item.content_hash, item.id),
+                ).fetchone()
+                if twin is not None:
+                    results.append(ItemResult(item.id, "duplicate", twin[1], twin[0]))
+                    continue
+            seq += 1
+            values = (
+                item.namespace,
+                item.content,
+                item.content_hash,
+                json.dumps(list(item.tags)),
+                item.metadata_json(),
+                item.created_at,
+                item.updated_at,
+                item.version,
+                item.origin,
+                int(item.deleted),
+                seq,
+                now,
+            )
+            if row is None:
+                db.execute(
+                    "INSERT INTO memories(namespace, content, content_hash, tags, metadata, "
+                    "created_at, updated_at, version, origin, deleted, seq, received_at, "
+                    "tenant, id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (*values, tenant, item.id),
+                )
+            else:
+                db.execute(
+                    "UPDATE memories SET namespace = ?, content = ?, content_hash = ?, tags = ?, "
+                    "metadata = ?, created_at = ?, updated_at = ?, version = ?, origin = ?, "
+                    "deleted = ?, seq = ?, received_at = ? WHERE tenant = ? AND id = ?",
+                    (*values, tenant, item.id),
+                )
+            results.append(ItemResult(item.id, "applied", item.version))
+        if seq != start:
+            db.execute(
+                "INSERT INTO tenants(tenant, last_seq) VALUES (?, ?) "
+                "ON CONFLICT(tenant) DO UPDATE SET last_seq = excluded.last_seq",
+                (tenant, seq),
+            )
+        return results
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _head(self, tenant: str) -> int:
+        row = self.conn.execute(
+            "SELECT last_seq FROM tenants WHERE tenant = ?", (tenant,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _cursor(self, seq: int) -> str:
+        return Cursor(self.hub_id, seq).encode()
+
+    def changes(self, tenant: str, since: Cursor | None, limit: int) -> ChangesPage:
+        head = self._head(tenant)
+        start = 0
+        if since is not None:
+            if since.hub_id != self.hub_id:
+                raise CursorUnknown(
+                    f"cursor {since.encode()} was issued by another hub database (this one is "
+                    f"{self.hub_id}): the hub was rebuilt or replaced; pull again from the "
+                    "beginning (omit since)"
+                )
+            if since.seq > head:
+                raise CursorUnknown(
+                    f"cursor {since.encode()} is ahead of this hub's change feed, which ends at "
+                    f"{head}: the hub's database was restored from an older copy; pull again "
+                    "from the beginning (omit since)"
+                )
+            start = since.seq
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS}, seq FROM memories WHERE tenant = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (tenant, start, limit + 1),
+        ).fetchall()
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        changes = tuple(Change(row[11], _row_to_wire(row)) for row in rows)
+        last = changes[-1].seq if changes else start
+        return ChangesPage(changes, self._cursor(last), has_more)
+
+    def digest(self, tenant: str, after: str | None, limit: int) -> DigestPage:
+        cursor = self._cursor(self._head(tenant))
+        rows = self.conn.execute(
+            "SELECT id, namespace, content_hash, version, origin, deleted FROM memories "
+            "WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?",
+            (tenant, after or "", limit + 1),
+        ).fetchall()
+        has_more = len(rows) > limit
+        entries = tuple(
+            DigestEntry(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+            for row in rows[:limit]
+        )
+        next_after = entries[-1].id if has_more and entries else None
+        return DigestPage(entries, next_after, has_more, cursor)
+
+    def counts(self, tenant: str) -> HubCounts:
+        cursor = self._cursor(self._head(tenant))
+        by_namespace = {
+            name: int(count)
+            for name, count in self.conn.execute(
+                "SELECT namespace, count(*) FROM memories WHERE tenant = ? AND deleted = 0 "
+                "GROUP BY namespace ORDER BY namespace",
+                (tenant,),
+            ).fetchall()
+        }
+        forgotten = self.conn.execute(
+            "SELECT count(*) FROM memories WHERE tenant = ? AND deleted = 1", (tenant,)
+        ).fetchone()[0]
+        return HubCounts(sum(by_namespace.values()), by_namespace, int(forgotten), cursor)
+
+
+# -- the actor ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class HubStoreConfig:
+    """How the HubStoreActor opens and uses the hub file."""
+
+    path: str
+    #: FULL: a push is answered only once it survives power loss.
+    synchronous: Synchronous = "FULL"
+    busy_timeout: float = 5.0
+    group_commit: bool = True
+    connect: Connect | None = None
+
+
+class HubStoreActor(ReplyingActor):
+    """Sole owner of the hub file while the hub serves; group-commits pushes.
+
+    Runs on one thread of its own (threaded runtime). On orderly stop the
+    pending pushes are committed and answered; requests queued behind the
+    stop get :class:`~actors.errors.Unavailable`. A failed transaction rolls
+    back and the pushes in it are retried one by one, so only a failing one
+    fails (``StorageError``; ``StorageBusy`` when the file stayed locked past
+    the busy timeout); the actor lives on.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: HubStoreConfig,
+        *,
+        name: str = "hub-store",
+        supervisor: Any = None,
+    ) -> None:
+        super().__init__(runtime, name=name, supervisor=supervisor)
+        self.config = config
+        self.database: HubDatabase | None = None
+        self._pending: list[HubPush] = []
+        self._flush_scheduled = False
+        self._batches = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<HubStoreActor {self.name} pending={len(self._pending)} "
+            f"batches={self._batches} state={self.state}>"
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.database = HubDatabase.open(
+            self.config.path,
+            new_id=self.runtime.new_id,
+            synchronous=self.config.synchronous,
+            busy_timeout=self.config.busy_timeout,
+            connect=self.config.connect,
+        )
+
+    def teardown(self) -> None:
+        if self.database is not None:
+            self.database.close()
+            self.database = None
+
+    def settle_on_stop(self) -> None:
+        self._flush()
+
+    def fail_held(self, exc: BaseException) -> None:
+        pending, self._pending = self._pending, []
+        for request in pending:
+            settle_error(request.reply, exc)
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def handle(self, message: Any) -> Any:
+        match message:
+            case HubPush():
+                self._pending.append(message)
+                if not self.config.group_commit:
+                    self._flush()
+                elif not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self.actor_ref.tell(HubFlush())
+                return DEFERRED
+            case HubFlush():
+                self._flush_scheduled = False
+                self._flush()
+                return None
+            case HubLookupKey(key_id=key_id):
+                # Keys are written by the CLI, never by pushes: no flush needed.
+                return self._read("read an API key", lambda db: db.lookup_key(key_id))
+            case HubReadChanges(tenant=tenant, since=since, limit=limit):
+                self._flush()
+                return self._read("read changes", lambda db: db.changes(tenant, since, limit))
+            case HubReadDigest(tenant=tenant, after=after, limit=limit):
+                self._flush()
+                return self._read("read a digest", lambda db: db.digest(tenant, after, limit))
+            case HubReadCounts(tenant=tenant):
+                self._flush()
+                return self._read("count memories", lambda db: db.counts(tenant))
+            case Ping():
+                return self.state
+        return super().handle(message)
+
+    @property
+    def _db(self) -> HubDatabase:
+        if self.database is None:
+            raise StorageError("the hub's database is closed")
+        return self.database
+
+    def _read(self, what: str, read: Callable[[HubDatabase], Any]) -> Any:
+        db = self._db
+        try:
+            return read(db)
+        except sqlite3.Error as exc:
+            raise _translate(exc, db.path, what) from exc
+
+    # -- group commit -----------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        db = self._db
+        now = self.runtime.wall_time()
+        try:
+            results = db.commit_pushes([(p.tenant, p.items) for p in batch], now)
+        except sqlite3.Error as exc:
+            if len(batch) > 1 and not _is_busy(exc):
+                self._commit_one_by_one(db, batch, now)
+            else:
+                error = _translate(exc, db.path, "stored a push")
+                for request in batch:
+                    settle_error(request.reply, error)
+            return
+        except BaseException as exc:
+            # Not a database answer: the actor dies of it (the supervisor
+            # restarts it), but no caller of this batch is left waiting.
+            failure = StorageError(f"push failed: {exc!r}")
+            for request in batch:
+                settle_error(request.reply, failure)
+            raise
+        self._batches += 1
+        for request, result in zip(batch, results, strict=True):
+            settle(request.reply, result)
+
+    def _commit_one_by_one(self, db: HubDatabase, batch: list[HubPush], now: float) -> None:
+        """After a failed batch, find the push that fails: the others still commit."""
+        for request in batch:
+            try:
+                (result,) = db.commit_pushes([(request.tenant, request.items)], now)
+            except sqlite3.Error as exc:
+                settle_error(request.reply, _translate(exc, db.path, "stored a push"))
+            else:
+                settle(request.reply, result)
+
+
+# -- in-thread backend ---------------------------------------------------------------------
+
+
+class DirectBackend:
+    """A :class:`~actors.hub.core.HubBackend` that runs a HubDatabase in the calling thread.
+
+    For the deterministic simulation and in-process tests: no actor, no
+    thread, no timeout (every call completes before it returns). Not
+    thread-safe; one caller at a time.
+    """
+
+    def __init__(self, database: HubDatabase, *, now: Callable[[], float]) -> None:
+        self.database = database
+        self.now = now
+
+    def __repr__(self) -> str:
+        return f"<DirectBackend {self.database.path}>"
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        new_id: Callable[[], str],
+        now: Callable[[], float],
+        connect: Connect = sqlite_connect,
+    ) -> DirectBackend:
+        """Migrate (or create) the hub file at ``path`` and open it."""
+        db_path = os.fspath(path)
+        prepare_hub_file(db_path, now=now, connect=connect)
+        return cls(HubDatabase.open(db_path, new_id=new_id, connect=connect), now=now)
+
+    def close(self) -> None:
+        self.database.close()
+
+    def _run(self, what: str, call: Callable[[HubDatabase], Any]) -> Any:
+        try:
+            return call(self.database)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.database.path, what) from exc
+
+    def ping(self, timeout: float) -> str:
+        return ReplyingActor.READY
+
+    def lookup_key(self, key_id: str, timeout: float) -> StoredKey | None:
+        result: StoredKey | None = self._run("read an API key", lambda db: db.lookup_key(key_id))
+        return result
+
+    def push(
+        self, tenant: str, items: tuple[WireMemory, ...], timeout: float
+    ) -> tuple[ItemResult, ...]:
+        results: list[tuple[ItemResult, ...]] = self._run(
+            "stored a push", lambda db: db.commit_pushes([(tenant, items)], self.now())
+        )
+        return results[0]
+
+    def changes(self, tenant: str, since: Cursor | None, limit: int, timeout: float) -> ChangesPage:
+        page: ChangesPage = self._run("read changes", lambda db: db.changes(tenant, since, limit))
+        return page
+
+    def digest(self, tenant: str, after: str | None, limit: int, timeout: float) -> DigestPage:
+        page: DigestPage = self._run("read a digest", lambda db: db.digest(tenant, after, limit))
+        return page
+
+    def counts(self, tenant: str, timeout: float) -> HubCounts:
+        counts: HubCounts = self._run("count memories", lambda db: db.counts(tenant))
+        return counts
+
+
+# -- key administration (CLI) -------------------------------------------------------------
+
+
+def _admin(db: str | os.PathLike[str], now: Callable[[], float]) -> sqlite3.Connection:
+    path = os.fspath(db)
+    prepare_hub_file(path, now=now)
+    try:
+        return sqlite_connect(path)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open the hub database {path}: {exc}") from exc
+
+
+def add_key(
+    db: str | os.PathLike[str], tenant: str, *, now: Callable[[], float] | None = None
+) -> str:
+    """Mint an API key for ``tenant`` in the hub file ``db`` (created if missing).
+
+    Returns the plaintext key: it is shown once and only its hash is stored.
+    Raises ``ValueError`` for an invalid tenant name.
+    """
+    tenant = validate_tenant(tenant)
+    clock = now or _wall_clock()
+    key_id, plaintext = new_key()
+    conn = _admin(db, clock)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO api_keys(key_id, tenant, key_hash, created_at) VALUES (?, ?, ?, ?)",
+            (key_id, tenant, hash_key(plaintext), clock()),
+        )
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise _translate(exc, os.fspath(db), "add a key") from exc
+    finally:
+        conn.close()
+    return plaintext
+
+
+def list_keys(db: str | os.PathLike[str]) -> list[KeyInfo]:
+    """Every key of the hub file ``db``, oldest first (ids and tenants; never the keys)."""
+    conn = _admin(db, _wall_clock())
+    try:
+        rows = conn.execute(
+            "SELECT key_id, tenant, created_at, revoked_at FROM api_keys "
+            "ORDER BY created_at, key_id"
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise _translate(exc, os.fspath(db), "list keys") from exc
+    finally:
+        conn.close()
+    return [KeyInfo(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+def revoke_key(
+    db: str | os.PathLike[str], key_id: str, *, now: Callable[[], float] | None = None
+) -> KeyInfo | None:
+    """Revoke the key ``key_id`` (idempotent); None if the hub file has no such key.
+
+    A running hub refuses the key (403) from its next request on.
+    """
+    clock = now or _wall_clock()
+    conn = _admin(db, clock)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+            (clock(), key_id),
+        )
+        row = conn.execute(
+            "SELECT key_id, tenant, created_at, revoked_at FROM api_keys WHERE key_id = ?",
+            (key_id,),
+        ).fetchone()
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise _translate(exc, os.fspath(db), "revoke a key") from exc
+    finally:
+        conn.close()
+    return None if row is None else KeyInfo(row[0], row[1], row[2], row[3])

@@ -1,0 +1,228 @@
+"""The hub's logic in-process: last-writer-wins convergence, group commit, every reply answered.
+
+These run HubCore without sockets (``mock_transport`` over a ``DirectBackend``,
+as the simulation will) and the HubStoreActor on the threaded runtime.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pykka
+import pytest
+from hub_fixtures import HubProcess, memory
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from actors.errors import Unavailable
+from actors.hub.app import create_app
+from actors.hub.core import HubCore, HubRequest
+from actors.hub.protocol import ItemResult, WireMemory
+from actors.hub.service import HubConfig, HubService
+from actors.hub.store import (
+    DirectBackend,
+    HubStoreActor,
+    HubStoreConfig,
+    add_key,
+    prepare_hub_file,
+)
+from actors.hub.transport import mock_transport
+from actors.messages import HubPush
+from actors.remote import HubClient
+from actors.runtime import ThreadedRuntime
+
+IDS = [f"00000000-0000-7000-8000-00000000000{i}" for i in range(4)]
+_TENANTS = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DirectBackend, Path]]:
+    """A hub database served in the test's own thread (no actor, no socket)."""
+    runtime = ThreadedRuntime(seed=7)
+    db = tmp_path_factory.mktemp("direct") / "hub.db"
+    backend = DirectBackend.open(db, new_id=runtime.new_id, now=runtime.wall_time)
+    yield backend, db
+    backend.close()
+
+
+def _client(backend: DirectBackend, db: Path, tenant: str) -> HubClient:
+    return HubClient(
+        "http://hub.test", add_key(db, tenant), transport=mock_transport(HubCore(backend))
+    )
+
+
+writes = st.lists(
+    st.builds(
+        lambda ident, version, origin, deleted: memory(
+            f"the one text of {ident}",  # one text per id: dedup never interferes here
+            id=ident,
+            version=1_000 + version,
+            origin=origin,
+            deleted=deleted,
+        ),
+        st.sampled_from(IDS),
+        st.integers(0, 3),
+        st.sampled_from(["origin-a", "origin-b"]),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=12,
+    # A replica never writes two different states under one version: (version,
+    # origin) names a write, which is what makes a replay "unchanged".
+    unique_by=lambda m: (m.id, m.version, m.origin),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(history=writes, order=st.randoms(use_true_random=False), cut=st.integers(1, 5))
+def test_any_delivery_order_and_batching_converges_to_the_greatest_version(
+    direct: tuple[DirectBackend, Path], history: list[WireMemory], order: Any, cut: int
+) -> None:
+    """Writes pushed in any order and batching, twice over: the hub holds max(version, origin)."""
+    backend, db = direct
+    shuffled = list(history)
+    order.shuffle(shuffled)
+    tenant = f"prop-{next(_TENANTS)}"
+    with _client(backend, db, tenant) as client:
+        for start in range(0, len(shuffled), cut):
+            client.push(shuffled[start : start + cut])
+        client.push(shuffled)  # a full replay changes nothing
+        state = {m.id: m for m in (c.memory for c in client.changes(limit=1000).changes)}
+    winners: dict[str, WireMemory] = {}
+    for item in history:
+        best = winners.get(item.id)
+        if best is None or (item.version, item.origin) > (best.version, best.origin):
+            winners[item.id] = item
+    assert state == winners
+
+
+def _counting_connect(commits: list[int]) -> Any:
+    class Counting(sqlite3.Connection):
+        def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
+            if sql == "COMMIT":
+                commits.append(1)
+            return super().execute(sql, parameters)
+
+    def connect(path: str) -> sqlite3.Connection:
+        return sqlite3.connect(path, isolation_level=None, factory=Counting, timeout=5.0)
+
+    return connect
+
+
+def test_concurrent_pushes_are_group_committed_and_each_answered_after_commit(
+    tmp_path: Path,
+) -> None:
+    """32 threads push at once: every push is answered ``applied``, in fewer commits than pushes."""
+    runtime = ThreadedRuntime()
+    db = str(tmp_path / "hub.db")
+    prepare_hub_file(db, now=runtime.wall_time)
+    commits: list[int] = []
+    ref = runtime.spawn(
+        HubStoreActor, runtime, HubStoreConfig(path=db, connect=_counting_connect(commits))
+    )
+    start = threading.Barrier(32)
+
+    def push(index: int) -> tuple[ItemResult, ...]:
+        start.wait(timeout=10)
+        reply = runtime.new_future()
+        ref.tell(HubPush(reply, "acme", (memory(f"push {index}"),)))
+        result: tuple[ItemResult, ...] = reply.get(timeout=10)
+        return result
+
+    try:
+        with ThreadPoolExecutor(32) as pool:
+            results = list(pool.map(push, range(32)))
+    finally:
+        ref.stop(block=True, timeout=10)
+        runtime.close()
+    assert [r[0].status for r in results] == ["applied"] * 32
+    assert 1 <= len(commits) < 32
+
+
+def test_stopping_the_store_answers_every_queued_push(tmp_path: Path) -> None:
+    """Pushes queued when the store stops are committed or failed with Unavailable, never lost."""
+    runtime = ThreadedRuntime()
+    db = str(tmp_path / "hub.db")
+    prepare_hub_file(db, now=runtime.wall_time)
+    ref = runtime.spawn(HubStoreActor, runtime, HubStoreConfig(path=db))
+    replies = []
+    for index in range(200):
+        reply = runtime.new_future()
+        try:
+            ref.tell(HubPush(reply, "acme", (memory(f"queued {index}"),)))
+        except pykka.ActorDeadError:
+            break
+        replies.append(reply)
+        if index == 100:
+            ref.stop(block=False)
+    ref.stop(block=True, timeout=10)
+    runtime.close()
+    outcomes = []
+    for reply in replies:
+        try:
+            outcomes.append(reply.get(timeout=5)[0].status)
+        except Unavailable:
+            outcomes.append("unavailable")
+    assert len(outcomes) == len(replies) >= 101
+    assert outcomes[:101] == ["applied"] * 101
+
+
+def test_the_service_serves_the_core_and_stops_its_actors(tmp_path: Path) -> None:
+    """HubService in-process: requests through mock_transport, then a bounded, complete stop."""
+    db = tmp_path / "hub.db"
+    key = add_key(db, "acme")
+    before = set(threading.enumerate())
+    with (
+        HubService.open(HubConfig(db=str(db))) as service,
+        HubClient("http://hub.test", key, transport=mock_transport(service.core)) as client,
+    ):
+        assert client.push([memory("via the actor")]).results[0].status == "applied"
+        assert client.count().total == 1
+        assert client.health().status == "ok"
+    leftover = [t for t in threading.enumerate() if t not in before and not t.daemon]
+    assert leftover == []
+
+
+def test_many_clients_pushing_at_once_over_http_get_one_feed_without_gaps(
+    tmp_path: Path,
+) -> None:
+    """8 threads × 25 pushes to a real hub: 200 memories at sequence numbers exactly 1..200."""
+    with HubProcess.running(tmp_path / "hub.db") as hub:
+        key = hub.add_key("acme")
+
+        def pusher(index: int) -> list[str]:
+            with hub.client(key) as client:
+                return [
+                    client.push([memory(f"thread {index} push {n}")]).results[0].status
+                    for n in range(25)
+                ]
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [s for batch in pool.map(pusher, range(8)) for s in batch]
+        assert statuses == ["applied"] * 200
+        with hub.client(key) as client:
+            assert [c.seq for c in client.changes(limit=1000).changes] == list(range(1, 201))
+
+
+def test_the_starlette_app_serves_an_open_service_it_does_not_own(tmp_path: Path) -> None:
+    """``create_app(service=...)`` answers over ASGI and leaves the service open for its owner."""
+    db = tmp_path / "hub.db"
+    key = add_key(db, "acme")
+    with HubService.open(HubConfig(db=str(db))) as service:
+        with TestClient(create_app(service=service)) as http:
+            assert http.get("/healthz").json() == {"status": "ok", "protocol": 1}
+            counted = http.get("/api/count", headers={"authorization": f"Bearer {key}"})
+            assert counted.json()["total"] == 0
+            assert http.get("/api/count").status_code == 401
+        assert service.core.handle(HubRequest("GET", "/healthz")).status == 200
+    with pytest.raises(ValueError, match="HubConfig"):
+        create_app()
