@@ -26,7 +26,7 @@ import pykka
 from pykka.messages import _ActorStop  # the one private name we use: see _fail_queued
 
 from actors.errors import Unavailable
-from actors.messages import ChildFailed, ChildReady, ChildStopped, Request
+from actors.messages import Answer, ChildFailed, ChildReady, ChildStopped, Request, TellBack
 from actors.runtime import Runtime
 
 __all__ = ["DEFERRED", "ReplyingActor", "settle", "settle_error"]
@@ -57,6 +57,13 @@ def settle_error(future: pykka.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
     except queue.Full:
         logger.debug("future already answered; dropping %r", exc)
+
+
+def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        logger.debug("dropped %r: %s is dead", message, ref)
 
 
 class ReplyingActor(pykka.Actor):
@@ -127,6 +134,13 @@ class ReplyingActor(pykka.Actor):
         self._notify(ChildReady(self.name, self.actor_ref))
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, TellBack):
+            try:
+                answer = Answer(message, value=self.handle(message))
+            except Exception as exc:
+                answer = Answer(message, error=exc)
+            _tell_quietly(message.reply_to, answer)
+            return None
         if not isinstance(message, Request):
             return self.handle(message)
         try:
@@ -182,6 +196,8 @@ class ReplyingActor(pykka.Actor):
                 break
             if isinstance(envelope.message, Request):
                 settle_error(envelope.message.reply, exc)
+            elif isinstance(envelope.message, TellBack):
+                _tell_quietly(envelope.message.reply_to, Answer(envelope.message, error=exc))
             if envelope.reply_to is None:
                 continue
             if isinstance(envelope.message, _ActorStop):

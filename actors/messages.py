@@ -20,10 +20,15 @@ if TYPE_CHECKING:
     from actors.hub.protocol import WireMemory
 
 __all__ = [
+    "AcquireLease",
+    "Answer",
+    "ApplyChanges",
+    "AuthRecheck",
     "ChildFailed",
     "ChildReady",
     "ChildStopped",
     "CountMemories",
+    "FetchOutbox",
     "Flush",
     "ForgetMemory",
     "GetMemory",
@@ -33,15 +38,27 @@ __all__ = [
     "HubReadChanges",
     "HubReadCounts",
     "HubReadDigest",
+    "LeaseTick",
     "ListMemories",
     "Migrate",
     "Ping",
+    "ReadLocalDigest",
+    "ReadSyncMeta",
+    "RecordPush",
+    "ReleaseLease",
     "Request",
+    "RequeueForPush",
     "RestartChild",
+    "ResyncTick",
+    "RetryDeadLetters",
     "SearchMemories",
     "Shutdown",
     "StartChildren",
     "StoreMemory",
+    "SyncNudge",
+    "SyncStatus",
+    "SyncTick",
+    "TellBack",
     "WriteRequest",
 ]
 
@@ -289,3 +306,143 @@ class HubReadCounts(Request):
     """
 
     tenant: str
+
+
+# -- Sync: SyncActor ↔ StoreActor, timers ----------------------------------------
+#
+# The SyncActor may never block on the StoreActor's future, so its requests
+# to the store are *tell-backs*: they carry the SyncActor's ref, and the store
+# answers by telling an :class:`Answer` back (also when it stops or fails).
+
+
+@attrs.frozen(eq=False)
+class TellBack:
+    """Base of requests answered by telling an :class:`Answer` to ``reply_to``."""
+
+    reply_to: pykka.ActorRef[Any] = attrs.field(repr=False)
+
+
+@attrs.frozen(eq=False)
+class Answer:
+    """Any actor → the ``reply_to`` of a :class:`TellBack`: its value or its error."""
+
+    request: TellBack
+    value: Any = None
+    error: BaseException | None = None
+
+
+@attrs.frozen(eq=False)
+class FetchOutbox(TellBack):
+    """SyncActor → StoreActor: up to ``limit`` outbox entries due for a push.
+
+    Answered with a tuple of :class:`~actors.sync_model.OutboxEntry`, oldest
+    first, one per memory (its latest state), skipping dead letters and
+    entries whose backoff has not expired.
+    """
+
+    limit: int
+
+
+@attrs.frozen(eq=False)
+class RecordPush(TellBack):
+    """SyncActor → StoreActor: what happened to pushed entries (one transaction).
+
+    Answered with the number of entries settled. ``outcomes`` is a tuple of
+    :class:`~actors.sync_model.PushOutcome`.
+    """
+
+    outcomes: tuple[Any, ...]
+
+
+@attrs.frozen(eq=False)
+class ApplyChanges(TellBack):
+    """SyncActor → StoreActor: apply a page of the hub's change feed, then save its cursor.
+
+    Last writer wins by (version, origin). The cursor is saved in the same
+    transaction as the changes, so it never runs ahead of what was applied.
+    Answered with the number of memories that changed locally.
+    """
+
+    memories: tuple[Any, ...]
+    cursor: str | None
+
+
+@attrs.frozen(eq=False)
+class ReadSyncMeta(TellBack):
+    """SyncActor → StoreActor: the saved pull cursor and the replica's origin.
+
+    Answered with ``(cursor, origin)``.
+    """
+
+
+@attrs.frozen(eq=False)
+class AcquireLease(TellBack):
+    """SyncActor → StoreActor: take or renew the file's sync lease for ``ttl`` seconds.
+
+    Answered with ``(held, holder, expires_at)``: only the holder syncs, so
+    several processes on one file never push the same outbox twice.
+    """
+
+    holder: str
+    ttl: float
+
+
+@attrs.frozen(eq=False)
+class ReleaseLease(TellBack):
+    """SyncActor → StoreActor: give up the lease (on stop), if ``holder`` holds it."""
+
+    holder: str
+
+
+@attrs.frozen(eq=False)
+class ReadLocalDigest(TellBack):
+    """SyncActor → StoreActor: a page of (id, content hash, version, deleted), by id.
+
+    Answered with a tuple of :class:`~actors.sync_model.DigestRow` after ``after``.
+    """
+
+    after: str | None
+    limit: int
+
+
+@attrs.frozen(eq=False)
+class RequeueForPush(TellBack):
+    """SyncActor → StoreActor: queue these memories for a push (full resync found them
+    missing or older on the hub). Answered with the number queued."""
+
+    memory_ids: tuple[str, ...]
+
+
+@attrs.frozen(eq=False)
+class RetryDeadLetters(Request):
+    """Caller → StoreActor: put every dead letter back in the outbox → number requeued."""
+
+
+@attrs.frozen
+class SyncTick:
+    """Timer → SyncActor: start a push and a pull if none is running (periodic)."""
+
+
+@attrs.frozen
+class SyncNudge:
+    """Caller → SyncActor: something was stored; push soon (coalesced)."""
+
+
+@attrs.frozen
+class LeaseTick:
+    """Timer → SyncActor: renew (or try to take) the sync lease."""
+
+
+@attrs.frozen
+class AuthRecheck:
+    """Timer → SyncActor: the key was refused; check it again."""
+
+
+@attrs.frozen
+class ResyncTick:
+    """Timer → SyncActor: run a full resync (at start and every ``resync_interval``)."""
+
+
+@attrs.frozen(eq=False)
+class SyncStatus(Request):
+    """Caller → SyncActor: the sync state → :class:`~actors.sync_model.SyncReport`."""

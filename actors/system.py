@@ -12,6 +12,7 @@ mutable state of its own beyond what it reads from the supervisor's cells.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -30,10 +31,13 @@ from actors.messages import (
     ListMemories,
     Migrate,
     Request,
+    RetryDeadLetters,
     SearchMemories,
     Shutdown,
     StartChildren,
     StoreMemory,
+    SyncNudge,
+    SyncStatus,
 )
 from actors.migrations import Connect, MigrationActor, MigrationReport
 from actors.model import (
@@ -54,7 +58,9 @@ from actors.model import (
 )
 from actors.runtime import Runtime, ThreadedRuntime
 from actors.store import StoreActor, StoreConfig, Synchronous
-from actors.supervisor import ChildCell, SupervisorActor
+from actors.supervisor import ChildCell, ChildSpec, SupervisorActor
+from actors.sync import ClientFactory, SyncActor, default_client
+from actors.sync_model import RemoteConfig, SyncReport
 
 __all__ = ["DB_ENV_VAR", "Config", "MemorySystem", "default_db_path"]
 
@@ -95,6 +101,10 @@ class Config:
     restart_backoff: float = 0.1
     #: Connection factory (fault injection in tests); None opens a plain sqlite3 connection.
     connect: Connect | None = None
+    #: The hub to sync with; None keeps the system purely local.
+    remote: RemoteConfig | None = None
+    #: Builds the SyncActor's hub client (the simulation passes an in-process transport).
+    hub_client: ClientFactory | None = None
 
 
 class MemorySystem:
@@ -151,6 +161,7 @@ class MemorySystem:
         rt: Runtime = runtime if runtime is not None else ThreadedRuntime()
         try:
             report = cls._migrate(rt, db_path, config)
+            remote = config.remote
             store_config = StoreConfig(
                 path=db_path,
                 synchronous=config.synchronous,
@@ -158,16 +169,34 @@ class MemorySystem:
                 busy_retries=config.busy_retries,
                 group_commit=config.group_commit,
                 connect=config.connect,
+                sync_configured=remote is not None,
+                sync_max_attempts=remote.max_attempts if remote else 5,
             )
+            cells = {"store": ChildCell("store")}
 
             def spawn_store(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
                 return rt.spawn(StoreActor, rt, store_config, supervisor=supervisor)
 
-            cells = {"store": ChildCell("store")}
+            specs: dict[str, ChildSpec] = {"store": spawn_store}
+            if remote is not None:
+                cells["sync"] = ChildCell("sync")
+                factory = config.hub_client or default_client
+
+                def spawn_sync(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+                    return rt.spawn(
+                        SyncActor,
+                        rt,
+                        remote,
+                        cells["store"],
+                        client_factory=factory,
+                        supervisor=supervisor,
+                    )
+
+                specs["sync"] = spawn_sync
             supervisor = rt.spawn(
                 SupervisorActor,
                 rt,
-                {"store": spawn_store},
+                specs,
                 cells,
                 intensity=config.restart_intensity,
                 window=config.restart_window,
@@ -253,6 +282,7 @@ class MemorySystem:
         receipt: StoreReceipt = self._call(
             "store", lambda reply: StoreMemory(reply, text, digest, ns, tag_tuple, meta), timeout
         )
+        self._nudge_sync()
         return receipt
 
     def recall(
@@ -289,6 +319,7 @@ class MemorySystem:
         result: ForgetResult = self._call(
             "store", lambda reply: ForgetMemory(reply, canonical), timeout
         )
+        self._nudge_sync()
         return result
 
     def list(
@@ -323,7 +354,28 @@ class MemorySystem:
         result: CountResult = self._call(
             "store", lambda reply: CountMemories(reply, ns, tag_tuple), timeout
         )
+        report = self.sync_report()
+        if report is not None:
+            result = attrs.evolve(result, sync=report.summary())
         return result
+
+    def sync_report(self) -> SyncReport | None:
+        """The SyncActor's state (None without a remote); never waits more than 2 s."""
+        if self.config.remote is None:
+            return None
+        try:
+            report: SyncReport = self._call("sync", SyncStatus, min(2.0, self.config.ask_timeout))
+        except (Unavailable, AskTimeout) as exc:
+            return SyncReport(
+                state="starting", reason=str(exc), remote=self.config.remote.url, lease_holder=False
+            )
+        return report
+
+    def retry_dead_letters(self, *, timeout: float | None = None) -> int:
+        """Put every dead letter back in the outbox; returns how many memories were requeued."""
+        count: int = self._call("store", RetryDeadLetters, timeout)
+        self._nudge_sync()
+        return count
 
     def status(self) -> dict[str, Any]:
         """The supervisor's view: each actor's status, restarts and reason."""
@@ -334,10 +386,12 @@ class MemorySystem:
             state = "degraded"
         elif any(c.status != ChildCell.READY for c in self._cells.values()):
             state = "restarting"
+        report = None if self._closed else self.sync_report()
         return {
             "state": state,
             "database": self.path,
             "runtime": self.runtime.name,
+            "sync": report.to_dict() if report is not None else {"state": "local-only"},
             "actors": {
                 c.name: {"status": c.status, "restarts": c.restarts, "reason": c.reason}
                 for c in self._cells.values()
@@ -374,9 +428,14 @@ class MemorySystem:
             if self.runtime.monotonic() >= deadline:
                 raise AskTimeout(f"no answer from {what} within {timeout:g}s")
 
-    def submit(
-        self, child: str, make: Callable[[pykka.Future[Any]], Request]
-    ) -> pykka.Future[Any]:
+    def _nudge_sync(self) -> None:
+        cell = self._cells.get("sync")
+        if cell is None or cell.ref is None:
+            return
+        with contextlib.suppress(pykka.ActorDeadError):
+            cell.ref.tell(SyncNudge())
+
+    def submit(self, child: str, make: Callable[[pykka.Future[Any]], Request]) -> pykka.Future[Any]:
         """Send one request to a child actor and return its reply future without waiting.
 
         The seam for the deterministic simulation (its clients yield this

@@ -356,6 +356,7 @@ def test_status_reports_ready_actors_and_the_counts(db: Path) -> None:
         "state": "ready",
         "database": str(db),
         "runtime": "threaded",
+        "sync": {"state": "local-only"},
         "actors": {"store": {"status": "READY", "restarts": 0, "reason": ""}},
         "counts": _counts(db, total=1, outbox=1),
     }

@@ -103,6 +103,7 @@ OUTPUT_FIELDS = {
         "origin",
         "deleted",
         "sync_state",
+        "sync_error",
     },
     "memory_forget": {"id", "forgotten", "already_forgotten"},
     "memory_list": {"memories", "next_before"},
