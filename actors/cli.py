@@ -56,6 +56,7 @@ from actors.errors import (
     Unavailable,
 )
 from actors.model import MAX_LIMIT
+from actors.sync_model import RemoteConfig
 from actors.system import DB_ENV_VAR, Config, MemorySystem
 
 __all__ = [
@@ -90,6 +91,12 @@ MCP_CONFIG: dict[str, Any] = {
 # `serve` do not import the MCP SDK (about 1 s of imports).
 _DEFAULT_HOST = "127.0.0.1"
 _DEFAULT_PORT = 8765
+
+
+#: Environment variables for the hub (flags take precedence).
+REMOTE_ENV_VAR = "MEMORY_ACTORS_REMOTE"
+API_KEY_ENV_VAR = "MEMORY_ACTORS_API_KEY"
+API_KEY_FILE_ENV_VAR = "MEMORY_ACTORS_API_KEY_FILE"
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -131,9 +138,25 @@ class Settings:
     #: True when --db came from the command line (not the environment).
     db_from_cli: bool
     synchronous: str
+    remote: str | None = None
+    api_key: str | None = attrs.field(default=None, repr=False)
 
-    def config(self) -> Config:
-        return Config(synchronous="FULL" if self.synchronous == "FULL" else "NORMAL")
+    def config(self, *, sync: bool = False) -> Config:
+        """The facade's config; ``sync`` starts the SyncActor when a remote is configured.
+
+        Only long-running commands sync (``serve``, ``sync``): a one-shot
+        ``store`` leaves its memory in the durable outbox for them.
+        """
+        remote = None
+        if sync and self.remote:
+            if not self.api_key:
+                raise CommandError(
+                    f"--remote {self.remote} needs an API key: --api-key, --api-key-file, "
+                    f"or {API_KEY_ENV_VAR}",
+                    EXIT_USAGE,
+                )
+            remote = RemoteConfig(self.remote, self.api_key)
+        return Config(synchronous="FULL" if self.synchronous == "FULL" else "NORMAL", remote=remote)
 
 
 class _MemoryGroup(click.Group):
@@ -214,10 +237,39 @@ def _configure_logging(verbose: int) -> None:
     help="SQLite durability: FULL survives power loss; NORMAL (WAL) may lose the last "
     "commits on power loss, never on a crash of the process.",
 )
+@click.option(
+    "--remote",
+    metavar="URL",
+    envvar=REMOTE_ENV_VAR,
+    show_envvar=True,
+    help="A memory-actors hub to sync with (serve and sync). Default: local only.",
+)
+@click.option(
+    "--api-key",
+    metavar="KEY",
+    envvar=API_KEY_ENV_VAR,
+    show_envvar=True,
+    help="The hub API key (prefer --api-key-file or the environment: argv is visible).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, exists=True),
+    envvar=API_KEY_FILE_ENV_VAR,
+    show_envvar=True,
+    help="A file holding the hub API key.",
+)
 @click.option("-v", "--verbose", count=True, help="Log to stderr: -v info, -vv debug.")
 @click.version_option(__version__, "-V", "--version", prog_name="memory-actors")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, synchronous: str, verbose: int) -> None:
+def cli(
+    ctx: click.Context,
+    db: str | None,
+    synchronous: str,
+    remote: str | None,
+    api_key: str | None,
+    api_key_file: str | None,
+    verbose: int,
+) -> None:
     """Persistent memory for AI agents, served as MCP tools.
 
     Run `memory-actors serve` from an MCP client (see `memory-actors mcp-config`),
@@ -225,10 +277,15 @@ def cli(ctx: click.Context, db: str | None, synchronous: str, verbose: int) -> N
     """
     _configure_logging(verbose)
     source = ctx.get_parameter_source("db")
+    if api_key_file and not api_key:
+        with open(api_key_file, encoding="utf-8") as handle:
+            api_key = handle.read().strip()
     ctx.obj = Settings(
         db=db,
         db_from_cli=source == click.core.ParameterSource.COMMANDLINE,
         synchronous=synchronous.upper(),
+        remote=remote,
+        api_key=api_key,
     )
 
 
@@ -259,9 +316,9 @@ _tag_filter = click.option(
 
 
 @contextmanager
-def _memory(ctx: click.Context) -> Iterator[MemorySystem]:
+def _memory(ctx: click.Context, *, sync: bool = False) -> Iterator[MemorySystem]:
     settings: Settings = ctx.find_object(Settings) or Settings(None, False, "FULL")
-    with MemorySystem.open(settings.db, config=settings.config()) as system:
+    with MemorySystem.open(settings.db, config=settings.config(sync=sync)) as system:
         yield system
 
 
@@ -324,9 +381,9 @@ def serve(ctx: click.Context, http: bool, host: str, port: int) -> None:
     settings: Settings = ctx.obj
     try:
         if http:
-            server.serve_http(settings.db, host=host, port=port, config=settings.config())
+            server.serve_http(settings.db, host=host, port=port, config=settings.config(sync=True))
         else:
-            server.serve_stdio(settings.db, config=settings.config())
+            server.serve_stdio(settings.db, config=settings.config(sync=True))
     except server.ServeError as exc:
         raise CommandError(str(exc), EXIT_FAILURE) from exc
 
@@ -580,6 +637,45 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
     )
     for backup in report.backups:
         click.echo(f"backup: {backup}")
+
+
+@cli.group()
+def sync() -> None:
+    """Sync with a hub (--remote URL and an API key): status, dead letters, a run."""
+
+
+@sync.command("status")
+@_json_option
+@click.pass_context
+def sync_status(ctx: click.Context, as_json: bool) -> None:
+    """Connect to the hub once and report the sync state and the outbox."""
+    with _memory(ctx, sync=True) as system:
+        report = system.sync_report()
+        counts = system.count()
+    data = {
+        "sync": report.to_dict() if report else {"state": "local-only"},
+        "outbox_pending": counts.outbox_pending,
+        "dead_letters": counts.dead_letters,
+    }
+    if as_json:
+        _print_json(data)
+        return
+    click.echo(f"{'sync:':<16}{counts.sync}")
+    click.echo(f"{'outbox pending:':<16}{counts.outbox_pending}")
+    click.echo(f"{'dead letters:':<16}{counts.dead_letters}")
+
+
+@sync.command("retry-dead")
+@_json_option
+@click.pass_context
+def sync_retry_dead(ctx: click.Context, as_json: bool) -> None:
+    """Put every dead letter back in the outbox (the next sync pushes them again)."""
+    with _memory(ctx) as system:
+        requeued = system.retry_dead_letters()
+    if as_json:
+        _print_json({"requeued": requeued})
+        return
+    click.echo(f"requeued {_plural(requeued, 'memory', 'memories')} for the next push")
 
 
 @cli.command("mcp-config")
