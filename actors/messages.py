@@ -28,6 +28,7 @@ __all__ = [
     "ChildReady",
     "ChildStopped",
     "CountMemories",
+    "ExpireRecallCache",
     "FetchOutbox",
     "Flush",
     "ForgetMemory",
@@ -44,8 +45,10 @@ __all__ = [
     "Ping",
     "ReadLocalDigest",
     "ReadSyncMeta",
+    "RecallJob",
     "RecordPush",
     "ReleaseLease",
+    "RemoteRecall",
     "Request",
     "RequeueForPush",
     "RestartChild",
@@ -446,3 +449,38 @@ class ResyncTick:
 @attrs.frozen(eq=False)
 class SyncStatus(Request):
     """Caller → SyncActor: the sync state → :class:`~actors.sync_model.SyncReport`."""
+
+
+# -- Remote recall: facade → RecallRouter → RecallWorker ------------------------------
+
+
+@attrs.frozen(eq=False)
+class RemoteRecall(Request):
+    """Caller → RecallRouter: semantic search on the hub.
+
+    Answered with a tuple of :class:`~actors.hub.protocol.RemoteHit` (from the
+    cache at once, or when a worker's request completes), or a
+    :class:`~actors.errors.HubError`. The caller waits with its own deadline;
+    if it gives up, the request still completes and its answer is cached, so
+    the caller's retry is answered at once.
+    """
+
+    query: str
+    namespace: str | None
+    tags: tuple[str, ...]
+    limit: int
+
+
+@attrs.frozen(eq=False)
+class RecallJob(TellBack):
+    """RecallRouter → RecallWorker: run one hub request; answered with its hits."""
+
+    query: str
+    namespace: str | None
+    tags: tuple[str, ...]
+    limit: int
+
+
+@attrs.frozen
+class ExpireRecallCache:
+    """Timer → RecallRouter: drop cached answers older than the TTL."""

@@ -293,7 +293,8 @@ class RecallHit:
     snippet: str
     tags: tuple[str, ...]
     score: float
-    source: Literal["local", "remote"]
+    #: Which search found it: local keyword search, the hub's semantic search, or both.
+    source: Literal["local", "remote", "both"]
     created_at: float
 
     def to_dict(self) -> dict[str, Any]:

@@ -183,7 +183,12 @@ class ThreadedRuntime:
         with self._mutex:
             combined = self._classes.get(cls)
             if combined is None:
-                combined = type(cls.__name__, (pykka.ThreadingActor, cls), {})
+                # An actor class may ask for a daemon thread (it holds nothing durable);
+                # ThreadingActor comes first in the MRO, so carry the wish over.
+                daemon = bool(getattr(cls, "use_daemon_thread", False))
+                combined = type(
+                    cls.__name__, (pykka.ThreadingActor, cls), {"use_daemon_thread": daemon}
+                )
                 combined.__module__ = cls.__module__
                 combined.__qualname__ = cls.__qualname__
                 self._classes[cls] = combined

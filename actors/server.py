@@ -101,7 +101,7 @@ class RecallHitOutput(BaseModel):
     snippet: str = Field(description="The best-matching passage, matches in [brackets].")
     tags: list[str]
     score: float = Field(description="Relevance; higher is better. Comparable within one answer.")
-    source: Literal["local", "remote"]
+    source: Literal["local", "remote", "both"]
     created_at: float = Field(description="Unix time in seconds.")
 
 

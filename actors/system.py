@@ -23,13 +23,15 @@ import attrs
 import platformdirs
 import pykka
 
-from actors.errors import AskTimeout, Overloaded, SystemClosed, Unavailable
+from actors.errors import AskTimeout, MemoryActorsError, Overloaded, SystemClosed, Unavailable
+from actors.hub.protocol import RemoteHit
 from actors.messages import (
     CountMemories,
     ForgetMemory,
     GetMemory,
     ListMemories,
     Migrate,
+    RemoteRecall,
     Request,
     RetryDeadLetters,
     SearchMemories,
@@ -45,6 +47,7 @@ from actors.model import (
     ForgetResult,
     Memory,
     MemoryPage,
+    RecallHit,
     RecallResult,
     StoreReceipt,
     content_hash,
@@ -56,6 +59,7 @@ from actors.model import (
     validate_limit,
     validate_query,
 )
+from actors.recall import RecallRouter, RecallSettings
 from actors.runtime import Runtime, ThreadedRuntime
 from actors.store import StoreActor, StoreConfig, Synchronous
 from actors.supervisor import ChildCell, ChildSpec, SupervisorActor
@@ -105,6 +109,10 @@ class Config:
     remote: RemoteConfig | None = None
     #: Builds the SyncActor's hub client (the simulation passes an in-process transport).
     hub_client: ClientFactory | None = None
+    #: How long recall waits for the hub before answering "retry" with local results
+    #: (well under MCP clients' own 60 s limits).
+    recall_timeout: float = 5.0
+    recall: RecallSettings = attrs.field(factory=RecallSettings)
 
 
 class MemorySystem:
@@ -193,6 +201,20 @@ class MemorySystem:
                     )
 
                 specs["sync"] = spawn_sync
+                cells["recall"] = ChildCell("recall")
+                recall_settings = config.recall
+
+                def spawn_recall(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+                    return rt.spawn(
+                        RecallRouter,
+                        rt,
+                        remote,
+                        recall_settings,
+                        factory,
+                        supervisor=supervisor,
+                    )
+
+                specs["recall"] = spawn_recall
             supervisor = rt.spawn(
                 SupervisorActor,
                 rt,
@@ -294,18 +316,68 @@ class MemorySystem:
         namespace: str | None = None,
         timeout: float | None = None,
     ) -> RecallResult:
-        """Ranked matches for ``query`` (local keyword search: FTS5 with BM25)."""
+        """Ranked matches for ``query``, answered within ``recall_timeout`` (or ``timeout``).
+
+        Local keyword search (FTS5, BM25) always; with a hub, its semantic
+        matches merged in (``status: "complete"``). If the hub has not answered
+        by the deadline: ``status: "retry"`` with the local results, and the
+        same call again soon gets the hub's answer from the cache. Without a
+        hub, or when it fails: ``status: "local"`` with the reason.
+        """
         text = validate_query(query)
         ns = None if namespace is None else normalize_namespace(namespace)
         tag_tuple = normalize_tags(tags)
         top = validate_limit(limit, default=10)
-        hits = self._call(
-            "store", lambda reply: SearchMemories(reply, text, ns, tag_tuple, top), timeout
+        budget = self.config.recall_timeout if timeout is None else timeout
+        deadline = self.runtime.monotonic() + budget
+        remote: pykka.Future[Any] | None = None
+        remote_error = ""
+        if "recall" in self._cells:
+            # Sent first, so the hub works while the local search runs.
+            try:
+                remote = self.submit(
+                    "recall", lambda reply: RemoteRecall(reply, text, ns, tag_tuple, top)
+                )
+            except Unavailable as exc:
+                remote_error = str(exc)
+        local: tuple[RecallHit, ...] = self._call(
+            "store", lambda reply: SearchMemories(reply, text, ns, tag_tuple, top), budget
         )
-        reason = "local keyword search (SQLite FTS5, BM25); no remote configured"
         if not any(ch.isalnum() for ch in text):
-            reason = "the query has no searchable words (letters or digits)"
-        return RecallResult(query=text, hits=hits, status="local", reason=reason)
+            return RecallResult(
+                text, local, "local", "the query has no searchable words (letters or digits)"
+            )
+        if remote is None:
+            reason = (
+                f"local keyword search; remote recall unavailable: {remote_error}"
+                if remote_error
+                else "local keyword search (SQLite FTS5, BM25); no remote configured"
+            )
+            return RecallResult(text, local, "local", reason)
+        try:
+            found: tuple[RemoteHit, ...] = remote.get(
+                timeout=max(0.0, deadline - self.runtime.monotonic())
+            )
+        except pykka.Timeout:
+            return RecallResult(
+                text,
+                local,
+                "retry",
+                "the hub is still searching: call memory_recall again with the same "
+                "arguments in a few seconds to get its semantic matches; these are the "
+                "local keyword matches meanwhile",
+                retry_after=_RETRY_AFTER,
+            )
+        except MemoryActorsError as exc:
+            return RecallResult(
+                text, local, "local", f"local keyword search; remote recall failed: {exc}"
+            )
+        return RecallResult(
+            text,
+            merge_hits(found, local, top),
+            "complete",
+            "semantic matches from the hub merged with local keyword matches",
+        )
 
     def get(self, memory_id: str, *, timeout: float | None = None) -> Memory:
         """The memory with ``memory_id``; :class:`MemoryNotFound` if unknown or forgotten."""
@@ -484,6 +556,42 @@ class MemorySystem:
 
 #: How often a waiting caller checks that the actor it waits on still lives.
 _LIVENESS_POLL = 0.25
+
+
+#: The retry hint of a recall that timed out, in seconds.
+_RETRY_AFTER = 2.0
+
+
+def merge_hits(
+    remote: tuple[RemoteHit, ...], local: tuple[RecallHit, ...], limit: int
+) -> tuple[RecallHit, ...]:
+    """Reciprocal-rank fusion of the hub's semantic and the local keyword rankings.
+
+    RRF needs no comparable scores (BM25 and cosine are not), and a memory
+    found by both rises to the top. Each hit says which search found it.
+    """
+    fused: dict[str, float] = {}
+    hits: dict[str, RecallHit] = {}
+    for rank, found in enumerate(remote):
+        fused[found.id] = fused.get(found.id, 0.0) + 1.0 / (60 + rank)
+        hits[found.id] = RecallHit(
+            id=found.id,
+            namespace=found.namespace,
+            content=found.content,
+            snippet=found.content if len(found.content) <= 160 else found.content[:159] + "…",
+            tags=found.tags,
+            score=0.0,
+            source="remote",
+            created_at=found.created_at,
+        )
+    for rank, hit in enumerate(local):
+        fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (60 + rank)
+        if hit.id in hits:
+            hits[hit.id] = attrs.evolve(hit, source="both")
+        else:
+            hits[hit.id] = hit
+    ranked = sorted(fused, key=lambda memory_id: -fused[memory_id])[:limit]
+    return tuple(attrs.evolve(hits[i], score=float(f"{fused[i]:.6g}")) for i in ranked)
 
 
 def _wait(future: pykka.Future[T], timeout: float, what: str) -> T:
