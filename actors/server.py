@@ -31,7 +31,8 @@ from types import FrameType
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+import anyio.from_thread
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
@@ -273,6 +274,7 @@ def build_server(system: MemorySystem) -> MCPServer:
             str,
             Field(description="What to look for, in words likely to appear in the memory."),
         ],
+        ctx: Context,
         limit: _RecallLimit = None,
         tags: _TagsFilter = None,
         namespace: _NamespaceFilter = None,
@@ -283,7 +285,9 @@ def build_server(system: MemorySystem) -> MCPServer:
         settled. status says how the search ran; on status=retry, call again
         after retry_after seconds for more complete results.
         """
+        _progress(ctx, 0, "searching local memories and the hub")
         result = _call(lambda: system.recall(query, limit=limit, tags=tags, namespace=namespace))
+        _progress(ctx, 1, f"{result.status}: {len(result.hits)} match(es)")
         if not result.hits:
             text = f"No memories match {result.query!r} ({result.status}: {result.reason})."
         else:
@@ -371,6 +375,18 @@ def build_server(system: MemorySystem) -> MCPServer:
         return _result(text, counts.to_dict())
 
     return server
+
+
+def _progress(ctx: Context, done: float, message: str) -> None:
+    """Send notifications/progress from a tool's worker thread (when the client asked).
+
+    Sync tools run in ``anyio.to_thread``, so ``from_thread`` reaches the event
+    loop. Progress is a courtesy: a failure to send it never fails the tool.
+    """
+    try:
+        anyio.from_thread.run(ctx.report_progress, done, 1, message)
+    except Exception as exc:
+        logger.debug("progress notification not sent: %s", exc)
 
 
 def _annotated(base: ToolAnnotations, title: str) -> ToolAnnotations:
