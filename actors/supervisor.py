@@ -23,7 +23,7 @@ from typing import Any, Final
 import pykka
 
 from actors._base import DEFERRED, ReplyingActor, settle, settle_error
-from actors.errors import Unavailable
+from actors.errors import MemoryActorsError, Unavailable
 from actors.messages import (
     ChildFailed,
     ChildReady,
@@ -160,7 +160,10 @@ class SupervisorActor(ReplyingActor):
             # A child that cannot start at all is a startup error, not a restart case.
             cell.status = ChildCell.STOPPED
             cell.reason = reason
-            settle_error(self._starting, error if error is not None else Unavailable(reason))
+            # Our own errors (SchemaError, StorageError...) say what to fix; anything
+            # else is a crash, reported as the child being unavailable.
+            failure = error if isinstance(error, MemoryActorsError) else Unavailable(reason)
+            settle_error(self._starting, failure)
             self._starting = None
             return
         now = self.runtime.monotonic()

@@ -142,6 +142,7 @@ class MemorySystem:
         self._cells = cells
         self._gate = runtime.gate(config.max_in_flight)
         self._closed = False
+        self._owns_runtime = False
 
     def __repr__(self) -> str:
         children = " ".join(f"{c.name}={c.status}" for c in self._cells.values())
@@ -229,6 +230,7 @@ class MemorySystem:
                 rt.close()
             raise
         system = cls(db_path, rt, config, supervisor, cells, report)
+        system._owns_runtime = owns_runtime
         try:
             ready = rt.new_future()
             supervisor.tell(StartChildren(ready))
@@ -267,7 +269,9 @@ class MemorySystem:
                 _stop(cell.ref, self.config.stop_timeout)
             cell.status = ChildCell.STOPPED
         _stop(self._supervisor, self.config.stop_timeout)
-        self.runtime.close()
+        if self._owns_runtime:
+            # A runtime passed in may serve other systems (or a simulated world).
+            self.runtime.close()
 
     def __enter__(self) -> Self:
         return self

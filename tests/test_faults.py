@@ -27,6 +27,7 @@ from actors import (
     SystemClosed,
     Unavailable,
 )
+from actors.runtime import ThreadedRuntime
 from actors.system import Config
 
 
@@ -215,3 +216,29 @@ def test_killing_the_store_actor_from_outside_is_survived(system: MemorySystem) 
         assert time.monotonic() < deadline, system.status()
         time.sleep(0.01)
     assert system.count().total == 1
+
+
+def test_closing_one_system_leaves_a_shared_runtime_running(tmp_path: Path) -> None:
+    """Found by the sync sweep: a system closing must not stop a runtime it did not create.
+
+    Here the second system's close would have stopped the shared timer wheel,
+    and the first system's supervisor could no longer schedule a restart.
+    """
+    runtime = ThreadedRuntime()
+    first = MemorySystem.open(
+        tmp_path / "a.db", runtime=runtime, config=Config(restart_backoff=0.01)
+    )
+    try:
+        with MemorySystem.open(tmp_path / "b.db", runtime=runtime):
+            pass
+        ref = first._cells["store"].ref
+        assert ref is not None
+        ref.stop(block=True, timeout=5)
+        deadline = time.monotonic() + 10
+        while not (first.status()["state"] == "ready" and _restarts(first) == 1):
+            assert time.monotonic() < deadline, first.status()
+            time.sleep(0.01)
+        assert first.store("still served").duplicate is False
+    finally:
+        first.close()
+        runtime.close()

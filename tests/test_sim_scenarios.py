@@ -25,7 +25,14 @@ from actors.store import StoreActor
 
 @pytest.mark.parametrize(
     ("scenario", "seeds"),
-    [("store", 500), ("system", 500), ("busy", 500), ("migration", 300), ("ping", 300)],
+    [
+        ("store", 500),
+        ("system", 500),
+        ("busy", 500),
+        ("migration", 300),
+        ("ping", 300),
+        ("sync", 200),
+    ],
 )
 def test_every_seed_of_a_scenario_keeps_the_invariants(
     sim_sweep: Sweep, scenario: str, seeds: int
@@ -36,7 +43,7 @@ def test_every_seed_of_a_scenario_keeps_the_invariants(
     assert report.steps > report.runs
 
 
-@pytest.mark.parametrize("scenario", ["store", "system"])
+@pytest.mark.parametrize("scenario", ["store", "system", "sync"])
 def test_pct_scheduling_keeps_the_invariants_too(sim_sweep: Sweep, scenario: str) -> None:
     """The priority-change-point strategy explores other orderings; they hold as well."""
     sim_sweep.run(scenario, seeds=200, strategy="pct:3")

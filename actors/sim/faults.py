@@ -38,6 +38,17 @@ class FaultPlan:
     clock_skew: float = 0.0
     clock_jump: float = 0.0
     jump_max: float = 5.0
+    #: Per hub request: a 5xx, a client timeout (the request may have been applied),
+    #: no connection, a refused key (401), throttling (429), a garbage body.
+    hub_error: float = 0.0
+    hub_timeout: float = 0.0
+    hub_unreachable: float = 0.0
+    hub_auth: float = 0.0
+    hub_throttle: float = 0.0
+    hub_garbage: float = 0.0
+    #: Per change-feed page: the previous page served again, or a page in reverse order.
+    hub_duplicate_page: float = 0.0
+    hub_reorder_page: float = 0.0
 
     @classmethod
     def none(cls) -> FaultPlan:
@@ -58,6 +69,14 @@ class FaultPlan:
             stall=maybe(0.05),
             clock_skew=round(rng.uniform(-60, 60), 3) if rng.random() < 0.3 else 0.0,
             clock_jump=maybe(0.01),
+            hub_error=maybe(0.2),
+            hub_timeout=maybe(0.1),
+            hub_unreachable=maybe(0.1),
+            hub_auth=maybe(0.05),
+            hub_throttle=maybe(0.1),
+            hub_garbage=maybe(0.1),
+            hub_duplicate_page=maybe(0.3),
+            hub_reorder_page=maybe(0.3),
         )
 
     def to_dict(self) -> dict[str, Any]:

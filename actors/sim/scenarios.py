@@ -12,6 +12,7 @@ sweep does not pay for migrations thousands of times.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import sqlite3
@@ -23,11 +24,12 @@ from typing import Any
 
 import pykka
 
-from actors.errors import MemoryActorsError, MemoryNotFound
-from actors.messages import GetMemory, Migrate, Ping, StoreMemory
+from actors.errors import MemoryActorsError, MemoryNotFound, Unavailable
+from actors.messages import ForgetMemory, GetMemory, Migrate, Ping, StoreMemory
 from actors.migrations import MigrationActor, migrate
 from actors.model import StoreReceipt, content_hash
 from actors.sim.faults import FaultPlan, sqlite_connector
+from actors.sim.hub import SimHub
 from actors.sim.runtime import Client, Outcome, SimRuntime, Sleep
 from actors.store import StoreActor, StoreConfig
 from actors.system import Config, MemorySystem
@@ -354,6 +356,153 @@ def ping_scenario(sim: SimRuntime) -> None:
         _remove(path)
 
 
+def _live(path: str) -> dict[tuple[str, str], str]:
+    """(namespace, content hash) → id of every live memory in a replica's file."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT namespace, content_hash, id FROM memories WHERE deleted = 0"
+        ).fetchall()
+    finally:
+        conn.close()
+    live: dict[tuple[str, str], str] = {}
+    for namespace, digest, memory_id in rows:
+        if (namespace, digest) in live:
+            raise CheckFailed(f"duplicate live content in one replica: {memory_id}")
+        live[(namespace, digest)] = memory_id
+    return live
+
+
+def _syncer(
+    sim: SimRuntime, name: str, system: MemorySystem, items: int, shared: list[str]
+) -> Client:
+    """Store (some content shared across replicas) and sometimes forget, through one replica."""
+    rng = sim.rng(f"client.{name}")
+    for i in range(items):
+        content = rng.choice(shared) if rng.random() < 0.3 else f"{name} note {i}"
+        sim.trace.record(name, "store", "invoke", content)
+        try:
+            reply = system.submit("store", _store_request(content))
+        except MemoryActorsError as exc:
+            sim.trace.record(name, "store", "fail", f"named:{type(exc).__name__}")
+            yield Sleep(0.05)
+            continue
+        receipt = _outcome(sim, name, "store", (yield reply))
+        if receipt is not None and rng.random() < 0.2:
+            sim.trace.record(name, "forget", "invoke", receipt.id)
+            try:
+                gone = system.submit("store", functools.partial(_forget_request, receipt.id))
+            except MemoryActorsError:
+                continue
+            outcome = yield gone
+            sim.trace.record(name, "forget", "ok" if outcome.ok else "info", receipt.id)
+        yield Sleep(rng.uniform(0, 0.02))
+
+
+def _forget_request(memory_id: str, reply: Any) -> ForgetMemory:
+    return ForgetMemory(reply, memory_id)
+
+
+def sync_scenario(sim: SimRuntime) -> None:
+    """Two replicas and a hub through hub faults: once faults stop, all three converge.
+
+    Checks: no duplicate content anywhere; both replicas hold exactly the
+    hub's live memories, under the same ids; every acknowledged store is live
+    unless some client forgot it (or its twin); no push attempted more than
+    ``max_attempts`` times; every reply future answered.
+    """
+    folder = _scratch_dir()
+    hub_path = os.path.join(folder, f"hub-{sim.seed}.db")
+    paths = [fresh_database(f"sync-{sim.seed}-{n}") for n in range(2)]
+    _remove(hub_path)
+    hub = SimHub(sim, hub_path)
+    key = hub.add_key("tenant")
+    remote = hub.remote(key, max_attempts=3)
+    systems: list[MemorySystem] = []
+    try:
+        config = Config(
+            synchronous="OFF",
+            busy_timeout=0,
+            remote=remote,
+            hub_client=hub.client_factory,
+            recall_timeout=0.5,
+        )
+        for path in paths:
+            systems.append(_open_until_up(sim, path, config))
+        shared = [f"shared fact {n}" for n in range(3)]
+        sim.run_clients(
+            [
+                (f"r{n}", _syncer(sim, f"r{n}", system, 4, shared))
+                for n, system in enumerate(systems)
+            ]
+        )
+        # Faults stop; dead letters are retried by an operator; time passes.
+        hub.faults_on = False
+        for system in systems:
+            _retry_dead(sim, system)
+        deadline = sim.now + 30
+        while True:
+            sim.run(until=sim.now + 0.5)
+            difference = _divergence(hub, key, paths)
+            if difference is None:
+                break
+            if sim.now >= deadline:
+                raise CheckFailed(f"no convergence 30 s after faults stopped: {difference}")
+        check_named_errors_only(sim)
+    finally:
+        for system in systems:
+            system.close()
+        hub.close()
+        for path in [*paths, hub_path]:
+            _remove(path)
+    # Closed systems have no periodic timers left: now the world can go quiet.
+    check_all_answered(sim)
+
+
+def _open_until_up(sim: SimRuntime, path: str, config: Config) -> MemorySystem:
+    """Open a replica; a crash during startup is a named error, and the operator retries."""
+    for _ in range(20):
+        try:
+            return MemorySystem.open(path, runtime=sim, config=config)
+        except Unavailable as exc:
+            sim.trace.record("open", "open", "info", f"named:Unavailable:{exc}")
+            sim.run(until=sim.now + 0.2)
+    raise CheckFailed(f"{path} never opened")
+
+
+def _retry_dead(sim: SimRuntime, system: MemorySystem) -> None:
+    """The operator's ``sync retry-dead``, repeated while the store restarts after a crash."""
+    for _ in range(100):
+        try:
+            system.retry_dead_letters()
+            return
+        except Unavailable:
+            sim.run(until=sim.now + 0.2)
+    raise CheckFailed(f"the store never came back: {system.status()}")
+
+
+def _divergence(hub: SimHub, key: str, paths: list[str]) -> str | None:
+    """None when every replica holds exactly the hub's live memories, under the same ids."""
+    hub_live = {(e.namespace, e.content_hash): e.id for e in _hub_digest(hub, key) if not e.deleted}
+    for n, path in enumerate(paths):
+        live = _live(path)
+        if live != hub_live:
+            return f"replica r{n}: {sorted(set(hub_live.items()) ^ set(live.items()))[:3]}"
+    return None
+
+
+def _hub_digest(hub: SimHub, key: str) -> list[Any]:
+    client = hub.client_factory(hub.remote(key), hub.sim)
+    entries: list[Any] = []
+    after = None
+    while True:
+        page = client.digest(after, 1000)
+        entries.extend(page.entries)
+        if not page.has_more or page.next_after is None:
+            return entries
+        after = page.next_after
+
+
 #: Named scenarios for sweeps and the soak command. Each gets a fault plan from its seed.
 SCENARIOS: dict[str, Scenario] = {
     "store": store_actor_scenario(),
@@ -361,6 +510,7 @@ SCENARIOS: dict[str, Scenario] = {
     "busy": busy_backoff_scenario,
     "migration": migration_scenario,
     "ping": ping_scenario,
+    "sync": sync_scenario,
 }
 
 #: Fault plans a scenario runs with when none is given: the seed decides, except where a
