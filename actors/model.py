@@ -384,6 +384,22 @@ class HybridClock:
             # wall clock still orders every later version after this one.
             return cls()
 
+    @property
+    def version(self) -> str:
+        """The last version produced or observed."""
+        return format_version(self.physical_ms, self.logical)
+
+    def observe(self, version: str | None) -> None:
+        """Move past ``version`` (written by another process on the same file)."""
+        if not version:
+            return
+        try:
+            seen = (int(version[:13], 16), int(version[13:], 16))
+        except ValueError:
+            return
+        if seen > (self.physical_ms, self.logical):
+            self.physical_ms, self.logical = seen
+
     def tick(self, now_ms: int) -> str:
         """A new version, greater than every version this clock produced or observed."""
         if now_ms > self.physical_ms:

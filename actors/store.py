@@ -349,8 +349,10 @@ class StoreActor(SyncStoreMixin, ReplyingActor):
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            self.sync_clock_in(db)
             now = self.runtime.wall_time()
             results = self._apply_batch(db, batch, now)
+            self.sync_clock_out(db)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

@@ -45,6 +45,7 @@ T = TypeVar("T")
 _CURSOR_KEY = "pull_cursor"
 _LEASE_HOLDER = "sync_lease_holder"
 _LEASE_EXPIRES = "sync_lease_expires"
+_CLOCK_KEY = "hlc"
 _BACKOFF_BASE = 1.0
 _BACKOFF_CAP = 60.0
 
@@ -66,6 +67,7 @@ class SyncStoreMixin:
 
     # Provided by StoreActor.
     _flush_for_read: Callable[[], None]
+    _clock_seen = ""
 
     # -- plumbing -------------------------------------------------------------
 
@@ -81,7 +83,9 @@ class SyncStoreMixin:
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
+                self.sync_clock_in(db)
                 result = work(db)
+                self.sync_clock_out(db)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -92,6 +96,28 @@ class SyncStoreMixin:
                 raise StorageBusy(f"database busy during sync ({exc}); retried later") from exc
             raise StorageError(f"sync write rolled back: {exc}") from exc
         return result
+
+    def sync_clock_in(self, db: sqlite3.Connection) -> None:
+        """Inside a write transaction: catch up with the clock of every process on the file.
+
+        Several processes may write one file, all under the file's one origin,
+        each with its own hybrid logical clock. Without this, two of them could
+        mint the same (version, origin) within one millisecond, and a forget
+        would tie with the store it forgets (found by the lease sweep).
+        """
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (_CLOCK_KEY,)).fetchone()
+        self._clock_seen = row[0] if row else ""
+        self.clock.observe(self._clock_seen)
+
+    def sync_clock_out(self, db: sqlite3.Connection) -> None:
+        """Record this transaction's last version for the other processes."""
+        version = self.clock.version
+        if version != self._clock_seen:
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (_CLOCK_KEY, version),
+            )
 
     def _now(self) -> float:
         return self.runtime.wall_time()
@@ -157,8 +183,12 @@ class SyncStoreMixin:
                         + 1
                     )
                     dead = outcome.status == "dead" or attempts >= max_attempts
-                    delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempts - 1))
-                    delay *= 0.5 + rng.random()
+                    if outcome.retry_in is not None:
+                        # The SyncActor's schedule (RemoteConfig.backoff, max_backoff).
+                        delay = outcome.retry_in
+                    else:
+                        delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempts - 1))
+                        delay *= 0.5 + rng.random()
                     db.execute(
                         "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, "
                         "dead = ? WHERE memory_id = ? AND seq <= ? AND dead = 0",
@@ -198,6 +228,7 @@ class SyncStoreMixin:
         empty origin (which loses every tie), so the next pull brings the
         hub's state and the tag-union rule merges our tags into it.
         """
+        self.clock.observe(hub_version)
         db.execute("DELETE FROM outbox WHERE memory_id = ?", (local_id,))
         existing = db.execute("SELECT tags FROM memories WHERE id = ?", (canonical_id,)).fetchone()
         local = db.execute("SELECT tags FROM memories WHERE id = ?", (local_id,)).fetchone()
@@ -297,6 +328,11 @@ class SyncStoreMixin:
 
     def _apply_remote(self, db: sqlite3.Connection, remote: WireMemory) -> int:
         """Last writer wins by (version, origin); returns 1 if the local file changed."""
+        # The hybrid clock's receive rule: a replica whose wall clock is behind the
+        # writer's (another machine) would otherwise mint versions older than what it
+        # just pulled, and its forget of that memory, or the tag union it writes next,
+        # would lose to the very write it answers (the hub calls it stale).
+        self.clock.observe(remote.version)
         local = db.execute(
             "SELECT version, origin, deleted, content_hash, tags FROM memories WHERE id = ?",
             (remote.id,),
@@ -381,7 +417,11 @@ class SyncStoreMixin:
 
     def sync_acquire_lease(self, request: AcquireLease) -> tuple[bool, str, float]:
         def take(db: sqlite3.Connection) -> tuple[bool, str, float]:
-            now = self._now()
+            # The monotonic clock, shared by every process of one machine (the lease
+            # is between processes on one file): a wall-clock jump neither extends
+            # nor cuts a lease. The sim sweep found takeovers late by the size of a
+            # backwards wall-clock jump before this.
+            now = self.runtime.monotonic()
             rows = dict(
                 db.execute(
                     "SELECT key, value FROM meta WHERE key IN (?, ?)",
@@ -390,7 +430,10 @@ class SyncStoreMixin:
             )
             holder = rows.get(_LEASE_HOLDER)
             expires = float(rows.get(_LEASE_EXPIRES, 0))
-            if holder not in (None, request.holder) and expires > now:
+            # A lease ending further ahead than one ttl was written before this
+            # machine's monotonic clock restarted (a reboot): it is stale.
+            live = now < expires <= now + 2 * request.ttl
+            if holder not in (None, request.holder) and live:
                 return False, str(holder), expires
             expires = now + request.ttl
             db.executemany(

@@ -106,6 +106,7 @@ class SyncActor(ReplyingActor):
         self.sync_state: SyncState = "starting"
         self.reason = "waiting for the sync lease"
         self.lease = False
+        self.lease_expires = 0.0
         self.auth_ok = False
         self.cursor: str | None = None
         self.meta_loaded = False
@@ -213,6 +214,9 @@ class SyncActor(ReplyingActor):
         return True
 
     def _active(self) -> bool:
+        if self.lease and self.runtime.monotonic() >= self.lease_expires:
+            self.lease = False
+            self._set_state("standby", "the sync lease expired before it was renewed")
         return self.lease and self.auth_ok and self.meta_loaded
 
     def _set_state(self, state: SyncState, reason: str) -> None:
@@ -302,9 +306,12 @@ class SyncActor(ReplyingActor):
             self._resync = None
 
     def _on_lease(self, value: tuple[bool, str, float]) -> None:
-        held, _holder, _expires = value
+        held, _holder, expires = value
         was = self.lease
         self.lease = held
+        # Held only until it expires: if a renewal fails (a busy store), this process
+        # must stop syncing before another one may take the lease over.
+        self.lease_expires = expires if held else 0.0
         if not held:
             self._set_state("standby", "another process on this file syncs (it holds the lease)")
             return
@@ -413,10 +420,18 @@ class SyncActor(ReplyingActor):
         self.pushed += len(outcomes)
         return outcomes
 
-    @staticmethod
-    def _failed(entries: tuple[OutboxEntry, ...], exc: BaseException) -> list[PushOutcome]:
+    def _failed(self, entries: tuple[OutboxEntry, ...], exc: BaseException) -> list[PushOutcome]:
+        # Each memory waits out its own jittered backoff (RemoteConfig.backoff doubling
+        # per attempt, capped at max_backoff), and never less than the hub's Retry-After.
+        floor = getattr(exc, "retry_after", None) or 0.0
         return [
-            PushOutcome(e.memory.id, e.max_seq, "failed", error=f"{type(exc).__name__}: {exc}")
+            PushOutcome(
+                e.memory.id,
+                e.max_seq,
+                "failed",
+                error=f"{type(exc).__name__}: {exc}",
+                retry_in=max(floor, self._backoff(e.attempts)),
+            )
             for e in entries
         ]
 

@@ -64,6 +64,10 @@ class PushOutcome:
     ``dead``: the hub refused the item for good.
     ``rekey``: the hub holds the same content under ``canonical_id``.
     ``skipped``: not sent (its batch failed for another item): no attempt spent.
+
+    ``retry_in``: for ``failed``, seconds until the next attempt (the
+    SyncActor's jittered backoff from :class:`RemoteConfig`, at least the
+    hub's ``Retry-After``); None falls back to the store's own schedule.
     """
 
     memory_id: str
@@ -72,6 +76,7 @@ class PushOutcome:
     error: str | None = None
     canonical_id: str | None = None
     hub_version: str | None = None
+    retry_in: float | None = None
 
 
 @attrs.frozen

@@ -9,7 +9,9 @@ from pathlib import Path
 import actors
 
 PACKAGE = Path(actors.__file__).parent
-ROOT = PACKAGE.parent
+#: The project checkout (tests/..), not the package's parent: in the wheel run the
+#: package lives in site-packages, where mcp/ is the SDK itself.
+ROOT = Path(__file__).resolve().parents[1]
 
 #: Modules that own a foreign resource, or are not actor code at all.
 RUNTIME_MODULES = {"runtime.py"}

@@ -46,6 +46,10 @@ class FaultPlan:
     hub_auth: float = 0.0
     hub_throttle: float = 0.0
     hub_garbage: float = 0.0
+    #: Per hub request: the call takes up to ``hub_latency_max`` seconds (the caller
+    #: blocks; what it sends afterwards arrives that much later).
+    hub_latency: float = 0.0
+    hub_latency_max: float = 2.0
     #: Per change-feed page: the previous page served again, or a page in reverse order.
     hub_duplicate_page: float = 0.0
     hub_reorder_page: float = 0.0
@@ -75,6 +79,7 @@ class FaultPlan:
             hub_auth=maybe(0.05),
             hub_throttle=maybe(0.1),
             hub_garbage=maybe(0.1),
+            hub_latency=maybe(0.5),
             hub_duplicate_page=maybe(0.3),
             hub_reorder_page=maybe(0.3),
         )

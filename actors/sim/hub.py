@@ -81,6 +81,14 @@ class SimHub:
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
+        if self._fault("hub_latency"):
+            delay = self.sim.rng("faults.hub").uniform(0, self.sim.faults.hub_latency_max)
+            limit = (request.extensions.get("timeout") or {}).get("read") or float("inf")
+            self.sim.block_for(min(delay, limit))
+            if delay > limit:
+                raise httpx.ReadTimeout(
+                    "simulated: slower than the client timeout", request=request
+                )
         if self._fault("hub_unreachable"):
             raise httpx.ConnectError("simulated: connection refused", request=request)
         if self._fault("hub_auth"):

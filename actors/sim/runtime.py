@@ -120,6 +120,10 @@ class _SimInbox:
 
     def put(self, envelope: Envelope[Any], /) -> None:
         self._sim._on_enqueue(envelope)
+        if self._sim._blocked_for > 0:
+            # Sent after a simulated blocking call: delivered when the call "returns".
+            self._sim._held.append((self, envelope))
+            return
         self._queue.append(envelope)
 
     def get(self) -> Envelope[Any]:
@@ -298,6 +302,25 @@ class _Timer:
     def cancel(self) -> None:
         self.cancelled = True
 
+    def fire(self, sim: SimRuntime) -> None:
+        sim.trace.event("timer", sim.steps, sim.now, self.ref.actor_urn, _kind(self.message))
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.ref.tell(self.message)
+
+
+class _Release:
+    """Delivers the messages a blocked step sent, when its simulated call returns."""
+
+    __slots__ = ("cancelled", "held")
+
+    def __init__(self, held: list[tuple[_SimInbox, Envelope[Any]]]) -> None:
+        self.held = held
+        self.cancelled = False
+
+    def fire(self, sim: SimRuntime) -> None:
+        for inbox, envelope in self.held:
+            inbox._queue.append(envelope)
+
 
 class _CounterGate:
     def __init__(self, limit: int) -> None:
@@ -349,7 +372,10 @@ class SimRuntime:
         self._tasks: list[_Task] = []
         self._order = itertools.count()
         self._actor_tasks: dict[int, _ActorTask] = {}
-        self._timers: list[tuple[float, int, _Timer]] = []
+        self._timers: list[tuple[float, int, _Timer | _Release]] = []
+        self._blocked_for = 0.0
+        self._held: list[tuple[_SimInbox, Envelope[Any]]] = []
+        self._killed: set[int] = set()
         self._timer_seq = itertools.count()
         self._current: _Task | None = None
         self._classes: dict[type[pykka.Actor], type[pykka.Actor]] = {}
@@ -463,8 +489,42 @@ class SimRuntime:
                 )
 
     def unanswered(self) -> list[str]:
-        """Reply futures that entered a mailbox and were never answered."""
-        return [f"future #{n}" for n, fut in enumerate(self._sent_futures) if not fut.done]
+        """Reply futures that entered a mailbox and were never answered (kills excepted)."""
+        return [
+            f"future #{n}"
+            for n, fut in enumerate(self._sent_futures)
+            if not fut.done and id(fut) not in self._killed
+        ]
+
+    def block_for(self, seconds: float) -> None:
+        """Called during a step: the running task is in a blocking call for ``seconds``.
+
+        Models latency of a real blocking call inside a handler (an HTTP
+        request): the task stays busy, and every message it sends in this step
+        is delivered only when the call returns. (Futures it settles are not
+        delayed.) Outside a step it does nothing.
+        """
+        if self._current is not None and seconds > 0:
+            self._blocked_for = max(self._blocked_for, seconds)
+
+    def kill(self, refs: Iterable[pykka.ActorRef[Any]]) -> None:
+        """Process death: the actors vanish without on_stop or on_failure, mail unanswered.
+
+        Futures waiting in their mailboxes are no longer counted as unanswered:
+        their callers died with the process.
+        """
+        for ref in refs:
+            for task in self._tasks:
+                if isinstance(task, _ActorTask) and task.actor.actor_ref is ref:
+                    actor = task.actor
+                    inbox = cast(_SimInbox, actor.actor_inbox)
+                    while not inbox.empty():
+                        envelope = inbox.get()
+                        self._killed.update(_reply_ids(envelope))
+                    actor.actor_stopped.set()
+                    pykka.ActorRegistry.unregister(ref)
+                    task.phase = "done"
+                    self.trace.event("kill", self.steps, self.now, task.name, "")
 
     def record_fault(self, kind: str, detail: str = "") -> None:
         self.trace.event("fault", self.steps, self.now, kind, detail)
@@ -507,12 +567,8 @@ class SimRuntime:
     def _fire_due_timers(self) -> None:
         while self._timers and self._timers[0][0] <= self.now:
             _, _, timer = heapq.heappop(self._timers)
-            if timer.cancelled:
-                continue
-            target, kind = timer.ref.actor_urn, _kind(timer.message)
-            self.trace.event("timer", self.steps, self.now, target, kind)
-            with contextlib.suppress(pykka.ActorDeadError):
-                timer.ref.tell(timer.message)
+            if not timer.cancelled:
+                timer.fire(self)
 
     def _step_once(self, deadline: float | None) -> bool:
         """Run one task, or advance the clock. False when nothing can ever happen again."""
@@ -546,6 +602,8 @@ class SimRuntime:
                 self._step_client(cast(_ClientTask, task))
         finally:
             self._current = None
+            if self._blocked_for > 0:
+                self._end_block(task)
         self.now += self.step_cost
         plan = self.faults
         if plan.clock_jump and self.rng("faults.clock").random() < plan.clock_jump:
@@ -553,6 +611,15 @@ class SimRuntime:
             self.skew += jump
             self.record_fault("clock_jump", f"{jump:+.3f}s")
         return True
+
+    def _end_block(self, task: _Task) -> None:
+        seconds, held = self._blocked_for, self._held
+        self._blocked_for, self._held = 0.0, []
+        if isinstance(task, _ActorTask):
+            task.stalled_until = self.now + seconds
+        release = _Release(held)
+        heapq.heappush(self._timers, (self.now + seconds, next(self._timer_seq), release))
+        self.trace.event("blocked", self.steps, self.now, task.name, f"{seconds:.6f}")
 
     def _step_actor(self, task: _ActorTask) -> None:
         actor = task.actor
@@ -607,6 +674,15 @@ class SimRuntime:
             task.wake_at = self.now + yielded.seconds
         else:
             raise TypeError(f"client {task.name} yielded {yielded!r}; yield a future or Sleep")
+
+
+def _reply_ids(envelope: Envelope[Any]) -> set[int]:
+    ids = set()
+    if envelope.reply_to is not None:
+        ids.add(id(envelope.reply_to))
+    if isinstance(envelope.message, Request):
+        ids.add(id(envelope.message.reply))
+    return ids
 
 
 def _kind(message: Any) -> str:
