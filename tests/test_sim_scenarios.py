@@ -32,6 +32,7 @@ from actors.store import StoreActor
         ("migration", 300),
         ("ping", 300),
         ("sync", 200),
+        ("lease", 150),
     ],
 )
 def test_every_seed_of_a_scenario_keeps_the_invariants(
@@ -43,10 +44,10 @@ def test_every_seed_of_a_scenario_keeps_the_invariants(
     assert report.steps > report.runs
 
 
-@pytest.mark.parametrize("scenario", ["store", "system", "sync"])
+@pytest.mark.parametrize("scenario", ["store", "system", "sync", "lease"])
 def test_pct_scheduling_keeps_the_invariants_too(sim_sweep: Sweep, scenario: str) -> None:
     """The priority-change-point strategy explores other orderings; they hold as well."""
-    sim_sweep.run(scenario, seeds=200, strategy="pct:3")
+    sim_sweep.run(scenario, seeds=150, strategy="pct:3")
 
 
 def test_busy_faults_are_retried_on_backoff_timers() -> None:
