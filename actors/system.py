@@ -107,6 +107,9 @@ class Config:
     connect: Connect | None = None
     #: The hub to sync with; None keeps the system purely local.
     remote: RemoteConfig | None = None
+    #: With a remote: run the SyncActor (False: remote recall only, e.g. a one-shot
+    #: CLI recall, leaving sync to the long-running server on the same file).
+    sync: bool = True
     #: Builds the SyncActor's hub client (the simulation passes an in-process transport).
     hub_client: ClientFactory | None = None
     #: How long recall waits for the hub before answering "retry" with local results
@@ -188,7 +191,6 @@ class MemorySystem:
 
             specs: dict[str, ChildSpec] = {"store": spawn_store}
             if remote is not None:
-                cells["sync"] = ChildCell("sync")
                 factory = config.hub_client or default_client
 
                 def spawn_sync(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
@@ -201,7 +203,9 @@ class MemorySystem:
                         supervisor=supervisor,
                     )
 
-                specs["sync"] = spawn_sync
+                if config.sync:
+                    cells["sync"] = ChildCell("sync")
+                    specs["sync"] = spawn_sync
                 cells["recall"] = ChildCell("recall")
                 recall_settings = config.recall
 
@@ -433,11 +437,17 @@ class MemorySystem:
         report = self.sync_report()
         if report is not None:
             result = attrs.evolve(result, sync=report.summary())
+        elif self.config.remote is not None:
+            result = attrs.evolve(
+                result,
+                sync=f"not syncing in this process (remote {self.config.remote.url}; "
+                "`serve` pushes the outbox)",
+            )
         return result
 
     def sync_report(self) -> SyncReport | None:
         """The SyncActor's state (None without a remote); never waits more than 2 s."""
-        if self.config.remote is None:
+        if self.config.remote is None or "sync" not in self._cells:
             return None
         try:
             report: SyncReport = self._call("sync", SyncStatus, min(2.0, self.config.ask_timeout))
