@@ -348,9 +348,24 @@ class MemorySystem:
                 )
             except Unavailable as exc:
                 remote_error = str(exc)
-        local: tuple[RecallHit, ...] = self._call(
-            "store", lambda reply: SearchMemories(reply, text, ns, tag_tuple, top), budget
-        )
+        try:
+            local: tuple[RecallHit, ...] = self._call(
+                "store", lambda reply: SearchMemories(reply, text, ns, tag_tuple, top), budget
+            )
+        except (AskTimeout, Unavailable) as exc:
+            # Recall answers within its deadline, always: a busy or restarting
+            # store makes it a retry, not an error (found by the recall sweep).
+            if remote is not None:
+                with contextlib.suppress(Exception):
+                    remote.get(timeout=max(0.0, deadline - self.runtime.monotonic()))
+            return RecallResult(
+                text,
+                (),
+                "retry",
+                f"the local store did not answer in time ({exc}); call memory_recall "
+                "again with the same arguments in a few seconds",
+                retry_after=_RETRY_AFTER,
+            )
         if not any(ch.isalnum() for ch in text):
             return RecallResult(
                 text, local, "local", "the query has no searchable words (letters or digits)"
