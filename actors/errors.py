@@ -13,6 +13,7 @@
     │   │   ├── SchemaTooNew                     the file was written by a newer memory-actors
     │   │   ├── NotADatabase                     the file is not a SQLite database
     │   │   └── MigrationFailed                  a migration step failed and was rolled back
+    │   ├── EmbedderError                        the hub's embedder failed (no model, service down)
     │   └── HubError                             the remote hub did not do what was asked (``url``)
     │       ├── HubUnreachable(..., ConnectionError)  refused, reset, DNS: no answer came back
     │       ├── HubTimeout(..., TimeoutError)    no complete answer within the client's timeout
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 __all__ = [
     "AskTimeout",
+    "EmbedderError",
     "HubAuthError",
     "HubCursorReset",
     "HubError",
@@ -222,4 +224,15 @@ class HubProtocolError(HubError):
 
     Also raised when the server does not identify as a memory-actors hub (a
     wrong URL pointing at some other service).
+    """
+
+
+# -- The hub's semantic recall (raised in actors/hub/embedders.py) ----------------
+
+
+class EmbedderError(MemoryActorsError):
+    """The hub's embedder could not embed: its model is missing, or its service failed.
+
+    Only the hub sees it: a backlog batch is retried with backoff, and a
+    recall falls back to keyword ranking and says why.
     """

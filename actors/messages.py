@@ -16,8 +16,11 @@ import attrs
 import pykka
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from actors.hub.core import Cursor
-    from actors.hub.protocol import WireMemory
+    from actors.hub.protocol import EmbedderInfo, WireMemory
 
 __all__ = [
     "AcquireLease",
@@ -33,12 +36,19 @@ __all__ = [
     "Flush",
     "ForgetMemory",
     "GetMemory",
+    "HubEmbedTick",
     "HubFlush",
+    "HubIndexTick",
     "HubLookupKey",
     "HubPush",
     "HubReadChanges",
     "HubReadCounts",
     "HubReadDigest",
+    "HubReadVectorChanges",
+    "HubRecall",
+    "HubSaveVectors",
+    "HubTakeEmbedWork",
+    "HubVectorSearch",
     "LeaseTick",
     "ListMemories",
     "Migrate",
@@ -484,3 +494,105 @@ class RecallJob(TellBack):
 @attrs.frozen
 class ExpireRecallCache:
     """Timer → RecallRouter: drop cached answers older than the TTL."""
+
+
+# -- Hub semantic recall (actors/hub/): store ⇄ embedder ⇄ vector index ----------
+#
+# The HubStoreActor owns the hub file, and with it the embedding queue and
+# the stored vectors; it never waits on anyone. The EmbedderActor pulls work
+# from it and hands vectors back (tell-backs); the VectorIndexActor follows
+# the vector feed as a client follows a change feed. Neither is ever told
+# anything by the store: a restart of any of the three needs no re-wiring.
+
+
+@attrs.frozen(eq=False)
+class HubTakeEmbedWork(TellBack):
+    """EmbedderActor → HubStoreActor: up to ``limit`` memories waiting for a vector.
+
+    Answered with a tuple of :class:`~actors.hub.search.EmbedItem`, oldest
+    first. ``model``/``dimension`` name the embedder's vector space: when it
+    differs from the stored one, the store switches to it first and queues
+    every live memory for re-embedding (in the background; recall meanwhile
+    falls back to keywords for memories not re-embedded yet).
+    """
+
+    model: str
+    dimension: int
+    limit: int
+
+
+@attrs.frozen(eq=False)
+class HubSaveVectors(TellBack):
+    """EmbedderActor → HubStoreActor: vectors for work it took, in one transaction.
+
+    ``rows`` are ``(key, content_hash, float32 little-endian bytes)``. A
+    vector whose memory changed content or was forgotten meanwhile is
+    dropped (the changed memory is still queued). Answered with the number
+    of vectors stored; vectors of a model that is no longer current are
+    ignored (answer 0).
+    """
+
+    model: str
+    dimension: int
+    rows: tuple[tuple[int, str, bytes], ...]
+
+
+@attrs.frozen(eq=False)
+class HubReadVectorChanges(TellBack):
+    """VectorIndexActor → HubStoreActor: the vector feed after position ``after``.
+
+    Answered with a :class:`~actors.hub.search.VectorChanges` page of at
+    most ``limit`` changes (each the memory's current vector, or a drop).
+    """
+
+    after: int
+    limit: int
+
+
+@attrs.frozen(eq=False)
+class HubVectorSearch(Request):
+    """HubCore (a request thread) → VectorIndexActor: the tenant's best ``k`` by cosine.
+
+    Answered with a :class:`~actors.hub.search.VectorSearchResult`: the
+    model the index holds (the caller compares it with its query's), whether
+    the index has caught up with the feed once, and (key, similarity) pairs.
+    """
+
+    tenant: str
+    vector: npt.NDArray[np.float32] = attrs.field(repr=False)
+    namespace: str | None
+    tags: tuple[str, ...]
+    k: int
+
+
+@attrs.frozen(eq=False)
+class HubRecall(Request):
+    """HubCore (a request thread) → HubStoreActor: rank, filter and fetch a recall's hits.
+
+    Fuses ``vector_hits`` (None: no vector ranking; ``note`` says why) with
+    the store's keyword ranking, keeps the tenant's live memories that pass
+    the filters, and answers a :class:`~actors.hub.protocol.RecallHits` whose
+    ``pending`` counts the tenant's memories still queued for a vector or
+    not yet read by the index. Pending pushes are committed first.
+    """
+
+    tenant: str
+    query: str
+    namespace: str | None
+    tags: tuple[str, ...]
+    limit: int
+    vector_hits: tuple[tuple[int, float], ...] | None
+    embedder: EmbedderInfo | None
+    note: str
+    #: How far the vector index has read the vector feed (None: no index).
+    indexed_through: int | None = None
+
+
+@attrs.frozen
+class HubEmbedTick:
+    """Timer → EmbedderActor: look for work when idle; give up on a lost answer."""
+
+
+@attrs.frozen
+class HubIndexTick:
+    """Timer → VectorIndexActor: read the vector feed for changes."""

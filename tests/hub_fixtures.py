@@ -23,24 +23,32 @@ that the process exits by itself within a few seconds of SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 import pytest
+from fault_server import FaultServer
+from fault_server import _Handler as _FaultHandler
 
-from actors.hub.protocol import WireMemory
+from actors.hub.protocol import PROTOCOL_HEADER, DigestEntry, WireMemory
 from actors.hub.store import add_key, revoke_key
 from actors.model import content_hash, format_version, normalize_content
 from actors.remote import HubClient
+from actors.sync_model import RemoteConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +56,8 @@ ROOT = Path(__file__).resolve().parents[1]
 START_DEADLINE = 20.0
 #: How long a hub may take to exit after SIGTERM.
 STOP_DEADLINE = 5.0
+#: ``hub serve`` options of a HubProcess unless told otherwise.
+HASHING: tuple[str, ...] = ("--embedder", "hashing")
 
 
 def memory(
@@ -104,9 +114,20 @@ def free_port() -> int:
 class HubProcess:
     """One hub server process on ``db`` and a fixed loopback port (kept across restarts)."""
 
-    def __init__(self, db: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        db: Path,
+        *,
+        port: int | None = None,
+        args: Sequence[str] = HASHING,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.db = Path(db)
         self.port = port or free_port()
+        #: Extra ``hub serve`` options. The default embedder is the cheap hashing
+        #: one: a hub test that is not about recall should not spend its CPU on a model.
+        self.args = tuple(args)
+        self.env = dict(env or {})
         self.log_path = self.db.with_suffix(".log")
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
@@ -125,9 +146,9 @@ class HubProcess:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, db: Path, *, port: int | None = None) -> Iterator[Self]:
+    def running(cls, db: Path, *, port: int | None = None, **options: Any) -> Iterator[Self]:
         """Start a hub, yield it, and stop it with SIGTERM (asserting a clean exit)."""
-        hub = cls(db, port=port)
+        hub = cls(db, port=port, **options)
         hub.start()
         try:
             yield hub
@@ -159,7 +180,7 @@ class HubProcess:
         assert not self.alive, "already running"
         self.close_log()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while the hub runs
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -172,6 +193,7 @@ class HubProcess:
                 str(self.port),
                 "--log-level",
                 "warning",
+                *self.args,
             ],
             cwd=ROOT,
             env=env,
@@ -256,3 +278,230 @@ def hub_process(tmp_path: Path) -> Iterator[HubProcess]:
     """A hub process of its own on a fresh file, stopped (and checked) after the test."""
     with HubProcess.running(tmp_path / "hub.db") as hub:
         yield hub
+
+
+# -- sync helpers (for tests/test_sync_*.py) -------------------------------------------------
+#
+# Appended for the sync suites: fast knobs, bounded polling, a whole-tenant view
+# of the hub, restoring a revoked key, and a fault-injecting proxy in front of
+# a real hub.
+
+#: Sync knobs that keep the sync suites fast: every wait is short, but the
+#: logic (backoff doubling, attempts, lease expiry) is the production one.
+FAST_SYNC: dict[str, float] = {
+    "interval": 0.1,
+    "backoff": 0.05,
+    "max_backoff": 0.5,
+    "lease_ttl": 1.0,
+    "timeout": 5.0,
+}
+
+_T = TypeVar("_T")
+
+
+def fast_remote(url: str, key: str, **overrides: Any) -> RemoteConfig:
+    """A RemoteConfig with :data:`FAST_SYNC` knobs (``overrides`` win)."""
+    return RemoteConfig(url, key, **{**FAST_SYNC, **overrides})
+
+
+def wait_until(
+    predicate: Callable[[], _T],
+    what: str,
+    *,
+    deadline: float = 30.0,
+    describe: Callable[[], object] | None = None,
+    interval: float = 0.02,
+) -> _T:
+    """Poll ``predicate`` until it returns something truthy (returned); bounded by ``deadline``.
+
+    On expiry, fails naming ``what`` and, if given, ``describe()`` (the state
+    that did not converge). The sleep is the poll interval of a bounded wait,
+    never a synchronisation on its own.
+    """
+    end = time.monotonic() + deadline
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= end:
+            state = f": {describe()!r}" if describe is not None else ""
+            raise AssertionError(f"{what}: not within {deadline:g}s{state}")
+        time.sleep(interval)
+
+
+def hub_digest(client: HubClient) -> list[DigestEntry]:
+    """Every memory of the client's tenant on the hub (tombstones included), by id."""
+    entries: list[DigestEntry] = []
+    after: str | None = None
+    while True:
+        page = client.digest(after, 5000)
+        entries.extend(page.entries)
+        if not page.has_more or page.next_after is None:
+            return entries
+        after = page.next_after
+
+
+def hub_live_without_duplicates(client: HubClient) -> dict[str, DigestEntry]:
+    """The tenant's live memories by id, asserting content hashes are unique per namespace."""
+    entries = hub_digest(client)
+    assert len({e.id for e in entries}) == len(entries), "the digest repeats an id"
+    live = {e.id: e for e in entries if not e.deleted}
+    keys = Counter((e.namespace, e.content_hash) for e in live.values())
+    duplicated = {key: n for key, n in keys.items() if n > 1}
+    assert not duplicated, f"the hub holds the same content under several ids: {duplicated}"
+    return live
+
+
+def restore_key(db: Path, key: str) -> None:
+    """Un-revoke ``key`` in the hub file: simulates an operator restoring access.
+
+    The hub has no "un-revoke" (``hub keys`` has add, list and revoke; a new
+    key would be a different key the client does not hold), so this flips
+    ``api_keys.revoked_at`` back to NULL straight in the hub's file, as an
+    operator with the database would. The hub reads the key row on every
+    request, so the next request with the key is accepted again.
+    """
+    key_id = key.split("_")[1]
+    conn = sqlite3.connect(db, timeout=10.0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        changed = conn.execute(
+            "UPDATE api_keys SET revoked_at = NULL WHERE key_id = ? AND revoked_at IS NOT NULL",
+            (key_id,),
+        ).rowcount
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    assert changed == 1, f"key {key_id} was not revoked"
+
+
+def preload(
+    client: HubClient, count: int, prefix: str, *, batch: int = 500, origin: str = "preload"
+) -> list[str]:
+    """Push ``count`` distinct memories to the hub in batches of ``batch``; their ids."""
+    ids: list[str] = []
+    for start in range(0, count, batch):
+        items = [
+            memory(f"{prefix} {n}", origin=origin, logical=n % 1000)
+            for n in range(start, min(count, start + batch))
+        ]
+        result = client.push(items)
+        assert {r.status for r in result.results} == {"applied"}, result.results[:3]
+        ids.extend(item.id for item in items)
+    return ids
+
+
+def local_outbox(db: Path) -> tuple[int, int]:
+    """(pending, dead) outbox rows of a client file, read-only (another process may own it)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10.0)
+    try:
+        row = conn.execute(
+            "SELECT coalesce(sum(dead = 0), 0), coalesce(sum(dead = 1), 0) FROM outbox"
+        ).fetchone()
+    finally:
+        conn.close()
+    return int(row[0]), int(row[1])
+
+
+class FaultProxy(FaultServer):
+    """A real hub behind a fault-injecting proxy on loopback.
+
+    Requests are forwarded to ``upstream`` unchanged, except those whose
+    ``"METHOD /path"`` is in :attr:`fault_routes` (by default the push) while
+    :attr:`fault` is not ``"pass"``: those get :mod:`fault_server`'s
+    misbehaviour and are counted in :attr:`requests`. So the key check, pulls
+    and digests work while pushes fail, and setting ``fault = "pass"`` heals
+    the "hub" without restarting anything.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        ThreadingHTTPServer.__init__(self, ("127.0.0.1", 0), _ProxyHandler)
+        self.fault = "pass"
+        self.fault_routes = {"POST /api/memories/batch"}
+        self.release = threading.Event()
+        self.requests = 0
+        self.forwarded = 0
+        self.upstream = httpx.Client(base_url=upstream, timeout=30.0)
+
+
+class _ProxyHandler(_FaultHandler):
+    server: FaultProxy
+
+    def _serve(self) -> None:
+        route = f"{self.command} {self.path.split('?')[0]}"
+        if self.server.fault != "pass" and route in self.server.fault_routes:
+            super()._serve()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {
+            name: value
+            for name in ("authorization", PROTOCOL_HEADER, "content-type", "accept")
+            if (value := self.headers.get(name)) is not None
+        }
+        try:
+            answer = self.server.upstream.request(
+                self.command, self.path, content=body or None, headers=headers
+            )
+        except httpx.HTTPError:
+            self.close_connection = True  # the hub is down: hang up, as it would
+            return
+        self.server.forwarded += 1
+        extra = {
+            name: answer.headers[name]
+            for name in ("retry-after", "www-authenticate")
+            if name in answer.headers
+        }
+        self._send(
+            answer.status_code,
+            answer.content,
+            hub=PROTOCOL_HEADER in answer.headers,
+            content_type=answer.headers.get("content-type", "application/json"),
+            headers=extra,
+        )
+
+
+@contextlib.contextmanager
+def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
+    """Serve a :class:`FaultProxy` from a thread; on exit release waiting faults and stop."""
+    proxy = FaultProxy(upstream)
+    thread = threading.Thread(target=proxy.serve_forever, name="fault-proxy", daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.release.set()
+        proxy.shutdown()
+        proxy.server_close()
+        proxy.upstream.close()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+
+
+#: The worker programs (``tests/workers.py``), run as real OS processes.
+WORKERS = ROOT / "tests" / "workers.py"
+
+
+def start_worker(command: str, plan: Mapping[str, Any], plan_path: Path) -> subprocess.Popen[str]:
+    """Write ``plan`` as JSON to ``plan_path`` and start ``workers.py command plan_path``."""
+    plan_path.write_text(json.dumps(plan), encoding="utf-8")
+    return subprocess.Popen(
+        [sys.executable, str(WORKERS), command, str(plan_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def worker_result(proc: subprocess.Popen[str], deadline: float = 60.0) -> dict[str, Any]:
+    """Wait (bounded) for a worker to exit 0 and return the JSON it printed."""
+    try:
+        out, err = proc.communicate(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=STOP_DEADLINE)
+        raise AssertionError(f"worker still running after {deadline}s:\n{err[-3000:]}") from None
+    assert proc.returncode == 0, f"worker exited {proc.returncode}:\n{err[-3000:]}"
+    result: dict[str, Any] = json.loads(out)
+    return result

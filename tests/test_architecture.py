@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Modules that own a foreign resource, or are not actor code at all.
 RUNTIME_MODULES = {"runtime.py"}
-HARNESS_MODULES = {"cli.py", "bench.py", "server.py", "_bench_noop_server.py"}
+HARNESS_MODULES = {"cli.py", "bench.py", "bench_sync.py", "server.py", "_bench_noop_server.py"}
 
 
 def _exempt(name: str) -> bool:

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 from hub_fixtures import HubProcess, forget, memory
 
-from actors.errors import HubAuthError, HubCursorReset, HubRejected, HubUnsupported
+from actors.errors import HubAuthError, HubCursorReset, HubRejected
 from actors.hub.core import ROUTES
 from actors.hub.openapi import openapi_document
 from actors.hub.protocol import ChangesPage, WireMemory
@@ -486,10 +486,14 @@ def test_an_invalid_item_is_named_by_index_and_field(tenant: Tenant) -> None:
     assert "at most 500" in info.value.hub_message
 
 
-def test_recall_is_specified_but_answers_501(tenant: Tenant) -> None:
-    """``POST /api/recall`` validates its body, then answers 501: the client says unsupported."""
-    with pytest.raises(HubUnsupported, match="semantic recall"):
-        tenant.client.recall("where is the deploy key", limit=5)
+def test_recall_answers_ranked_hits_and_says_how_it_ranked_them(tenant: Tenant) -> None:
+    """``POST /api/recall`` ranks the tenant's memories; the answer names ranking and embedder."""
+    tenant.client.push([memory("The deploy key lives in vault"), memory("Lunch is at noon")])
+    answer = tenant.client.recall("where is the deploy key", limit=5)
+    assert answer.hits[0].content == "The deploy key lives in vault"
+    assert answer.ranking in ("hybrid", "keyword")
+    assert answer.embedder is not None
+    assert (answer.embedder.name, answer.embedder.semantic) == ("hashing-ngrams-v1-384", False)
 
 
 # -- OpenAPI -----------------------------------------------------------------------------------
@@ -531,9 +535,12 @@ def test_real_answers_match_the_openapi_schemas(hub: HubProcess, tenant: Tenant)
     _validate(document, "Counts", tenant.raw("GET", "/api/count").json())
     _validate(document, "AuthInfo", tenant.raw("GET", "/api/auth-check").json())
     _validate(document, "Health", httpx.get(f"{hub.url}/healthz", timeout=5).json())
+    _validate(
+        document, "RecallResponse", tenant.raw("POST", "/api/recall", json={"query": "q"}).json()
+    )
     for response in (
         tenant.raw("GET", "/api/changes?limit=0"),
-        tenant.raw("POST", "/api/recall", json={"query": "q"}),
+        tenant.raw("POST", "/api/recall", json={"query": "q", "limit": 0}),
         httpx.get(f"{hub.url}/api/count", timeout=5),
     ):
         assert response.status_code >= 400

@@ -33,6 +33,7 @@ from actors.store import StoreActor
         ("ping", 300),
         ("sync", 200),
         ("lease", 150),
+        ("recall", 100),
     ],
 )
 def test_every_seed_of_a_scenario_keeps_the_invariants(

@@ -5,6 +5,9 @@
 - :mod:`actors.hub.store`: the hub's schema, ``HubDatabase``, ``HubStoreActor``,
   ``DirectBackend`` and key administration;
 - :mod:`actors.hub.service`: ``HubService``, which starts and stops the actors;
+- :mod:`actors.hub.search`, :mod:`actors.hub.embedders`, :mod:`actors.hub.vectors`,
+  :mod:`actors.hub.semantic`: semantic recall (ranking rules and records, the
+  pluggable embedders, the vector index, the EmbedderActor and VectorIndexActor);
 - :mod:`actors.hub.app`: the Starlette app (``create_app``), served by uvicorn;
 - :mod:`actors.hub.transport`: ``mock_transport(core)`` for in-process use;
 - :mod:`actors.hub.openapi`: the OpenAPI document;

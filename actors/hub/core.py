@@ -42,11 +42,13 @@ from actors.hub.protocol import (
     HubLimits,
     ItemResult,
     PushResult,
+    RecallHits,
     RecallQuery,
     ShapeError,
     WireMemory,
     parse_push_request,
 )
+from actors.hub.search import RecallUnsupported
 from actors.model import validate_id
 
 __all__ = [
@@ -125,6 +127,10 @@ class HubBackend(Protocol):
     def digest(self, tenant: str, after: str | None, limit: int, timeout: float) -> DigestPage: ...
 
     def counts(self, tenant: str, timeout: float) -> HubCounts: ...
+
+    def recall(self, tenant: str, query: RecallQuery, timeout: float) -> RecallHits:
+        """Ranked hits; raises :class:`~actors.hub.search.RecallUnsupported` without an embedder."""
+        ...
 
 
 @attrs.frozen
@@ -247,6 +253,8 @@ class HubCore:
             return self._shape_error(exc)
         except CursorUnknown as exc:
             return error_response(409, "cursor_reset", str(exc))
+        except RecallUnsupported as exc:
+            return error_response(501, "not_implemented", str(exc))
         except AskTimeout as exc:
             return error_response(
                 503, "unavailable", f"the hub's storage did not answer in time: {exc}", **_RETRY
@@ -470,12 +478,9 @@ class HubCore:
     def _recall(self, request: HubRequest, key: StoredKey | None) -> HubResponse:
         assert key is not None
         self._params(request, ())
-        RecallQuery.parse(self._json_body(request), max_limit=self.limits.max_recall_limit)
-        return error_response(
-            501,
-            "not_implemented",
-            "this hub does not implement semantic recall yet; use local recall",
-        )
+        query = RecallQuery.parse(self._json_body(request), max_limit=self.limits.max_recall_limit)
+        hits = self.backend.recall(key.tenant, query, self.storage_timeout)
+        return HubResponse(200, hits.to_json())
 
 
 _RETRY: Final = {"retry-after": "1"}

@@ -263,6 +263,8 @@ def _schemas(limits: HubLimits) -> dict[str, Any]:
             "properties": {
                 "hits": {
                     "type": "array",
+                    "description": "Best first; only the tenant's live memories that pass the "
+                    "filters.",
                     "items": {
                         "type": "object",
                         "required": ["id", "namespace", "content", "score", "created_at"],
@@ -271,11 +273,51 @@ def _schemas(limits: HubLimits) -> dict[str, Any]:
                             "namespace": {"type": "string"},
                             "content": {"type": "string"},
                             "tags": {"type": "array", "items": {"type": "string"}},
-                            "score": {"type": "number"},
+                            "score": {
+                                "type": "number",
+                                "description": "What the hub ranked by (higher is better); "
+                                "comparable only within one answer.",
+                            },
+                            "similarity": {
+                                "type": ["number", "null"],
+                                "description": "Cosine similarity of the memory's vector with "
+                                "the query's; null when only keywords found it.",
+                            },
                             "created_at": {"type": "number"},
                         },
                     },
-                }
+                },
+                "ranking": {
+                    "type": "string",
+                    "enum": ["vector", "hybrid", "keyword"],
+                    "description": "vector: cosine similarity of embeddings, boosted for "
+                    "memories holding the query's exact identifiers (codes, hosts); hybrid: the "
+                    "hashing fallback fused with keyword relevance (reciprocal-rank fusion); "
+                    "keyword: no vector ranking was available (`note` says why).",
+                },
+                "embedder": {
+                    "description": "The embedder of the vector ranking. `semantic: false` is "
+                    "the hashing fallback, which matches shared words, not meaning.",
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "required": ["name", "dimension", "semantic"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "dimension": {"type": "integer", "minimum": 1},
+                                "semantic": {"type": "boolean"},
+                            },
+                        },
+                    ],
+                },
+                "pending": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "The tenant's memories not searchable by vector yet "
+                    "(being embedded); keywords still find them.",
+                },
+                "note": {"type": "string", "description": "Why the answer is limited, if it is."},
             },
         },
     }
@@ -437,8 +479,12 @@ def openapi_document(limits: HubLimits | None = None) -> dict[str, Any]:
                 "post": {
                     "operationId": "recall",
                     "summary": "Semantic search over the tenant's memories.",
-                    "description": "Specified now; this hub answers 501 until semantic recall "
-                    "is implemented. Clients fall back to local recall.",
+                    "description": "Ranks the tenant's live memories by the similarity of "
+                    "their embeddings to the query's, with keyword relevance where it ranks "
+                    "better (see `ranking`); `namespace` and all of `tags` filter. Memories "
+                    "are embedded in the background after each push: `pending` counts those "
+                    "not searchable by vector yet. A hub started with `--embedder none` answers "
+                    "501 and clients fall back to local recall.",
                     "security": secured,
                     "requestBody": {
                         "required": True,
@@ -446,7 +492,7 @@ def openapi_document(limits: HubLimits | None = None) -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _json(_ref("RecallResponse"), "Matches, best first."),
-                        "501": _error("This hub does not implement semantic recall."),
+                        "501": _error("This hub serves no semantic recall (`not_implemented`)."),
                         **_AUTH_ERRORS,
                         **_BODY_ERRORS,
                     },

@@ -46,6 +46,7 @@ __all__ = [
     "ChangesPage",
     "DigestEntry",
     "DigestPage",
+    "EmbedderInfo",
     "ErrorBody",
     "Health",
     "HubCounts",
@@ -55,6 +56,7 @@ __all__ = [
     "PushResult",
     "RecallHits",
     "RecallQuery",
+    "RecallRanking",
     "RemoteHit",
     "ShapeError",
     "WireMemory",
@@ -150,6 +152,15 @@ def _number(value: object, path: str) -> float:
     number = float(value)
     if not math.isfinite(number) or number < 0:
         raise ShapeError(path, f"must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def _finite(value: object, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ShapeError(path, f"must be a number, not {_type_name(value)}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ShapeError(path, f"must be a finite number, got {value!r}")
     return number
 
 
@@ -684,7 +695,14 @@ class RecallQuery:
 
 @attrs.frozen
 class RemoteHit:
-    """One semantic match from the hub."""
+    """One match from the hub, in rank order.
+
+    ``score`` is what the hub ranked by (higher is better; comparable only
+    within one answer of one ``ranking``). ``similarity`` is the cosine
+    similarity of the memory's vector with the query's, when the vector
+    ranking found it (None: found by keywords only, or sent by a hub that
+    does not report it).
+    """
 
     id: str
     namespace: str
@@ -692,6 +710,7 @@ class RemoteHit:
     tags: tuple[str, ...]
     score: float
     created_at: float
+    similarity: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self)
@@ -701,38 +720,99 @@ class RemoteHit:
     @classmethod
     def parse(cls, data: object, path: str = "") -> RemoteHit:
         obj = _object(data, path)
-        score = _required(obj, "score", path)
-        if isinstance(score, bool) or not isinstance(score, int | float):
-            raise ShapeError(_join(path, "score"), f"must be a number, not {_type_name(score)}")
+        score = _finite(_required(obj, "score", path), _join(path, "score"))
+        similarity = obj.get("similarity")
         tags = _array(obj.get("tags", []), _join(path, "tags"))
         return cls(
             id=_memory_id(_required(obj, "id", path), _join(path, "id")),
             namespace=_string(_required(obj, "namespace", path), _join(path, "namespace")),
             content=_string(_required(obj, "content", path), _join(path, "content")),
             tags=tuple(_string(tag, _join(path, "tags")) for tag in tags),
-            score=float(score),
+            score=score,
             created_at=_number(_required(obj, "created_at", path), _join(path, "created_at")),
+            similarity=None
+            if similarity is None
+            else _finite(similarity, _join(path, "similarity")),
         )
 
 
 @attrs.frozen
-class RecallHits:
-    """The answer to ``POST /api/recall``: matches, best first."""
+class EmbedderInfo:
+    """Which embedder made the vectors a recall compared: name, dimension, and whether it
+    models meaning (``semantic``) or is the keyword-ish hashing fallback."""
 
-    hits: tuple[RemoteHit, ...]
+    name: str
+    dimension: int
+    semantic: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {"hits": [hit.to_json() for hit in self.hits]}
+        return attrs.asdict(self)
+
+    @classmethod
+    def parse(cls, data: object, path: str = "") -> EmbedderInfo:
+        obj = _object(data, path)
+        return cls(
+            _string(_required(obj, "name", path), _join(path, "name")),
+            _integer(_required(obj, "dimension", path), _join(path, "dimension"), minimum=1),
+            _boolean(_required(obj, "semantic", path), _join(path, "semantic")),
+        )
+
+
+RecallRanking: TypeAlias = Literal["vector", "hybrid", "keyword"]
+RECALL_RANKINGS: Final[tuple[str, ...]] = get_args(RecallRanking)
+
+
+@attrs.frozen
+class RecallHits:
+    """The answer to ``POST /api/recall``: matches, best first, and how they were ranked.
+
+    - ``ranking``: ``vector`` (cosine similarity with the query's embedding,
+      boosted for memories holding the query's exact identifiers), ``hybrid``
+      (the hashing fallback's ranking fused with keyword relevance), or
+      ``keyword`` (no vector ranking was available; ``note`` says why). None
+      from a hub that does not say.
+    - ``embedder``: the embedder of the vector ranking (``semantic: false``
+      for the hashing fallback, which only matches shared words), or None.
+    - ``pending``: the tenant's memories still waiting for a vector; they can
+      only be found by keywords until they have one.
+    - ``note``: a sentence for people when something limited the answer.
+    """
+
+    hits: tuple[RemoteHit, ...]
+    ranking: RecallRanking | None = None
+    embedder: EmbedderInfo | None = None
+    pending: int = 0
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"hits": [hit.to_json() for hit in self.hits]}
+        if self.ranking is not None:
+            data["ranking"] = self.ranking
+        data["embedder"] = None if self.embedder is None else self.embedder.to_json()
+        data["pending"] = self.pending
+        if self.note:
+            data["note"] = self.note
+        return data
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> RecallHits:
         obj = _object(data, path)
         hits = _array(_required(obj, "hits", path), _join(path, "hits"))
+        ranking = obj.get("ranking")
+        if ranking is not None:
+            _string(ranking, _join(path, "ranking"))
+            if ranking not in RECALL_RANKINGS:
+                ranking = None  # a ranking added by a later hub: still an answer
+        embedder = obj.get("embedder")
         return cls(
             tuple(
                 RemoteHit.parse(hit, f"{_join(path, 'hits')}[{index}]")
                 for index, hit in enumerate(hits)
-            )
+            ),
+            cast("RecallRanking | None", ranking),
+            None if embedder is None else EmbedderInfo.parse(embedder, _join(path, "embedder")),
+            _integer(obj.get("pending", 0), _join(path, "pending")),
+            _string(obj.get("note", ""), _join(path, "note")),
         )
 
 

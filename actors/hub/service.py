@@ -1,10 +1,14 @@
 """HubService: starts, supervises and stops the hub's actors; hands out its HubCore.
 
 Start order mirrors :class:`actors.system.MemorySystem`: the hub file is
-migrated first (one owner of the file at a time), then a
+migrated first (one owner of the file at a time), the embedder is loaded
+(a model that cannot load fails the start, with the reason), then a
 :class:`~actors.supervisor.SupervisorActor` spawns the
-:class:`~actors.hub.store.HubStoreActor` and answers once it is ready. A
-dead store is restarted with backoff; callers meanwhile get a 503.
+:class:`~actors.hub.store.HubStoreActor` and, with semantic recall, the
+:class:`~actors.hub.semantic.VectorIndexActor` and
+:class:`~actors.hub.semantic.EmbedderActor`, and answers once all are ready.
+A dead actor is restarted with backoff; callers meanwhile get a 503 (the
+store) or a keyword-ranked recall that says why (the index).
 
 :class:`ActorBackend` is the :class:`~actors.hub.core.HubBackend` that
 HubCore calls: each call tells the store a request carrying a reply future
@@ -17,22 +21,26 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import attrs
 import pykka
 
-from actors.errors import AskTimeout, Unavailable
+from actors.errors import AskTimeout, EmbedderError, Unavailable
 from actors.hub.core import Cursor, HubCore
 from actors.hub.keys import StoredKey
 from actors.hub.protocol import (
     ChangesPage,
     DigestPage,
+    EmbedderInfo,
     HubCounts,
     HubLimits,
     ItemResult,
+    RecallHits,
+    RecallQuery,
     WireMemory,
 )
+from actors.hub.search import RANK_DEPTH, EmbedderSpec, RecallUnsupported, VectorSearchResult
 from actors.hub.store import HubStoreActor, HubStoreConfig, prepare_hub_file
 from actors.messages import (
     HubLookupKey,
@@ -40,6 +48,8 @@ from actors.messages import (
     HubReadChanges,
     HubReadCounts,
     HubReadDigest,
+    HubRecall,
+    HubVectorSearch,
     Ping,
     Request,
     Shutdown,
@@ -50,6 +60,9 @@ from actors.runtime import Runtime, ThreadedRuntime
 from actors.store import Synchronous
 from actors.supervisor import ChildCell, SupervisorActor
 
+if TYPE_CHECKING:
+    from actors.hub.embedders import Embedder
+
 __all__ = ["ActorBackend", "HubConfig", "HubService"]
 
 logger = logging.getLogger(__name__)
@@ -59,6 +72,8 @@ T = TypeVar("T")
 #: How often a waiting caller checks that the store it waits on still lives.
 _LIVENESS_POLL = 0.25
 _STORE = "hub-store"
+_INDEX = "hub-index"
+_EMBEDDER = "hub-embedder"
 
 
 @attrs.frozen
@@ -78,29 +93,56 @@ class HubConfig:
     restart_intensity: int = 5
     restart_window: float = 60.0
     restart_backoff: float = 0.1
+    #: Semantic recall: which embedder (``--embedder``); ``none`` answers recall with 501.
+    embedder: EmbedderSpec = attrs.field(factory=EmbedderSpec)
+    #: How often an idle embedder looks for queued memories, and the index for new vectors.
+    embed_poll: float = 0.25
+    index_poll: float = 0.2
 
 
 class ActorBackend:
-    """HubBackend over the supervised HubStoreActor. Thread-safe; called from worker threads."""
+    """HubBackend over the supervised hub actors. Thread-safe; called from worker threads.
 
-    def __init__(self, runtime: Runtime, cell: ChildCell) -> None:
+    ``embedder`` (None: no semantic recall, for ``no_recall`` as the reason)
+    embeds each recall's query in the calling worker thread: a query never
+    waits behind the backlog the EmbedderActor is working through.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        cell: ChildCell,
+        *,
+        index: ChildCell | None = None,
+        embedder: Embedder | None = None,
+        no_recall: str = "this hub does not implement semantic recall; use local recall",
+    ) -> None:
         self.runtime = runtime
         self.cell = cell
+        self.index = index
+        self.embedder = embedder
+        self.no_recall = no_recall
 
     def __repr__(self) -> str:
         return f"<ActorBackend {self.cell!r}>"
 
-    def _call(self, make: Callable[[pykka.Future[Any]], Request], timeout: float) -> Any:
-        cell = self.cell
+    def _call(
+        self,
+        make: Callable[[pykka.Future[Any]], Request],
+        timeout: float,
+        cell: ChildCell | None = None,
+    ) -> Any:
+        cell = cell or self.cell
+        what = "store" if cell is self.cell else "vector index"
         ref = cell.ref
         if ref is None or cell.status != ChildCell.READY:
             reason = f": {cell.reason}" if cell.reason else ""
-            raise Unavailable(f"the hub's store is {cell.status.lower()}{reason}")
+            raise Unavailable(f"the hub's {what} is {cell.status.lower()}{reason}")
         reply = self.runtime.new_future()
         try:
             ref.tell(make(reply))
         except pykka.ActorDeadError:
-            raise Unavailable("the hub's store is restarting") from None
+            raise Unavailable(f"the hub's {what} is restarting") from None
         deadline = self.runtime.monotonic() + timeout
         while True:
             slice_ = min(_LIVENESS_POLL, max(0.0, deadline - self.runtime.monotonic()))
@@ -109,14 +151,14 @@ class ActorBackend:
             except pykka.Timeout:
                 pass
             except pykka.ActorDeadError as exc:
-                raise Unavailable(f"the hub's store stopped: {exc}") from None
+                raise Unavailable(f"the hub's {what} stopped: {exc}") from None
             if not ref.is_alive():
                 try:  # it may have answered just before it died
                     return reply.get(timeout=0)
                 except pykka.Timeout:
-                    raise Unavailable("the hub's store stopped before answering") from None
+                    raise Unavailable(f"the hub's {what} stopped before answering") from None
             if self.runtime.monotonic() >= deadline:
-                raise AskTimeout(f"no answer from the hub's store within {timeout:g}s")
+                raise AskTimeout(f"no answer from the hub's {what} within {timeout:g}s")
 
     def ping(self, timeout: float) -> str:
         state: str = self._call(Ping, timeout)
@@ -150,6 +192,87 @@ class ActorBackend:
         counts: HubCounts = self._call(lambda reply: HubReadCounts(reply, tenant), timeout)
         return counts
 
+    def recall(self, tenant: str, query: RecallQuery, timeout: float) -> RecallHits:
+        """Embed the query here, search the index, then let the store fuse, filter and fetch.
+
+        Whatever fails on the semantic side (the embedder, the index, a
+        vector space being rebuilt) leaves a keyword ranking with a note
+        saying why; only the store failing fails the recall.
+        """
+        embedder = self.embedder
+        if embedder is None:
+            raise RecallUnsupported(self.no_recall)
+        deadline = self.runtime.monotonic() + timeout
+        info = EmbedderInfo(embedder.name, embedder.dimension, embedder.semantic)
+        vector_hits: tuple[tuple[int, float], ...] | None = None
+        position: int | None = None
+        note = ""
+        try:
+            # At most half the deadline: the store's part must still fit in it.
+            vector = embedder.embed([query.query], timeout=timeout / 2)[0]
+        except EmbedderError as exc:
+            note = f"keywords only: the query could not be embedded ({exc})"
+        else:
+            vector_hits, position, note = self._vector_hits(
+                tenant, query, vector, embedder.name, deadline
+            )
+        remaining = max(0.0, deadline - self.runtime.monotonic())
+        hits: RecallHits = self._call(
+            lambda reply: HubRecall(
+                reply,
+                tenant,
+                query.query,
+                query.namespace,
+                query.tags,
+                query.limit,
+                vector_hits,
+                info,
+                note,
+                position,
+            ),
+            remaining,
+        )
+        return hits
+
+    def _vector_hits(
+        self, tenant: str, query: RecallQuery, vector: Any, model: str, deadline: float
+    ) -> tuple[tuple[tuple[int, float], ...] | None, int | None, str]:
+        """The vector ranking (None: none), the index's feed position, and a note."""
+        if self.index is None:
+            return None, None, "keywords only: this hub runs no vector index"
+        # Half of what is left: the store's part must still fit in the deadline.
+        budget = max(0.0, deadline - self.runtime.monotonic()) / 2
+        try:
+            found: VectorSearchResult = self._call(
+                lambda reply: HubVectorSearch(
+                    reply,
+                    tenant,
+                    vector,
+                    query.namespace,
+                    query.tags,
+                    max(RANK_DEPTH, query.limit),
+                ),
+                budget,
+                self.index,
+            )
+        except (Unavailable, AskTimeout) as exc:
+            return None, None, f"keywords only: {exc}"
+        if found.model != model:
+            if found.model is None and found.ready:
+                return None, None, "keywords only: no memory has a vector yet"
+            return (
+                None,
+                None,
+                (
+                    f"keywords only: the hub is making vectors with {model} (the index holds "
+                    f"{found.model or 'none yet'}); semantic ranking returns when they are ready"
+                ),
+            )
+        if not found.ready:
+            note = "the vector index is still loading: some memories may be missing"
+            return found.hits, found.position, note
+        return found.hits, found.position, ""
+
 
 class HubService:
     """A running hub: its actors and the :class:`HubCore` that serves requests with them.
@@ -168,6 +291,8 @@ class HubService:
         migration: MigrationReport,
         *,
         owns_runtime: bool,
+        embedder: Embedder | None = None,
+        no_recall: str = "this hub does not implement semantic recall; use local recall",
     ) -> None:
         self.config = config
         self.runtime = runtime
@@ -176,8 +301,15 @@ class HubService:
         self._cells = cells
         self._owns_runtime = owns_runtime
         self._closed = False
+        self.embedder = embedder
         self.core = HubCore(
-            ActorBackend(runtime, cells[_STORE]),
+            ActorBackend(
+                runtime,
+                cells[_STORE],
+                index=cells.get(_INDEX),
+                embedder=embedder,
+                no_recall=no_recall,
+            ),
             limits=config.limits,
             storage_timeout=config.storage_timeout,
         )
@@ -191,8 +323,10 @@ class HubService:
         """Migrate the hub file and start the store; raises our schema or storage errors."""
         rt: Runtime = runtime if runtime is not None else ThreadedRuntime()
         db = os.path.abspath(config.db)
+        embedder: Embedder | None = None
         try:
             report = prepare_hub_file(db, now=rt.wall_time)
+            embedder, no_recall = _load_embedder(config.embedder)
             store_config = HubStoreConfig(
                 path=db, synchronous=config.synchronous, busy_timeout=config.busy_timeout
             )
@@ -201,20 +335,34 @@ class HubService:
                 return rt.spawn(HubStoreActor, rt, store_config, supervisor=supervisor)
 
             cells = {_STORE: ChildCell(_STORE)}
+            specs = {_STORE: spawn_store}
+            if embedder is not None:
+                specs.update(_semantic_specs(rt, config, embedder, cells))
             supervisor = rt.spawn(
                 SupervisorActor,
                 rt,
-                {_STORE: spawn_store},
+                specs,
                 cells,
                 intensity=config.restart_intensity,
                 window=config.restart_window,
                 backoff=config.restart_backoff,
             )
         except BaseException:
+            if embedder is not None:
+                embedder.close()
             if runtime is None:
                 rt.close()
             raise
-        service = cls(config, rt, supervisor, cells, report, owns_runtime=runtime is None)
+        service = cls(
+            config,
+            rt,
+            supervisor,
+            cells,
+            report,
+            owns_runtime=runtime is None,
+            embedder=embedder,
+            no_recall=no_recall,
+        )
         try:
             ready = rt.new_future()
             supervisor.tell(StartChildren(ready))
@@ -247,6 +395,11 @@ class HubService:
                 _stop(cell.ref, timeout)
             cell.status = ChildCell.STOPPED
         _stop(self._supervisor, timeout)
+        if self.embedder is not None:
+            try:
+                self.embedder.close()
+            except Exception:
+                logger.exception("the hub's embedder failed to close")
         if self._owns_runtime:
             self.runtime.close()
 
@@ -255,6 +408,57 @@ class HubService:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _load_embedder(spec: EmbedderSpec) -> tuple[Embedder | None, str]:
+    """The configured embedder, and the 501 message a hub without one answers recall with."""
+    if spec.kind == "none":
+        return None, "semantic recall is off on this hub (--embedder none); use local recall"
+    try:
+        from actors.hub.embedders import load_embedder
+    except ImportError as exc:  # NumPy missing: the hub serves everything but recall
+        if spec.kind != "auto":
+            raise EmbedderError(
+                f"--embedder {spec.kind} needs NumPy ({exc}); pip install numpy"
+            ) from exc
+        logger.warning("semantic recall is off: NumPy is not installed (%s)", exc)
+        return None, "this hub cannot serve semantic recall: NumPy is not installed"
+    embedder = load_embedder(spec)
+    assert embedder is not None
+    logger.info(
+        "hub semantic recall: %s (%d dimensions%s)",
+        embedder.name,
+        embedder.dimension,
+        "" if embedder.semantic else ", keyword-ish hashing fallback, not semantic",
+    )
+    return embedder, ""
+
+
+def _semantic_specs(
+    rt: Runtime, config: HubConfig, embedder: Embedder, cells: dict[str, ChildCell]
+) -> dict[str, Callable[[pykka.ActorRef[Any]], pykka.ActorRef[Any]]]:
+    """Spawners of the VectorIndexActor and the EmbedderActor; their cells join ``cells``."""
+    from actors.hub.semantic import EmbedderActor, VectorIndexActor
+
+    store = cells[_STORE]
+    cells[_INDEX] = ChildCell(_INDEX)
+    cells[_EMBEDDER] = ChildCell(_EMBEDDER)
+
+    def spawn_index(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+        return rt.spawn(VectorIndexActor, rt, store, poll=config.index_poll, supervisor=supervisor)
+
+    def spawn_embedder(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+        return rt.spawn(
+            EmbedderActor,
+            rt,
+            embedder,
+            store,
+            batch_size=config.embedder.batch_size,
+            poll=config.embed_poll,
+            supervisor=supervisor,
+        )
+
+    return {_INDEX: spawn_index, _EMBEDDER: spawn_embedder}
 
 
 def _stop(ref: pykka.ActorRef[Any], timeout: float) -> None:

@@ -31,13 +31,16 @@ _HUB_URL = "http://hub.sim"
 class SimHub:
     """One in-process hub for a simulated world; hands out clients for its replicas."""
 
-    def __init__(self, sim: SimRuntime, path: str) -> None:
+    def __init__(self, sim: SimRuntime, path: str, *, embedder: Any = None) -> None:
         self.sim = sim
         self.path = path
-        self.backend = DirectBackend.open(path, new_id=sim.new_id, now=sim.wall_time)
+        self.backend = DirectBackend.open(
+            path, new_id=sim.new_id, now=sim.wall_time, embedder=embedder
+        )
         self.core = HubCore(self.backend)
         self.faults_on = True
         self.requests = 0
+        self.by_path: dict[str, int] = {}
         self._last_changes: dict[str, tuple[int, list[tuple[str, str]], bytes]] = {}
         self.transport = httpx.MockTransport(self._handle)
 
@@ -81,6 +84,7 @@ class SimHub:
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
+        self.by_path[request.url.path] = self.by_path.get(request.url.path, 0) + 1
         if self._fault("hub_latency"):
             delay = self.sim.rng("faults.hub").uniform(0, self.sim.faults.hub_latency_max)
             limit = (request.extensions.get("timeout") or {}).get("read") or float("inf")

@@ -26,7 +26,7 @@ import attrs
 import pykka
 
 from actors.errors import MemoryActorsError, MemoryNotFound, Unavailable
-from actors.messages import ForgetMemory, GetMemory, Migrate, Ping, StoreMemory
+from actors.messages import ForgetMemory, GetMemory, Migrate, Ping, RemoteRecall, StoreMemory
 from actors.migrations import MigrationActor, migrate
 from actors.model import StoreReceipt, content_hash
 from actors.sim.faults import FaultPlan, sqlite_connector
@@ -485,6 +485,84 @@ def lease_scenario(sim: SimRuntime) -> None:
     check_named_errors_only(sim)
 
 
+def recall_scenario(sim: SimRuntime) -> None:
+    """Recall against a hub whose answers take up to 2 s: bounded, honest, then cached.
+
+    Checks: every recall answers within ``recall_timeout`` of virtual time;
+    a late hub answer gives ``retry`` with local hits, and asking again after
+    ``retry_after`` gives ``complete`` without a second hub request; identical
+    concurrent requests share one hub request.
+    """
+    from actors.hub.embedders import HashingEmbedder
+
+    folder = _scratch_dir()
+    hub_path = os.path.join(folder, f"recall-hub-{sim.seed}.db")
+    path = fresh_database(f"recall-{sim.seed}")
+    _remove(hub_path)
+    hub = SimHub(sim, hub_path, embedder=HashingEmbedder())
+    hub.faults_on = False
+    timeout = 0.5
+    config = Config(
+        synchronous="OFF",
+        busy_timeout=0,
+        remote=hub.remote(hub.add_key("tenant")),
+        hub_client=hub.client_factory,
+        recall_timeout=timeout,
+    )
+    system = _open_until_up(sim, path, config)
+    try:
+        for fact in ("the staging database listens on port 5433", "deploys happen on tuesday"):
+            system.store(fact)
+        deadline = sim.now + 10
+        while system.count().outbox_pending:
+            if sim.now >= deadline:
+                raise CheckFailed("the facts never reached the hub")
+            sim.run(until=sim.now + 0.1)
+        hub.faults_on = True
+        for query in ("staging database port", "when do deploys happen"):
+            before = hub.by_path.get("/api/recall", 0)
+            started = sim.now
+            result = system.recall(query)
+            sim.trace.record("recall", "recall", "ok", result.status)
+            if sim.now - started > timeout + 0.01:
+                raise CheckFailed(f"recall took {sim.now - started:.3f}s (timeout {timeout}s)")
+            if result.status == "retry":
+                if any(h.source != "local" for h in result.hits):
+                    raise CheckFailed(f"a retry must carry local hits only: {result.hits}")
+                if not result.hits and "local store did not answer" not in result.reason:
+                    raise CheckFailed(f"a retry without the local hits: {result.reason}")
+                deadline = sim.now + 10
+                status: str = result.status
+                while status != "complete":
+                    if sim.now >= deadline:
+                        raise CheckFailed(f"the retry never completed: {result}")
+                    sim.run(until=sim.now + (result.retry_after or 1.0))
+                    result = system.recall(query)
+                    status = result.status
+            final: str = result.status
+            if final != "complete":
+                raise CheckFailed(f"expected a complete answer, got {final}: {result}")
+            if hub.by_path.get("/api/recall", 0) - before != 1:
+                raise CheckFailed("the retry was not served from the cache")
+        shared = [system.submit("recall", _remote_recall("shared question")) for _ in range(3)]
+        before = hub.by_path.get("/api/recall", 0)
+        sim.run(until=sim.now + 5)
+        if not all(f.done for f in shared):  # type: ignore[attr-defined]
+            raise CheckFailed("a shared recall was never answered")
+        if hub.by_path.get("/api/recall", 0) - before > 1:
+            raise CheckFailed("identical in-flight recalls did not share one hub request")
+    finally:
+        system.close()
+        hub.close()
+        _remove(path)
+        _remove(hub_path)
+    check_all_answered(sim)
+
+
+def _remote_recall(query: str) -> Callable[[Any], RemoteRecall]:
+    return lambda reply: RemoteRecall(reply, query, None, (), 10)
+
+
 def _key_of(config: Config) -> str:
     assert config.remote is not None
     return config.remote.api_key
@@ -603,6 +681,7 @@ SCENARIOS: dict[str, Scenario] = {
     "ping": ping_scenario,
     "sync": sync_scenario,
     "lease": lease_scenario,
+    "recall": recall_scenario,
 }
 
 #: Scenarios about one mechanism keep only the seed's faults that bear on it: the
@@ -611,6 +690,10 @@ SCENARIOS: dict[str, Scenario] = {
 FAULT_FOCUS: dict[str, Callable[[FaultPlan], FaultPlan]] = {
     "lease": lambda plan: attrs.evolve(
         plan, sqlite_busy=0.0, sqlite_io_error=0.0, sqlite_ambiguous_commit=0.0, crash=0.0
+    ),
+    # Recall is about latency: every hub request is slow, and nothing else fails.
+    "recall": lambda plan: FaultPlan(
+        hub_latency=1.0, hub_latency_max=2.0, stall=plan.stall, clock_skew=plan.clock_skew
     ),
 }
 
