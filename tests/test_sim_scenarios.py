@@ -34,6 +34,7 @@ from actors.store import StoreActor
         ("sync", 200),
         ("lease", 150),
         ("recall", 100),
+        ("storm", 200),
     ],
 )
 def test_every_seed_of_a_scenario_keeps_the_invariants(

@@ -605,6 +605,8 @@ def sync_scenario(sim: SimRuntime) -> None:
                 for n, system in enumerate(systems)
             ]
         )
+        for path in paths:
+            _check_attempt_cap(path, remote.max_attempts)
         # Faults stop; dead letters are retried by an operator; time passes.
         hub.faults_on = False
         for system in systems:
@@ -637,6 +639,49 @@ def _open_until_up(sim: SimRuntime, path: str, config: Config) -> MemorySystem:
             sim.trace.record("open", "open", "info", f"named:Unavailable:{exc}")
             sim.run(until=sim.now + 0.2)
     raise CheckFailed(f"{path} never opened")
+
+
+def _check_attempt_cap(path: str, cap: int) -> None:
+    """No memory was pushed more often than the cap: past it, it is a dead letter."""
+    conn = sqlite3.connect(path)
+    try:
+        worst = conn.execute("SELECT coalesce(max(attempts), 0) FROM outbox").fetchone()[0]
+        live = conn.execute(
+            "SELECT count(*) FROM outbox WHERE dead = 0 AND attempts >= ?", (cap,)
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    if worst > cap or live:
+        raise CheckFailed(f"attempts {worst} past the cap {cap} ({live} still queued)")
+
+
+def storm_scenario(sim: SimRuntime) -> None:
+    """Restart storms: the store crashes often; the supervisor backs off, then gives up.
+
+    Checks (beyond the system scenario's): at quiescence the store is READY or
+    DEGRADED, never stuck restarting, and a degraded store says why.
+    """
+    path = fresh_database(f"storm-{sim.seed}")
+    try:
+        system = _open_system(sim, path)
+    except MemoryActorsError:
+        check_all_answered(sim)
+        _remove(path)
+        return
+    try:
+        cell = system._cells["store"]
+        sim.run_clients([(f"w{n}", _writer(sim, f"w{n}", lambda: cell.ref, 4)) for n in range(3)])
+        sim.run(until=sim.now + 30)
+        if cell.status not in ("READY", "DEGRADED"):
+            raise CheckFailed(f"the store is {cell.status} 30 s after the storm")
+        if cell.status == "DEGRADED" and "gave up after" not in cell.reason:
+            raise CheckFailed(f"degraded without a reason: {cell.reason!r}")
+    finally:
+        system.close()
+    check_all_answered(sim)
+    check_no_acknowledged_write_lost(sim, path)
+    check_named_errors_only(sim)
+    _remove(path)
 
 
 def _retry_dead(sim: SimRuntime, system: MemorySystem) -> None:
@@ -682,6 +727,7 @@ SCENARIOS: dict[str, Scenario] = {
     "sync": sync_scenario,
     "lease": lease_scenario,
     "recall": recall_scenario,
+    "storm": storm_scenario,
 }
 
 #: Scenarios about one mechanism keep only the seed's faults that bear on it: the
@@ -691,6 +737,8 @@ FAULT_FOCUS: dict[str, Callable[[FaultPlan], FaultPlan]] = {
     "lease": lambda plan: attrs.evolve(
         plan, sqlite_busy=0.0, sqlite_io_error=0.0, sqlite_ambiguous_commit=0.0, crash=0.0
     ),
+    # Restart storms: frequent crashes of the store (and the seed's SQLite faults).
+    "storm": lambda plan: attrs.evolve(plan, crash=0.3),
     # Recall is about latency: every hub request is slow, and nothing else fails.
     "recall": lambda plan: FaultPlan(
         hub_latency=1.0, hub_latency_max=2.0, stall=plan.stall, clock_skew=plan.clock_skew
