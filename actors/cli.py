@@ -34,6 +34,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -56,7 +57,7 @@ from actors.errors import (
     Unavailable,
 )
 from actors.model import MAX_LIMIT
-from actors.sync_model import RemoteConfig
+from actors.sync_model import RemoteConfig, SyncReport
 from actors.system import DB_ENV_VAR, Config, MemorySystem
 
 __all__ = [
@@ -650,7 +651,7 @@ def sync() -> None:
 def sync_status(ctx: click.Context, as_json: bool) -> None:
     """Connect to the hub once and report the sync state and the outbox."""
     with _memory(ctx, sync=True) as system:
-        report = system.sync_report()
+        report = _settled_report(system)
         counts = system.count()
     data = {
         "sync": report.to_dict() if report else {"state": "local-only"},
@@ -663,6 +664,23 @@ def sync_status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"{'sync:':<16}{counts.sync}")
     click.echo(f"{'outbox pending:':<16}{counts.outbox_pending}")
     click.echo(f"{'dead letters:':<16}{counts.dead_letters}")
+
+
+def _settled_report(system: MemorySystem) -> SyncReport | None:
+    """The sync report once the SyncActor has taken the lease and checked the key.
+
+    Right after open it is always "starting"; the lease and the key check take
+    one store round trip and one hub call, bounded by the client's timeout.
+    """
+    remote = system.config.remote
+    report = system.sync_report()
+    if remote is None:
+        return report
+    deadline = time.monotonic() + remote.timeout + 2.0
+    while report is not None and report.state == "starting" and time.monotonic() < deadline:
+        time.sleep(0.02)  # a poll interval of a bounded wait (this is a one-shot command)
+        report = system.sync_report()
+    return report
 
 
 @sync.command("retry-dead")

@@ -25,7 +25,7 @@ import pykka
 
 from actors.model import uuid7
 
-__all__ = ["Cancellable", "Gate", "Runtime", "ThreadedRuntime", "at_interpreter_exit"]
+__all__ = ["Cancellable", "Gate", "IdMinter", "Runtime", "ThreadedRuntime", "at_interpreter_exit"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,28 @@ class _SemaphoreGate:
         self._sem.release()
 
 
+class IdMinter:
+    """UUIDv7 ids that sort in minting order within one runtime (RFC 9562 method 1).
+
+    Within a millisecond the 12-bit field counts up; on overflow the id
+    borrows the next millisecond. Not thread-safe: its runtime serialises it.
+    """
+
+    def __init__(self) -> None:
+        self._last = (0, 0)
+
+    def mint(self, unix_ms: int, rng: random.Random) -> str:
+        last_ms, last_a = self._last
+        if unix_ms <= last_ms:
+            unix_ms, rand_a = last_ms, last_a + 1
+            if rand_a > 0xFFF:
+                unix_ms, rand_a = last_ms + 1, 0
+        else:
+            rand_a = rng.getrandbits(11)
+        self._last = (unix_ms, rand_a)
+        return uuid7(unix_ms, rand_a, rng.getrandbits(62))
+
+
 class ThreadedRuntime:
     """Production runtime: a Pykka ``ThreadingActor`` thread per actor, the real clocks."""
 
@@ -172,7 +194,7 @@ class ThreadedRuntime:
         # Guards the lazily built tables and the id sequence, which several
         # caller threads may touch at once; never held while calling out.
         self._mutex = threading.Lock()
-        self._last_id: tuple[int, int] = (0, 0)
+        self._ids = IdMinter()
 
     def __repr__(self) -> str:
         return f"<ThreadedRuntime timers={'on' if self._wheel else 'off'}>"
@@ -224,18 +246,7 @@ class ThreadedRuntime:
     def new_id(self) -> str:
         rng = self.rng("ids")
         with self._mutex:
-            unix_ms = int(self.wall_time() * 1000)
-            last_ms, last_a = self._last_id
-            # Ids minted in one process sort in minting order (RFC 9562 method 1):
-            # within a millisecond the 12-bit field counts up.
-            if unix_ms <= last_ms:
-                unix_ms, rand_a = last_ms, last_a + 1
-                if rand_a > 0xFFF:
-                    unix_ms, rand_a = last_ms + 1, 0
-            else:
-                rand_a = rng.getrandbits(11)
-            self._last_id = (unix_ms, rand_a)
-            return uuid7(unix_ms, rand_a, rng.getrandbits(62))
+            return self._ids.mint(int(self.wall_time() * 1000), rng)
 
     def gate(self, limit: int) -> Gate:
         return _SemaphoreGate(limit)

@@ -14,22 +14,30 @@ Lifecycle, all driven by timer messages on the runtime clock:
   stops syncing (stores keep succeeding locally), reports the hub's reason,
   and re-checks on a backoff until the key works again.
 - ``SyncTick`` (and ``SyncNudge`` after a store): push and pull, each
-  independent of the other: a failing push never skips a pull.
-- ``ResyncTick``: full resync by digest comparison (content hash and
-  version, never counts), at start and every ``resync_interval``.
+  independent of the other: a failing push never skips a pull. A pulled
+  page is applied in transactions of ``apply_size`` (a local store never
+  waits behind a whole page) while the next page is fetched.
+- ``ResyncTick``: full resync by digest comparison (version and origin, never
+  counts), a merge join by id range, at start (once the pull has caught up
+  with the feed) and every ``resync_interval``. It pushes again what the hub
+  lacks (never a dead letter: that waits for ``retry-dead``), and pulls the
+  whole feed again only for memories still missing at the next resync.
 
 Push failures: the hub refusing or failing a batch (5xx, garbage, timeout)
 costs each memory in it one attempt, retried with jittered exponential
 backoff, a dead letter after ``max_attempts``. A hub that cannot be reached
 at all costs no attempts: the memories wait, with the whole sync backing off.
+A batch over the hub's body limit is split, at no attempt's cost.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pykka
 
 from actors._base import ReplyingActor
@@ -113,6 +121,15 @@ class SyncActor(ReplyingActor):
         self.push_busy = False
         self.pull_busy = False
         self.pull_more = False
+        #: The next page, fetched while the store applies the current one.
+        self._prefetched: _Page | None = None
+        self._prefetch_after: str | None = None
+        #: The rest of the page being applied (in transactions of ``apply_size``).
+        self._chunks: list[tuple[WireMemory, ...]] = []
+        self._page_cursor: str | None = None
+        #: A full resync found memories that pulling from the cursor did not bring:
+        #: pull the whole feed again (from no cursor) at the next chance.
+        self._repull = False
         self.nudged = False
         self.auth_failures = 0
         self.unreachable_count = 0
@@ -126,6 +143,10 @@ class SyncActor(ReplyingActor):
         self.last_resync_at: float | None = None
         self.last_error: str | None = None
         self._resync: _Resync | None = None
+        #: A resync waiting for the pull to catch up with the feed.
+        self._resync_deferred = False
+        #: What the last full resync found on the hub but not here (id, version, origin).
+        self._suspects: frozenset[tuple[str, str, str]] = frozenset()
 
     def __repr__(self) -> str:
         return (
@@ -174,6 +195,8 @@ class SyncActor(ReplyingActor):
                 self._later(self.remote.resync_interval, ResyncTick())
             case _ResyncStep():
                 self._resync_step()
+            case _Prefetch():
+                self._prefetch()
             case _RetryMeta():
                 if not self._to_store(ReadSyncMeta(self.actor_ref)):
                     self._later(0.5, _RetryMeta())
@@ -280,10 +303,21 @@ class SyncActor(ReplyingActor):
             case ApplyChanges():
                 self.pulled += answer.value
                 self.cursor = request.cursor
+                if self._chunks:
+                    if not self._send_chunk():
+                        self._chunks = []
+                        self.pull_busy = False
+                    return
                 self.pull_busy = False
                 self.last_pull_at = self.runtime.wall_time()
-                if self.pull_more:
+                page, self._prefetched = self._prefetched, None
+                if page is not None and page.since == self.cursor and not self._repull:
+                    self._apply(page)
+                elif self.pull_more or self._repull:
                     self._start_pull()
+                if not self.pull_busy and self._resync_deferred:
+                    self._resync_deferred = False  # caught up with the feed
+                    self._start_resync()
             case ReadLocalDigest():
                 if self._resync is not None:
                     self._resync.local_page(answer.value)
@@ -302,6 +336,8 @@ class SyncActor(ReplyingActor):
             self.push_busy = False
         elif isinstance(request, ApplyChanges):
             self.pull_busy = False
+            self._chunks = []
+            self._prefetched = None  # it follows the page that failed: fetch it again
         elif isinstance(request, ReadLocalDigest):
             self._resync = None
 
@@ -382,6 +418,8 @@ class SyncActor(ReplyingActor):
         try:
             result = self._hub().push(items)
         except HubRejected as exc:
+            if exc.code == "payload_too_large" and len(entries) > 1:
+                return self._send_halves(entries)
             index = exc.details.get("index")
             if exc.code == "invalid_item" and isinstance(index, int) and index < len(entries):
                 bad = entries[index]
@@ -420,6 +458,21 @@ class SyncActor(ReplyingActor):
         self.pushed += len(outcomes)
         return outcomes
 
+    def _send_halves(self, entries: tuple[OutboxEntry, ...]) -> list[PushOutcome] | None:
+        """A batch over the hub's body limit (large memories): push each half on its own.
+
+        Too large is no failure of any memory in it, so it costs no attempt;
+        without this, a burst of large memories was dead-lettered whole.
+        """
+        half = len(entries) // 2
+        first = self._send(entries[:half])
+        if first is None:
+            return None
+        second = self._send(entries[half:])
+        if second is None:  # the hub went away in between: the rest waits, no attempt spent
+            second = [PushOutcome(e.memory.id, e.max_seq, "skipped") for e in entries[half:]]
+        return first + second
+
     def _failed(self, entries: tuple[OutboxEntry, ...], exc: BaseException) -> list[PushOutcome]:
         # Each memory waits out its own jittered backoff (RemoteConfig.backoff doubling
         # per attempt, capped at max_backoff), and never less than the hub's Retry-After.
@@ -440,41 +493,100 @@ class SyncActor(ReplyingActor):
     def _start_pull(self) -> None:
         if self.pull_busy or not self._active():
             return
+        if self._repull:
+            # LWW apply is idempotent: pulling the whole feed again converges.
+            self._repull = False
+            self.cursor = None
+        self._prefetched = None
+        page = self._fetch(self.cursor)
+        if page is None:
+            return
+        self.pull_more = page.has_more
+        if not page.memories and page.next_cursor == self.cursor:
+            self.last_pull_at = self.runtime.wall_time()
+            return
+        self._apply(page)
+
+    def _fetch(self, since: str | None) -> _Page | None:
+        """One page of the feed after ``since``; None if the hub failed (handled)."""
         try:
-            page = self._hub().changes(self.cursor, self.remote.page_size)
+            page = self._hub().changes(since, self.remote.page_size)
         except HubCursorReset as exc:
             self.last_error = f"pull: {exc}"
             self.cursor = None
-            return
+            return None
         except HubError as exc:
             self._on_hub_error(exc, "pull")
-            return
+            return None
         self._reachable()
         memories = tuple(change.memory for change in page.changes)
+        return _Page(since, memories, page.next_cursor, page.has_more)
+
+    def _apply(self, page: _Page) -> None:
+        """Hand a page to the store; while it applies, fetch the next one.
+
+        The prefetched page is applied only after this one committed (and
+        only if it follows the cursor saved then), so a failed apply can
+        never let a later page's cursor skip its changes.
+        """
         self.pull_more = page.has_more
-        if not memories and page.next_cursor == self.cursor:
-            self.last_pull_at = self.runtime.wall_time()
+        size = max(1, self.remote.apply_size)
+        memories = page.memories
+        self._chunks = [memories[i : i + size] for i in range(0, len(memories), size)] or [()]
+        self._page_cursor = page.next_cursor
+        if not self._send_chunk():
+            self._chunks = []
             return
-        if self._to_store(ApplyChanges(self.actor_ref, memories, page.next_cursor)):
-            self.pull_busy = True
+        self.pull_busy = True
+        if page.has_more:
+            self._prefetch_after = page.next_cursor
+            self.actor_ref.tell(_Prefetch())
+
+    def _send_chunk(self) -> bool:
+        """Send the next transaction of the page; the page's cursor goes with its last one.
+
+        A store queued behind a transaction is served before the next one, so
+        no store ever waits for a whole page. If the file is closed halfway,
+        the saved cursor is still the page's start: the page is applied again
+        (last writer wins makes that harmless).
+        """
+        chunk = self._chunks.pop(0)
+        cursor = self._page_cursor if not self._chunks else self.cursor
+        return self._to_store(ApplyChanges(self.actor_ref, chunk, cursor))
+
+    def _prefetch(self) -> None:
+        if not self.pull_busy or self._prefetched is not None or not self._active():
+            return
+        self._prefetched = self._fetch(self._prefetch_after)
 
     # -- full resync --------------------------------------------------------------------
 
     def _start_resync(self) -> None:
         if self._resync is not None or not self._active():
             return
+        if self.pull_busy and self.pull_more:
+            # Catching up with the feed (a fresh replica pulls everything): compare
+            # once caught up, or nearly every memory would look missing here.
+            self._resync_deferred = True
+            return
         self._resync = _Resync()
         self.actor_ref.tell(_ResyncStep())
 
     def _resync_step(self) -> None:
-        """One page at a time (hub digest, then local digest), then the comparison."""
+        """A merge join by id: a page of our digest, then the hub's entries of its id range."""
         resync = self._resync
         if resync is None or not self._active():
             self._resync = None
             return
-        if not resync.remote_done:
+        if resync.need_local():
+            if not self._to_store(
+                ReadLocalDigest(self.actor_ref, resync.local_after, _DIGEST_PAGE)
+            ):
+                self._resync = None
+            return  # the answer steps again
+        if resync.need_remote():
             try:
-                page = self._hub().digest(resync.remote_after, 1000)
+                page = self._hub().digest(resync.remote_after, _DIGEST_PAGE)
             except HubError as exc:
                 self._on_hub_error(exc, "resync")
                 self._resync = None
@@ -482,20 +594,49 @@ class SyncActor(ReplyingActor):
             resync.remote_page(page.entries, page.next_after, page.has_more)
             self.actor_ref.tell(_ResyncStep())
             return
-        if not resync.local_done:
-            if not self._to_store(ReadLocalDigest(self.actor_ref, resync.local_after, 1000)):
-                self._resync = None
-            return
-        to_push, needs_pull = resync.compare()
-        self._resync = None
-        self.last_resync_at = self.runtime.wall_time()
+        to_push = resync.compare()
         for start in range(0, len(to_push), 500):
             self._to_store(RequeueForPush(self.actor_ref, tuple(to_push[start : start + 500])))
-        if needs_pull:
-            # LWW apply is idempotent: pulling the whole feed again converges.
-            self.cursor = None
+        if not resync.done:
+            self.actor_ref.tell(_ResyncStep())
+            return
+        self._resync = None
+        self.last_resync_at = self.runtime.wall_time()
+        # Memories the hub holds and we lack (or hold older) usually just arrived and
+        # come with the next pull. Only those still missing at the next resync were
+        # passed by the cursor (a restored file, a lost apply): then pull everything
+        # again. Re-pulling at every resync would re-apply the whole feed every time.
+        stale = resync.missing & self._suspects
+        self._suspects = frozenset(resync.missing)
+        if stale:
+            self._repull = True
             self._start_pull()
-        logger.info("resync: %d to push, pull again: %s", len(to_push), needs_pull)
+        logger.info(
+            "resync: %d to push, %d newer on the hub, pull again: %s",
+            resync.pushed,
+            len(resync.missing),
+            bool(stale),
+        )
+
+
+#: Digest entries per page, ours and the hub's.
+_DIGEST_PAGE = 1000
+#: Memories remembered between resyncs as "on the hub, not here" (bounds memory).
+_SUSPECTS_CAP = 10_000
+
+
+@attrs.frozen
+class _Page:
+    """A page of the hub's change feed: the changes after ``since``, up to ``next_cursor``."""
+
+    since: str | None
+    memories: tuple[WireMemory, ...]
+    next_cursor: str | None
+    has_more: bool
+
+
+class _Prefetch:
+    """SyncActor → itself: fetch the next page of the feed while the store applies one."""
 
 
 class _PushNow:
@@ -511,38 +652,74 @@ class _RetryMeta:
 
 
 class _Resync:
-    """The state of one full resync: what the hub holds, then what we hold."""
+    """One full resync: a merge join of our digest and the hub's, one id range at a time.
+
+    Each page of ours covers the ids after the previous page, up to its last id
+    (to the end, on the last page); the hub's entries of that range are read
+    right after it. Ours first: a memory pushed meanwhile is then already on
+    the hub's side, not re-pushed (comparing whole digests read the hub's long
+    before ours, and pushed again every memory pushed in between). One that
+    arrives by pull meanwhile looks missing here, which a single resync never
+    acts on (see ``_suspects``). About a page of each side is held at once.
+    """
 
     def __init__(self) -> None:
-        self.remote: dict[str, tuple[str, str]] = {}
-        self.remote_after: str | None = None
-        self.remote_done = False
-        self.local: dict[str, DigestRow] = {}
+        #: The current page of ours (None: to be read), and its last id (None: to the end).
+        self.local: tuple[DigestRow, ...] | None = None
+        self.upper: str | None = None
         self.local_after: str | None = None
         self.local_done = False
+        #: Hub entries read but not compared yet (ordered by id).
+        self.remote: list[Any] = []
+        self.remote_after: str | None = None
+        self.remote_done = False
+        self.pushed = 0
+        #: Hub entries newer than ours or missing here: (id, version, origin).
+        self.missing: set[tuple[str, str, str]] = set()
+
+    @property
+    def done(self) -> bool:
+        return self.local_done and self.remote_done and self.local is None and not self.remote
+
+    def need_local(self) -> bool:
+        return self.local is None and not self.local_done
+
+    def local_page(self, rows: tuple[DigestRow, ...]) -> None:
+        self.local = rows
+        if rows:
+            self.local_after = rows[-1].id
+        self.local_done = len(rows) < _DIGEST_PAGE
+        self.upper = None if self.local_done else self.local_after
+
+    def need_remote(self) -> bool:
+        """Whether the hub's entries of the current range are not all read yet."""
+        if self.remote_done:
+            return False
+        return self.upper is None or not self.remote or self.remote[-1].id <= self.upper
 
     def remote_page(self, entries: Any, next_after: str | None, has_more: bool) -> None:
-        for entry in entries:
-            self.remote[entry.id] = (entry.version, entry.origin)
+        self.remote.extend(entries)
         self.remote_after = next_after
         self.remote_done = not has_more or next_after is None
 
-    def local_page(self, rows: tuple[DigestRow, ...]) -> None:
-        for row in rows:
-            self.local[row.id] = row
-        if rows:
-            self.local_after = rows[-1].id
-        self.local_done = len(rows) < 1000
-
-    def compare(self) -> tuple[list[str], bool]:
+    def compare(self) -> list[str]:
+        """Compare the current range; the ids of ours that the hub lacks or holds older."""
+        mine, self.local = self.local or (), None
+        if self.upper is None:
+            theirs, self.remote = self.remote, []
+        else:
+            cut = bisect.bisect_right([entry.id for entry in self.remote], self.upper)
+            theirs, self.remote = self.remote[:cut], self.remote[cut:]
+        remote = {entry.id: (entry.version, entry.origin) for entry in theirs}
         to_push = [
             row.id
-            for row in self.local.values()
-            if row.id not in self.remote or (row.version, row.origin) > self.remote[row.id]
+            for row in mine
+            if row.id not in remote or (row.version, row.origin) > remote[row.id]
         ]
-        needs_pull = any(
-            memory_id not in self.local
-            or (version, origin) > (self.local[memory_id].version, self.local[memory_id].origin)
-            for memory_id, (version, origin) in self.remote.items()
-        )
-        return to_push, needs_pull
+        local = {row.id: (row.version, row.origin) for row in mine}
+        for memory_id, (version, origin) in remote.items():
+            ours = local.get(memory_id)
+            if (ours is None or (version, origin) > ours) and len(self.missing) < _SUSPECTS_CAP:
+                self.missing.add((memory_id, version, origin))
+        self.pushed += len(to_push)
+        return to_push

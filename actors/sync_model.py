@@ -31,10 +31,15 @@ class RemoteConfig:
     timeout: float = 5.0
     #: How often push and pull run without a nudge.
     interval: float = 2.0
-    #: Memories per push request (the hub accepts up to 500).
-    batch_size: int = 200
-    #: Memories per pull request.
-    page_size: int = 500
+    #: Memories per push request (the hub accepts up to 500; a batch over its body
+    #: limit is split in halves). 500 rather than 200: ~1.4× the push throughput.
+    batch_size: int = 500
+    #: Memories per pull request (the hub answers up to 1000).
+    page_size: int = 1000
+    #: Pulled memories per store transaction. A store waits behind at most one
+    #: such transaction, so stores during a resync stay fast; the next page is
+    #: fetched meanwhile.
+    apply_size: int = 250
     #: Attempts of one memory (hub errors, timeouts) before it is a dead letter.
     max_attempts: int = 5
     #: First retry delay; doubles per attempt, jittered, capped at ``max_backoff``.

@@ -23,6 +23,7 @@ import attrs
 import platformdirs
 import pykka
 
+from actors._base import wait_alive
 from actors.errors import AskTimeout, MemoryActorsError, Overloaded, SystemClosed, Unavailable
 from actors.hub.protocol import RemoteHit
 from actors.messages import (
@@ -501,34 +502,6 @@ class MemorySystem:
 
     # -- plumbing --------------------------------------------------------------------
 
-    def _wait_alive(
-        self, future: pykka.Future[T], ref: pykka.ActorRef[Any], timeout: float, what: str
-    ) -> T:
-        """Wait like :func:`_wait`, but give up early if the actor died.
-
-        Pykka has a small window in which a tell racing a stop is enqueued
-        after the actor drained its inbox; that request is never answered.
-        Polling the actor's liveness turns such a loss into a prompt
-        ``Unavailable`` instead of a wait for the whole timeout. An answered
-        future returns at once, so the normal path pays nothing.
-        """
-        deadline = self.runtime.monotonic() + timeout
-        while True:
-            slice_ = min(_LIVENESS_POLL, max(0.0, deadline - self.runtime.monotonic()))
-            try:
-                return future.get(timeout=slice_)
-            except pykka.Timeout:
-                pass
-            except pykka.ActorDeadError as exc:
-                raise Unavailable(f"{what} stopped: {exc}") from None
-            if not ref.is_alive():
-                try:  # it may have answered just before it died
-                    return future.get(timeout=0)
-                except pykka.Timeout:
-                    raise Unavailable(f"{what} stopped before answering; retry") from None
-            if self.runtime.monotonic() >= deadline:
-                raise AskTimeout(f"no answer from {what} within {timeout:g}s")
-
     def _nudge_sync(self) -> None:
         cell = self._cells.get("sync")
         if cell is None or cell.ref is None:
@@ -578,13 +551,9 @@ class MemorySystem:
             )
         try:
             reply, ref = self._send(child, make)
-            return self._wait_alive(reply, ref, wait, f"the {child} actor")
+            return wait_alive(self.runtime, reply, ref, wait, f"the {child} actor")
         finally:
             self._gate.release()
-
-
-#: How often a waiting caller checks that the actor it waits on still lives.
-_LIVENESS_POLL = 0.25
 
 
 #: The retry hint of a recall that timed out, in seconds.

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import attrs
 import pykka
 
+from actors._base import wait_alive
 from actors.errors import AskTimeout, EmbedderError, Unavailable
 from actors.hub.core import Cursor, HubCore
 from actors.hub.keys import StoredKey
@@ -69,8 +70,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: How often a waiting caller checks that the store it waits on still lives.
-_LIVENESS_POLL = 0.25
 _STORE = "hub-store"
 _INDEX = "hub-index"
 _EMBEDDER = "hub-embedder"
@@ -143,22 +142,7 @@ class ActorBackend:
             ref.tell(make(reply))
         except pykka.ActorDeadError:
             raise Unavailable(f"the hub's {what} is restarting") from None
-        deadline = self.runtime.monotonic() + timeout
-        while True:
-            slice_ = min(_LIVENESS_POLL, max(0.0, deadline - self.runtime.monotonic()))
-            try:
-                return reply.get(timeout=slice_)
-            except pykka.Timeout:
-                pass
-            except pykka.ActorDeadError as exc:
-                raise Unavailable(f"the hub's {what} stopped: {exc}") from None
-            if not ref.is_alive():
-                try:  # it may have answered just before it died
-                    return reply.get(timeout=0)
-                except pykka.Timeout:
-                    raise Unavailable(f"the hub's {what} stopped before answering") from None
-            if self.runtime.monotonic() >= deadline:
-                raise AskTimeout(f"no answer from the hub's {what} within {timeout:g}s")
+        return wait_alive(self.runtime, reply, ref, timeout, f"the hub's {what}")
 
     def ping(self, timeout: float) -> str:
         state: str = self._call(Ping, timeout)

@@ -40,7 +40,7 @@ import pykka
 from pykka._envelope import Envelope
 
 from actors.messages import Request
-from actors.model import uuid7
+from actors.runtime import IdMinter
 from actors.sim.faults import FaultPlan
 from actors.sim.strategies import Strategy, make_strategy
 from actors.sim.trace import Trace
@@ -380,7 +380,7 @@ class SimRuntime:
         self._current: _Task | None = None
         self._classes: dict[type[pykka.Actor], type[pykka.Actor]] = {}
         self._sent_futures: list[SimFuture] = []
-        self._last_id = (0, 0)
+        self._ids = IdMinter()
         self._urns = itertools.count(1)
         self.trace = Trace(
             {
@@ -437,17 +437,7 @@ class SimRuntime:
         return rng
 
     def new_id(self) -> str:
-        rng = self.rng("ids")
-        unix_ms = int(self.wall_time() * 1000)
-        last_ms, last_a = self._last_id
-        if unix_ms <= last_ms:
-            unix_ms, rand_a = last_ms, last_a + 1
-            if rand_a > 0xFFF:
-                unix_ms, rand_a = last_ms + 1, 0
-        else:
-            rand_a = rng.getrandbits(11)
-        self._last_id = (unix_ms, rand_a)
-        return uuid7(unix_ms, rand_a, rng.getrandbits(62))
+        return self._ids.mint(int(self.wall_time() * 1000), self.rng("ids"))
 
     def gate(self, limit: int) -> _CounterGate:
         return _CounterGate(limit)
