@@ -39,7 +39,9 @@ import attrs
 import pykka
 from pykka._envelope import Envelope
 
-from actors.messages import Request
+from actors._base import settle_error
+from actors.errors import Unavailable
+from actors.messages import Answer, Request, TellBack
 from actors.runtime import IdMinter
 from actors.sim.faults import FaultPlan
 from actors.sim.strategies import Strategy, make_strategy
@@ -112,11 +114,12 @@ Client = Generator[Any, Any, None]
 class _SimInbox:
     """FIFO, never blocks: the scheduler only steps an actor that has mail."""
 
-    __slots__ = ("_queue", "_sim")
+    __slots__ = ("_queue", "_sim", "owner")
 
-    def __init__(self, sim: SimRuntime) -> None:
+    def __init__(self, sim: SimRuntime, owner: pykka.Actor) -> None:
         self._queue: deque[Envelope[Any]] = deque()
         self._sim = sim
+        self.owner = owner
 
     def put(self, envelope: Envelope[Any], /) -> None:
         self._sim._on_enqueue(envelope)
@@ -199,9 +202,8 @@ class SimActor(pykka.Actor):
         self.actor_urn = self._sim._mint_urn()
         self.actor_ref.actor_urn = self.actor_urn
 
-    @classmethod
-    def _create_actor_inbox(cls) -> Any:
-        return _SimInbox(cls._sim)
+    def _create_actor_inbox(self) -> Any:  # type: ignore[override]
+        return _SimInbox(self._sim, self)
 
     @classmethod
     def _create_future(cls) -> pykka.Future[Any]:
@@ -319,7 +321,25 @@ class _Release:
 
     def fire(self, sim: SimRuntime) -> None:
         for inbox, envelope in self.held:
-            inbox._queue.append(envelope)
+            if inbox.owner.actor_stopped.is_set():
+                # In the threaded world this send happens after the blocking call,
+                # to an actor that is gone: the request fails, as one queued just
+                # before a crash does. (Appending it would leave it unanswered.)
+                _fail_envelope(envelope)
+            else:
+                inbox._queue.append(envelope)
+
+
+def _fail_envelope(envelope: Envelope[Any]) -> None:
+    message = envelope.message
+    error = Unavailable("the actor stopped before the message arrived")
+    if isinstance(message, TellBack):
+        with contextlib.suppress(pykka.ActorDeadError):
+            message.reply_to.tell(Answer(message, error=error))
+    elif isinstance(message, Request):
+        settle_error(message.reply, error)
+    if envelope.reply_to is not None:
+        settle_error(envelope.reply_to, pykka.ActorDeadError("the actor stopped"))
 
 
 class _CounterGate:

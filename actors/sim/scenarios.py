@@ -608,7 +608,17 @@ def sync_scenario(sim: SimRuntime) -> None:
         for path in paths:
             _check_attempt_cap(path, remote.max_attempts)
         # Faults stop; dead letters are retried by an operator; time passes.
+        # Faults stop (all of them), then time passes.
         hub.faults_on = False
+        sim.faults = FaultPlan.none()
+        sim.record_fault("faults stopped")
+        for n, system in enumerate(systems):
+            if any(c.status == "DEGRADED" for c in system._cells.values()):
+                # The supervisor gave up after a crash storm, as it should: the
+                # operator restarts that replica (a new process on the same file).
+                sim.trace.record(f"r{n}", "restart", "ok", system.status()["state"])
+                system.close()
+                systems[n] = _open_until_up(sim, paths[n], config)
         for system in systems:
             _retry_dead(sim, system)
         deadline = sim.now + 30
