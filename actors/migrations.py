@@ -35,6 +35,7 @@ __all__ = [
     "MigrationReport",
     "Step",
     "connect",
+    "is_busy",
     "migrate",
     "read_version",
 ]
@@ -44,6 +45,23 @@ logger = logging.getLogger(__name__)
 Connect = Callable[[str], sqlite3.Connection]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+#: SQLite's primary result codes for "another connection holds the lock".
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """True when SQLite refused because another connection holds the lock (BUSY/LOCKED).
+
+    The one test for it: the store, its sync side and the hub's store all retry
+    or report these, and nothing else, as "busy".
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "locked" in str(exc) or "busy" in str(exc)
+    return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
 
 
 def connect(
@@ -279,7 +297,7 @@ def migrate(
             applied.append(step.version)
             logger.info("migrated %s to schema %d: %s", path, step.version, step.description)
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if is_busy(exc):
             raise StorageBusy(
                 f"{path} stayed locked by another process during migration ({exc}); "
                 "nothing was changed, retry"

@@ -42,7 +42,7 @@ from actors.messages import (
     StoreMemory,
     WriteRequest,
 )
-from actors.migrations import LATEST_VERSION, Connect, connect
+from actors.migrations import LATEST_VERSION, Connect, connect, is_busy
 from actors.model import (
     CountResult,
     ForgetResult,
@@ -60,8 +60,6 @@ __all__ = ["StoreActor", "StoreConfig"]
 
 logger = logging.getLogger(__name__)
 
-_SQLITE_BUSY = 5
-_SQLITE_LOCKED = 6
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _MAX_QUERY_TERMS = 32
 _MEMORY_COLUMNS = (
@@ -94,13 +92,6 @@ class StoreConfig:
     #: Push attempts of one memory before it becomes a dead letter.
     sync_max_attempts: int = 5
     connect: Connect | None = None
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:
-        return "locked" in str(exc) or "busy" in str(exc)
-    return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
 
 
 def _row_to_memory(row: sqlite3.Row | tuple[Any, ...]) -> Memory:
@@ -300,9 +291,9 @@ class StoreActor(SyncStoreMixin, ReplyingActor):
                 settle(request.reply, result)
 
     def _on_commit_error(self, batch: list[WriteRequest], attempt: int, exc: sqlite3.Error) -> None:
-        if _is_busy(exc) and attempt < self.config.busy_retries:
+        if is_busy(exc) and attempt < self.config.busy_retries:
             self._schedule_retry(batch, attempt)
-        elif _is_busy(exc):
+        elif is_busy(exc):
             self._fail_batch(batch, StorageBusy(self._busy_message(exc)))
         elif len(batch) > 1:
             self._commit_one_by_one(batch)
@@ -333,7 +324,7 @@ class StoreActor(SyncStoreMixin, ReplyingActor):
             except sqlite3.Error as exc:
                 error: BaseException = (
                     StorageBusy(self._busy_message(exc))
-                    if _is_busy(exc)
+                    if is_busy(exc)
                     else StorageError(f"write rolled back: {exc}")
                 )
                 settle_error(request.reply, error)

@@ -34,6 +34,7 @@ from actors.messages import (
     ReleaseLease,
     RequeueForPush,
 )
+from actors.migrations import is_busy
 from actors.model import HybridClock
 from actors.runtime import Runtime
 from actors.sync_model import DigestRow, OutboxEntry, PushOutcome
@@ -48,13 +49,6 @@ _LEASE_EXPIRES = "sync_lease_expires"
 _CLOCK_KEY = "hlc"
 _BACKOFF_BASE = 1.0
 _BACKOFF_CAP = 60.0
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:
-        return "locked" in str(exc) or "busy" in str(exc)
-    return (code & 0xFF) in (5, 6)
 
 
 #: Ids per ``IN (...)`` list: far below SQLite's 32,766-parameter limit.
@@ -146,7 +140,7 @@ class SyncStoreMixin:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            if _is_busy(exc):
+            if is_busy(exc):
                 raise StorageBusy(f"database busy during sync ({exc}); retried later") from exc
             raise StorageError(f"sync write rolled back: {exc}") from exc
         return result

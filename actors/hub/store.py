@@ -88,7 +88,7 @@ from actors.messages import (
     HubTakeEmbedWork,
     Ping,
 )
-from actors.migrations import Connect, MigrationReport, Step, migrate, read_version
+from actors.migrations import Connect, MigrationReport, Step, is_busy, migrate, read_version
 from actors.migrations import connect as sqlite_connect
 from actors.runtime import Runtime
 from actors.store import Synchronous
@@ -217,23 +217,14 @@ HUB_STEPS: tuple[Step, ...] = (
 
 HUB_LATEST_VERSION: Final = HUB_STEPS[-1].version
 
-_SQLITE_BUSY = 5
-_SQLITE_LOCKED = 6
 _COLUMNS = (
     "id, namespace, content, content_hash, tags, metadata, created_at, updated_at, "
     "version, origin, deleted"
 )
 
 
-def _is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:
-        return "locked" in str(exc) or "busy" in str(exc)
-    return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
-
-
 def _translate(exc: sqlite3.Error, path: str, what: str) -> StorageError | StorageBusy:
-    if _is_busy(exc):
+    if is_busy(exc):
         return StorageBusy(f"{path} stayed locked while the hub {what} ({exc}); retry shortly")
     return StorageError(f"the hub could not {what} in {path}: {exc}")
 
@@ -1023,7 +1014,7 @@ class HubStoreActor(ReplyingActor):
         try:
             results = db.commit_pushes([(p.tenant, p.items) for p in batch], now)
         except sqlite3.Error as exc:
-            if len(batch) > 1 and not _is_busy(exc):
+            if len(batch) > 1 and not is_busy(exc):
                 self._commit_one_by_one(db, batch, now)
             else:
                 error = _translate(exc, db.path, "stored a push")
