@@ -38,7 +38,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from actors.migrations import connect, migrate
+from actors._sqlite import Synchronous, connect
+from actors.migrations import migrate
 from actors.model import (
     HybridClock,
     StoreReceipt,
@@ -49,7 +50,6 @@ from actors.model import (
     normalize_tags,
 )
 from actors.runtime import ThreadedRuntime
-from actors.store import Synchronous
 from actors.system import Config, MemorySystem
 
 __all__ = ["BenchResult", "McpResult", "bench", "run_design", "run_mcp"]

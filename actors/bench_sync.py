@@ -45,13 +45,13 @@ import attrs
 import click
 
 from actors.errors import HubError
-from actors.hub.protocol import WireMemory
 from actors.hub.store import add_key
 from actors.model import content_hash, format_version, normalize_content
 from actors.remote import HubClient
 from actors.runtime import ThreadedRuntime
 from actors.sync_model import RemoteConfig
 from actors.system import Config, MemorySystem
+from actors.wire import WireMemory
 
 __all__ = ["LatencyRun", "SyncBenchResult", "run_sync_bench"]
 

@@ -24,58 +24,23 @@ from typing import Any
 import attrs
 
 from actors._base import ReplyingActor
+from actors._sqlite import Connect, connect, is_busy
 from actors.errors import MigrationFailed, NotADatabase, SchemaTooNew, StorageBusy, StorageError
 from actors.messages import Migrate
 
 __all__ = [
     "LATEST_VERSION",
     "STEPS",
-    "Connect",
     "MigrationActor",
     "MigrationReport",
     "Step",
-    "connect",
-    "is_busy",
     "migrate",
     "read_version",
 ]
 
 logger = logging.getLogger(__name__)
 
-Connect = Callable[[str], sqlite3.Connection]
-
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-#: SQLite's primary result codes for "another connection holds the lock".
-_SQLITE_BUSY = 5
-_SQLITE_LOCKED = 6
-
-
-def is_busy(exc: sqlite3.Error) -> bool:
-    """True when SQLite refused because another connection holds the lock (BUSY/LOCKED).
-
-    The one test for it: the store, its sync side and the hub's store all retry
-    or report these, and nothing else, as "busy".
-    """
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:
-        return "locked" in str(exc) or "busy" in str(exc)
-    return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
-
-
-def connect(
-    path: str, *, busy_timeout: float = 5.0, check_same_thread: bool = True
-) -> sqlite3.Connection:
-    """Open a connection in autocommit mode: transactions are explicit ``BEGIN IMMEDIATE``.
-
-    ``check_same_thread=False`` exists for the benchmark's lock-based baseline only.
-    """
-    conn = sqlite3.connect(
-        path, timeout=busy_timeout, isolation_level=None, check_same_thread=check_same_thread
-    )
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    return conn
 
 
 @attrs.frozen

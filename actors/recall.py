@@ -29,11 +29,11 @@ import pykka
 
 from actors._base import DEFERRED, ReplyingActor, settle, settle_error
 from actors.errors import HubUnreachable, Unavailable
-from actors.hub.protocol import RemoteHit
 from actors.messages import Answer, ExpireRecallCache, RecallJob, RemoteRecall
 from actors.remote import HubClient
 from actors.runtime import Runtime
 from actors.sync_model import RemoteConfig
+from actors.wire import RemoteHit
 
 __all__ = ["RecallRouter", "RecallSettings", "RecallWorker"]
 

@@ -1,7 +1,7 @@
 """HubClient: the one module that speaks HTTP to the hub (protocol version 1, via ``httpx``).
 
 Every method is a plain synchronous call bounded by an explicit timeout, and
-returns a typed record of :mod:`actors.hub.protocol` (the wire shapes both
+returns a typed record of :mod:`actors.wire` (the wire shapes both
 sides share). Every failure is one of the :class:`~actors.errors.HubError`
 family, raised ``from`` the httpx or JSON error, with a message that names
 the URL and what happened (never the key):
@@ -56,7 +56,7 @@ from actors.errors import (
     HubUnreachable,
     HubUnsupported,
 )
-from actors.hub.protocol import (
+from actors.wire import (
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,
     AuthInfo,

@@ -23,11 +23,12 @@ import json
 import logging
 import re
 import sqlite3
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
 from actors._base import DEFERRED, ReplyingActor, settle, settle_error
+from actors._sqlite import Connect, Synchronous, connect, is_busy
 from actors.errors import MemoryNotFound, SchemaError, StorageBusy, StorageError
 from actors.messages import (
     CountMemories,
@@ -42,7 +43,7 @@ from actors.messages import (
     StoreMemory,
     WriteRequest,
 )
-from actors.migrations import LATEST_VERSION, Connect, connect, is_busy
+from actors.migrations import LATEST_VERSION
 from actors.model import (
     CountResult,
     ForgetResult,
@@ -72,8 +73,6 @@ _MEMORY_VALUES = "(?,?,?,?,?,?,?,?,?,?,0,?)"
 #: Rows per multi-row statement: 11 parameters a row stays far below SQLite's
 #: 32,766-parameter limit, and a batch is rarely larger (one row per writer).
 _SQL_CHUNK = 256
-
-Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
 @attrs.frozen

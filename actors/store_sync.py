@@ -23,8 +23,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from actors._sqlite import is_busy
 from actors.errors import StorageBusy, StorageError
-from actors.hub.protocol import WireMemory
 from actors.messages import (
     AcquireLease,
     ApplyChanges,
@@ -34,10 +34,10 @@ from actors.messages import (
     ReleaseLease,
     RequeueForPush,
 )
-from actors.migrations import is_busy
 from actors.model import HybridClock
 from actors.runtime import Runtime
 from actors.sync_model import DigestRow, OutboxEntry, PushOutcome
+from actors.wire import WireMemory
 
 __all__ = ["SyncStoreMixin"]
 

@@ -48,7 +48,6 @@ from actors.errors import (
     HubRejected,
     HubUnreachable,
 )
-from actors.hub.protocol import WireMemory
 from actors.messages import (
     AcquireLease,
     Answer,
@@ -77,6 +76,7 @@ from actors.sync_model import (
     SyncReport,
     SyncState,
 )
+from actors.wire import WireMemory
 
 __all__ = ["SyncActor"]
 

@@ -1,6 +1,6 @@
 """Records that the SyncActor and the StoreActor exchange, and the sync configuration.
 
-Pure values: no I/O. The hub's wire shapes live in :mod:`actors.hub.protocol`.
+Pure values: no I/O. The hub's wire shapes live in :mod:`actors.wire`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import attrs
 
-from actors.hub.protocol import WireMemory
+from actors.wire import WireMemory
 
 __all__ = [
     "DigestRow",

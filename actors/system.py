@@ -24,8 +24,8 @@ import platformdirs
 import pykka
 
 from actors._base import wait_alive
+from actors._sqlite import Connect, Synchronous
 from actors.errors import AskTimeout, MemoryActorsError, Overloaded, SystemClosed, Unavailable
-from actors.hub.protocol import RemoteHit
 from actors.messages import (
     CountMemories,
     ForgetMemory,
@@ -42,7 +42,7 @@ from actors.messages import (
     SyncNudge,
     SyncStatus,
 )
-from actors.migrations import Connect, MigrationActor, MigrationReport
+from actors.migrations import MigrationActor, MigrationReport
 from actors.model import (
     CountResult,
     ForgetResult,
@@ -62,10 +62,11 @@ from actors.model import (
 )
 from actors.recall import RecallRouter, RecallSettings
 from actors.runtime import Runtime, ThreadedRuntime
-from actors.store import StoreActor, StoreConfig, Synchronous
+from actors.store import StoreActor, StoreConfig
 from actors.supervisor import ChildCell, ChildSpec, SupervisorActor
 from actors.sync import ClientFactory, SyncActor, default_client
 from actors.sync_model import RemoteConfig, SyncReport
+from actors.wire import RemoteHit
 
 __all__ = ["DB_ENV_VAR", "Config", "MemorySystem", "default_db_path"]
 

@@ -44,11 +44,11 @@ import pytest
 from fault_server import FaultServer
 from fault_server import _Handler as _FaultHandler
 
-from actors.hub.protocol import PROTOCOL_HEADER, DigestEntry, WireMemory
 from actors.hub.store import add_key, revoke_key
 from actors.model import content_hash, format_version, normalize_content
 from actors.remote import HubClient
 from actors.sync_model import RemoteConfig
+from actors.wire import PROTOCOL_HEADER, DigestEntry, WireMemory
 
 ROOT = Path(__file__).resolve().parents[1]
 

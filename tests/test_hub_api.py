@@ -19,7 +19,7 @@ from hub_fixtures import HubProcess, forget, memory
 from actors.errors import HubAuthError, HubCursorReset, HubRejected
 from actors.hub.core import ROUTES
 from actors.hub.openapi import openapi_document
-from actors.hub.protocol import ChangesPage, WireMemory
+from actors.wire import ChangesPage, WireMemory
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 from actors.errors import Unavailable
 from actors.hub.app import create_app
 from actors.hub.core import HubCore, HubRequest
-from actors.hub.protocol import ItemResult, WireMemory
+from actors.hub.messages import HubPush
 from actors.hub.service import HubConfig, HubService
 from actors.hub.store import (
     DirectBackend,
@@ -34,9 +34,9 @@ from actors.hub.store import (
     prepare_hub_file,
 )
 from actors.hub.transport import mock_transport
-from actors.messages import HubPush
 from actors.remote import HubClient
 from actors.runtime import ThreadedRuntime
+from actors.wire import ItemResult, WireMemory
 
 IDS = [f"00000000-0000-7000-8000-00000000000{i}" for i in range(4)]
 _TENANTS = itertools.count()

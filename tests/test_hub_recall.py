@@ -27,9 +27,9 @@ from recall_eval import DISTRACTORS, LEXICAL, PAIRS, shared_keywords
 
 from actors.errors import HubUnsupported
 from actors.hub.embedders import minilm_available
-from actors.hub.protocol import RecallHits
 from actors.hub.search import fts_query
 from actors.remote import HubClient
+from actors.wire import RecallHits
 
 pytestmark = pytest.mark.slow
 

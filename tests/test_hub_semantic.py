@@ -32,7 +32,6 @@ from actors.hub.embedders import (
     load_embedder,
     minilm_available,
 )
-from actors.hub.protocol import RecallHits, RecallQuery
 from actors.hub.search import (
     EmbedderSpec,
     RecallUnsupported,
@@ -46,6 +45,7 @@ from actors.hub.transport import mock_transport
 from actors.hub.vectors import VectorIndex, from_blob, to_blob
 from actors.remote import HubClient
 from actors.runtime import ThreadedRuntime
+from actors.wire import RecallHits, RecallQuery
 
 needs_minilm = pytest.mark.skipif(
     not minilm_available(), reason="memory-actors[semantic] is not installed"

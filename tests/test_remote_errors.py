@@ -30,11 +30,11 @@ from actors.errors import (
     MemoryActorsError,
 )
 from actors.hub.core import HubCore
-from actors.hub.protocol import HubLimits
 from actors.hub.store import DirectBackend, add_key
 from actors.hub.transport import mock_transport
 from actors.remote import HubClient
 from actors.runtime import ThreadedRuntime
+from actors.wire import HubLimits
 
 KEY = "mah_000000000000_" + "k" * 43
 

@@ -19,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors._sqlite import connect
 from actors.messages import ForgetMemory, StoreMemory, WriteRequest
-from actors.migrations import connect, migrate
+from actors.migrations import migrate
 from actors.model import content_hash
 from actors.runtime import ThreadedRuntime
 from actors.store import StoreActor, StoreConfig

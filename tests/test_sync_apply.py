@@ -20,10 +20,10 @@ import pytest
 from hub_fixtures import memory
 
 from actors import MemorySystem
-from actors.hub.protocol import WireMemory
-from actors.migrations import connect
+from actors._sqlite import connect
 from actors.model import HybridClock
 from actors.store_sync import SyncStoreMixin
+from actors.wire import WireMemory
 
 NOW = 1_800_000_000.0
 

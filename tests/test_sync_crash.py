@@ -31,11 +31,11 @@ from hub_fixtures import (
 )
 
 from actors import MemorySystem
-from actors.hub.protocol import ChangesPage
 from actors.remote import HubClient
 from actors.runtime import Runtime
 from actors.sync_model import RemoteConfig
 from actors.system import Config
+from actors.wire import ChangesPage
 
 WRITES = 2_000
 

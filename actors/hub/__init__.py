@@ -1,6 +1,6 @@
 """The reference remote hub: a Starlette app over HubCore, storage owned by an actor.
 
-- :mod:`actors.hub.protocol`: the wire shapes, shared with :mod:`actors.remote`;
+- :mod:`actors.wire`: the wire shapes, shared with :mod:`actors.remote`;
 - :mod:`actors.hub.core`: ``HubCore``, the request logic as a plain class;
 - :mod:`actors.hub.store`: the hub's schema, ``HubDatabase``, ``HubStoreActor``,
   ``DirectBackend`` and key administration;

@@ -21,41 +21,33 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import attrs
 
 from actors.errors import AskTimeout, StorageBusy, StorageError, Unavailable
+from actors.hub.backend import Cursor, CursorUnknown, HubBackend
 from actors.hub.keys import StoredKey, key_id_of, verify_key
 from actors.hub.openapi import openapi_document
-from actors.hub.protocol import (
+from actors.hub.search import RecallUnsupported
+from actors.model import validate_id
+from actors.wire import (
     DEFAULT_CHANGES_LIMIT,
     DEFAULT_DIGEST_LIMIT,
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,
     AuthInfo,
-    ChangesPage,
-    DigestPage,
     ErrorBody,
     Health,
-    HubCounts,
     HubLimits,
-    ItemResult,
     PushResult,
-    RecallHits,
     RecallQuery,
     ShapeError,
-    WireMemory,
     parse_push_request,
 )
-from actors.hub.search import RecallUnsupported
-from actors.model import validate_id
 
 __all__ = [
     "ROUTES",
-    "Cursor",
-    "CursorUnknown",
-    "HubBackend",
     "HubCore",
     "HubRequest",
     "HubResponse",
@@ -65,72 +57,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_UUID_RE: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DIGITS_RE: Final = re.compile(r"[0-9]{1,18}")
 _ITEM_PATH_RE: Final = re.compile(r"items\[(\d+)\]")
-
-
-@attrs.frozen
-class Cursor:
-    """A position in a tenant's change feed: the hub database's id and a sequence number.
-
-    On the wire it is opaque (``"<hub id>:<seq>"``). The hub id lets a hub
-    recognise a cursor that another database issued (a hub rebuilt from
-    scratch) instead of silently skipping changes.
-    """
-
-    hub_id: str
-    seq: int
-
-    def encode(self) -> str:
-        return f"{self.hub_id}:{self.seq}"
-
-    @classmethod
-    def decode(cls, text: str) -> Cursor:
-        """Parse a cursor; ``ValueError`` names what is wrong with it."""
-        hub_id, sep, seq = text.partition(":")
-        if not sep or not _UUID_RE.fullmatch(hub_id) or not _DIGITS_RE.fullmatch(seq):
-            raise ValueError(
-                f"since={text[:80]!r} is not a cursor from this hub; pass a next_cursor "
-                "that the hub returned, or omit since to start from the beginning"
-            )
-        return cls(hub_id, int(seq))
-
-
-class CursorUnknown(Exception):
-    """The store does not recognise a cursor (another database issued it, or it is ahead)."""
-
-
-class HubBackend(Protocol):
-    """The hub's storage, as HubCore uses it. Each call waits at most ``timeout`` seconds.
-
-    Implementations raise :class:`~actors.errors.Unavailable`,
-    :class:`~actors.errors.AskTimeout`, :class:`~actors.errors.StorageBusy` or
-    :class:`~actors.errors.StorageError` when storage cannot answer, and
-    :class:`CursorUnknown` for a cursor they did not issue.
-    """
-
-    def ping(self, timeout: float) -> str:
-        """The store's state name (``READY``)."""
-        ...
-
-    def lookup_key(self, key_id: str, timeout: float) -> StoredKey | None: ...
-
-    def push(
-        self, tenant: str, items: tuple[WireMemory, ...], timeout: float
-    ) -> tuple[ItemResult, ...]: ...
-
-    def changes(
-        self, tenant: str, since: Cursor | None, limit: int, timeout: float
-    ) -> ChangesPage: ...
-
-    def digest(self, tenant: str, after: str | None, limit: int, timeout: float) -> DigestPage: ...
-
-    def counts(self, tenant: str, timeout: float) -> HubCounts: ...
-
-    def recall(self, tenant: str, query: RecallQuery, timeout: float) -> RecallHits:
-        """Ranked hits; raises :class:`~actors.hub.search.RecallUnsupported` without an embedder."""
-        ...
 
 
 @attrs.frozen

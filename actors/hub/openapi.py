@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.hub.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, HubLimits
 from actors.model import MAX_METADATA_BYTES, MAX_TAG_CHARS, MAX_TAGS
+from actors.wire import PROTOCOL_HEADER, PROTOCOL_VERSION, HubLimits
 
 __all__ = ["openapi_document"]
 

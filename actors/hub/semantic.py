@@ -34,18 +34,17 @@ import pykka
 from actors._base import ReplyingActor
 from actors.errors import EmbedderError
 from actors.hub.embedders import Embedder
-from actors.hub.search import EmbedItem, VectorChanges, VectorSearchResult
-from actors.hub.vectors import VectorIndex, from_blob, to_blob
-from actors.messages import (
-    Answer,
+from actors.hub.messages import (
     HubEmbedTick,
     HubIndexTick,
     HubReadVectorChanges,
     HubSaveVectors,
     HubTakeEmbedWork,
     HubVectorSearch,
-    TellBack,
 )
+from actors.hub.search import EmbedItem, VectorChanges, VectorSearchResult
+from actors.hub.vectors import VectorIndex, from_blob, to_blob
+from actors.messages import Answer, TellBack
 from actors.runtime import Runtime
 from actors.supervisor import ChildCell
 

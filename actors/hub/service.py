@@ -10,7 +10,7 @@ migrated first (one owner of the file at a time), the embedder is loaded
 A dead actor is restarted with backoff; callers meanwhile get a 503 (the
 store) or a keyword-ranked recall that says why (the index).
 
-:class:`ActorBackend` is the :class:`~actors.hub.core.HubBackend` that
+:class:`ActorBackend` is the :class:`~actors.hub.backend.HubBackend` that
 HubCore calls: each call tells the store a request carrying a reply future
 and waits for it, bounded by the timeout and polling the actor's liveness,
 from the calling (worker) thread. It never runs on an event loop.
@@ -27,10 +27,27 @@ import attrs
 import pykka
 
 from actors._base import wait_alive
+from actors._sqlite import Synchronous
 from actors.errors import AskTimeout, EmbedderError, Unavailable
-from actors.hub.core import Cursor, HubCore
+from actors.hub.backend import Cursor
+from actors.hub.core import HubCore
 from actors.hub.keys import StoredKey
-from actors.hub.protocol import (
+from actors.hub.messages import (
+    HubLookupKey,
+    HubPush,
+    HubReadChanges,
+    HubReadCounts,
+    HubReadDigest,
+    HubRecall,
+    HubVectorSearch,
+)
+from actors.hub.search import RANK_DEPTH, EmbedderSpec, RecallUnsupported, VectorSearchResult
+from actors.hub.store import HubStoreActor, HubStoreConfig, prepare_hub_file
+from actors.messages import Ping, Request, Shutdown, StartChildren
+from actors.migrations import MigrationReport
+from actors.runtime import Runtime, ThreadedRuntime
+from actors.supervisor import ChildCell, SupervisorActor
+from actors.wire import (
     ChangesPage,
     DigestPage,
     EmbedderInfo,
@@ -41,25 +58,6 @@ from actors.hub.protocol import (
     RecallQuery,
     WireMemory,
 )
-from actors.hub.search import RANK_DEPTH, EmbedderSpec, RecallUnsupported, VectorSearchResult
-from actors.hub.store import HubStoreActor, HubStoreConfig, prepare_hub_file
-from actors.messages import (
-    HubLookupKey,
-    HubPush,
-    HubReadChanges,
-    HubReadCounts,
-    HubReadDigest,
-    HubRecall,
-    HubVectorSearch,
-    Ping,
-    Request,
-    Shutdown,
-    StartChildren,
-)
-from actors.migrations import MigrationReport
-from actors.runtime import Runtime, ThreadedRuntime
-from actors.store import Synchronous
-from actors.supervisor import ChildCell, SupervisorActor
 
 if TYPE_CHECKING:
     from actors.hub.embedders import Embedder

@@ -44,23 +44,24 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from actors._base import DEFERRED, ReplyingActor, settle, settle_error
+from actors._base import DEFERRED, ReplyingActor
+from actors._batch import GroupCommit
+from actors._sqlite import Connect, Synchronous, is_busy
+from actors._sqlite import connect as sqlite_connect
 from actors.errors import NotADatabase, SchemaError, StorageBusy, StorageError
-from actors.hub.core import Cursor, CursorUnknown
+from actors.hub.backend import Cursor, CursorUnknown
 from actors.hub.keys import KeyInfo, StoredKey, hash_key, new_key, validate_tenant
-from actors.hub.protocol import (
-    Change,
-    ChangesPage,
-    DigestEntry,
-    DigestPage,
-    EmbedderInfo,
-    HubCounts,
-    ItemResult,
-    RecallHits,
-    RecallQuery,
-    RecallRanking,
-    RemoteHit,
-    WireMemory,
+from actors.hub.messages import (
+    HubFlush,
+    HubLookupKey,
+    HubPush,
+    HubReadChanges,
+    HubReadCounts,
+    HubReadDigest,
+    HubReadVectorChanges,
+    HubRecall,
+    HubSaveVectors,
+    HubTakeEmbedWork,
 )
 from actors.hub.search import (
     IDENTIFIER_BOOST,
@@ -75,23 +76,23 @@ from actors.hub.search import (
     identifier_phrases,
     round_score,
 )
-from actors.messages import (
-    HubFlush,
-    HubLookupKey,
-    HubPush,
-    HubReadChanges,
-    HubReadCounts,
-    HubReadDigest,
-    HubReadVectorChanges,
-    HubRecall,
-    HubSaveVectors,
-    HubTakeEmbedWork,
-    Ping,
-)
-from actors.migrations import Connect, MigrationReport, Step, is_busy, migrate, read_version
-from actors.migrations import connect as sqlite_connect
+from actors.messages import Ping
+from actors.migrations import MigrationReport, Step, migrate, read_version
 from actors.runtime import Runtime
-from actors.store import Synchronous
+from actors.wire import (
+    Change,
+    ChangesPage,
+    DigestEntry,
+    DigestPage,
+    EmbedderInfo,
+    HubCounts,
+    ItemResult,
+    RecallHits,
+    RecallQuery,
+    RecallRanking,
+    RemoteHit,
+    WireMemory,
+)
 
 if TYPE_CHECKING:
     from actors.hub.embedders import Embedder
@@ -297,7 +298,7 @@ class HubDatabase:
     """The hub's data logic over one connection. Not thread-safe: one owner at a time.
 
     Methods raise ``sqlite3.Error`` (their owner translates it) and
-    :class:`~actors.hub.core.CursorUnknown`.
+    :class:`~actors.hub.backend.CursorUnknown`.
     """
 
     def __init__(self, conn: sqlite3.Connection, *, path: str, hub_id: str) -> None:
@@ -896,14 +897,19 @@ class HubStoreActor(ReplyingActor):
         super().__init__(runtime, name=name, supervisor=supervisor)
         self.config = config
         self.database: HubDatabase | None = None
-        self._pending: list[HubPush] = []
-        self._flush_scheduled = False
-        self._batches = 0
+        self._batch: GroupCommit[HubPush] = GroupCommit(
+            self._commit,
+            schedule=lambda: self.actor_ref.tell(HubFlush()),
+            translate=self._translate,
+            is_busy=lambda exc: isinstance(exc, sqlite3.Error) and is_busy(exc),
+            database_errors=(sqlite3.Error,),
+            enabled=config.group_commit,
+        )
 
     def __repr__(self) -> str:
         return (
-            f"<HubStoreActor {self.name} pending={len(self._pending)} "
-            f"batches={self._batches} state={self.state}>"
+            f"<HubStoreActor {self.name} pending={len(self._batch.pending)} "
+            f"batches={self._batch.batches} state={self.state}>"
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -923,43 +929,36 @@ class HubStoreActor(ReplyingActor):
             self.database = None
 
     def settle_on_stop(self) -> None:
-        self._flush()
+        self._batch.flush()
 
     def fail_held(self, exc: BaseException) -> None:
-        pending, self._pending = self._pending, []
-        for request in pending:
-            settle_error(request.reply, exc)
+        self._batch.fail_pending(exc)
 
     # -- dispatch -------------------------------------------------------------------------
 
     def handle(self, message: Any) -> Any:
         match message:
             case HubPush():
-                self._pending.append(message)
-                if not self.config.group_commit:
-                    self._flush()
-                elif not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    self.actor_ref.tell(HubFlush())
+                self._batch.add(message)
                 return DEFERRED
             case HubFlush():
-                self._flush_scheduled = False
-                self._flush()
+                self._batch.scheduled = False
+                self._batch.flush()
                 return None
             case HubLookupKey(key_id=key_id):
                 # Keys are written by the CLI, never by pushes: no flush needed.
                 return self._read("read an API key", lambda db: db.lookup_key(key_id))
             case HubReadChanges(tenant=tenant, since=since, limit=limit):
-                self._flush()
+                self._batch.flush()
                 return self._read("read changes", lambda db: db.changes(tenant, since, limit))
             case HubReadDigest(tenant=tenant, after=after, limit=limit):
-                self._flush()
+                self._batch.flush()
                 return self._read("read a digest", lambda db: db.digest(tenant, after, limit))
             case HubReadCounts(tenant=tenant):
-                self._flush()
+                self._batch.flush()
                 return self._read("count memories", lambda db: db.counts(tenant))
             case HubTakeEmbedWork(model=model, dimension=dimension, limit=limit):
-                self._flush()
+                self._batch.flush()
                 return self._read(
                     "take embedding work", lambda db: db.take_embed_work(model, dimension, limit)
                 )
@@ -968,12 +967,12 @@ class HubStoreActor(ReplyingActor):
                     "store vectors", lambda db: db.save_vectors(model, dimension, rows)
                 )
             case HubReadVectorChanges(after=position, limit=page_size):
-                self._flush()
+                self._batch.flush()
                 return self._read(
                     "read the vector feed", lambda db: db.vector_changes(position, page_size)
                 )
             case HubRecall():
-                self._flush()
+                self._batch.flush()
                 request = message
                 return self._read(
                     "recall",
@@ -1005,49 +1004,21 @@ class HubStoreActor(ReplyingActor):
 
     # -- group commit -----------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        db = self._db
-        now = self.runtime.wall_time()
-        try:
-            results = db.commit_pushes([(p.tenant, p.items) for p in batch], now)
-        except sqlite3.Error as exc:
-            if len(batch) > 1 and not is_busy(exc):
-                self._commit_one_by_one(db, batch, now)
-            else:
-                error = _translate(exc, db.path, "stored a push")
-                for request in batch:
-                    settle_error(request.reply, error)
-            return
-        except BaseException as exc:
-            # Not a database answer: the actor dies of it (the supervisor
-            # restarts it), but no caller of this batch is left waiting.
-            failure = StorageError(f"push failed: {exc!r}")
-            for request in batch:
-                settle_error(request.reply, failure)
-            raise
-        self._batches += 1
-        for request, result in zip(batch, results, strict=True):
-            settle(request.reply, result)
+    def _commit(self, batch: list[HubPush]) -> list[tuple[ItemResult, ...]]:
+        return self._db.commit_pushes(
+            [(p.tenant, p.items) for p in batch], self.runtime.wall_time()
+        )
 
-    def _commit_one_by_one(self, db: HubDatabase, batch: list[HubPush], now: float) -> None:
-        """After a failed batch, find the push that fails: the others still commit."""
-        for request in batch:
-            try:
-                (result,) = db.commit_pushes([(request.tenant, request.items)], now)
-            except sqlite3.Error as exc:
-                settle_error(request.reply, _translate(exc, db.path, "stored a push"))
-            else:
-                settle(request.reply, result)
+    def _translate(self, exc: Exception) -> BaseException:
+        assert isinstance(exc, sqlite3.Error)
+        return _translate(exc, self._db.path, "stored a push")
 
 
 # -- in-thread backend ---------------------------------------------------------------------
 
 
 class DirectBackend:
-    """A :class:`~actors.hub.core.HubBackend` that runs a HubDatabase in the calling thread.
+    """A :class:`~actors.hub.backend.HubBackend` that runs a HubDatabase in the calling thread.
 
     For the deterministic simulation and in-process tests: no actor, no
     thread, no timeout (every call completes before it returns). Not

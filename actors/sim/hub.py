@@ -132,7 +132,7 @@ class SimHub:
 
 
 def _error(status: int, code: str, message: str) -> httpx.Response:
-    from actors.hub.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
+    from actors.wire import PROTOCOL_HEADER, PROTOCOL_VERSION
 
     return httpx.Response(
         status,
