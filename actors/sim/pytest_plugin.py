@@ -9,6 +9,10 @@ makes it available. Options:
                        decision list instead of the strategy
 ``--sim-trace-dir=D``  where failing runs write their traces (``.sim-traces``)
 
+Every pytest run where memory-actors is installed loads this module, so it
+imports the simulation (and through it the actors, SQLite, the hub) only
+when a fixture is used.
+
 Fixtures: ``sim_sweep`` (run a scenario over many seeds; a failure names the
 seed, writes the trace and prints a one-line replay command) and ``sim`` (one
 :class:`~actors.sim.SimRuntime`; its trace is written if the test fails).
@@ -19,16 +23,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
 
-from actors.sim.faults import FaultPlan
-from actors.sim.runtime import SimRuntime
-from actors.sim.scenarios import Scenario, run_scenario
-from actors.sim.strategies import ReplayStrategy, Strategy
-from actors.sim.trace import load_trace
+if TYPE_CHECKING:
+    from actors.sim.faults import FaultPlan
+    from actors.sim.runtime import SimRuntime
+    from actors.sim.scenarios import Scenario
+    from actors.sim.strategies import Strategy
 
 __all__ = ["SimFailure", "Sweep", "SweepReport"]
 
@@ -61,6 +65,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _plan_from_header(header: dict[str, Any]) -> FaultPlan:
+    from actors.sim.faults import FaultPlan
+
     faults = dict(header["faults"])
     faults["crash_actors"] = tuple(faults.get("crash_actors", ()))
     return FaultPlan(**faults)
@@ -90,6 +96,10 @@ class Sweep:
         scenario: Scenario | None = None,
     ) -> SweepReport:
         """Run scenario ``name`` (or ``scenario``) once per seed; raise :class:`SimFailure`."""
+        from actors.sim.scenarios import run_scenario
+        from actors.sim.strategies import ReplayStrategy
+        from actors.sim.trace import load_trace
+
         replay = self._config.getoption("--sim-replay")
         plan: list[tuple[int, str | Strategy, FaultPlan | None]]
         if replay:
@@ -130,6 +140,9 @@ def sim_sweep(request: pytest.FixtureRequest) -> Sweep:
 @pytest.fixture
 def sim(request: pytest.FixtureRequest) -> Iterator[SimRuntime]:
     """One fault-free simulated world (seed from ``--sim-seed``, else 0)."""
+    from actors.sim.faults import FaultPlan
+    from actors.sim.runtime import SimRuntime
+
     seed = request.config.getoption("--sim-seed")
     world = SimRuntime(0 if seed is None else seed, faults=FaultPlan.none())
     yield world

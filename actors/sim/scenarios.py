@@ -29,9 +29,10 @@ from actors.errors import MemoryActorsError, MemoryNotFound, Unavailable
 from actors.messages import ForgetMemory, GetMemory, Migrate, Ping, RemoteRecall, StoreMemory
 from actors.migrations import MigrationActor, migrate
 from actors.model import StoreReceipt, content_hash
-from actors.sim.faults import FaultPlan, sqlite_connector
+from actors.sim.faults import FaultPlan
 from actors.sim.hub import SimHub
 from actors.sim.runtime import Client, Outcome, SimRuntime, Sleep
+from actors.sim.sqlite import sqlite_connector
 from actors.store import StoreActor, StoreConfig
 from actors.system import Config, MemorySystem
 
