@@ -31,10 +31,10 @@ __all__ = [
     "HybridClock",
     "Memory",
     "MemoryPage",
+    "MemorySyncState",
     "RecallHit",
     "RecallResult",
     "StoreReceipt",
-    "SyncState",
     "content_hash",
     "format_version",
     "normalize_content",
@@ -61,7 +61,12 @@ _NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
 _TAG_RE = re.compile(r"[^\x00-\x1f\x7f,]+")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
-SyncState = Literal["committed", "sync_pending", "synced", "sync_failed"]
+#: Where a memory stands with the hub: on local disk, queued for a push, on the hub,
+#: or refused for good. Not the SyncActor's phase (:data:`actors.sync_model.SyncPhase`).
+MemorySyncState = Literal["committed", "sync_pending", "synced", "sync_failed"]
+#: The old name, still imported by actors/store.py (edited in parallel by another branch);
+#: not public API (never exported from ``actors``). Remove once the store imports the new one.
+SyncState = MemorySyncState
 
 
 def _check_utf8(text: str, what: str) -> None:
@@ -229,7 +234,7 @@ class Memory:
     version: str
     origin: str
     deleted: bool
-    sync_state: SyncState
+    sync_state: MemorySyncState
     #: Why the last push failed, when ``sync_state`` is ``sync_failed``.
     sync_error: str | None = None
 
@@ -259,7 +264,7 @@ class StoreReceipt:
     namespace: str
     duplicate: bool
     tags: tuple[str, ...]
-    sync_state: SyncState
+    sync_state: MemorySyncState
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field
 
 from actors import __version__
 from actors.errors import MemoryActorsError
-from actors.model import MAX_CONTENT_BYTES, MAX_LIMIT, MAX_TAGS
+from actors.model import MAX_CONTENT_BYTES, MAX_LIMIT, MAX_TAGS, MemorySyncState
 from actors.system import Config, MemorySystem
 
 __all__ = [
@@ -75,8 +75,6 @@ _INSTRUCTIONS = (
 
 # -- structured output: the outputSchema each tool advertises -----------------------------
 
-SyncStateField = Literal["committed", "sync_pending", "synced", "sync_failed"]
-
 
 class StoreOutput(BaseModel):
     """The receipt of a store: sent only after the write is committed to disk."""
@@ -88,7 +86,7 @@ class StoreOutput(BaseModel):
     )
     namespace: str
     tags: list[str] = Field(description="All tags of the memory after the merge, normalised.")
-    sync_state: SyncStateField = Field(
+    sync_state: MemorySyncState = Field(
         description="committed (on local disk); later sync_pending, synced or sync_failed."
     )
 
@@ -133,7 +131,7 @@ class MemoryOutput(BaseModel):
     version: str
     origin: str
     deleted: bool
-    sync_state: SyncStateField
+    sync_state: MemorySyncState
     sync_error: str | None = None
 
 
