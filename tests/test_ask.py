@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -17,22 +15,6 @@ from actors._base import DEFERRED, ReplyingActor
 from actors.errors import AskTimeout, Unavailable
 from actors.messages import Ping, Request
 from actors.runtime import Runtime, ThreadedRuntime
-from actors.sim import FaultPlan, SimRuntime
-
-
-@pytest.fixture(params=["threaded", "simulated"])
-def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
-    """Each test runs once per runtime."""
-    rt: Runtime = (
-        ThreadedRuntime() if request.param == "threaded" else SimRuntime(3, faults=FaultPlan.none())
-    )
-    yield rt
-    for ref in pykka.ActorRegistry.get_all():
-        if isinstance(rt, SimRuntime) and not ref.actor_urn.startswith("urn:sim:"):
-            continue
-        with contextlib.suppress(pykka.ActorDeadError):
-            ref.stop(block=True, timeout=5)
-    rt.close()
 
 
 @attrs.frozen(eq=False)
