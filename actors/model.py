@@ -34,6 +34,8 @@ __all__ = [
     "MemorySyncState",
     "RecallHit",
     "RecallResult",
+    "RecallSource",
+    "RecallStatus",
     "StoreReceipt",
     "content_hash",
     "format_version",
@@ -67,6 +69,10 @@ MemorySyncState = Literal["committed", "sync_pending", "synced", "sync_failed"]
 #: The old name, still imported by actors/store.py (edited in parallel by another branch);
 #: not public API (never exported from ``actors``). Remove once the store imports the new one.
 SyncState = MemorySyncState
+#: Which search found a recall hit: local keyword search, the hub's semantic search, or both.
+RecallSource = Literal["local", "remote", "both"]
+#: How a recall ran: keyword-only, with the hub's results merged, or the hub was too slow.
+RecallStatus = Literal["local", "complete", "retry"]
 
 
 def _check_utf8(text: str, what: str) -> None:
@@ -298,8 +304,7 @@ class RecallHit:
     snippet: str
     tags: tuple[str, ...]
     score: float
-    #: Which search found it: local keyword search, the hub's semantic search, or both.
-    source: Literal["local", "remote", "both"]
+    source: RecallSource
     created_at: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -319,7 +324,7 @@ class RecallResult:
 
     query: str
     hits: tuple[RecallHit, ...]
-    status: Literal["local", "complete", "retry"]
+    status: RecallStatus
     reason: str
     retry_after: float | None = None
 
