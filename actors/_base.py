@@ -20,20 +20,18 @@ from __future__ import annotations
 import logging
 import queue
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import pykka
 from pykka.messages import _ActorStop  # the one private name we use: see _fail_queued
 
-from actors.errors import AskTimeout, Unavailable
+from actors.errors import Unavailable
 from actors.messages import Answer, ChildFailed, ChildReady, ChildStopped, Request, TellBack
 from actors.runtime import Runtime
 
-__all__ = ["DEFERRED", "ReplyingActor", "settle", "settle_error", "wait_alive"]
+__all__ = ["DEFERRED", "ReplyingActor", "settle", "settle_error"]
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class _Deferred:
@@ -59,40 +57,6 @@ def settle_error(future: pykka.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
     except queue.Full:
         logger.debug("future already answered; dropping %r", exc)
-
-
-#: How often a waiting caller checks that the actor it waits on still lives.
-_LIVENESS_POLL = 0.25
-
-
-def wait_alive(
-    runtime: Runtime, future: pykka.Future[T], ref: pykka.ActorRef[Any], timeout: float, what: str
-) -> T:
-    """Wait for ``future`` (answered by ``ref``) up to ``timeout``; give up early if it died.
-
-    Pykka has a small window in which a tell racing a stop is enqueued after
-    the actor drained its inbox; that request is never answered. Polling the
-    actor's liveness turns such a loss into a prompt ``Unavailable`` instead
-    of a wait for the whole timeout. An answered future returns at once, so
-    the normal path pays nothing. Raises ``Unavailable`` or ``AskTimeout``
-    naming ``what``.
-    """
-    deadline = runtime.monotonic() + timeout
-    while True:
-        slice_ = min(_LIVENESS_POLL, max(0.0, deadline - runtime.monotonic()))
-        try:
-            return future.get(timeout=slice_)
-        except pykka.Timeout:
-            pass
-        except pykka.ActorDeadError as exc:
-            raise Unavailable(f"{what} stopped: {exc}") from None
-        if not ref.is_alive():
-            try:  # it may have answered just before it died
-                return future.get(timeout=0)
-            except pykka.Timeout:
-                raise Unavailable(f"{what} stopped before answering; retry") from None
-        if runtime.monotonic() >= deadline:
-            raise AskTimeout(f"no answer from {what} within {timeout:g}s")
 
 
 def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:

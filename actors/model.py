@@ -31,10 +31,12 @@ __all__ = [
     "HybridClock",
     "Memory",
     "MemoryPage",
+    "MemorySyncState",
     "RecallHit",
     "RecallResult",
+    "RecallSource",
+    "RecallStatus",
     "StoreReceipt",
-    "SyncState",
     "content_hash",
     "format_version",
     "normalize_content",
@@ -61,7 +63,16 @@ _NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
 _TAG_RE = re.compile(r"[^\x00-\x1f\x7f,]+")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
-SyncState = Literal["committed", "sync_pending", "synced", "sync_failed"]
+#: Where a memory stands with the hub: on local disk, queued for a push, on the hub,
+#: or refused for good. Not the SyncActor's phase (:data:`actors.sync_model.SyncPhase`).
+MemorySyncState = Literal["committed", "sync_pending", "synced", "sync_failed"]
+#: The old name, still imported by actors/store.py (edited in parallel by another branch);
+#: not public API (never exported from ``actors``). Remove once the store imports the new one.
+SyncState = MemorySyncState
+#: Which search found a recall hit: local keyword search, the hub's semantic search, or both.
+RecallSource = Literal["local", "remote", "both"]
+#: How a recall ran: keyword-only, with the hub's results merged, or the hub was too slow.
+RecallStatus = Literal["local", "complete", "retry"]
 
 
 def _check_utf8(text: str, what: str) -> None:
@@ -229,7 +240,7 @@ class Memory:
     version: str
     origin: str
     deleted: bool
-    sync_state: SyncState
+    sync_state: MemorySyncState
     #: Why the last push failed, when ``sync_state`` is ``sync_failed``.
     sync_error: str | None = None
 
@@ -259,7 +270,7 @@ class StoreReceipt:
     namespace: str
     duplicate: bool
     tags: tuple[str, ...]
-    sync_state: SyncState
+    sync_state: MemorySyncState
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -293,8 +304,7 @@ class RecallHit:
     snippet: str
     tags: tuple[str, ...]
     score: float
-    #: Which search found it: local keyword search, the hub's semantic search, or both.
-    source: Literal["local", "remote", "both"]
+    source: RecallSource
     created_at: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -314,7 +324,7 @@ class RecallResult:
 
     query: str
     hits: tuple[RecallHit, ...]
-    status: Literal["local", "complete", "retry"]
+    status: RecallStatus
     reason: str
     retry_after: float | None = None
 

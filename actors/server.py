@@ -1,10 +1,19 @@
 """The MCP server: six memory tools over stdio and streamable HTTP (mcp 2.x ``MCPServer``).
 
+Each tool is a module-level function of the :class:`~actors.system.MemorySystem`
+and the model's arguments (``memory_get(system, id)``), so a test can call it
+directly. :func:`build_server` registers them all in one place: the server's
+lifespan yields the system, and the SDK injects it into each call through
+``Resolve`` (the ``System`` annotation), outside the arguments the model sees.
+A tool's docstring, dedented, is the description the model reads.
+
 Every tool is a plain ``def``: the SDK runs those on worker threads, where the
-blocking :class:`~actors.system.MemorySystem` facade belongs (awaiting a Pykka
-future on the event loop would stall every other request). Each tool answers
-twice: ``structuredContent`` that conforms to its advertised ``outputSchema``
-(for programs) and one short text line or block (for the model reading it).
+blocking facade belongs (awaiting a Pykka future on the event loop would stall
+every other request). Each tool answers twice: ``structuredContent`` that
+conforms to its advertised ``outputSchema`` (for programs) and one short text
+line or block (for the model reading it). The output models restate the
+records of :mod:`actors.model` with descriptions for the model;
+``tests/test_mcp_tools.py`` checks that they match field for field.
 
 Errors: every :class:`~actors.errors.MemoryActorsError` becomes a tool error
 result (``isError: true``) carrying the precise message, prefixed with the
@@ -21,40 +30,53 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final
 
 import anyio
 import anyio.from_thread
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from actors import __version__
 from actors.errors import MemoryActorsError
-from actors.model import MAX_CONTENT_BYTES, MAX_LIMIT, MAX_TAGS
+from actors.model import (
+    MAX_CONTENT_BYTES,
+    MAX_LIMIT,
+    MAX_TAGS,
+    MemorySyncState,
+    RecallSource,
+    RecallStatus,
+)
 from actors.system import Config, MemorySystem
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "SERVER_NAME",
+    "TOOLS",
     "ServeError",
     "build_server",
+    "memory_count",
+    "memory_forget",
+    "memory_get",
+    "memory_list",
+    "memory_recall",
+    "memory_store",
     "serve_http",
     "serve_stdio",
 ]
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 SERVER_NAME = "memory"
 DEFAULT_HOST = "127.0.0.1"
@@ -75,8 +97,6 @@ _INSTRUCTIONS = (
 
 # -- structured output: the outputSchema each tool advertises -----------------------------
 
-SyncStateField = Literal["committed", "sync_pending", "synced", "sync_failed"]
-
 
 class StoreOutput(BaseModel):
     """The receipt of a store: sent only after the write is committed to disk."""
@@ -88,7 +108,7 @@ class StoreOutput(BaseModel):
     )
     namespace: str
     tags: list[str] = Field(description="All tags of the memory after the merge, normalised.")
-    sync_state: SyncStateField = Field(
+    sync_state: MemorySyncState = Field(
         description="committed (on local disk); later sync_pending, synced or sync_failed."
     )
 
@@ -102,7 +122,7 @@ class RecallHitOutput(BaseModel):
     snippet: str = Field(description="The best-matching passage, matches in [brackets].")
     tags: list[str]
     score: float = Field(description="Relevance; higher is better. Comparable within one answer.")
-    source: Literal["local", "remote", "both"]
+    source: RecallSource
     created_at: float = Field(description="Unix time in seconds.")
 
 
@@ -110,7 +130,7 @@ class RecallOutput(BaseModel):
     """Ranked matches plus the honest status of the search."""
 
     query: str
-    status: Literal["local", "complete", "retry"] = Field(
+    status: RecallStatus = Field(
         description="local: keyword search only; complete: remote semantic results merged in; "
         "retry: the remote did not answer in time, call again after retry_after seconds."
     )
@@ -133,7 +153,7 @@ class MemoryOutput(BaseModel):
     version: str
     origin: str
     deleted: bool
-    sync_state: SyncStateField
+    sync_state: MemorySyncState
     sync_error: str | None = None
 
 
@@ -205,198 +225,240 @@ _ListLimit = Annotated[
     ),
 ]
 
-_READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+# -- what the SDK injects (never part of the input schema) --------------------------------
+
+#: Reports how far a tool got: ``(done, message)`` with ``done`` from 0 to 1.
+Progress = Callable[[float, str], None]
+
+
+async def _system_of(ctx: Context[MemorySystem, Any]) -> MemorySystem:
+    """The MemorySystem the server was built on: its lifespan yields it."""
+    return ctx.request_context.lifespan_context
+
+
+async def _progress_of(ctx: Context) -> Progress:
+    """Progress notifications for this call, sent from the tool's worker thread.
+
+    Sync tools run in ``anyio.to_thread``, so ``from_thread`` reaches the event
+    loop. Progress is a courtesy: a failure to send it never fails the tool.
+    The SDK drops it when the client asked for none (no progress token).
+    """
+
+    def report(done: float, message: str) -> None:
+        try:
+            anyio.from_thread.run(ctx.report_progress, done, 1, message)
+        except Exception as exc:
+            logger.debug("progress notification not sent: %s", exc)
+
+    return report
+
+
+# Async resolvers run on the event loop: no worker-thread hop per call.
+System = Annotated[MemorySystem, Resolve(_system_of)]
+_Progress = Annotated[Progress, Resolve(_progress_of)]
+
+# -- the tools: each docstring is the description the model reads ------------------------
+
+
+def memory_store(
+    system: System,
+    content: Annotated[
+        str,
+        Field(
+            description="The text to remember: one self-contained fact, preference or "
+            f"decision. At most {MAX_CONTENT_BYTES} bytes of UTF-8."
+        ),
+    ],
+    tags: Annotated[
+        list[str] | None,
+        Field(
+            description=f"Up to {MAX_TAGS} short labels for filtering, e.g. "
+            "['preference', 'python']; stored lower-case."
+        ),
+    ] = None,
+    metadata: Annotated[
+        dict[str, Any] | None,
+        Field(description="Any JSON object to keep with the memory (e.g. source, url)."),
+    ] = None,
+    namespace: _Namespace = None,
+) -> Annotated[CallToolResult, StoreOutput]:
+    """Save a memory that persists across sessions.
+
+    The answer arrives only after the memory is committed to disk. Storing
+    content identical to an existing memory in the same namespace is safe:
+    it returns the existing id with duplicate=true and merges the tags.
+    """
+    with _tool_errors():
+        receipt = system.store(content, tags=tags, metadata=metadata, namespace=namespace)
+    kind = "duplicate; tags merged" if receipt.duplicate else "new"
+    text = f"Stored {receipt.id} ({kind}) in namespace {receipt.namespace}"
+    if receipt.tags:
+        text += f" with tags {', '.join(receipt.tags)}"
+    return _result(f"{text}; {receipt.sync_state}.", receipt.to_dict())
+
+
+def memory_recall(
+    system: System,
+    progress: _Progress,
+    query: Annotated[
+        str,
+        Field(description="What to look for, in words likely to appear in the memory."),
+    ],
+    limit: _RecallLimit = None,
+    tags: _TagsFilter = None,
+    namespace: _NamespaceFilter = None,
+) -> Annotated[CallToolResult, RecallOutput]:
+    """Search stored memories by keywords, best matches first.
+
+    Use it before answering anything that earlier sessions may have
+    settled. status says how the search ran; on status=retry, call again
+    after retry_after seconds for more complete results.
+    """
+    progress(0, "searching local memories and the hub")
+    with _tool_errors():
+        result = system.recall(query, limit=limit, tags=tags, namespace=namespace)
+    progress(1, f"{result.status}: {len(result.hits)} match(es)")
+    if not result.hits:
+        text = f"No memories match {result.query!r} ({result.status}: {result.reason})."
+    else:
+        lines = [f"{len(result.hits)} match(es) for {result.query!r} ({result.status}):"]
+        lines += [
+            f"{n}. {hit.id} [{hit.namespace}] {_one_line(hit.snippet)}"
+            for n, hit in enumerate(result.hits, 1)
+        ]
+        text = "\n".join(lines)
+    if result.status == "retry" and result.retry_after is not None:
+        text += f"\nMore results may follow: call again in {result.retry_after:g}s."
+    return _result(text, result.to_dict())
+
+
+def memory_get(system: System, id: _MemoryId) -> Annotated[CallToolResult, MemoryOutput]:
+    """Fetch one memory by id, with its full content, tags and metadata."""
+    with _tool_errors():
+        memory = system.get(id)
+    tags = f" tags: {', '.join(memory.tags)}" if memory.tags else ""
+    text = f"Memory {memory.id} [{memory.namespace}]{tags}\n{memory.content}"
+    return _result(text, memory.to_dict())
+
+
+def memory_forget(system: System, id: _MemoryId) -> Annotated[CallToolResult, ForgetOutput]:
+    """Delete a memory for good: its content is erased and a tombstone is kept.
+
+    Use it when the user asks to forget something or a memory is wrong.
+    Forgetting an already forgotten memory succeeds (already_forgotten=true).
+    """
+    with _tool_errors():
+        result = system.forget(id)
+    text = (
+        f"{result.id} was already forgotten."
+        if result.already_forgotten
+        else f"Forgot {result.id}."
+    )
+    return _result(text, result.to_dict())
+
+
+def memory_list(
+    system: System,
+    namespace: _NamespaceFilter = None,
+    tags: _TagsFilter = None,
+    limit: _ListLimit = None,
+    before: Annotated[
+        str | None,
+        Field(description="Page cursor: the next_before of the previous page."),
+    ] = None,
+) -> Annotated[CallToolResult, ListOutput]:
+    """Browse memories, most recent first, one page at a time.
+
+    To continue, call again with before set to the previous answer's next_before.
+    """
+    with _tool_errors():
+        page = system.list(namespace=namespace, tags=tags, limit=limit, before=before)
+    lines = [f"{len(page.memories)} memor{'y' if len(page.memories) == 1 else 'ies'}:"]
+    lines += [f"- {m.id} [{m.namespace}] {_one_line(m.content)}" for m in page.memories]
+    if page.next_before is not None:
+        lines.append(f"More: call again with before={page.next_before}")
+    return _result("\n".join(lines), page.to_dict())
+
+
+def memory_count(
+    system: System,
+    namespace: _NamespaceFilter = None,
+    tags: _TagsFilter = None,
+) -> Annotated[CallToolResult, CountOutput]:
+    """Count memories (per namespace) and report storage and sync diagnostics."""
+    with _tool_errors():
+        counts = system.count(namespace=namespace, tags=tags)
+    spread = ", ".join(f"{ns}: {n}" for ns, n in counts.by_namespace.items())
+    text = (
+        f"{counts.total} memor{'y' if counts.total == 1 else 'ies'}"
+        f"{f' ({spread})' if spread else ''}; "
+        f"{counts.forgotten} forgotten; {counts.outbox_pending} waiting to sync; "
+        f"{counts.dead_letters} dead letters; schema {counts.schema_version}; "
+        f"{counts.sync}; database {counts.database}"
+    )
+    return _result(text, counts.to_dict())
+
+
+def _annotations(
+    title: str, *, read_only: bool, destructive: bool = False, idempotent: bool = True
+) -> ToolAnnotations:
+    # Every tool touches only the local memory file (and the user's own hub).
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
+    )
+
+
+#: Every tool with its annotations, in the order ``tools/list`` shows them.
+TOOLS: Final[tuple[tuple[Callable[..., CallToolResult], ToolAnnotations], ...]] = (
+    # Idempotent: identical content in a namespace dedups to the same id.
+    (memory_store, _annotations("Store a memory", read_only=False)),
+    (memory_recall, _annotations("Recall memories", read_only=True)),
+    (memory_get, _annotations("Get a memory", read_only=True)),
+    # Idempotent: forgetting twice leaves the same tombstone.
+    (memory_forget, _annotations("Forget a memory", read_only=False, destructive=True)),
+    (memory_list, _annotations("List memories", read_only=True)),
+    (memory_count, _annotations("Count memories", read_only=True)),
 )
 
 
-def build_server(system: MemorySystem) -> MCPServer:
-    """An ``MCPServer`` exposing ``system`` as six tools; it never closes ``system`` itself."""
-    server: MCPServer = MCPServer(
+def build_server(system: MemorySystem) -> MCPServer[MemorySystem]:
+    """An ``MCPServer`` exposing ``system`` as the six :data:`TOOLS`; it never closes ``system``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(server: MCPServer[MemorySystem]) -> AsyncIterator[MemorySystem]:
+        # Once per process on stdio and HTTP, once per client in memory; the caller
+        # that opened the system closes it (serve_stdio, serve_http, a test).
+        yield system
+
+    server: MCPServer[MemorySystem] = MCPServer(
         SERVER_NAME,
         title="Memory",
         instructions=_INSTRUCTIONS,
         version=__version__,
         # Only consulted when nobody configured logging; the CLI always has.
         log_level="WARNING",
+        lifespan=lifespan,
     )
-
-    @server.tool(
-        title="Store a memory",
-        annotations=ToolAnnotations(
-            title="Store a memory",
-            read_only_hint=False,
-            destructive_hint=False,
-            # Identical content in a namespace dedups to the same id.
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
-    )
-    def memory_store(
-        content: Annotated[
-            str,
-            Field(
-                description="The text to remember: one self-contained fact, preference or "
-                f"decision. At most {MAX_CONTENT_BYTES} bytes of UTF-8."
-            ),
-        ],
-        tags: Annotated[
-            list[str] | None,
-            Field(
-                description=f"Up to {MAX_TAGS} short labels for filtering, e.g. "
-                "['preference', 'python']; stored lower-case."
-            ),
-        ] = None,
-        metadata: Annotated[
-            dict[str, Any] | None,
-            Field(description="Any JSON object to keep with the memory (e.g. source, url)."),
-        ] = None,
-        namespace: _Namespace = None,
-    ) -> Annotated[CallToolResult, StoreOutput]:
-        """Save a memory that persists across sessions.
-
-        The answer arrives only after the memory is committed to disk. Storing
-        content identical to an existing memory in the same namespace is safe:
-        it returns the existing id with duplicate=true and merges the tags.
-        """
-        receipt = _call(
-            lambda: system.store(content, tags=tags, metadata=metadata, namespace=namespace)
+    for tool, hints in TOOLS:
+        server.add_tool(
+            tool,
+            title=hints.title,
+            # Raw docstrings would carry their source indentation into what the model reads.
+            description=inspect.cleandoc(tool.__doc__ or ""),
+            annotations=hints,
         )
-        kind = "duplicate; tags merged" if receipt.duplicate else "new"
-        text = f"Stored {receipt.id} ({kind}) in namespace {receipt.namespace}"
-        if receipt.tags:
-            text += f" with tags {', '.join(receipt.tags)}"
-        return _result(f"{text}; {receipt.sync_state}.", receipt.to_dict())
-
-    @server.tool(title="Recall memories", annotations=_annotated(_READ_ONLY, "Recall memories"))
-    def memory_recall(
-        query: Annotated[
-            str,
-            Field(description="What to look for, in words likely to appear in the memory."),
-        ],
-        ctx: Context,
-        limit: _RecallLimit = None,
-        tags: _TagsFilter = None,
-        namespace: _NamespaceFilter = None,
-    ) -> Annotated[CallToolResult, RecallOutput]:
-        """Search stored memories by keywords, best matches first.
-
-        Use it before answering anything that earlier sessions may have
-        settled. status says how the search ran; on status=retry, call again
-        after retry_after seconds for more complete results.
-        """
-        _progress(ctx, 0, "searching local memories and the hub")
-        result = _call(lambda: system.recall(query, limit=limit, tags=tags, namespace=namespace))
-        _progress(ctx, 1, f"{result.status}: {len(result.hits)} match(es)")
-        if not result.hits:
-            text = f"No memories match {result.query!r} ({result.status}: {result.reason})."
-        else:
-            lines = [f"{len(result.hits)} match(es) for {result.query!r} ({result.status}):"]
-            lines += [
-                f"{n}. {hit.id} [{hit.namespace}] {_one_line(hit.snippet)}"
-                for n, hit in enumerate(result.hits, 1)
-            ]
-            text = "\n".join(lines)
-        if result.status == "retry" and result.retry_after is not None:
-            text += f"\nMore results may follow: call again in {result.retry_after:g}s."
-        return _result(text, result.to_dict())
-
-    @server.tool(title="Get a memory", annotations=_annotated(_READ_ONLY, "Get a memory"))
-    def memory_get(id: _MemoryId) -> Annotated[CallToolResult, MemoryOutput]:
-        """Fetch one memory by id, with its full content, tags and metadata."""
-        memory = _call(lambda: system.get(id))
-        tags = f" tags: {', '.join(memory.tags)}" if memory.tags else ""
-        text = f"Memory {memory.id} [{memory.namespace}]{tags}\n{memory.content}"
-        return _result(text, memory.to_dict())
-
-    @server.tool(
-        title="Forget a memory",
-        annotations=ToolAnnotations(
-            title="Forget a memory",
-            read_only_hint=False,
-            destructive_hint=True,
-            # Forgetting twice leaves the same tombstone.
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
-    )
-    def memory_forget(id: _MemoryId) -> Annotated[CallToolResult, ForgetOutput]:
-        """Delete a memory for good: its content is erased and a tombstone is kept.
-
-        Use it when the user asks to forget something or a memory is wrong.
-        Forgetting an already forgotten memory succeeds (already_forgotten=true).
-        """
-        result = _call(lambda: system.forget(id))
-        text = (
-            f"{result.id} was already forgotten."
-            if result.already_forgotten
-            else f"Forgot {result.id}."
-        )
-        return _result(text, result.to_dict())
-
-    @server.tool(title="List memories", annotations=_annotated(_READ_ONLY, "List memories"))
-    def memory_list(
-        namespace: _NamespaceFilter = None,
-        tags: _TagsFilter = None,
-        limit: _ListLimit = None,
-        before: Annotated[
-            str | None,
-            Field(description="Page cursor: the next_before of the previous page."),
-        ] = None,
-    ) -> Annotated[CallToolResult, ListOutput]:
-        """Browse memories, most recent first, one page at a time.
-
-        To continue, call again with before set to the previous answer's next_before.
-        """
-        page = _call(
-            lambda: system.list(namespace=namespace, tags=tags, limit=limit, before=before)
-        )
-        lines = [f"{len(page.memories)} memor{'y' if len(page.memories) == 1 else 'ies'}:"]
-        lines += [f"- {m.id} [{m.namespace}] {_one_line(m.content)}" for m in page.memories]
-        if page.next_before is not None:
-            lines.append(f"More: call again with before={page.next_before}")
-        return _result("\n".join(lines), page.to_dict())
-
-    @server.tool(title="Count memories", annotations=_annotated(_READ_ONLY, "Count memories"))
-    def memory_count(
-        namespace: _NamespaceFilter = None,
-        tags: _TagsFilter = None,
-    ) -> Annotated[CallToolResult, CountOutput]:
-        """Count memories (per namespace) and report storage and sync diagnostics."""
-        counts = _call(lambda: system.count(namespace=namespace, tags=tags))
-        spread = ", ".join(f"{ns}: {n}" for ns, n in counts.by_namespace.items())
-        text = (
-            f"{counts.total} memor{'y' if counts.total == 1 else 'ies'}"
-            f"{f' ({spread})' if spread else ''}; "
-            f"{counts.forgotten} forgotten; {counts.outbox_pending} waiting to sync; "
-            f"{counts.dead_letters} dead letters; schema {counts.schema_version}; "
-            f"{counts.sync}; database {counts.database}"
-        )
-        return _result(text, counts.to_dict())
-
     return server
 
 
-def _progress(ctx: Context, done: float, message: str) -> None:
-    """Send notifications/progress from a tool's worker thread (when the client asked).
-
-    Sync tools run in ``anyio.to_thread``, so ``from_thread`` reaches the event
-    loop. Progress is a courtesy: a failure to send it never fails the tool.
-    """
+@contextlib.contextmanager
+def _tool_errors() -> Iterator[None]:
+    """Turn our errors into tool errors the model can read; anything else stays a crash."""
     try:
-        anyio.from_thread.run(ctx.report_progress, done, 1, message)
-    except Exception as exc:
-        logger.debug("progress notification not sent: %s", exc)
-
-
-def _annotated(base: ToolAnnotations, title: str) -> ToolAnnotations:
-    return base.model_copy(update={"title": title})
-
-
-def _call(action: Callable[[], T]) -> T:
-    """Run a facade call; turn our errors into tool errors the model can read."""
-    try:
-        return action()
+        yield
     except MemoryActorsError as exc:
         raise ToolError(f"{type(exc).__name__}: {exc}") from exc
 

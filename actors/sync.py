@@ -73,8 +73,8 @@ from actors.sync_model import (
     OutboxEntry,
     PushOutcome,
     RemoteConfig,
+    SyncPhase,
     SyncReport,
-    SyncState,
 )
 from actors.wire import WireMemory
 
@@ -111,7 +111,7 @@ class SyncActor(ReplyingActor):
         self.client_factory = client_factory
         self.client: HubClient | None = None
         self.holder = runtime.new_id()
-        self.sync_state: SyncState = "starting"
+        self.phase: SyncPhase = "starting"
         self.reason = "waiting for the sync lease"
         self.lease = False
         self.lease_expires = 0.0
@@ -150,7 +150,7 @@ class SyncActor(ReplyingActor):
 
     def __repr__(self) -> str:
         return (
-            f"<SyncActor {self.sync_state} lease={self.lease} push={self.push_busy} "
+            f"<SyncActor {self.phase} lease={self.lease} push={self.push_busy} "
             f"pull={self.pull_busy} state={self.state}>"
         )
 
@@ -208,7 +208,7 @@ class SyncActor(ReplyingActor):
 
     def report(self) -> SyncReport:
         return SyncReport(
-            state=self.sync_state,
+            state=self.phase,
             reason=self.reason,
             remote=self.remote.url,
             lease_holder=self.lease,
@@ -242,10 +242,10 @@ class SyncActor(ReplyingActor):
             self._set_state("standby", "the sync lease expired before it was renewed")
         return self.lease and self.auth_ok and self.meta_loaded
 
-    def _set_state(self, state: SyncState, reason: str) -> None:
-        if (state, reason) != (self.sync_state, self.reason):
-            logger.info("sync %s → %s: %s", self.sync_state, state, reason)
-        self.sync_state = state
+    def _set_state(self, state: SyncPhase, reason: str) -> None:
+        if (state, reason) != (self.phase, self.reason):
+            logger.info("sync %s → %s: %s", self.phase, state, reason)
+        self.phase = state
         self.reason = reason
 
     def _hub(self) -> HubClient:
@@ -270,7 +270,7 @@ class SyncActor(ReplyingActor):
     def _reachable(self) -> None:
         self.unreachable_count = 0
         self.unreachable_until = 0.0
-        if self.sync_state == "unreachable":
+        if self.phase == "unreachable":
             self._set_state("syncing", "")
 
     def _backoff(self, attempt: int) -> float:

@@ -16,8 +16,8 @@ __all__ = [
     "OutboxEntry",
     "PushOutcome",
     "RemoteConfig",
+    "SyncPhase",
     "SyncReport",
-    "SyncState",
 ]
 
 
@@ -95,14 +95,15 @@ class DigestRow:
     deleted: bool
 
 
-SyncState = Literal["local-only", "starting", "standby", "syncing", "auth-failed", "unreachable"]
+#: What the SyncActor is doing; per memory, see :data:`actors.model.MemorySyncState`.
+SyncPhase = Literal["local-only", "starting", "standby", "syncing", "auth-failed", "unreachable"]
 
 
 @attrs.frozen
 class SyncReport:
     """The SyncActor's view, for ``status`` and ``memory_count``."""
 
-    state: SyncState
+    state: SyncPhase
     reason: str
     remote: str | None
     lease_holder: bool

@@ -23,7 +23,7 @@ import attrs
 import platformdirs
 import pykka
 
-from actors._base import wait_alive
+from actors._ask import ask, send, stop
 from actors._sqlite import Connect, Synchronous
 from actors.errors import AskTimeout, MemoryActorsError, Overloaded, SystemClosed, Unavailable
 from actors.messages import (
@@ -72,7 +72,7 @@ __all__ = ["DB_ENV_VAR", "Config", "MemorySystem", "default_db_path"]
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
+R = TypeVar("R")
 
 #: Environment variable that names the database file.
 DB_ENV_VAR = "MEMORY_ACTORS_DB"
@@ -238,9 +238,7 @@ class MemorySystem:
         system = cls(db_path, rt, config, supervisor, cells, report)
         system._owns_runtime = owns_runtime
         try:
-            ready = rt.new_future()
-            supervisor.tell(StartChildren(ready))
-            _wait(ready, config.migrate_timeout, "the store to open")
+            ask(rt, supervisor, StartChildren, config.migrate_timeout, "the store to open")
         except BaseException:
             system.close()
             raise
@@ -252,12 +250,9 @@ class MemorySystem:
         kwargs: dict[str, Any] = {} if config.connect is None else {"connect": config.connect}
         ref = rt.spawn(MigrationActor, rt, path, **kwargs)
         try:
-            done = rt.new_future()
-            ref.tell(Migrate(done))
-            report: MigrationReport = _wait(done, config.migrate_timeout, "the migration")
+            return ask(rt, ref, Migrate, config.migrate_timeout, "the migration")
         finally:
-            _stop(ref, config.stop_timeout)
-        return report
+            stop(ref, config.stop_timeout)
 
     def close(self) -> None:
         """Commit pending writes, stop every actor, and wait for them (bounded). Idempotent."""
@@ -265,16 +260,16 @@ class MemorySystem:
             return
         self._closed = True
         try:
-            done = self.runtime.new_future()
-            self._supervisor.tell(Shutdown(done))
-            _wait(done, self.config.stop_timeout, "the supervisor")
-        except (pykka.ActorDeadError, AskTimeout, Unavailable) as exc:
+            ask(
+                self.runtime, self._supervisor, Shutdown, self.config.stop_timeout, "the supervisor"
+            )
+        except (AskTimeout, Unavailable) as exc:
             logger.warning("supervisor did not acknowledge shutdown: %s", exc)
         for cell in reversed(list(self._cells.values())):
             if cell.ref is not None:
-                _stop(cell.ref, self.config.stop_timeout)
+                stop(cell.ref, self.config.stop_timeout)
             cell.status = ChildCell.STOPPED
-        _stop(self._supervisor, self.config.stop_timeout)
+        stop(self._supervisor, self.config.stop_timeout)
         if self._owns_runtime:
             # A runtime passed in may serve other systems (or a simulated world).
             self.runtime.close()
@@ -311,7 +306,7 @@ class MemorySystem:
         ns = normalize_namespace(namespace)
         tag_tuple = normalize_tags(tags)
         meta = normalize_metadata(metadata)
-        receipt: StoreReceipt = self._call(
+        receipt = self._ask(
             "store", lambda reply: StoreMemory(reply, text, digest, ns, tag_tuple, meta), timeout
         )
         self._nudge_sync()
@@ -340,7 +335,7 @@ class MemorySystem:
         top = validate_limit(limit, default=10)
         budget = self.config.recall_timeout if timeout is None else timeout
         deadline = self.runtime.monotonic() + budget
-        remote: pykka.Future[Any] | None = None
+        remote: pykka.Future[tuple[RemoteHit, ...]] | None = None
         remote_error = ""
         if "recall" in self._cells:
             # Sent first, so the hub works while the local search runs.
@@ -351,7 +346,7 @@ class MemorySystem:
             except Unavailable as exc:
                 remote_error = str(exc)
         try:
-            local: tuple[RecallHit, ...] = self._call(
+            local = self._ask(
                 "store", lambda reply: SearchMemories(reply, text, ns, tag_tuple, top), budget
             )
         except (AskTimeout, Unavailable) as exc:
@@ -380,9 +375,7 @@ class MemorySystem:
             )
             return RecallResult(text, local, "local", reason)
         try:
-            found: tuple[RemoteHit, ...] = remote.get(
-                timeout=max(0.0, deadline - self.runtime.monotonic())
-            )
+            found = remote.get(timeout=max(0.0, deadline - self.runtime.monotonic()))
         except pykka.Timeout:
             return RecallResult(
                 text,
@@ -407,15 +400,12 @@ class MemorySystem:
     def get(self, memory_id: str, *, timeout: float | None = None) -> Memory:
         """The memory with ``memory_id``; :class:`MemoryNotFound` if unknown or forgotten."""
         canonical = validate_id(memory_id)
-        memory: Memory = self._call("store", lambda reply: GetMemory(reply, canonical), timeout)
-        return memory
+        return self._ask("store", lambda reply: GetMemory(reply, canonical), timeout)
 
     def forget(self, memory_id: str, *, timeout: float | None = None) -> ForgetResult:
         """Tombstone the memory (its content is erased; the tombstone syncs)."""
         canonical = validate_id(memory_id)
-        result: ForgetResult = self._call(
-            "store", lambda reply: ForgetMemory(reply, canonical), timeout
-        )
+        result = self._ask("store", lambda reply: ForgetMemory(reply, canonical), timeout)
         self._nudge_sync()
         return result
 
@@ -433,10 +423,9 @@ class MemorySystem:
         tag_tuple = normalize_tags(tags)
         top = validate_limit(limit, default=20)
         cursor = None if before is None else validate_id(before)
-        page: MemoryPage = self._call(
+        return self._ask(
             "store", lambda reply: ListMemories(reply, ns, tag_tuple, top, cursor), timeout
         )
-        return page
 
     def count(
         self,
@@ -448,9 +437,7 @@ class MemorySystem:
         """Counts and diagnostics (outbox, dead letters, schema version, path, sync)."""
         ns = None if namespace is None else normalize_namespace(namespace)
         tag_tuple = normalize_tags(tags)
-        result: CountResult = self._call(
-            "store", lambda reply: CountMemories(reply, ns, tag_tuple), timeout
-        )
+        result = self._ask("store", lambda reply: CountMemories(reply, ns, tag_tuple), timeout)
         report = self.sync_report()
         if report is not None:
             result = attrs.evolve(result, sync=report.summary())
@@ -467,16 +454,15 @@ class MemorySystem:
         if self.config.remote is None or "sync" not in self._cells:
             return None
         try:
-            report: SyncReport = self._call("sync", SyncStatus, min(2.0, self.config.ask_timeout))
+            return self._ask("sync", SyncStatus, min(2.0, self.config.ask_timeout))
         except (Unavailable, AskTimeout) as exc:
             return SyncReport(
                 state="starting", reason=str(exc), remote=self.config.remote.url, lease_holder=False
             )
-        return report
 
     def retry_dead_letters(self, *, timeout: float | None = None) -> int:
         """Put every dead letter back in the outbox; returns how many memories were requeued."""
-        count: int = self._call("store", RetryDeadLetters, timeout)
+        count = self._ask("store", RetryDeadLetters, timeout)
         self._nudge_sync()
         return count
 
@@ -510,7 +496,7 @@ class MemorySystem:
         with contextlib.suppress(pykka.ActorDeadError):
             cell.ref.tell(SyncNudge())
 
-    def submit(self, child: str, make: Callable[[pykka.Future[Any]], Request]) -> pykka.Future[Any]:
+    def submit(self, child: str, make: Callable[[pykka.Future[R]], Request[R]]) -> pykka.Future[R]:
         """Send one request to a child actor and return its reply future without waiting.
 
         The seam for the deterministic simulation (its clients yield this
@@ -520,29 +506,12 @@ class MemorySystem:
         """
         if self._closed:
             raise SystemClosed("this MemorySystem is closed; open a new one")
-        reply, _ = self._send(child, make)
-        return reply
+        return send(self.runtime, self._ready(child), make, if_dead=_restarting(child))
 
-    def _send(
-        self, child: str, make: Callable[[pykka.Future[Any]], Request]
-    ) -> tuple[pykka.Future[Any], pykka.ActorRef[Any]]:
-        cell = self._cells[child]
-        ref = cell.ref
-        if ref is None or cell.status != ChildCell.READY:
-            raise Unavailable(
-                f"the {child} actor is {cell.status.lower()}"
-                f"{': ' + cell.reason if cell.reason else ''}; retry shortly"
-            )
-        reply = self.runtime.new_future()
-        try:
-            ref.tell(make(reply))
-        except pykka.ActorDeadError:
-            raise Unavailable(f"the {child} actor is restarting; retry shortly") from None
-        return reply, ref
-
-    def _call(
-        self, child: str, make: Callable[[pykka.Future[Any]], Request], timeout: float | None
-    ) -> Any:
+    def _ask(
+        self, child: str, make: Callable[[pykka.Future[R]], Request[R]], timeout: float | None
+    ) -> R:
+        """Ask a child actor, behind the admission gate; ``timeout`` None: ``ask_timeout``."""
         if self._closed:
             raise SystemClosed("this MemorySystem is closed; open a new one")
         wait = self.config.ask_timeout if timeout is None else timeout
@@ -551,10 +520,26 @@ class MemorySystem:
                 f"{self.config.max_in_flight} requests already in flight; retry shortly"
             )
         try:
-            reply, ref = self._send(child, make)
-            return wait_alive(self.runtime, reply, ref, wait, f"the {child} actor")
+            ref = self._ready(child)
+            what = f"the {child} actor"
+            return ask(self.runtime, ref, make, wait, what, if_dead=_restarting(child))
         finally:
             self._gate.release()
+
+    def _ready(self, child: str) -> pykka.ActorRef[Any]:
+        """The child's ref while it serves requests; ``Unavailable`` saying why otherwise."""
+        cell = self._cells[child]
+        if cell.ref is None or cell.status != ChildCell.READY:
+            raise Unavailable(
+                f"the {child} actor is {cell.status.lower()}"
+                f"{': ' + cell.reason if cell.reason else ''}; retry shortly"
+            )
+        return cell.ref
+
+
+def _restarting(child: str) -> str:
+    # A child found dead when told was alive a moment ago: its supervisor restarts it.
+    return f"the {child} actor is restarting; retry shortly"
 
 
 #: The retry hint of a recall that timed out, in seconds.
@@ -591,21 +576,3 @@ def merge_hits(
             hits[hit.id] = hit
     ranked = sorted(fused, key=lambda memory_id: -fused[memory_id])[:limit]
     return tuple(attrs.evolve(hits[i], score=float(f"{fused[i]:.6g}")) for i in ranked)
-
-
-def _wait(future: pykka.Future[T], timeout: float, what: str) -> T:
-    try:
-        return future.get(timeout=timeout)
-    except pykka.Timeout:
-        raise AskTimeout(f"no answer from {what} within {timeout:g}s") from None
-    except pykka.ActorDeadError as exc:
-        raise Unavailable(f"{what} stopped: {exc}") from None
-
-
-def _stop(ref: pykka.ActorRef[Any], timeout: float) -> None:
-    try:
-        ref.stop(block=True, timeout=timeout)
-    except pykka.Timeout:
-        logger.error("%s did not stop within %gs", ref, timeout)
-    except pykka.ActorDeadError:
-        pass

@@ -88,20 +88,50 @@ def test_the_mcp_folder_is_data_only() -> None:
     assert not (ROOT / "mcp" / "__init__.py").exists()
 
 
+def _message_classes() -> list[type]:
+    """Every message class the protocol modules export: the client's and the hub's."""
+    from actors import messages
+    from actors.hub import messages as hub_messages
+
+    return [getattr(module, name) for module in (messages, hub_messages) for name in module.__all__]
+
+
 def test_messages_are_frozen_attrs_classes_with_docstrings() -> None:
-    """The protocol is one module of immutable, documented messages."""
+    """The protocol is two modules (client, hub) of immutable, documented messages."""
     import attrs
 
-    from actors import messages
-
-    for name in messages.__all__:
-        cls = getattr(messages, name)
+    classes = _message_classes()
+    assert {c.__name__ for c in classes} >= {"StoreMemory", "HubPush", "HubFlush", "TellBack"}
+    for cls in classes:
+        name = cls.__qualname__
         assert attrs.has(cls), name
         assert cls.__doc__, name
         assert getattr(cls, "__attrs_attrs__", None) is not None
         params = getattr(cls, "__attrs_props__", None)
         if params is not None:
             assert params.is_frozen, name
+
+
+def test_every_request_names_the_type_of_its_answer() -> None:
+    """A request subclasses ``Request[T]`` with a concrete T, so asking it returns a T."""
+    import typing
+
+    from actors.messages import Request, WriteRequest
+
+    requests = [c for c in _message_classes() if issubclass(c, Request)]
+    concrete = [c for c in requests if c not in (Request, WriteRequest)]
+    assert {c.__name__ for c in concrete} >= {"GetMemory", "Ping", "HubLookupKey", "HubRecall"}
+    for cls in concrete:
+        # Only the class's own bases: a bare subclass would inherit its parent's.
+        bases = vars(cls).get("__orig_bases__", ())
+        answers = [
+            typing.get_args(base)
+            for base in bases
+            if isinstance(typing.get_origin(base), type)
+            and issubclass(typing.get_origin(base), Request)
+        ]
+        assert len(answers) == 1, cls.__qualname__
+        assert not any(isinstance(arg, typing.TypeVar) for arg in answers[0]), cls.__qualname__
 
 
 def test_the_public_api_list_is_complete_and_sorted() -> None:

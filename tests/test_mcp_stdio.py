@@ -30,7 +30,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 
 from actors import MemorySystem
 from actors.migrations import LATEST_VERSION
@@ -191,29 +191,66 @@ async def fails(client: Client, tool: str, arguments: dict[str, Any]) -> str:
     return text_of(result)
 
 
+def list_tools(tmp_path: Path, mode: str) -> dict[str, Tool]:
+    """What tools/list shows, by name, from a fresh server over stdio."""
+    listed: dict[str, Tool] = {}
+
+    async def scenario() -> None:
+        async with stdio_session(tmp_path / "memory.db", mode, tmp_path / "server.log") as client:
+            listed.update({tool.name: tool for tool in (await client.list_tools()).tools})
+
+    run(scenario)
+    return listed
+
+
 @pytest.mark.parametrize("mode", ERAS)
 def test_six_tools_are_listed_with_true_annotations_and_output_schemas(
     tmp_path: Path, mode: str
 ) -> None:
     """tools/list shows the six tools, each annotated, described and with an outputSchema."""
+    listed = list_tools(tmp_path, mode)
+    assert set(listed) == set(TOOLS)
+    for name, tool in listed.items():
+        assert tool.annotations == TOOLS[name]
+        assert tool.description is not None
+        assert len(tool.description) > 40
+        assert tool.output_schema is not None
+        assert tool.output_schema["type"] == "object"
+        assert set(tool.output_schema["properties"]) == OUTPUT_FIELDS[name]
+    store_input = listed["memory_store"].input_schema
+    assert store_input["required"] == ["content"]
+    recall_limit = listed["memory_recall"].input_schema["properties"]["limit"]
+    assert (recall_limit["minimum"], recall_limit["maximum"]) == (1, MAX_LIMIT)
 
-    async def scenario() -> None:
-        async with stdio_session(tmp_path / "memory.db", mode, tmp_path / "server.log") as client:
-            listed = {tool.name: tool for tool in (await client.list_tools()).tools}
-            assert set(listed) == set(TOOLS)
-            for name, tool in listed.items():
-                assert tool.annotations == TOOLS[name]
-                assert tool.description is not None
-                assert len(tool.description) > 40
-                assert tool.output_schema is not None
-                assert tool.output_schema["type"] == "object"
-                assert set(tool.output_schema["properties"]) == OUTPUT_FIELDS[name]
-            store_input = listed["memory_store"].input_schema
-            assert store_input["required"] == ["content"]
-            recall_limit = listed["memory_recall"].input_schema["properties"]["limit"]
-            assert (recall_limit["minimum"], recall_limit["maximum"]) == (1, MAX_LIMIT)
 
-    run(scenario)
+def _descriptions(schema: Any) -> list[str]:
+    """Every ``description`` in a JSON schema, nested ones included."""
+    if isinstance(schema, dict):
+        own = [schema["description"]] if isinstance(schema.get("description"), str) else []
+        return own + [text for value in schema.values() for text in _descriptions(value)]
+    if isinstance(schema, list):
+        return [text for value in schema for text in _descriptions(value)]
+    return []
+
+
+@pytest.mark.parametrize("mode", ERAS)
+def test_tool_descriptions_read_cleanly_without_docstring_indentation(
+    tmp_path: Path, mode: str
+) -> None:
+    """No line of a description the model reads starts with whitespace (docstrings dedented)."""
+    listed = list_tools(tmp_path, mode)
+    for name, tool in listed.items():
+        assert tool.description is not None
+        texts = [tool.description]
+        texts += _descriptions(tool.input_schema) + _descriptions(tool.output_schema)
+        indented = [line for text in texts for line in text.splitlines() if line[:1].isspace()]
+        assert indented == [], name
+        assert tool.description == tool.description.strip(), name
+    assert listed["memory_forget"].description == (
+        "Delete a memory for good: its content is erased and a tombstone is kept.\n\n"
+        "Use it when the user asks to forget something or a memory is wrong.\n"
+        "Forgetting an already forgotten memory succeeds (already_forgotten=true)."
+    )
 
 
 @pytest.mark.parametrize("mode", ERAS)

@@ -6,8 +6,6 @@ If a Pykka upgrade changes the semantics the simulated runtime mirrors
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -17,23 +15,8 @@ import pytest
 from actors._base import DEFERRED, ReplyingActor
 from actors.errors import Unavailable
 from actors.messages import Ping, Request
-from actors.runtime import Runtime, ThreadedRuntime
+from actors.runtime import Runtime
 from actors.sim import BlockingCallInHandler, Deadlock, FaultPlan, SimRuntime
-
-
-@pytest.fixture(params=["threaded", "simulated"])
-def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
-    """Each test runs once per runtime."""
-    rt: Runtime = (
-        ThreadedRuntime() if request.param == "threaded" else SimRuntime(7, faults=FaultPlan.none())
-    )
-    yield rt
-    for ref in pykka.ActorRegistry.get_all():
-        if isinstance(rt, SimRuntime) and not ref.actor_urn.startswith("urn:sim:"):
-            continue
-        with contextlib.suppress(pykka.ActorDeadError):
-            ref.stop(block=True, timeout=5)
-    rt.close()
 
 
 class Echo(pykka.Actor):

@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from actors.hub.keys import StoredKey
+from actors.hub.search import VectorSearchResult
 from actors.messages import Request, TellBack
+from actors.wire import ChangesPage, DigestPage, HubCounts, ItemResult, RecallHits
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,7 +49,7 @@ __all__ = [
 
 
 @attrs.frozen(eq=False)
-class HubLookupKey(Request):
+class HubLookupKey(Request[StoredKey | None]):
     """HubCore → HubStoreActor: the stored key named ``key_id``.
 
     Answered with a :class:`~actors.hub.keys.StoredKey` (hash and revocation)
@@ -58,7 +61,7 @@ class HubLookupKey(Request):
 
 
 @attrs.frozen(eq=False)
-class HubPush(Request):
+class HubPush(Request[tuple[ItemResult, ...]]):
     """HubCore → HubStoreActor: apply a validated batch of upserts and tombstones.
 
     Group-committed with every push already queued; answered after commit
@@ -80,7 +83,7 @@ class HubFlush:
 
 
 @attrs.frozen(eq=False)
-class HubReadChanges(Request):
+class HubReadChanges(Request[ChangesPage]):
     """HubCore → HubStoreActor: the tenant's change feed after ``since`` (None: from the start).
 
     Answered with a :class:`~actors.wire.ChangesPage` of at most
@@ -94,7 +97,7 @@ class HubReadChanges(Request):
 
 
 @attrs.frozen(eq=False)
-class HubReadDigest(Request):
+class HubReadDigest(Request[DigestPage]):
     """HubCore → HubStoreActor: a page of (id, hash, version) after memory id ``after``.
 
     Answered with a :class:`~actors.wire.DigestPage`; pending pushes
@@ -107,7 +110,7 @@ class HubReadDigest(Request):
 
 
 @attrs.frozen(eq=False)
-class HubReadCounts(Request):
+class HubReadCounts(Request[HubCounts]):
     """HubCore → HubStoreActor: live memories per namespace and tombstones of the tenant.
 
     Answered with a :class:`~actors.wire.HubCounts`; pending pushes
@@ -171,7 +174,7 @@ class HubReadVectorChanges(TellBack):
 
 
 @attrs.frozen(eq=False)
-class HubVectorSearch(Request):
+class HubVectorSearch(Request[VectorSearchResult]):
     """HubCore (a request thread) → VectorIndexActor: the tenant's best ``k`` by cosine.
 
     Answered with a :class:`~actors.hub.search.VectorSearchResult`: the
@@ -187,7 +190,7 @@ class HubVectorSearch(Request):
 
 
 @attrs.frozen(eq=False)
-class HubRecall(Request):
+class HubRecall(Request[RecallHits]):
     """HubCore (a request thread) → HubStoreActor: rank, filter and fetch a recall's hits.
 
     Fuses ``vector_hits`` (None: no vector ranking; ``note`` says why) with

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import attrs
 import pykka
 
-from actors._base import wait_alive
+from actors._ask import ask, stop
 from actors._sqlite import Synchronous
 from actors.errors import AskTimeout, EmbedderError, Unavailable
 from actors.hub.backend import Cursor
@@ -66,7 +66,7 @@ __all__ = ["ActorBackend", "HubConfig", "HubService"]
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
+R = TypeVar("R")
 
 _STORE = "hub-store"
 _INDEX = "hub-index"
@@ -125,54 +125,38 @@ class ActorBackend:
 
     def _call(
         self,
-        make: Callable[[pykka.Future[Any]], Request],
+        make: Callable[[pykka.Future[R]], Request[R]],
         timeout: float,
         cell: ChildCell | None = None,
-    ) -> Any:
+    ) -> R:
         cell = cell or self.cell
-        what = "store" if cell is self.cell else "vector index"
+        what = "the hub's " + ("store" if cell is self.cell else "vector index")
         ref = cell.ref
         if ref is None or cell.status != ChildCell.READY:
             reason = f": {cell.reason}" if cell.reason else ""
-            raise Unavailable(f"the hub's {what} is {cell.status.lower()}{reason}")
-        reply = self.runtime.new_future()
-        try:
-            ref.tell(make(reply))
-        except pykka.ActorDeadError:
-            raise Unavailable(f"the hub's {what} is restarting") from None
-        return wait_alive(self.runtime, reply, ref, timeout, f"the hub's {what}")
+            raise Unavailable(f"{what} is {cell.status.lower()}{reason}")
+        # No retry hint in the messages: HubCore answers them with a 503 and Retry-After.
+        return ask(self.runtime, ref, make, timeout, what, if_dead=f"{what} is restarting")
 
     def ping(self, timeout: float) -> str:
-        state: str = self._call(Ping, timeout)
-        return state
+        return self._call(Ping, timeout)
 
     def lookup_key(self, key_id: str, timeout: float) -> StoredKey | None:
-        key: StoredKey | None = self._call(lambda reply: HubLookupKey(reply, key_id), timeout)
-        return key
+        return self._call(lambda reply: HubLookupKey(reply, key_id), timeout)
 
     def push(
         self, tenant: str, items: tuple[WireMemory, ...], timeout: float
     ) -> tuple[ItemResult, ...]:
-        results: tuple[ItemResult, ...] = self._call(
-            lambda reply: HubPush(reply, tenant, items), timeout
-        )
-        return results
+        return self._call(lambda reply: HubPush(reply, tenant, items), timeout)
 
     def changes(self, tenant: str, since: Cursor | None, limit: int, timeout: float) -> ChangesPage:
-        page: ChangesPage = self._call(
-            lambda reply: HubReadChanges(reply, tenant, since, limit), timeout
-        )
-        return page
+        return self._call(lambda reply: HubReadChanges(reply, tenant, since, limit), timeout)
 
     def digest(self, tenant: str, after: str | None, limit: int, timeout: float) -> DigestPage:
-        page: DigestPage = self._call(
-            lambda reply: HubReadDigest(reply, tenant, after, limit), timeout
-        )
-        return page
+        return self._call(lambda reply: HubReadDigest(reply, tenant, after, limit), timeout)
 
     def counts(self, tenant: str, timeout: float) -> HubCounts:
-        counts: HubCounts = self._call(lambda reply: HubReadCounts(reply, tenant), timeout)
-        return counts
+        return self._call(lambda reply: HubReadCounts(reply, tenant), timeout)
 
     def recall(self, tenant: str, query: RecallQuery, timeout: float) -> RecallHits:
         """Embed the query here, search the index, then let the store fuse, filter and fetch.
@@ -199,7 +183,7 @@ class ActorBackend:
                 tenant, query, vector, embedder.name, deadline
             )
         remaining = max(0.0, deadline - self.runtime.monotonic())
-        hits: RecallHits = self._call(
+        return self._call(
             lambda reply: HubRecall(
                 reply,
                 tenant,
@@ -214,7 +198,6 @@ class ActorBackend:
             ),
             remaining,
         )
-        return hits
 
     def _vector_hits(
         self, tenant: str, query: RecallQuery, vector: Any, model: str, deadline: float
@@ -374,9 +357,9 @@ class HubService:
             logger.warning("hub supervisor did not acknowledge shutdown: %r", exc)
         for cell in self._cells.values():
             if cell.ref is not None:
-                _stop(cell.ref, timeout)
+                stop(cell.ref, timeout)
             cell.status = ChildCell.STOPPED
-        _stop(self._supervisor, timeout)
+        stop(self._supervisor, timeout)
         if self.embedder is not None:
             try:
                 self.embedder.close()
@@ -441,12 +424,3 @@ def _semantic_specs(
         )
 
     return {_INDEX: spawn_index, _EMBEDDER: spawn_embedder}
-
-
-def _stop(ref: pykka.ActorRef[Any], timeout: float) -> None:
-    try:
-        ref.stop(block=True, timeout=timeout)
-    except pykka.Timeout:
-        logger.error("%s did not stop within %gs", ref, timeout)
-    except pykka.ActorDeadError:
-        pass
