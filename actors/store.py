@@ -1,20 +1,25 @@
 """The StoreActor: the one owner of a process's SQLite connection.
 
-Writes are group-committed. A write request appends itself to the pending
-batch and, if no flush is on its way, the actor tells itself :class:`Flush`.
-Every write already in the mailbox arrives before that ``Flush``, so one
-transaction commits them all and only then is each caller answered. With 64
-writers this gives several times the throughput of one connection guarded by
-a lock, because the fsync is shared (``docs/performance.md`` has the figures).
+Writes are group-committed (:class:`~actors._batch.GroupCommit`, shared with
+the hub's store). A write request appends itself to the pending batch and,
+if no flush is on its way, the actor tells itself :class:`Flush`. Every write
+already in the mailbox arrives before that ``Flush``, so one transaction
+commits them all and only then is each caller answered. With 64 writers this
+gives several times the throughput of one connection guarded by a lock,
+because the fsync is shared (``docs/performance.md`` has the figures).
 
 Reads flush the pending batch first, so a caller always reads its own
-acknowledged writes. Each memory write also writes its outbox row in the same
-transaction, so nothing committed can be missed by sync.
+acknowledged writes; so do sync requests, so sync never reorders them. Each
+memory write also writes its outbox row in the same transaction, so nothing
+committed can be missed by sync.
 
 Other processes may hold the same file: ``BEGIN IMMEDIATE`` waits up to the
-busy timeout, and a residual ``SQLITE_BUSY`` is retried with jittered
-exponential backoff through the runtime's clock (a timer message, never a
-sleep), then answered with :class:`~actors.errors.StorageBusy`.
+busy timeout, and a residual ``SQLITE_BUSY`` holds the batch (later writes
+join it, reads do not flush it: none of it is acknowledged) and retries it
+with jittered exponential backoff through the runtime's clock (a timer
+message, never a sleep), then answers it with
+:class:`~actors.errors.StorageBusy`. A stop makes one last attempt, without
+waiting.
 
 The SQL, store side and sync side, is :class:`~actors.local_db.LocalDatabase`;
 this module decides when it runs.
@@ -27,7 +32,8 @@ from typing import Any
 
 import attrs
 
-from actors._base import DEFERRED, ReplyingActor, settle, settle_error
+from actors._base import DEFERRED, ReplyingActor
+from actors._batch import GroupCommit
 from actors._sqlite import Connect, Synchronous, is_busy
 from actors.errors import StorageBusy, StorageError
 from actors.local_db import DatabaseError, LocalDatabase
@@ -95,15 +101,19 @@ class StoreActor(ReplyingActor):
         super().__init__(runtime, name=name, supervisor=supervisor)
         self.config = config
         self.database: LocalDatabase | None = None
-        self._pending: list[WriteRequest] = []
-        self._flush_scheduled = False
-        self._retrying = False
-        self._batches = 0
+        self._batch: GroupCommit[WriteRequest] = GroupCommit(
+            lambda batch: self._db.commit_writes(batch),
+            schedule=lambda: self.actor_ref.tell(Flush()),
+            translate=self._translate,
+            is_busy=lambda exc: isinstance(exc, DatabaseError) and is_busy(exc),
+            database_errors=(DatabaseError,),
+            enabled=config.group_commit,
+        )
 
     def __repr__(self) -> str:
         return (
-            f"<StoreActor {self.name} pending={len(self._pending)} "
-            f"batches={self._batches} state={self.state}>"
+            f"<StoreActor {self.name} pending={len(self._batch.pending)} "
+            f"batches={self._batch.batches} state={self.state}>"
         )
 
     # -- lifecycle ------------------------------------------------------------
@@ -129,33 +139,24 @@ class StoreActor(ReplyingActor):
 
     def settle_on_stop(self) -> None:
         # Last chance: one more attempt (busy → StorageBusy), no timers any more.
-        self._retrying = False
-        self._flush(attempt=self.config.busy_retries)
+        self._batch.flush()
 
     def fail_held(self, exc: BaseException) -> None:
-        pending, self._pending = self._pending, []
-        for request in pending:
-            settle_error(request.reply, exc)
+        self._batch.fail_pending(exc)
 
     # -- dispatch -------------------------------------------------------------
 
     def handle(self, message: Any) -> Any:
         match message:
             case WriteRequest():
-                self._pending.append(message)
-                if self._retrying:
-                    pass  # joins the batch that the busy-retry timer will flush
-                elif not self.config.group_commit:
-                    self._flush(attempt=0)
-                elif not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    self.actor_ref.tell(Flush())
+                # Group commit off: flushed at once, and a busy write waits on a timer too.
+                if self._batch.add(message, hold_if_busy=self.config.busy_retries > 0):
+                    self._retry_later(attempt=0)
                 return DEFERRED
             case Flush(attempt=attempt):
-                if self._retrying and attempt == 0:
+                if self._batch.held and attempt == 0:
                     return None  # a busy-retry timer owns the next flush
-                self._flush_scheduled = False
-                self._retrying = False
+                self._batch.scheduled = False
                 self._flush(attempt)
                 return None
             case GetMemory(memory_id=memory_id):
@@ -175,7 +176,7 @@ class StoreActor(ReplyingActor):
             case Ping():
                 return self.state
             # Sync requests: acknowledged local writes commit first, so sync never
-            # reorders them (the cursor and lease need no flush).
+            # reorders them (the cursor and the origin need no flush).
             case ReadSyncMeta():
                 return self._db.read_sync_meta()
             case FetchOutbox(limit=limit):
@@ -210,80 +211,29 @@ class StoreActor(ReplyingActor):
             raise StorageError("the store's connection is closed")
         return self.database
 
-    # -- writes -----------------------------------------------------------------
+    # -- group commit -----------------------------------------------------------
 
     def _flush_for_read(self) -> None:
         # Read-your-writes: acknowledged writes are committed; pending ones are
         # committed now. Writes waiting out a busy retry are not acknowledged yet.
-        if not self._retrying:
+        if not self._batch.held:
             self._flush(attempt=0)
 
     def _flush(self, attempt: int) -> None:
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        try:
-            results = self._db.commit_writes(batch)
-        except BaseException as exc:
-            if not isinstance(exc, DatabaseError):
-                # Not a database answer: the actor dies of it (the supervisor
-                # restarts it), but no caller of this batch is left waiting.
-                self._fail_batch(batch, StorageError(f"write failed: {exc!r}"))
-                raise
-            self._on_commit_error(batch, attempt, exc)
-            return
-        self._batches += 1
-        for request, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                settle_error(request.reply, result)
-            else:
-                settle(request.reply, result)
+        if self._batch.flush(hold_if_busy=attempt < self.config.busy_retries):
+            self._retry_later(attempt)
 
-    def _on_commit_error(self, batch: list[WriteRequest], attempt: int, exc: DatabaseError) -> None:
-        if is_busy(exc) and attempt < self.config.busy_retries:
-            self._schedule_retry(batch, attempt)
-        elif is_busy(exc):
-            self._fail_batch(batch, StorageBusy(self._busy_message(exc)))
-        elif len(batch) > 1:
-            self._commit_one_by_one(batch)
-        else:
-            self._fail_batch(batch, StorageError(f"write rolled back: {exc}"))
-
-    def _schedule_retry(self, batch: list[WriteRequest], attempt: int) -> None:
-        # Keep arrival order: the retried batch goes before writes that came since.
-        self._pending[:0] = batch
-        self._retrying = True
-        self._flush_scheduled = True
+    def _retry_later(self, attempt: int) -> None:
+        """The held batch flushes again on a timer: jittered exponential backoff."""
         base = self.config.busy_backoff * (2**attempt)
         delay = base * (0.5 + self.runtime.rng("store.backoff").random())
         logger.info("%r: database busy, retry %d in %.3fs", self, attempt + 1, delay)
         self.runtime.call_later(delay, self.actor_ref, Flush(attempt=attempt + 1))
 
-    def _busy_message(self, exc: DatabaseError) -> str:
-        return (
-            f"{self.config.path} stayed locked by another process after "
-            f"{self.config.busy_retries} retries ({exc}); nothing was written, retry later"
-        )
-
-    def _commit_one_by_one(self, batch: list[WriteRequest]) -> None:
-        """After a failed batch, find the write that fails: the others still commit."""
-        for request in batch:
-            try:
-                (result,) = self._db.commit_writes([request])
-            except DatabaseError as exc:
-                error: BaseException = (
-                    StorageBusy(self._busy_message(exc))
-                    if is_busy(exc)
-                    else StorageError(f"write rolled back: {exc}")
-                )
-                settle_error(request.reply, error)
-                continue
-            if isinstance(result, BaseException):
-                settle_error(request.reply, result)
-            else:
-                settle(request.reply, result)
-
-    @staticmethod
-    def _fail_batch(batch: list[WriteRequest], exc: BaseException) -> None:
-        for request in batch:
-            settle_error(request.reply, exc)
+    def _translate(self, exc: Exception) -> BaseException:
+        if isinstance(exc, DatabaseError) and is_busy(exc):
+            return StorageBusy(
+                f"{self.config.path} stayed locked by another process after "
+                f"{self.config.busy_retries} retries ({exc}); nothing was written, retry later"
+            )
+        return StorageError(f"write rolled back: {exc}")
