@@ -77,16 +77,22 @@ class GroupCommit(Generic[W]):
     def __repr__(self) -> str:
         return f"<GroupCommit pending={len(self.pending)} batches={self.batches} held={self.held}>"
 
-    def add(self, write: W) -> None:
-        """Queue ``write``: flush now if disabled, else schedule one flush per batch."""
+    def add(self, write: W, *, hold_if_busy: bool = False) -> bool:
+        """Queue ``write``: flush now if disabled, else schedule one flush per batch.
+
+        Returns what :meth:`flush` returns when disabled (True: the busy write
+        is held and the caller schedules its retry), else False. An owner that
+        retries busy batches on a timer needs that for writes flushed at once too.
+        """
         self.pending.append(write)
         if self.held:
-            return  # joins the batch that the owner's busy retry will flush
+            return False  # joins the batch that the owner's busy retry will flush
         if not self.enabled:
-            self.flush()
-        elif not self.scheduled:
+            return self.flush(hold_if_busy=hold_if_busy)
+        if not self.scheduled:
             self.scheduled = True
             self._schedule()
+        return False
 
     def flush(self, *, hold_if_busy: bool = False) -> bool:
         """Commit the pending batch in one transaction and answer every write in it.

@@ -248,7 +248,7 @@ def _keyword_top3(memories: list[str], queries: list[tuple[int, str]], *, hub_st
     """Targets in the top 3 of keyword search alone: FTS5 BM25 over the same memories.
 
     ``hub_style``: the hub's query (stop words dropped); else the client's local
-    recall (every word OR-ed, as ``actors/store.py`` builds it).
+    recall (every word OR-ed, as ``actors/local_db.py`` builds it).
     """
     db = sqlite3.connect(":memory:")
     try:

@@ -1,7 +1,7 @@
 """Applying a page of the hub's feed in bulk gives exactly what applying it one by one gives.
 
-``SyncStoreMixin._apply_page`` inserts memories new to the file in bulk and
-sends the rest through ``_apply_remote``; these tests apply random pages
+``LocalDatabase.apply_changes`` inserts memories new to the file in bulk and
+sends the rest through ``apply_remote``; these tests apply random pages
 (new memories, twins of local content, overwrites with and without the same
 content, stale states, tombstones of known and unknown ids) both ways, on
 copies of one file, and compare every row, the outbox and the FTS5 index.
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import random
 import shutil
-import sqlite3
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,76 +19,60 @@ from hub_fixtures import memory
 
 from actors import MemorySystem
 from actors._sqlite import connect
+from actors.local_db import LocalDatabase
 from actors.model import HybridClock
-from actors.store_sync import SyncStoreMixin
 from actors.wire import WireMemory
 
 NOW = 1_800_000_000.0
 
 
-class FixedRuntime:
-    """Just what the mixin reads from a runtime: a fixed wall clock and seeded randomness."""
-
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(seed)
-
-    def wall_time(self) -> float:
-        return NOW
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    def rng(self, stream: str) -> random.Random:
-        return self._rng
+def _replica(path: Path, seed: int) -> LocalDatabase:
+    """The database over a copy of a file: a fixed wall clock, seeded jitter, a known origin."""
+    return LocalDatabase(
+        connect(str(path)),
+        path=str(path),
+        origin="local-origin",
+        clock=HybridClock(),
+        new_id=lambda: pytest.fail("a pulled page mints no id"),
+        wall_time=lambda: NOW,
+        monotonic=lambda: 0.0,
+        jitter=random.Random(seed).random,
+    )
 
 
-class Replica(SyncStoreMixin):
-    """The mixin over a plain connection (the StoreActor's part is flushing, a no-op here)."""
+def _one_by_one(db: LocalDatabase, memories: list[WireMemory], cursor: str) -> None:
+    """The reference: every pulled memory through ``apply_remote`` in one transaction."""
+    with db.transaction():
+        floor = db.conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+        superseded: list[str] = []
+        for item in memories:
+            db.apply_remote(item, superseded)
+        db.conn.executemany(
+            "DELETE FROM outbox WHERE seq <= ? AND memory_id = ?",
+            [(floor, memory_id) for memory_id in superseded],
+        )
+        db.conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES ('pull_cursor', ?)", (cursor,)
+        )
 
-    def __init__(self, path: Path, seed: int) -> None:
-        self.conn: sqlite3.Connection | None = connect(str(path))
-        self.clock = HybridClock()
-        self.runtime = FixedRuntime(seed)  # type: ignore[assignment]
-        self.origin = "local-origin"
 
-    def _flush_for_read(self) -> None:
-        pass
-
-    def one_by_one(self, memories: list[WireMemory], cursor: str) -> None:
-        def apply(db: sqlite3.Connection) -> int:
-            floor = db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
-            superseded: list[str] = []
-            for item in memories:
-                self._apply_remote(db, item, superseded)
-            db.executemany(
-                "DELETE FROM outbox WHERE seq <= ? AND memory_id = ?",
-                [(floor, memory_id) for memory_id in superseded],
-            )
-            db.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES ('pull_cursor', ?)", (cursor,)
-            )
-            return 0
-
-        self._in_transaction(apply)
-
-    def snapshot(self) -> dict[str, Any]:
-        assert self.conn is not None
-        db = self.conn
-        db.execute("INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')")
-        return {
-            "memories": db.execute(
-                "SELECT id, namespace, content, content_hash, tags, metadata, created_at, "
-                "updated_at, version, origin, deleted, sync_state FROM memories ORDER BY id"
-            ).fetchall(),
-            "outbox": sorted(
-                db.execute("SELECT memory_id, op, version, dead FROM outbox").fetchall()
-            ),
-            "cursor": db.execute("SELECT value FROM meta WHERE key = 'pull_cursor'").fetchall(),
-            "fts": db.execute(
-                "SELECT rowid FROM memories_fts WHERE memories_fts MATCH 'shared OR page' "
-                "ORDER BY rowid"
-            ).fetchall(),
-        }
+def _snapshot(db: LocalDatabase) -> dict[str, Any]:
+    conn = db.conn
+    conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')")
+    return {
+        "memories": conn.execute(
+            "SELECT id, namespace, content, content_hash, tags, metadata, created_at, "
+            "updated_at, version, origin, deleted, sync_state FROM memories ORDER BY id"
+        ).fetchall(),
+        "outbox": sorted(
+            conn.execute("SELECT memory_id, op, version, dead FROM outbox").fetchall()
+        ),
+        "cursor": conn.execute("SELECT value FROM meta WHERE key = 'pull_cursor'").fetchall(),
+        "fts": conn.execute(
+            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH 'shared OR page' "
+            "ORDER BY rowid"
+        ).fetchall(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -163,16 +145,15 @@ def test_a_page_applied_in_bulk_equals_the_page_applied_one_by_one(
     for way in ("bulk", "one-by-one"):
         copy = tmp_path / f"{way}.db"
         shutil.copy(path, copy)
-        replica = Replica(copy, seed)
+        replica = _replica(copy, seed)
         for number, page in enumerate(pages):
             cursor = f"hub:{number}"
             if way == "bulk":
-                replica.sync_apply_changes(SimpleNamespace(memories=tuple(page), cursor=cursor))  # type: ignore[arg-type]
+                replica.apply_changes(page, cursor)
             else:
-                replica.one_by_one(page, cursor)
-        results.append(replica.snapshot())
-        assert replica.conn is not None
-        replica.conn.close()
+                _one_by_one(replica, page, cursor)
+        results.append(_snapshot(replica))
+        replica.close()
     assert results[0] == results[1]
 
 
@@ -195,9 +176,8 @@ def test_a_memory_revived_by_a_newer_remote_state_merges_with_its_local_re_store
     revived = memory(
         "a fact stored twice", id=first, version=int(NOW * 1000), origin="hub", tags=("theirs",)
     )
-    replica = Replica(path, 0)
-    replica.sync_apply_changes(SimpleNamespace(memories=(revived,), cursor="hub:1"))  # type: ignore[arg-type]
-    assert replica.conn is not None
+    replica = _replica(path, 0)
+    replica.apply_changes([revived], "hub:1")
     rows = replica.conn.execute(
         "SELECT id, tags, deleted FROM memories WHERE content = 'a fact stored twice'"
     ).fetchall()
@@ -205,4 +185,5 @@ def test_a_memory_revived_by_a_newer_remote_state_merges_with_its_local_re_store
     # The re-store's own queued push is superseded; the merged tags are pushed instead.
     queued = replica.conn.execute("SELECT memory_id FROM outbox WHERE memory_id = ?", (again,))
     assert queued.fetchall() == []
-    replica.snapshot()  # the FTS5 index is consistent
+    _snapshot(replica)  # the FTS5 index is consistent
+    replica.close()
