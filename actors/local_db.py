@@ -64,9 +64,9 @@ from actors.model import (
     HybridClock,
     Memory,
     MemoryPage,
+    MemorySyncState,
     RecallHit,
     StoreReceipt,
-    SyncState,
 )
 from actors.sync_model import DigestRow, OutboxEntry, PushOutcome
 from actors.wire import WireMemory
@@ -148,7 +148,7 @@ class LocalDatabase:
         self._wall_time = wall_time
         self._monotonic = monotonic
         self._jitter = jitter
-        self._write_state: SyncState = "sync_pending" if sync_configured else "committed"
+        self._write_state: MemorySyncState = "sync_pending" if sync_configured else "committed"
 
     def __repr__(self) -> str:
         return f"<LocalDatabase {self.path} origin={self.origin} clock={self.clock.version}>"

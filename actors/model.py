@@ -66,9 +66,6 @@ _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 #: Where a memory stands with the hub: on local disk, queued for a push, on the hub,
 #: or refused for good. Not the SyncActor's phase (:data:`actors.sync_model.SyncPhase`).
 MemorySyncState = Literal["committed", "sync_pending", "synced", "sync_failed"]
-#: The old name, still imported by actors/store.py (edited in parallel by another branch);
-#: not public API (never exported from ``actors``). Remove once the store imports the new one.
-SyncState = MemorySyncState
 #: Which search found a recall hit: local keyword search, the hub's semantic search, or both.
 RecallSource = Literal["local", "remote", "both"]
 #: How a recall ran: keyword-only, with the hub's results merged, or the hub was too slow.
