@@ -30,8 +30,9 @@
 
 Foreign exceptions are translated where the foreign library is owned: only
 ``actors/store.py`` and ``actors/migrations.py`` see ``sqlite3`` (and, on the
-hub's side, ``actors/hub/store.py``); only ``actors/remote.py`` turns ``httpx``
-failures into the ``HubError`` family.
+hub's side, its SQLite engine: ``actors/hub/database.py`` and
+``actors/hub/schema.py``); only ``actors/remote.py`` turns ``httpx`` failures
+into the ``HubError`` family.
 A recall that runs out of time is a value (a ``retry`` status), not an exception.
 """
 

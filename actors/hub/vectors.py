@@ -13,7 +13,7 @@ memories (~250 ms a query).
 
 :class:`VectorIndex` is plain data logic with a single owner (the
 :class:`~actors.hub.semantic.VectorIndexActor`, or a
-:class:`~actors.hub.store.DirectBackend`); not thread-safe. Keys are the
+:class:`~actors.hub.direct.DirectBackend`); not thread-safe. Keys are the
 hub's memory row ids (unique across tenants).
 """
 
