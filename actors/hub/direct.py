@@ -128,7 +128,7 @@ class DirectBackend:
 
     def _catch_up(self, embedder: Embedder) -> None:
         """Embed every queued memory, then bring the in-memory index up to the vector feed."""
-        from actors.hub.vectors import VectorIndex, from_blob, to_blob
+        from actors.hub.vectors import VectorIndex, to_blob
 
         engine = self.engine
         while work := engine.take_embed_work(embedder.name, embedder.dimension, 256):
@@ -141,24 +141,16 @@ class DirectBackend:
                 break  # nothing could be saved: do not spin
         while True:
             page = engine.vector_changes(self._feed_after, 5000)
-            if self._index is None or self._index.model != page.model:
+            index = self._index
+            if index is None or (index.model, index.dimension) != (page.model, page.dimension):
                 if page.model is None:
                     return
-                self._index = VectorIndex(page.model, page.dimension)
+                # A new vector space: start over, reading the whole feed for it.
+                self._index = index = VectorIndex(page.model, page.dimension)
                 if self._feed_after:
                     self._feed_after = 0
                     continue
-            for change in page.changes:
-                if change.vector is None:
-                    self._index.remove(change.tenant, change.key)
-                else:
-                    self._index.put(
-                        change.tenant,
-                        change.key,
-                        change.namespace,
-                        change.tags,
-                        from_blob(change.vector, page.dimension),
-                    )
+            index.apply(page.changes)
             self._feed_after = page.next_after
             if not page.has_more:
                 return
