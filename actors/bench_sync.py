@@ -45,7 +45,7 @@ import attrs
 import click
 
 from actors.errors import HubError
-from actors.hub.store import add_key
+from actors.hub.key_admin import add_key
 from actors.model import content_hash, format_version, normalize_content
 from actors.remote import HubClient
 from actors.runtime import ThreadedRuntime

@@ -131,8 +131,9 @@ def _fill(db: Path, tenant: str, n: int) -> None:
     """``n`` memories with random MiniLM-sized vectors, written straight into a hub file."""
     import sqlite3
 
+    from actors.hub.database import HubDatabase
     from actors.hub.embedders import MINILM_NAME
-    from actors.hub.store import HubDatabase, prepare_hub_file
+    from actors.hub.schema import prepare_hub_file
     from actors.runtime import ThreadedRuntime
 
     rt = ThreadedRuntime(seed=1)

@@ -44,7 +44,7 @@ import pytest
 from fault_server import FaultServer
 from fault_server import _Handler as _FaultHandler
 
-from actors.hub.store import add_key, revoke_key
+from actors.hub.key_admin import add_key, revoke_key
 from actors.model import content_hash, format_version, normalize_content
 from actors.remote import HubClient
 from actors.sync_model import RemoteConfig

@@ -76,6 +76,13 @@ def test_only_the_store_and_migrations_open_sqlite_connections() -> None:
     assert {n for n in openers if not n.startswith("sim/")} <= allowed
 
 
+def test_only_the_hubs_sqlite_engine_sees_sqlite3() -> None:
+    """Of the hub, only the SQLite engine (database.py) and its schema import sqlite3."""
+    hub = {n: src for n, src in _sources().items() if n.startswith("hub/")}
+    users = {n for n, src in hub.items() if "sqlite3" in _imports(src)}
+    assert users == {"hub/database.py", "hub/schema.py"}
+
+
 def test_only_remote_speaks_http_to_the_hub() -> None:
     """httpx is used only in the hub client module (when it exists)."""
     users = {n for n, src in _sources().items() if "httpx" in _imports(src)}

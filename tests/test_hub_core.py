@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,18 +21,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from actors.errors import Unavailable
+from actors.errors import StorageBusy, StorageError, Unavailable
 from actors.hub.app import create_app
 from actors.hub.core import HubCore, HubRequest
-from actors.hub.messages import HubPush
+from actors.hub.database import HubDatabase
+from actors.hub.direct import DirectBackend
+from actors.hub.key_admin import add_key
+from actors.hub.messages import HubPush, HubReadCounts
+from actors.hub.schema import prepare_hub_file
 from actors.hub.service import HubConfig, HubService
-from actors.hub.store import (
-    DirectBackend,
-    HubStoreActor,
-    HubStoreConfig,
-    add_key,
-    prepare_hub_file,
-)
+from actors.hub.store import HubStoreActor, HubStoreConfig
 from actors.hub.transport import mock_transport
 from actors.remote import HubClient
 from actors.runtime import ThreadedRuntime
@@ -105,30 +103,38 @@ def test_any_delivery_order_and_batching_converges_to_the_greatest_version(
     assert state == winners
 
 
-def _counting_connect(commits: list[int]) -> Any:
-    class Counting(sqlite3.Connection):
+def _connect_calling(on_commit: Callable[[], None]) -> Any:
+    """A connect that calls ``on_commit()`` before each COMMIT (it may raise, as SQLite would)."""
+
+    class Hooked(sqlite3.Connection):
         def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
             if sql == "COMMIT":
-                commits.append(1)
+                on_commit()
             return super().execute(sql, parameters)
 
     def connect(path: str) -> sqlite3.Connection:
-        return sqlite3.connect(path, isolation_level=None, factory=Counting, timeout=5.0)
+        return sqlite3.connect(path, isolation_level=None, factory=Hooked, timeout=5.0)
 
     return connect
+
+
+def _spawn_store(
+    tmp_path: Path, on_commit: Callable[[], None] = lambda: None
+) -> tuple[ThreadedRuntime, pykka.ActorRef[Any]]:
+    """A HubStoreActor on a new hub file whose connection calls ``on_commit()`` before COMMIT."""
+    runtime = ThreadedRuntime()
+    db = str(tmp_path / "hub.db")
+    prepare_hub_file(db, now=runtime.wall_time)
+    opener = HubDatabase.opener(db, connect=_connect_calling(on_commit))
+    return runtime, runtime.spawn(HubStoreActor, runtime, HubStoreConfig(opener))
 
 
 def test_concurrent_pushes_are_group_committed_and_each_answered_after_commit(
     tmp_path: Path,
 ) -> None:
     """32 threads push at once: every push is answered ``applied``, in fewer commits than pushes."""
-    runtime = ThreadedRuntime()
-    db = str(tmp_path / "hub.db")
-    prepare_hub_file(db, now=runtime.wall_time)
     commits: list[int] = []
-    ref = runtime.spawn(
-        HubStoreActor, runtime, HubStoreConfig(path=db, connect=_counting_connect(commits))
-    )
+    runtime, ref = _spawn_store(tmp_path, lambda: commits.append(1))
     start = threading.Barrier(32)
 
     def push(index: int) -> tuple[ItemResult, ...]:
@@ -150,10 +156,7 @@ def test_concurrent_pushes_are_group_committed_and_each_answered_after_commit(
 
 def test_stopping_the_store_answers_every_queued_push(tmp_path: Path) -> None:
     """Pushes queued when the store stops are committed or failed with Unavailable, never lost."""
-    runtime = ThreadedRuntime()
-    db = str(tmp_path / "hub.db")
-    prepare_hub_file(db, now=runtime.wall_time)
-    ref = runtime.spawn(HubStoreActor, runtime, HubStoreConfig(path=db))
+    runtime, ref = _spawn_store(tmp_path)
     replies = []
     for index in range(200):
         reply = runtime.new_future()
@@ -174,6 +177,52 @@ def test_stopping_the_store_answers_every_queued_push(tmp_path: Path) -> None:
             outcomes.append("unavailable")
     assert len(outcomes) == len(replies) >= 101
     assert outcomes[:101] == ["applied"] * 101
+
+
+def test_the_store_answers_sqlite_failures_as_our_storage_errors_and_serves_on(
+    tmp_path: Path,
+) -> None:
+    """A locked file answers StorageBusy, an I/O error StorageError, never sqlite3; it serves on."""
+    failures: list[str] = []
+
+    def commit() -> None:
+        if failures:
+            raise sqlite3.OperationalError(failures.pop())
+
+    runtime, ref = _spawn_store(tmp_path, commit)
+
+    def push(text: str) -> tuple[ItemResult, ...]:
+        reply = runtime.new_future()
+        ref.tell(HubPush(reply, "acme", (memory(text),)))
+        result: tuple[ItemResult, ...] = reply.get(timeout=10)
+        return result
+
+    try:
+        assert push("before the faults")[0].status == "applied"  # setup committed the hub id
+        failures.append("database is locked")
+        with pytest.raises(StorageBusy, match="stayed locked while the hub tried to store a push"):
+            push("locked out")
+        failures.append("disk I/O error")
+        with pytest.raises(StorageError, match=r"could not store a push in .*disk I/O error"):
+            push("lost to the disk")
+        assert push("after the faults")[0].status == "applied"
+        reply = runtime.new_future()
+        ref.tell(HubReadCounts(reply, "acme"))
+        assert reply.get(timeout=10).total == 2  # the failed pushes rolled back
+    finally:
+        ref.stop(block=True, timeout=10)
+        runtime.close()
+
+
+def test_a_direct_read_that_sqlite_refuses_raises_a_storage_error_naming_it(
+    tmp_path: Path,
+) -> None:
+    """DirectBackend's callers get StorageError (what failed, where), never sqlite3's error."""
+    runtime = ThreadedRuntime(seed=3)
+    backend = DirectBackend.open(tmp_path / "hub.db", new_id=runtime.new_id, now=runtime.wall_time)
+    backend.close()
+    with pytest.raises(StorageError, match=r"the hub could not count memories in .*hub\.db"):
+        backend.counts("acme", 1.0)
 
 
 def test_the_service_serves_the_core_and_stops_its_actors(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from hub_fixtures import ROOT, HubProcess, forget, memory
 from actors import MemorySystem
 from actors.errors import HubAuthError, HubError, NotADatabase
 from actors.hub.cli import hub as hub_command
-from actors.hub.store import add_key, list_keys, prepare_hub_file, revoke_key
+from actors.hub.key_admin import add_key, list_keys, revoke_key
+from actors.hub.schema import prepare_hub_file
 from actors.runtime import ThreadedRuntime
 
 

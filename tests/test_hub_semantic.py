@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 
 from actors.errors import EmbedderError
 from actors.hub.core import HubCore
+from actors.hub.database import HubDatabase
+from actors.hub.direct import DirectBackend
 from actors.hub.embedders import (
     MINILM_NAME,
     HashingEmbedder,
@@ -32,6 +34,7 @@ from actors.hub.embedders import (
     load_embedder,
     minilm_available,
 )
+from actors.hub.key_admin import add_key
 from actors.hub.search import (
     EmbedderSpec,
     RecallUnsupported,
@@ -40,7 +43,6 @@ from actors.hub.search import (
     identifier_phrases,
 )
 from actors.hub.service import HubConfig, HubService
-from actors.hub.store import DirectBackend, add_key
 from actors.hub.transport import mock_transport
 from actors.hub.vectors import VectorIndex, from_blob, to_blob
 from actors.remote import HubClient
@@ -334,7 +336,8 @@ def test_recall_filters_by_namespace_and_tags_and_never_answers_the_forgotten(
     assert _recall(direct, "acme", "deploy", tags=("ops", "nope")).hits == ()
     direct.push("acme", (forget(deploy),), 10)
     assert deploy.id not in {h.id for h in _recall(direct, "acme", "deploy key vault").hits}
-    row = direct.database.conn.execute(
+    assert isinstance(direct.engine, HubDatabase)
+    row = direct.engine.conn.execute(
         "SELECT v.vector FROM vectors v JOIN memories m ON m.rowid = v.mem_rowid WHERE m.id = ?",
         (deploy.id,),
     ).fetchone()

@@ -30,7 +30,8 @@ from actors.errors import (
     MemoryActorsError,
 )
 from actors.hub.core import HubCore
-from actors.hub.store import DirectBackend, add_key
+from actors.hub.direct import DirectBackend
+from actors.hub.key_admin import add_key
 from actors.hub.transport import mock_transport
 from actors.remote import HubClient
 from actors.runtime import ThreadedRuntime

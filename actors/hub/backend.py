@@ -8,9 +8,10 @@ HubCore (the request logic) and the service talk to storage only through
 - :class:`actors.hub.direct.DirectBackend`: the engine in the caller's
   thread (the deterministic simulation, in-process tests).
 
-Both drive a :class:`actors.hub.database.HubDatabase`, the SQLite engine.
-Another engine (PostgreSQL) answers the same calls with the same records
-(:mod:`actors.wire`) and the same errors, so HubCore, the service and the
+Both drive a :class:`~actors.hub.engine.HubEngine`
+(:class:`actors.hub.database.HubDatabase` is the SQLite one). Another engine
+(PostgreSQL) answers the same calls with the same records
+(:mod:`actors.wire`) and the same errors, so HubCore, the backends and the
 protocol do not change with it.
 
 The contract, for every method: answer within ``timeout`` seconds or raise

@@ -132,9 +132,9 @@ def serve(
     import uvicorn
 
     from actors.hub.app import create_app
+    from actors.hub.schema import prepare_hub_file
     from actors.hub.search import EmbedderSpec
     from actors.hub.service import HubConfig
-    from actors.hub.store import prepare_hub_file
     from actors.runtime import ThreadedRuntime
 
     logging.basicConfig(
@@ -203,8 +203,8 @@ def keys() -> None:
 @click.argument("tenant")
 def keys_add(db: str, tenant: str) -> None:
     """Mint a key for TENANT and print it once (only its hash is stored)."""
+    from actors.hub.key_admin import add_key
     from actors.hub.keys import key_id_of
-    from actors.hub.store import add_key
 
     try:
         key = add_key(db, tenant)
@@ -223,7 +223,7 @@ def keys_add(db: str, tenant: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def keys_list(db: str, as_json: bool) -> None:
     """List the keys: id, tenant, created, revoked (never the keys themselves)."""
-    from actors.hub.store import list_keys
+    from actors.hub.key_admin import list_keys
 
     try:
         rows = list_keys(db)
@@ -261,7 +261,7 @@ def keys_list(db: str, as_json: bool) -> None:
 @click.argument("key_id")
 def keys_revoke(db: str, key_id: str) -> None:
     """Revoke KEY_ID; a running hub refuses it (403) from its next request."""
-    from actors.hub.store import revoke_key
+    from actors.hub.key_admin import revoke_key
 
     try:
         info = revoke_key(db, key_id)

@@ -10,7 +10,7 @@ the deterministic simulation.
 
 Storage is behind :class:`HubBackend`: the hub's StoreActor in production
 (:class:`actors.hub.service.ActorBackend`), or a plain in-thread database
-(:class:`actors.hub.store.DirectBackend`) where threads are not wanted.
+(:class:`actors.hub.direct.DirectBackend`) where threads are not wanted.
 ``handle`` blocks on the backend for at most ``storage_timeout`` seconds per
 call; it is meant for a worker thread, never for an event loop.
 """

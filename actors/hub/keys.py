@@ -1,4 +1,4 @@
-"""API keys: minting, hashing and checking. Pure functions; storage is in :mod:`actors.hub.store`.
+"""API keys: minting, hashing and checking. Pure functions; :mod:`actors.hub.key_admin` stores keys.
 
 A key looks like ``mah_<key id>_<secret>``: the key id (12 hex digits) is
 public and names the key in listings and logs; the secret is 256 random bits

@@ -4,19 +4,25 @@ Schemas are JSON Schema 2020-12 (what OpenAPI 3.1 uses), so tests validate
 real answers of a running hub against them. ``tests/test_hub_api.py`` checks
 that the document describes exactly the routes of
 :data:`actors.hub.core.ROUTES`. The limits in it are the serving hub's own.
+
+Written by hand, for the descriptions people read, but not a second
+definition: ``tests/test_hub_openapi.py`` proves each schema equal to its
+record in :mod:`actors.wire` (every field, its JSON type, whether the parser
+requires it) and every limit and pattern equal to the constant it documents,
+which is imported here wherever one exists.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from actors.model import MAX_METADATA_BYTES, MAX_TAG_CHARS, MAX_TAGS
-from actors.wire import PROTOCOL_HEADER, PROTOCOL_VERSION, HubLimits
+from actors.model import MAX_METADATA_BYTES, MAX_QUERY_CHARS, MAX_TAG_CHARS, MAX_TAGS
+from actors.wire import ORIGIN_RE, PROTOCOL_HEADER, PROTOCOL_VERSION, VERSION_RE, HubLimits
 
 __all__ = ["openapi_document"]
 
 _UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-_VERSION = "^[0-9a-f]{19}$"
+_VERSION = f"^{VERSION_RE.pattern}$"
 _HASH = "^([0-9a-f]{64})?$"
 
 
@@ -112,7 +118,7 @@ def _schemas(limits: HubLimits) -> dict[str, Any]:
                 "version": version,
                 "origin": {
                     "type": "string",
-                    "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+                    "pattern": f"^{ORIGIN_RE.pattern}$",
                     "description": "The replica that wrote this version; breaks version ties.",
                 },
                 "deleted": {"type": "boolean", "default": False},
@@ -251,7 +257,7 @@ def _schemas(limits: HubLimits) -> dict[str, Any]:
             "type": "object",
             "required": ["query"],
             "properties": {
-                "query": {"type": "string", "minLength": 1, "maxLength": 1000},
+                "query": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS},
                 "namespace": {"type": ["string", "null"]},
                 "tags": {"type": "array", "items": {"type": "string"}},
                 "limit": {"type": "integer", "minimum": 1, "maximum": limits.max_recall_limit},

@@ -1,7 +1,7 @@
 """The pure parts of the hub's semantic recall: settings, records, query text, rank fusion.
 
 No NumPy and no I/O here, so the hub's store (and the simulation's
-:class:`~actors.hub.store.DirectBackend`) import it freely; the embedders
+:class:`~actors.hub.direct.DirectBackend`) import it freely; the embedders
 and the vector index live in :mod:`actors.hub.embedders`,
 :mod:`actors.hub.vectors` and :mod:`actors.hub.semantic`.
 

@@ -43,7 +43,7 @@ from actors.hub.messages import (
     HubVectorSearch,
 )
 from actors.hub.search import EmbedItem, VectorChanges, VectorSearchResult
-from actors.hub.vectors import VectorIndex, from_blob, to_blob
+from actors.hub.vectors import VectorIndex, to_blob
 from actors.messages import Answer, TellBack
 from actors.runtime import Runtime
 from actors.supervisor import ChildCell
@@ -289,17 +289,7 @@ class VectorIndexActor(_Follower):
                 self.after = 0
                 self._read()
                 return
-        for change in page.changes:
-            if change.vector is None:
-                index.remove(change.tenant, change.key)
-            else:
-                index.put(
-                    change.tenant,
-                    change.key,
-                    change.namespace,
-                    change.tags,
-                    from_blob(change.vector, page.dimension),
-                )
+        index.apply(page.changes)
         self.after = page.next_after
         if page.has_more:
             self._read()

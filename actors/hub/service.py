@@ -31,6 +31,7 @@ from actors._sqlite import Synchronous
 from actors.errors import AskTimeout, EmbedderError, Unavailable
 from actors.hub.backend import Cursor
 from actors.hub.core import HubCore
+from actors.hub.database import HubDatabase
 from actors.hub.keys import StoredKey
 from actors.hub.messages import (
     HubLookupKey,
@@ -41,8 +42,9 @@ from actors.hub.messages import (
     HubRecall,
     HubVectorSearch,
 )
+from actors.hub.schema import prepare_hub_file
 from actors.hub.search import RANK_DEPTH, EmbedderSpec, RecallUnsupported, VectorSearchResult
-from actors.hub.store import HubStoreActor, HubStoreConfig, prepare_hub_file
+from actors.hub.store import HubStoreActor, HubStoreConfig
 from actors.messages import Ping, Request, Shutdown, StartChildren
 from actors.migrations import MigrationReport
 from actors.runtime import Runtime, ThreadedRuntime
@@ -293,7 +295,9 @@ class HubService:
             report = prepare_hub_file(db, now=rt.wall_time)
             embedder, no_recall = _load_embedder(config.embedder)
             store_config = HubStoreConfig(
-                path=db, synchronous=config.synchronous, busy_timeout=config.busy_timeout
+                HubDatabase.opener(
+                    db, synchronous=config.synchronous, busy_timeout=config.busy_timeout
+                )
             )
 
             def spawn_store(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:

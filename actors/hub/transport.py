@@ -2,7 +2,7 @@
 
 A :class:`~actors.remote.HubClient` built with ``transport=mock_transport(core)``
 speaks the real protocol to a real HubCore in the calling thread: what the
-deterministic simulation uses, with a :class:`~actors.hub.store.DirectBackend`
+deterministic simulation uses, with a :class:`~actors.hub.direct.DirectBackend`
 behind the core (or an ``ActorBackend`` where threads are fine).
 """
 

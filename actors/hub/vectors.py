@@ -13,17 +13,20 @@ memories (~250 ms a query).
 
 :class:`VectorIndex` is plain data logic with a single owner (the
 :class:`~actors.hub.semantic.VectorIndexActor`, or a
-:class:`~actors.hub.store.DirectBackend`); not thread-safe. Keys are the
+:class:`~actors.hub.direct.DirectBackend`); not thread-safe. Keys are the
 hub's memory row ids (unique across tenants).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from actors.hub.search import VectorChange
 
 __all__ = ["VectorIndex", "from_blob", "to_blob"]
 
@@ -147,6 +150,19 @@ class VectorIndex:
         if state.count == 0:
             del self._tenants[tenant]
         return True
+
+    def apply(self, changes: Iterable[VectorChange]) -> None:
+        """Follow a page of the vector feed: put each memory's current vector, or drop it.
+
+        The one way both owners (the VectorIndexActor, the DirectBackend)
+        follow the feed, so the served hub and the simulation index alike.
+        """
+        for change in changes:
+            if change.vector is None:
+                self.remove(change.tenant, change.key)
+            else:
+                vector = from_blob(change.vector, self.dimension)
+                self.put(change.tenant, change.key, change.namespace, change.tags, vector)
 
     def search(
         self,

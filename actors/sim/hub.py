@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from actors.hub.core import HubCore, HubRequest
-from actors.hub.store import DirectBackend, add_key
+from actors.hub.direct import DirectBackend
+from actors.hub.key_admin import add_key
 from actors.remote import HubClient
 from actors.sync_model import RemoteConfig
 
