@@ -286,7 +286,10 @@ def test_the_vector_index_always_answers_what_a_brute_force_search_would(
             reverse=True,
         )[:k]
         found = index.search("t", query, k, namespace=namespace)
-        assert [round(s, 4) for _, s in found] == [round(s, 4) for s, _ in expected]
+        # A tolerance, not rounding: float32 dot products summed in another order
+        # differ in the last bits, and rounding to 4 places turns a difference of
+        # 1e-7 into 1e-4 when it straddles a boundary (Hypothesis found one).
+        assert [s for _, s in found] == pytest.approx([s for s, _ in expected], abs=1e-5)
         assert {key for key, _ in found} <= {key for key, _ in truth.items()}
 
 
