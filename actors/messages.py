@@ -19,15 +19,20 @@ from typing import TYPE_CHECKING, Any, Generic
 import attrs
 import pykka
 
-from actors.model import CountResult, ForgetResult, Memory, MemoryPage, RecallHit, StoreReceipt
+from actors.model import (
+    CountResult,
+    ForgetResult,
+    Memory,
+    MemoryPage,
+    MigrationReport,
+    RecallHit,
+    StoreReceipt,
+)
 from actors.sync_model import SyncReport
 from actors.wire import RemoteHit
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar
-
-    # Only named (in quotes) for the type checker: migrations.py imports this module.
-    from actors.migrations import MigrationReport  # noqa: F401
 
     # The default makes a bare ``Request`` mean ``Request[Any]``: isinstance checks,
     # ``list[WriteRequest]`` in the store and ``bound=Request`` in the batcher keep
@@ -183,10 +188,10 @@ class Ping(Request[str]):
 
 
 @attrs.frozen(eq=False)
-class Migrate(Request["MigrationReport"]):
+class Migrate(Request[MigrationReport]):
     """MemorySystem → MigrationActor: bring the file to the code's schema version.
 
-    Answered with a :class:`~actors.migrations.MigrationReport`, or
+    Answered with a :class:`~actors.model.MigrationReport`, or
     :class:`~actors.errors.SchemaTooNew`, :class:`~actors.errors.NotADatabase`,
     :class:`~actors.errors.MigrationFailed`; in each error case the file is
     left as it was.

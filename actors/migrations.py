@@ -27,12 +27,12 @@ from actors._base import ReplyingActor
 from actors._sqlite import Connect, connect, is_busy
 from actors.errors import MigrationFailed, NotADatabase, SchemaTooNew, StorageBusy, StorageError
 from actors.messages import Migrate
+from actors.model import MigrationReport
 
 __all__ = [
     "LATEST_VERSION",
     "STEPS",
     "MigrationActor",
-    "MigrationReport",
     "Step",
     "migrate",
     "read_version",
@@ -140,17 +140,6 @@ STEPS: tuple[Step, ...] = (
 )
 
 LATEST_VERSION = STEPS[-1].version
-
-
-@attrs.frozen
-class MigrationReport:
-    """What a migration run did."""
-
-    path: str
-    from_version: int
-    to_version: int
-    applied: tuple[int, ...]
-    backups: tuple[str, ...]
 
 
 def _check_is_sqlite(path: str) -> None:

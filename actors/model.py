@@ -32,6 +32,7 @@ __all__ = [
     "Memory",
     "MemoryPage",
     "MemorySyncState",
+    "MigrationReport",
     "RecallHit",
     "RecallResult",
     "RecallSource",
@@ -414,3 +415,14 @@ class HybridClock:
         else:
             self.logical += 1
         return format_version(self.physical_ms, self.logical)
+
+
+@attrs.frozen
+class MigrationReport:
+    """What a migration run did."""
+
+    path: str
+    from_version: int
+    to_version: int
+    applied: tuple[int, ...]
+    backups: tuple[str, ...]

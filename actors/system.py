@@ -42,12 +42,13 @@ from actors.messages import (
     SyncNudge,
     SyncStatus,
 )
-from actors.migrations import MigrationActor, MigrationReport
+from actors.migrations import MigrationActor
 from actors.model import (
     CountResult,
     ForgetResult,
     Memory,
     MemoryPage,
+    MigrationReport,
     RecallHit,
     RecallResult,
     StoreReceipt,

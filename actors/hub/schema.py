@@ -21,7 +21,8 @@ from typing import Final
 from actors._sqlite import Connect
 from actors._sqlite import connect as sqlite_connect
 from actors.errors import NotADatabase
-from actors.migrations import MigrationReport, Step, migrate, read_version
+from actors.migrations import Step, migrate, read_version
+from actors.model import MigrationReport
 
 __all__ = ["HUB_APPLICATION_ID", "HUB_LATEST_VERSION", "HUB_STEPS", "prepare_hub_file"]
 

@@ -46,7 +46,7 @@ from actors.hub.schema import prepare_hub_file
 from actors.hub.search import RANK_DEPTH, EmbedderSpec, RecallUnsupported, VectorSearchResult
 from actors.hub.store import HubStoreActor, HubStoreConfig
 from actors.messages import Ping, Request, Shutdown, StartChildren
-from actors.migrations import MigrationReport
+from actors.model import MigrationReport
 from actors.runtime import Runtime, ThreadedRuntime
 from actors.supervisor import ChildCell, SupervisorActor
 from actors.wire import (
