@@ -15,14 +15,27 @@ This module is pure (no I/O). ``docs/hub-protocol.md`` is the prose version;
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, TypeAlias, cast, get_args
 
 import attrs
 
-from actors.errors import InvalidMemory
+from actors._shapes import (
+    ShapeError,
+    join,
+    matching,
+    read_array,
+    read_boolean,
+    read_finite,
+    read_integer,
+    read_memory_id,
+    read_number,
+    read_object,
+    read_string,
+    required,
+    validated,
+)
 from actors.model import (
     MAX_CONTENT_BYTES,
     MAX_LIMIT,
@@ -32,7 +45,6 @@ from actors.model import (
     normalize_metadata,
     normalize_namespace,
     normalize_tags,
-    validate_id,
     validate_query,
 )
 
@@ -84,123 +96,10 @@ ItemStatus: TypeAlias = Literal["applied", "unchanged", "stale", "duplicate"]
 ITEM_STATUSES: Final[tuple[str, ...]] = get_args(ItemStatus)
 
 
-class ShapeError(ValueError):
-    """A JSON document does not have the protocol's shape; ``path`` names the field.
-
-    Internal to the hub package and :mod:`actors.remote`: the hub turns it into
-    a 422 answer, the client into :class:`~actors.errors.HubProtocolError`.
-    """
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.message = message
-
-
-# -- field readers ------------------------------------------------------------------
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _object(value: object, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise ShapeError(path, f"must be a JSON object, not {_type_name(value)}")
-    return value
-
-
-def _required(obj: Mapping[str, Any], key: str, path: str) -> Any:
-    if key not in obj:
-        raise ShapeError(_join(path, key), "is required")
-    return obj[key]
-
-
-def _string(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise ShapeError(path, f"must be a string, not {_type_name(value)}")
-    return value
-
-
-def _integer(value: object, path: str, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ShapeError(path, f"must be an integer, not {_type_name(value)}")
-    if value < minimum:
-        raise ShapeError(path, f"must be at least {minimum}, got {value}")
-    return value
-
-
-def _number(value: object, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ShapeError(path, f"must be a number, not {_type_name(value)}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise ShapeError(path, f"must be a finite number >= 0, got {value!r}")
-    return number
-
-
-def _finite(value: object, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ShapeError(path, f"must be a number, not {_type_name(value)}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ShapeError(path, f"must be a finite number, got {value!r}")
-    return number
-
-
-def _boolean(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ShapeError(path, f"must be true or false, not {_type_name(value)}")
-    return value
-
-
-def _array(value: object, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ShapeError(path, f"must be an array, not {_type_name(value)}")
-    return value
-
-
-def _matching(value: object, path: str, pattern: re.Pattern[str], what: str) -> str:
-    text = _string(value, path)
-    if not pattern.fullmatch(text):
-        raise ShapeError(path, f"{text[:80]!r} is not {what}")
-    return text
-
-
 def _version(value: object, path: str) -> str:
-    return _matching(
+    return matching(
         value, path, VERSION_RE, "a version (19 lower-case hex digits from the hybrid clock)"
     )
-
-
-def _memory_id(value: object, path: str) -> str:
-    try:
-        return validate_id(value)
-    except InvalidMemory as exc:
-        raise ShapeError(path, str(exc)) from None
-
-
-def _validated(path: str, check: Any, value: object) -> Any:
-    try:
-        return check(value)
-    except InvalidMemory as exc:
-        raise ShapeError(path, str(exc)) from None
 
 
 # -- records ------------------------------------------------------------------------
@@ -265,36 +164,36 @@ class WireMemory:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> WireMemory:
-        obj = _object(data, path)
-        memory_id = _memory_id(_required(obj, "id", path), _join(path, "id"))
-        namespace = _validated(
-            _join(path, "namespace"),
+        obj = read_object(data, path)
+        memory_id = read_memory_id(required(obj, "id", path), join(path, "id"))
+        namespace = validated(
+            join(path, "namespace"),
             normalize_namespace,
-            _string(_required(obj, "namespace", path), _join(path, "namespace")),
+            read_string(required(obj, "namespace", path), join(path, "namespace")),
         )
-        deleted = _boolean(obj.get("deleted", False), _join(path, "deleted"))
-        version = _version(_required(obj, "version", path), _join(path, "version"))
-        origin = _matching(
-            _required(obj, "origin", path),
-            _join(path, "origin"),
+        deleted = read_boolean(obj.get("deleted", False), join(path, "deleted"))
+        version = _version(required(obj, "version", path), join(path, "version"))
+        origin = matching(
+            required(obj, "origin", path),
+            join(path, "origin"),
             ORIGIN_RE,
             "an origin (1-128 characters from letters, digits and . _ : -)",
         )
-        created_at = _number(_required(obj, "created_at", path), _join(path, "created_at"))
-        updated_at = _number(_required(obj, "updated_at", path), _join(path, "updated_at"))
+        created_at = read_number(required(obj, "created_at", path), join(path, "created_at"))
+        updated_at = read_number(required(obj, "updated_at", path), join(path, "updated_at"))
         sent_hash = obj.get("content_hash")
         if sent_hash is not None:
-            _string(sent_hash, _join(path, "content_hash"))
+            read_string(sent_hash, join(path, "content_hash"))
         if deleted:
             for key, empty in (("content", ""), ("tags", []), ("metadata", {})):
                 if obj.get(key, empty) not in (empty, None):
                     raise ShapeError(
-                        _join(path, key),
+                        join(path, key),
                         f"a tombstone (deleted: true) must not carry {key}; forgetting erases it",
                     )
             digest = sent_hash or ""
             if digest and not _HASH_RE.fullmatch(digest):
-                raise ShapeError(_join(path, "content_hash"), "is not a SHA-256 hex digest")
+                raise ShapeError(join(path, "content_hash"), "is not a SHA-256 hex digest")
             return cls(
                 memory_id,
                 namespace,
@@ -308,18 +207,18 @@ class WireMemory:
                 origin,
                 True,
             )
-        content = _validated(
-            _join(path, "content"), normalize_content, _required(obj, "content", path)
+        content = validated(
+            join(path, "content"), normalize_content, required(obj, "content", path)
         )
         digest = content_hash(content)
         if sent_hash is not None and sent_hash != digest:
             raise ShapeError(
-                _join(path, "content_hash"),
+                join(path, "content_hash"),
                 "does not match content (expected the SHA-256 of the NFC-normalised, "
                 f"trimmed content: {digest})",
             )
-        tags = _validated(_join(path, "tags"), normalize_tags, obj.get("tags"))
-        metadata_text = _validated(_join(path, "metadata"), normalize_metadata, obj.get("metadata"))
+        tags = validated(join(path, "tags"), normalize_tags, obj.get("tags"))
+        metadata_text = validated(join(path, "metadata"), normalize_metadata, obj.get("metadata"))
         metadata = _metadata_from_text(metadata_text)
         return cls(
             memory_id,
@@ -348,8 +247,8 @@ def push_request(items: Sequence[WireMemory]) -> dict[str, Any]:
 
 def parse_push_request(data: object, *, max_items: int) -> tuple[WireMemory, ...]:
     """Validate a push body: ``{"items": [WireMemory, ...]}`` with 1..max_items items."""
-    obj = _object(data, "body")
-    items = _array(_required(obj, "items", ""), "items")
+    obj = read_object(data, "body")
+    items = read_array(required(obj, "items", ""), "items")
     if not items:
         raise ShapeError("items", "must hold at least one memory")
     if len(items) > max_items:
@@ -386,19 +285,19 @@ class ItemResult:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> ItemResult:
-        obj = _object(data, path)
-        memory_id = _memory_id(_required(obj, "id", path), _join(path, "id"))
-        status = _string(_required(obj, "status", path), _join(path, "status"))
+        obj = read_object(data, path)
+        memory_id = read_memory_id(required(obj, "id", path), join(path, "id"))
+        status = read_string(required(obj, "status", path), join(path, "status"))
         if status not in ITEM_STATUSES:
-            raise ShapeError(_join(path, "status"), f"{status!r} is not one of {ITEM_STATUSES}")
-        version = _version(_required(obj, "version", path), _join(path, "version"))
+            raise ShapeError(join(path, "status"), f"{status!r} is not one of {ITEM_STATUSES}")
+        version = _version(required(obj, "version", path), join(path, "version"))
         canonical = obj.get("canonical_id")
         if status == "duplicate":
-            canonical_id: str | None = _memory_id(
-                _required(obj, "canonical_id", path), _join(path, "canonical_id")
+            canonical_id: str | None = read_memory_id(
+                required(obj, "canonical_id", path), join(path, "canonical_id")
             )
         elif canonical is not None:
-            raise ShapeError(_join(path, "canonical_id"), "is only sent with status 'duplicate'")
+            raise ShapeError(join(path, "canonical_id"), "is only sent with status 'duplicate'")
         else:
             canonical_id = None
         return cls(memory_id, cast("ItemStatus", status), version, canonical_id)
@@ -415,11 +314,11 @@ class PushResult:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> PushResult:
-        obj = _object(data, path)
-        items = _array(_required(obj, "results", path), _join(path, "results"))
+        obj = read_object(data, path)
+        items = read_array(required(obj, "results", path), join(path, "results"))
         return cls(
             tuple(
-                ItemResult.parse(item, f"{_join(path, 'results')}[{index}]")
+                ItemResult.parse(item, f"{join(path, 'results')}[{index}]")
                 for index, item in enumerate(items)
             )
         )
@@ -441,9 +340,9 @@ class Change:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> Change:
-        obj = _object(data, path)
-        seq = _integer(_required(obj, "seq", path), _join(path, "seq"), minimum=1)
-        return cls(seq, WireMemory.parse(_required(obj, "memory", path), _join(path, "memory")))
+        obj = read_object(data, path)
+        seq = read_integer(required(obj, "seq", path), join(path, "seq"), minimum=1)
+        return cls(seq, WireMemory.parse(required(obj, "memory", path), join(path, "memory")))
 
 
 @attrs.frozen
@@ -467,15 +366,15 @@ class ChangesPage:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> ChangesPage:
-        obj = _object(data, path)
-        changes = _array(_required(obj, "changes", path), _join(path, "changes"))
+        obj = read_object(data, path)
+        changes = read_array(required(obj, "changes", path), join(path, "changes"))
         return cls(
             tuple(
-                Change.parse(item, f"{_join(path, 'changes')}[{index}]")
+                Change.parse(item, f"{join(path, 'changes')}[{index}]")
                 for index, item in enumerate(changes)
             ),
-            _string(_required(obj, "next_cursor", path), _join(path, "next_cursor")),
-            _boolean(_required(obj, "has_more", path), _join(path, "has_more")),
+            read_string(required(obj, "next_cursor", path), join(path, "next_cursor")),
+            read_boolean(required(obj, "has_more", path), join(path, "has_more")),
         )
 
 
@@ -495,14 +394,16 @@ class DigestEntry:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> DigestEntry:
-        obj = _object(data, path)
+        obj = read_object(data, path)
         return cls(
-            id=_memory_id(_required(obj, "id", path), _join(path, "id")),
-            namespace=_string(_required(obj, "namespace", path), _join(path, "namespace")),
-            content_hash=_string(_required(obj, "content_hash", path), _join(path, "content_hash")),
-            version=_version(_required(obj, "version", path), _join(path, "version")),
-            origin=_string(_required(obj, "origin", path), _join(path, "origin")),
-            deleted=_boolean(_required(obj, "deleted", path), _join(path, "deleted")),
+            id=read_memory_id(required(obj, "id", path), join(path, "id")),
+            namespace=read_string(required(obj, "namespace", path), join(path, "namespace")),
+            content_hash=read_string(
+                required(obj, "content_hash", path), join(path, "content_hash")
+            ),
+            version=_version(required(obj, "version", path), join(path, "version")),
+            origin=read_string(required(obj, "origin", path), join(path, "origin")),
+            deleted=read_boolean(required(obj, "deleted", path), join(path, "deleted")),
         )
 
 
@@ -530,17 +431,17 @@ class DigestPage:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> DigestPage:
-        obj = _object(data, path)
-        entries = _array(_required(obj, "entries", path), _join(path, "entries"))
-        after = _required(obj, "next_after", path)
+        obj = read_object(data, path)
+        entries = read_array(required(obj, "entries", path), join(path, "entries"))
+        after = required(obj, "next_after", path)
         return cls(
             tuple(
-                DigestEntry.parse(item, f"{_join(path, 'entries')}[{index}]")
+                DigestEntry.parse(item, f"{join(path, 'entries')}[{index}]")
                 for index, item in enumerate(entries)
             ),
-            None if after is None else _memory_id(after, _join(path, "next_after")),
-            _boolean(_required(obj, "has_more", path), _join(path, "has_more")),
-            _string(_required(obj, "cursor", path), _join(path, "cursor")),
+            None if after is None else read_memory_id(after, join(path, "next_after")),
+            read_boolean(required(obj, "has_more", path), join(path, "has_more")),
+            read_string(required(obj, "cursor", path), join(path, "cursor")),
         )
 
 
@@ -563,18 +464,18 @@ class HubCounts:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> HubCounts:
-        obj = _object(data, path)
-        spaces = _object(_required(obj, "by_namespace", path), _join(path, "by_namespace"))
+        obj = read_object(data, path)
+        spaces = read_object(required(obj, "by_namespace", path), join(path, "by_namespace"))
         return cls(
-            _integer(_required(obj, "total", path), _join(path, "total")),
+            read_integer(required(obj, "total", path), join(path, "total")),
             {
-                _string(name, _join(path, "by_namespace")): _integer(
-                    count, _join(_join(path, "by_namespace"), name)
+                read_string(name, join(path, "by_namespace")): read_integer(
+                    count, join(join(path, "by_namespace"), name)
                 )
                 for name, count in spaces.items()
             },
-            _integer(_required(obj, "forgotten", path), _join(path, "forgotten")),
-            _string(_required(obj, "cursor", path), _join(path, "cursor")),
+            read_integer(required(obj, "forgotten", path), join(path, "forgotten")),
+            read_string(required(obj, "cursor", path), join(path, "cursor")),
         )
 
 
@@ -600,11 +501,11 @@ class HubLimits:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> HubLimits:
-        obj = _object(data, path)
+        obj = read_object(data, path)
         return cls(
             **{
-                field.name: _integer(
-                    _required(obj, field.name, path), _join(path, field.name), minimum=1
+                field.name: read_integer(
+                    required(obj, field.name, path), join(path, field.name), minimum=1
                 )
                 for field in attrs.fields(cls)
             }
@@ -630,12 +531,12 @@ class AuthInfo:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> AuthInfo:
-        obj = _object(data, path)
+        obj = read_object(data, path)
         return cls(
-            _string(_required(obj, "tenant", path), _join(path, "tenant")),
-            _string(_required(obj, "key_id", path), _join(path, "key_id")),
-            _integer(_required(obj, "protocol", path), _join(path, "protocol"), minimum=1),
-            HubLimits.parse(_required(obj, "limits", path), _join(path, "limits")),
+            read_string(required(obj, "tenant", path), join(path, "tenant")),
+            read_string(required(obj, "key_id", path), join(path, "key_id")),
+            read_integer(required(obj, "protocol", path), join(path, "protocol"), minimum=1),
+            HubLimits.parse(required(obj, "limits", path), join(path, "limits")),
         )
 
 
@@ -651,10 +552,10 @@ class Health:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> Health:
-        obj = _object(data, path)
+        obj = read_object(data, path)
         return cls(
-            _string(_required(obj, "status", path), _join(path, "status")),
-            _integer(_required(obj, "protocol", path), _join(path, "protocol"), minimum=1),
+            read_string(required(obj, "status", path), join(path, "status")),
+            read_integer(required(obj, "protocol", path), join(path, "protocol"), minimum=1),
         )
 
 
@@ -677,19 +578,19 @@ class RecallQuery:
 
     @classmethod
     def parse(cls, data: object, path: str = "", *, max_limit: int = MAX_LIMIT) -> RecallQuery:
-        obj = _object(data, path)
-        query = _validated(_join(path, "query"), validate_query, _required(obj, "query", path))
+        obj = read_object(data, path)
+        query = validated(join(path, "query"), validate_query, required(obj, "query", path))
         namespace = obj.get("namespace")
         if namespace is not None:
-            namespace = _validated(
-                _join(path, "namespace"),
+            namespace = validated(
+                join(path, "namespace"),
                 normalize_namespace,
-                _string(namespace, _join(path, "namespace")),
+                read_string(namespace, join(path, "namespace")),
             )
-        tags = _validated(_join(path, "tags"), normalize_tags, obj.get("tags"))
-        limit = _integer(obj.get("limit", 10), _join(path, "limit"), minimum=1)
+        tags = validated(join(path, "tags"), normalize_tags, obj.get("tags"))
+        limit = read_integer(obj.get("limit", 10), join(path, "limit"), minimum=1)
         if limit > max_limit:
-            raise ShapeError(_join(path, "limit"), f"must be at most {max_limit}, got {limit}")
+            raise ShapeError(join(path, "limit"), f"must be at most {max_limit}, got {limit}")
         return cls(query, namespace, tags, limit)
 
 
@@ -719,20 +620,20 @@ class RemoteHit:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> RemoteHit:
-        obj = _object(data, path)
-        score = _finite(_required(obj, "score", path), _join(path, "score"))
+        obj = read_object(data, path)
+        score = read_finite(required(obj, "score", path), join(path, "score"))
         similarity = obj.get("similarity")
-        tags = _array(obj.get("tags", []), _join(path, "tags"))
+        tags = read_array(obj.get("tags", []), join(path, "tags"))
         return cls(
-            id=_memory_id(_required(obj, "id", path), _join(path, "id")),
-            namespace=_string(_required(obj, "namespace", path), _join(path, "namespace")),
-            content=_string(_required(obj, "content", path), _join(path, "content")),
-            tags=tuple(_string(tag, _join(path, "tags")) for tag in tags),
+            id=read_memory_id(required(obj, "id", path), join(path, "id")),
+            namespace=read_string(required(obj, "namespace", path), join(path, "namespace")),
+            content=read_string(required(obj, "content", path), join(path, "content")),
+            tags=tuple(read_string(tag, join(path, "tags")) for tag in tags),
             score=score,
-            created_at=_number(_required(obj, "created_at", path), _join(path, "created_at")),
+            created_at=read_number(required(obj, "created_at", path), join(path, "created_at")),
             similarity=None
             if similarity is None
-            else _finite(similarity, _join(path, "similarity")),
+            else read_finite(similarity, join(path, "similarity")),
         )
 
 
@@ -750,11 +651,11 @@ class EmbedderInfo:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> EmbedderInfo:
-        obj = _object(data, path)
+        obj = read_object(data, path)
         return cls(
-            _string(_required(obj, "name", path), _join(path, "name")),
-            _integer(_required(obj, "dimension", path), _join(path, "dimension"), minimum=1),
-            _boolean(_required(obj, "semantic", path), _join(path, "semantic")),
+            read_string(required(obj, "name", path), join(path, "name")),
+            read_integer(required(obj, "dimension", path), join(path, "dimension"), minimum=1),
+            read_boolean(required(obj, "semantic", path), join(path, "semantic")),
         )
 
 
@@ -796,23 +697,23 @@ class RecallHits:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> RecallHits:
-        obj = _object(data, path)
-        hits = _array(_required(obj, "hits", path), _join(path, "hits"))
+        obj = read_object(data, path)
+        hits = read_array(required(obj, "hits", path), join(path, "hits"))
         ranking = obj.get("ranking")
         if ranking is not None:
-            _string(ranking, _join(path, "ranking"))
+            read_string(ranking, join(path, "ranking"))
             if ranking not in RECALL_RANKINGS:
                 ranking = None  # a ranking added by a later hub: still an answer
         embedder = obj.get("embedder")
         return cls(
             tuple(
-                RemoteHit.parse(hit, f"{_join(path, 'hits')}[{index}]")
+                RemoteHit.parse(hit, f"{join(path, 'hits')}[{index}]")
                 for index, hit in enumerate(hits)
             ),
             cast("RecallRanking | None", ranking),
-            None if embedder is None else EmbedderInfo.parse(embedder, _join(path, "embedder")),
-            _integer(obj.get("pending", 0), _join(path, "pending")),
-            _string(obj.get("note", ""), _join(path, "note")),
+            None if embedder is None else EmbedderInfo.parse(embedder, join(path, "embedder")),
+            read_integer(obj.get("pending", 0), join(path, "pending")),
+            read_string(obj.get("note", ""), join(path, "note")),
         )
 
 
@@ -832,11 +733,11 @@ class ErrorBody:
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> ErrorBody:
-        obj = _object(data, path)
-        error = _object(_required(obj, "error", path), _join(path, "error"))
+        obj = read_object(data, path)
+        error = read_object(required(obj, "error", path), join(path, "error"))
         details = error.get("details", {})
         return cls(
-            _string(_required(error, "code", "error"), "error.code"),
-            _string(_required(error, "message", "error"), "error.message"),
-            dict(_object(details, "error.details")),
+            read_string(required(error, "code", "error"), "error.code"),
+            read_string(required(error, "message", "error"), "error.message"),
+            dict(read_object(details, "error.details")),
         )
