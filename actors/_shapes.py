@@ -49,10 +49,12 @@ class ShapeError(ValueError):
 
 
 def join(path: str, key: str) -> str:
+    """The path of ``key`` inside ``path`` (``items[3]`` + ``version``)."""
     return f"{path}.{key}" if path else key
 
 
 def type_name(value: object) -> str:
+    """How a JSON value's type reads in a message (``a string``, ``null``)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -69,24 +71,28 @@ def type_name(value: object) -> str:
 
 
 def read_object(value: object, path: str) -> Mapping[str, Any]:
+    """``value`` as a JSON object, or ShapeError."""
     if not isinstance(value, dict):
         raise ShapeError(path, f"must be a JSON object, not {type_name(value)}")
     return value
 
 
 def required(obj: Mapping[str, Any], key: str, path: str) -> Any:
+    """``obj[key]``, or ShapeError naming the missing field."""
     if key not in obj:
         raise ShapeError(join(path, key), "is required")
     return obj[key]
 
 
 def read_string(value: object, path: str) -> str:
+    """``value`` as a string, or ShapeError."""
     if not isinstance(value, str):
         raise ShapeError(path, f"must be a string, not {type_name(value)}")
     return value
 
 
 def read_integer(value: object, path: str, *, minimum: int = 0) -> int:
+    """``value`` as an integer of at least ``minimum`` (a boolean is not one)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ShapeError(path, f"must be an integer, not {type_name(value)}")
     if value < minimum:
@@ -95,6 +101,7 @@ def read_integer(value: object, path: str, *, minimum: int = 0) -> int:
 
 
 def read_number(value: object, path: str) -> float:
+    """``value`` as a finite number >= 0 (a boolean is not one)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ShapeError(path, f"must be a number, not {type_name(value)}")
     number = float(value)
@@ -104,6 +111,7 @@ def read_number(value: object, path: str) -> float:
 
 
 def read_finite(value: object, path: str) -> float:
+    """``value`` as a finite number, of any sign."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ShapeError(path, f"must be a number, not {type_name(value)}")
     number = float(value)
@@ -113,18 +121,21 @@ def read_finite(value: object, path: str) -> float:
 
 
 def read_boolean(value: object, path: str) -> bool:
+    """``value`` as ``true`` or ``false``, or ShapeError."""
     if not isinstance(value, bool):
         raise ShapeError(path, f"must be true or false, not {type_name(value)}")
     return value
 
 
 def read_array(value: object, path: str) -> list[Any]:
+    """``value`` as a JSON array, or ShapeError."""
     if not isinstance(value, list):
         raise ShapeError(path, f"must be an array, not {type_name(value)}")
     return value
 
 
 def matching(value: object, path: str, pattern: re.Pattern[str], what: str) -> str:
+    """``value`` as a string that ``pattern`` matches whole; ``what`` names the form."""
     text = read_string(value, path)
     if not pattern.fullmatch(text):
         raise ShapeError(path, f"{text[:80]!r} is not {what}")
@@ -132,6 +143,7 @@ def matching(value: object, path: str, pattern: re.Pattern[str], what: str) -> s
 
 
 def read_memory_id(value: object, path: str) -> str:
+    """``value`` as a memory id (canonical UUID), or ShapeError with the reason."""
     try:
         return validate_id(value)
     except InvalidMemory as exc:
@@ -139,6 +151,7 @@ def read_memory_id(value: object, path: str) -> str:
 
 
 def validated(path: str, check: Any, value: object) -> Any:
+    """``check(value)``, its InvalidMemory turned into a ShapeError at ``path``."""
     try:
         return check(value)
     except InvalidMemory as exc:
