@@ -31,11 +31,12 @@ code  name                 meaning
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -160,10 +161,35 @@ class Settings:
         return Config(synchronous="FULL" if self.synchronous == "FULL" else "NORMAL", remote=remote)
 
 
-class _MemoryGroup(click.Group):
-    """Maps facade errors to exit codes, and loads ``bench`` and ``hub`` lazily."""
+@attrs.frozen
+class _Lazy:
+    """A command imported only when it runs or shows its own help."""
 
-    _LAZY = ("bench", "hub")
+    module: str
+    attribute: str
+    #: Its line in `memory-actors --help`, which must not import it (test_cli checks they agree).
+    summary: str
+
+
+class _MemoryGroup(click.Group):
+    """Maps facade errors to exit codes, and loads ``bench``, ``bench-sync`` and ``hub`` lazily."""
+
+    # Lazy so that `serve` starts without their imports (the benchmarks, the hub's
+    # modules), and so that a problem in them can never break the other commands.
+    LAZY: Mapping[str, _Lazy] = {
+        "bench": _Lazy(
+            "actors.bench",
+            "bench",
+            "Benchmark stores: actor group commit vs. per-message commit vs. a lock vs. raw "
+            "inserts.",
+        ),
+        "bench-sync": _Lazy(
+            "actors.bench.sync",
+            "bench_sync",
+            "Push throughput, full resync, and store latency during a resync, against a real hub.",
+        ),
+        "hub": _Lazy("actors.hub.cli", "hub", "Run the reference hub, and manage its API keys."),
+    }
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -180,32 +206,43 @@ class _MemoryGroup(click.Group):
         raise click.exceptions.Exit(error.exit_code)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self._LAZY})
+        return sorted({*super().list_commands(ctx), *self.LAZY})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name == "bench" and cmd_name not in self.commands:
-            return _load_bench()
-        if cmd_name == "hub" and cmd_name not in self.commands:
-            # The hub server is its own program; load it only when asked for.
-            from actors.hub.cli import hub
-
-            return hub
+        lazy = self.LAZY.get(cmd_name)
+        if lazy is not None and cmd_name not in self.commands:
+            return _load_lazy(cmd_name, lazy)
         return super().get_command(ctx, cmd_name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own, except that a lazy command's line comes from its summary:
+        # listing it must not import it.
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in self.LAZY and name not in self.commands:
+                command: click.Command | None = click.Command(name, help=self.LAZY[name].summary)
+            else:
+                command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
-def _load_bench() -> click.Command:
-    # Imported on demand: a problem in the benchmark must never break the other commands.
+
+def _load_lazy(name: str, lazy: _Lazy) -> click.Command:
     try:
-        from actors.bench import bench
+        command: click.Command = getattr(importlib.import_module(lazy.module), lazy.attribute)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
 
-        @click.command("bench", help=f"Unavailable: {reason}")
+        @click.command(name, help=f"Unavailable: {reason}")
         def unavailable() -> NoReturn:
-            raise CommandError(f"bench is unavailable ({reason})", EXIT_FAILURE)
+            raise CommandError(f"{name} is unavailable ({reason})", EXIT_FAILURE)
 
         return unavailable
-    return bench
+    return command
 
 
 def _configure_logging(verbose: int) -> None:

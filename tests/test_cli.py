@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -41,6 +42,7 @@ from actors.cli import (
     EXIT_NOT_FOUND,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    _MemoryGroup,
     cli,
     exit_code_for,
 )
@@ -500,6 +502,17 @@ def test_version_and_help_are_available_everywhere() -> None:
     serve_help = invoke(None, "serve", "--help").stdout
     assert f"[default: {DEFAULT_HOST}]" in serve_help
     assert f"[default: {DEFAULT_PORT};" in serve_help
+
+
+def test_the_lazy_commands_summaries_match_their_help() -> None:
+    """`memory-actors --help` lists bench, bench-sync and hub from a summary kept in actors.cli."""
+    group = cli
+    assert isinstance(group, _MemoryGroup)
+    with click.Context(group) as ctx:
+        for name, lazy in _MemoryGroup.LAZY.items():
+            command = group.get_command(ctx, name)
+            assert command is not None
+            assert command.get_short_help_str(limit=1000) == lazy.summary, name
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ benchmark launches it over stdio exactly as it launches ``memory-actors
 serve``, so the ratio of the two isolates what storing costs on top of the
 SDK and the transport.
 
-Run: ``python -m actors._bench_noop_server``.
+Run: ``python -m actors.bench.noop_server``.
 """
 
 from __future__ import annotations
