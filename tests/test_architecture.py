@@ -142,6 +142,13 @@ def _loaded_after(code: str) -> set[str]:
 HUB_ONLY = ("numpy", "tokenizers", "safetensors")
 
 
+def test_the_client_side_never_imports_numpy() -> None:
+    """The library, the MCP server, the CLI, sync and recall load nothing of the hub's extra."""
+    loaded = _loaded_after("import actors, actors.server, actors.cli, actors.sync, actors.recall")
+    assert {m for m in loaded if m.split(".")[0] in HUB_ONLY} == set()
+    assert {m for m in loaded if m.startswith(("actors.hub", "actors.bench"))} == set()
+
+
 def test_the_commands_list_loads_neither_the_benchmarks_nor_the_hub() -> None:
     """``memory-actors --help`` names bench, bench-sync and hub without importing them."""
     code = (

@@ -679,6 +679,27 @@ def test_mcp_config_pins_a_db_given_after_it(db: Path) -> None:
 
 # -- serve --db over a real stdio MCP client ---------------------------------------------------
 
+#: Makes ``import numpy`` fail in the process it runs in. An environment without
+#: NumPy cannot be made here (the suite's own venv has the hub extra), so it is
+#: simulated: a meta-path finder ahead of the real ones refuses the module, which is
+#: what importing it, or importlib.util.find_spec, meets when it is not installed.
+NO_NUMPY = """
+import sys
+class _NoNumpy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy" or name.startswith("numpy."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+        return None
+sys.meta_path.insert(0, _NoNumpy())
+from actors.cli import main
+main()
+"""
+
+
+def without_numpy(*args: str) -> list[str]:
+    """A command line that runs ``memory-actors ARGS`` with NumPy unimportable."""
+    return [sys.executable, "-c", NO_NUMPY, *args]
+
 
 async def _store_and_count(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     from mcp import Client, StdioServerParameters
@@ -698,6 +719,7 @@ async def _store_and_count(command: list[str], env: dict[str, str]) -> dict[str,
     [
         pytest.param(lambda db: [console_script(), "serve", "--db", db], id="serve-then-db"),
         pytest.param(lambda db: [console_script(), "--db", db, "serve"], id="db-then-serve"),
+        pytest.param(lambda db: without_numpy("serve", "--db", db), id="serve-without-numpy"),
     ],
 )
 def test_serve_takes_db_on_either_side_over_real_stdio(
@@ -716,3 +738,44 @@ def test_serve_takes_db_on_either_side_over_real_stdio(
     counts = anyio.run(scenario)
     assert (counts["database"], counts["total"]) == (db, 1)
     assert not decoy.exists()
+
+
+# -- the hub's extra ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["hub", "keys", "list"], id="hub-keys"),
+        pytest.param(["hub", "serve", "--port", "1"], id="hub-serve"),
+        pytest.param(["bench-sync", "--resync", "1"], id="bench-sync"),
+    ],
+)
+def test_the_hub_without_its_extra_exits_1_naming_the_install_command(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """No NumPy: one line that names memory-actors[hub] and how to install it; nothing created."""
+    result = subprocess.run(
+        without_numpy(*args),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=SUBPROCESS_DEADLINE,
+        check=False,
+    )
+    assert result.returncode == EXIT_FAILURE
+    assert result.stderr == (
+        "Error: the hub needs the memory-actors[hub] extra (numpy is not installed): "
+        'python -m pip install "memory-actors[hub]"\n'
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_hubs_help_answers_without_its_extra() -> None:
+    """--help tells what the hub is even where it cannot run."""
+    for args in (["hub", "--help"], ["hub", "serve", "--help"], ["--help"]):
+        result = subprocess.run(
+            without_numpy(*args), capture_output=True, text=True, timeout=SUBPROCESS_DEADLINE
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Usage:" in result.stdout

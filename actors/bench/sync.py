@@ -45,6 +45,7 @@ import click
 
 from actors.bench import _stats
 from actors.errors import HubError
+from actors.hub.cli import require_hub_extra
 from actors.hub.store import add_key
 from actors.model import content_hash, format_version, normalize_content
 from actors.remote import HubClient
@@ -367,6 +368,7 @@ def bench_sync(
     resync: int, push: int, threads: int, stores: int, hub_args: tuple[str, ...], as_json: bool
 ) -> None:
     """Push throughput, full resync, and store latency during a resync, against a real hub."""
+    require_hub_extra()  # before a hub process fails to start for the same reason
     echo: Callable[[str], None] = (lambda line: None) if as_json else click.echo
     result = run_sync_bench(
         resync=resync, push=push, threads=threads, stores=stores, hub_args=hub_args, echo=echo
