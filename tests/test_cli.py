@@ -24,6 +24,7 @@ import attrs
 import click
 import pytest
 from click.testing import CliRunner, Result
+from hub_fixtures import free_port
 
 import actors.server
 from actors import (
@@ -779,3 +780,33 @@ def test_the_hubs_help_answers_without_its_extra() -> None:
         )
         assert result.returncode == 0, result.stderr
         assert "Usage:" in result.stdout
+
+
+def test_hub_serve_under_memory_actors_logs_at_its_log_level(tmp_path: Path) -> None:
+    """``memory-actors hub serve --log-level info`` shows the hub's own info lines on stderr."""
+    port = free_port()
+    command = [console_script(), "hub", "serve", "--db", str(tmp_path / "hub.db")]
+    options = ["--port", str(port), "--embedder", "none", "--log-level", "info"]
+    with subprocess.Popen(
+        [*command, *options], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            deadline = time.monotonic() + SUBPROCESS_DEADLINE
+            while not _healthy(f"http://127.0.0.1:{port}/healthz"):
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "the hub did not serve in time"
+                time.sleep(0.05)  # a poll interval of a bounded wait for another process
+        finally:
+            proc.terminate()
+            _, stderr = proc.communicate(timeout=SUBPROCESS_DEADLINE)
+    assert proc.returncode == 0, stderr
+    assert "INFO actors.hub.service: hub store ready" in stderr, stderr
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -187,6 +187,10 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Under `memory-actors hub serve` the root logger already has memory-actors'
+    # handler, at -v's level (warnings), and basicConfig then does nothing: the
+    # hub's own INFO lines were lost. --log-level decides for the hub.
+    logging.getLogger().setLevel(log_level.upper())
     try:
         spec = EmbedderSpec(
             kind=embedder,  # type: ignore[arg-type]  # click.Choice checked it
