@@ -31,13 +31,15 @@ code  name                 meaning
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import importlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 import click
@@ -133,7 +135,7 @@ class CommandError(Exception):
 
 @attrs.frozen
 class Settings:
-    """The group options every command reads."""
+    """The global options every command reads, resolved (see :func:`_settings`)."""
 
     db: str | None
     #: True when --db came from the command line (not the environment).
@@ -160,10 +162,35 @@ class Settings:
         return Config(synchronous="FULL" if self.synchronous == "FULL" else "NORMAL", remote=remote)
 
 
-class _MemoryGroup(click.Group):
-    """Maps facade errors to exit codes, and loads ``bench`` and ``hub`` lazily."""
+@attrs.frozen
+class _Lazy:
+    """A command imported only when it runs or shows its own help."""
 
-    _LAZY = ("bench", "hub")
+    module: str
+    attribute: str
+    #: Its line in `memory-actors --help`, which must not import it (test_cli checks they agree).
+    summary: str
+
+
+class _MemoryGroup(click.Group):
+    """Maps facade errors to exit codes, and loads ``bench``, ``bench-sync`` and ``hub`` lazily."""
+
+    # Lazy so that `serve` starts without their imports (the benchmarks, the hub's
+    # modules), and so that a problem in them can never break the other commands.
+    LAZY: Mapping[str, _Lazy] = {
+        "bench": _Lazy(
+            "actors.bench",
+            "bench",
+            "Benchmark stores: actor group commit vs. per-message commit vs. a lock vs. raw "
+            "inserts.",
+        ),
+        "bench-sync": _Lazy(
+            "actors.bench.sync",
+            "bench_sync",
+            "Push throughput, full resync, and store latency during a resync, against a real hub.",
+        ),
+        "hub": _Lazy("actors.hub.cli", "hub", "Run the reference hub, and manage its API keys."),
+    }
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -180,114 +207,229 @@ class _MemoryGroup(click.Group):
         raise click.exceptions.Exit(error.exit_code)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self._LAZY})
+        return sorted({*super().list_commands(ctx), *self.LAZY})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name == "bench" and cmd_name not in self.commands:
-            return _load_bench()
-        if cmd_name == "hub" and cmd_name not in self.commands:
-            # The hub server is its own program; load it only when asked for.
-            from actors.hub.cli import hub
-
-            return hub
+        lazy = self.LAZY.get(cmd_name)
+        if lazy is not None and cmd_name not in self.commands:
+            return _load_lazy(cmd_name, lazy)
         return super().get_command(ctx, cmd_name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own, except that a lazy command's line comes from its summary:
+        # listing it must not import it.
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in self.LAZY and name not in self.commands:
+                command: click.Command | None = click.Command(name, help=self.LAZY[name].summary)
+            else:
+                command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
-def _load_bench() -> click.Command:
-    # Imported on demand: a problem in the benchmark must never break the other commands.
+
+def _load_lazy(name: str, lazy: _Lazy) -> click.Command:
     try:
-        from actors.bench import bench
+        command: click.Command = getattr(importlib.import_module(lazy.module), lazy.attribute)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
 
-        @click.command("bench", help=f"Unavailable: {reason}")
+        @click.command(name, help=f"Unavailable: {reason}")
         def unavailable() -> NoReturn:
-            raise CommandError(f"bench is unavailable ({reason})", EXIT_FAILURE)
+            raise CommandError(f"{name} is unavailable ({reason})", EXIT_FAILURE)
 
         return unavailable
-    return bench
+    return command
+
+
+#: The name of the stderr handler the CLI installs, so that a -v after the
+#: command raises the level of our handler, never of one a host installed.
+_LOG_HANDLER = "memory-actors-stderr"
 
 
 def _configure_logging(verbose: int) -> None:
+    """Log to stderr at -v's level; called again when more -v follow the command."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    root = logging.getLogger()
+    if any(handler.get_name() == _LOG_HANDLER for handler in root.handlers):
+        root.setLevel(level)
+        return
+    if root.handlers:
+        return  # a host (a test runner, an embedding program) configured logging already
     # stderr only: in `serve` stdio mode stdout is the protocol stream.
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_LOG_HANDLER)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+# -- the global options --------------------------------------------------------------------
+#
+# Each is declared once and attached twice: to the group (with its environment
+# variable and default) and, where it means something, to the subcommands,
+# so that `memory-actors serve --db notes.db` works as `memory-actors --db
+# notes.db serve` does. After the command an option has no default and no
+# variable of its own: given there, it wins; otherwise the group's value
+# (flag, environment, default) stands. See _settings.
+
+_GLOBAL_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]] = {
+    # name: (declarations, what both places share, what only the group has)
+    "db": (
+        ("--db",),
+        {
+            "type": click.Path(dir_okay=False, resolve_path=True),
+            "help": "The SQLite database file (created if missing). "
+            "Default: memory.db in the user data directory.",
+        },
+        {"envvar": DB_ENV_VAR, "show_envvar": True},
+    ),
+    "synchronous": (
+        ("--synchronous",),
+        {
+            "type": click.Choice(["FULL", "NORMAL"], case_sensitive=False),
+            "help": "SQLite durability: FULL survives power loss; NORMAL (WAL) may lose the "
+            "last commits on power loss, never on a crash of the process.",
+        },
+        {"default": "FULL", "show_default": True},
+    ),
+    "remote": (
+        ("--remote",),
+        {
+            "metavar": "URL",
+            "help": "A memory-actors hub to sync with (serve and sync). Default: local only.",
+        },
+        {"envvar": REMOTE_ENV_VAR, "show_envvar": True},
+    ),
+    "api_key": (
+        ("--api-key",),
+        {
+            "metavar": "KEY",
+            "help": "The hub API key (prefer --api-key-file or the environment: argv is visible).",
+        },
+        {"envvar": API_KEY_ENV_VAR, "show_envvar": True},
+    ),
+    "api_key_file": (
+        ("--api-key-file",),
+        {
+            "type": click.Path(dir_okay=False, exists=True),
+            "help": "A file holding the hub API key.",
+        },
+        {"envvar": API_KEY_FILE_ENV_VAR, "show_envvar": True},
+    ),
+    "verbose": (
+        ("-v", "--verbose"),
+        {"count": True, "help": "Log to stderr: -v info, -vv debug."},
+        {},
+    ),
+}
+
+#: What a command that may sync with a hub takes after its name: all of them.
+_SYNCING = tuple(_GLOBAL_OPTIONS)
+#: What a command that works on the local file only takes (a --remote there would do nothing).
+_LOCAL = ("db", "synchronous", "verbose")
+
+_Callback = TypeVar("_Callback", bound=Callable[..., Any])
+
+
+def _group_options(function: _Callback) -> _Callback:
+    for declarations, shared, group_only in reversed(_GLOBAL_OPTIONS.values()):
+        function = click.option(*declarations, **shared, **group_only)(function)
+    return function
+
+
+def _global_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Let a subcommand take these global options after its name as well.
+
+    The wrapped callback never sees them: they are folded into the
+    :class:`Settings` on its context (``ctx.obj``), which it reads as before.
+    """
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            after = {name: kwargs.pop(name) for name in names}
+            ctx = click.get_current_context()
+            if after.get("verbose"):
+                _configure_logging(ctx.find_root().params.get("verbose", 0) + after["verbose"])
+            ctx.obj = _settings(ctx, after)
+            return function(*args, **kwargs)
+
+        # functools.wraps shared the callback's list of click parameters; give this
+        # command its own, the global options listed after its own in --help.
+        own = list(getattr(function, "__click_params__", []))
+        run.__click_params__ = []  # type: ignore[attr-defined]
+        for name in reversed(names):
+            declarations, shared, _ = _GLOBAL_OPTIONS[name]
+            default = 0 if name == "verbose" else None
+            run = click.option(*declarations, **shared, default=default)(run)
+        run.__click_params__ += own  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+def _settings(ctx: click.Context, after: Mapping[str, Any] | None = None) -> Settings:
+    """The global options: after the command > before it > the environment > the default.
+
+    The API key is one setting with two sources: a key or key file given on
+    the command line (either side of the command) beats one in the
+    environment, and at the same level the key beats the key file.
+    """
+    root = ctx.find_root()
+    after = after or {}
+
+    def given(name: str) -> tuple[Any, bool]:
+        """The option's value, and whether it came from the command line."""
+        if after.get(name) is not None:
+            return after[name], True
+        on_cli = root.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        return root.params.get(name), on_cli
+
+    db, db_from_cli = given("db")
+    key, key_on_cli = given("api_key")
+    key_file, file_on_cli = given("api_key_file")
+    api_key = None
+    # A flag beats the environment; on the same level the key beats the key file.
+    if key and (key_on_cli or not (key_file and file_on_cli)):
+        api_key = key
+    elif key_file:
+        api_key = _read_key_file(key_file)
+    return Settings(
+        db=db,
+        db_from_cli=db_from_cli,
+        synchronous=str(given("synchronous")[0] or "FULL").upper(),
+        remote=given("remote")[0],
+        api_key=api_key,
     )
+
+
+def _read_key_file(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
 
 
 @click.group(
     cls=_MemoryGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False, resolve_path=True),
-    envvar=DB_ENV_VAR,
-    show_envvar=True,
-    help="The SQLite database file (created if missing). "
-    "Default: memory.db in the user data directory.",
-)
-@click.option(
-    "--synchronous",
-    type=click.Choice(["FULL", "NORMAL"], case_sensitive=False),
-    default="FULL",
-    show_default=True,
-    help="SQLite durability: FULL survives power loss; NORMAL (WAL) may lose the last "
-    "commits on power loss, never on a crash of the process.",
-)
-@click.option(
-    "--remote",
-    metavar="URL",
-    envvar=REMOTE_ENV_VAR,
-    show_envvar=True,
-    help="A memory-actors hub to sync with (serve and sync). Default: local only.",
-)
-@click.option(
-    "--api-key",
-    metavar="KEY",
-    envvar=API_KEY_ENV_VAR,
-    show_envvar=True,
-    help="The hub API key (prefer --api-key-file or the environment: argv is visible).",
-)
-@click.option(
-    "--api-key-file",
-    type=click.Path(dir_okay=False, exists=True),
-    envvar=API_KEY_FILE_ENV_VAR,
-    show_envvar=True,
-    help="A file holding the hub API key.",
-)
-@click.option("-v", "--verbose", count=True, help="Log to stderr: -v info, -vv debug.")
+@_group_options
 @click.version_option(__version__, "-V", "--version", prog_name="memory-actors")
 @click.pass_context
-def cli(
-    ctx: click.Context,
-    db: str | None,
-    synchronous: str,
-    remote: str | None,
-    api_key: str | None,
-    api_key_file: str | None,
-    verbose: int,
-) -> None:
+def cli(ctx: click.Context, /, verbose: int, **_read_by_settings: Any) -> None:
     """Persistent memory for AI agents, served as MCP tools.
 
     Run `memory-actors serve` from an MCP client (see `memory-actors mcp-config`),
     or use the other commands to store, recall and inspect memories from a shell.
+    The global options may also follow the command (`memory-actors serve --db
+    notes.db`); given on both sides, the one after the command wins.
     """
     _configure_logging(verbose)
-    source = ctx.get_parameter_source("db")
-    if api_key_file and not api_key:
-        with open(api_key_file, encoding="utf-8") as handle:
-            api_key = handle.read().strip()
-    ctx.obj = Settings(
-        db=db,
-        db_from_cli=source == click.core.ParameterSource.COMMANDLINE,
-        synchronous=synchronous.upper(),
-        remote=remote,
-        api_key=api_key,
-    )
+    ctx.obj = _settings(ctx)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -360,6 +502,7 @@ def _limit_option(default: int) -> Callable[[Callable[..., Any]], Callable[..., 
 
 
 @cli.command()
+@_global_options(*_SYNCING)
 @click.option("--http", is_flag=True, help="Serve streamable HTTP instead of stdio.")
 @click.option("--host", default=_DEFAULT_HOST, show_default=True, help="HTTP interface.")
 @click.option(
@@ -390,6 +533,7 @@ def serve(ctx: click.Context, http: bool, host: str, port: int) -> None:
 
 
 @cli.command()
+@_global_options(*_LOCAL)
 @click.argument("content")
 @click.option(
     "--tag", "-t", "tags", multiple=True, metavar="TAG", help="A tag; repeat for several."
@@ -443,6 +587,7 @@ def _read_stdin() -> str:
 
 
 @cli.command()
+@_global_options(*_LOCAL)
 @click.argument("query")
 @_limit_option(10)
 @_tag_filter
@@ -479,6 +624,7 @@ def recall(
 
 
 @cli.command()
+@_global_options(*_LOCAL)
 @click.argument("memory_id", metavar="ID")
 @_json_option
 @click.pass_context
@@ -505,6 +651,7 @@ def get(ctx: click.Context, memory_id: str, as_json: bool) -> None:
 
 
 @cli.command()
+@_global_options(*_LOCAL)
 @click.argument("memory_id", metavar="ID")
 @_json_option
 @click.pass_context
@@ -522,6 +669,7 @@ def forget(ctx: click.Context, memory_id: str, as_json: bool) -> None:
 
 
 @cli.command("list")
+@_global_options(*_LOCAL)
 @_namespace_filter
 @_tag_filter
 @_limit_option(20)
@@ -563,6 +711,7 @@ def list_(
 
 
 @cli.command()
+@_global_options(*_LOCAL)
 @_namespace_filter
 @_tag_filter
 @_json_option
@@ -593,6 +742,7 @@ def _count_lines(counts: dict[str, Any]) -> list[str]:
 
 
 @cli.command()
+@_global_options(*_LOCAL)
 @_json_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
@@ -615,6 +765,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@_global_options(*_LOCAL)
 @_json_option
 @click.pass_context
 def migrate(ctx: click.Context, as_json: bool) -> None:
@@ -646,6 +797,7 @@ def sync() -> None:
 
 
 @sync.command("status")
+@_global_options(*_SYNCING)
 @_json_option
 @click.pass_context
 def sync_status(ctx: click.Context, as_json: bool) -> None:
@@ -684,6 +836,7 @@ def _settled_report(system: MemorySystem) -> SyncReport | None:
 
 
 @sync.command("retry-dead")
+@_global_options(*_LOCAL)
 @_json_option
 @click.pass_context
 def sync_retry_dead(ctx: click.Context, as_json: bool) -> None:
@@ -697,6 +850,7 @@ def sync_retry_dead(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command("mcp-config")
+@_global_options("db")
 @click.pass_context
 def mcp_config(ctx: click.Context) -> None:
     """Print the MCP client config (the mcpServers JSON) that launches this server.

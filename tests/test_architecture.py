@@ -15,12 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Modules that own a foreign resource, or are not actor code at all.
 RUNTIME_MODULES = {"runtime.py"}
-HARNESS_MODULES = {"cli.py", "bench.py", "bench_sync.py", "server.py", "_bench_noop_server.py"}
+HARNESS_MODULES = {"cli.py", "server.py"}
+#: Packages that are harnesses as a whole: the simulation, the benchmarks.
+HARNESS_PACKAGES = ("sim/", "bench/")
 
 
 def _exempt(name: str) -> bool:
     """The runtimes themselves (threaded and simulated) and harnesses that are not actors."""
-    return name in RUNTIME_MODULES | HARNESS_MODULES or name.startswith("sim/")
+    return name in RUNTIME_MODULES | HARNESS_MODULES or name.startswith(HARNESS_PACKAGES)
 
 
 def _sources() -> dict[str, str]:
@@ -158,3 +160,38 @@ def test_importing_actors_does_not_load_the_testing_tools() -> None:
     loaded = out.stdout
     for heavy in ("actors.sim", "actors.server", "actors.cli", "actors.bench"):
         assert f"'{heavy}'" not in loaded
+
+
+def _loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code`` (then printing them)."""
+    import json
+    import subprocess
+    import sys
+
+    report = "import json, sys; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{report}"], capture_output=True, text=True, check=True
+    )
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+#: What only the hub needs (the memory-actors[hub] extra); an MCP user never installs it.
+HUB_ONLY = ("numpy", "tokenizers", "safetensors")
+
+
+def test_the_client_side_never_imports_numpy() -> None:
+    """The library, the MCP server, the CLI, sync and recall load nothing of the hub's extra."""
+    loaded = _loaded_after("import actors, actors.server, actors.cli, actors.sync, actors.recall")
+    assert {m for m in loaded if m.split(".")[0] in HUB_ONLY} == set()
+    assert {m for m in loaded if m.startswith(("actors.hub", "actors.bench"))} == set()
+
+
+def test_the_commands_list_loads_neither_the_benchmarks_nor_the_hub() -> None:
+    """``memory-actors --help`` names bench, bench-sync and hub without importing them."""
+    code = (
+        "from actors.cli import cli\n"
+        "assert cli.main(['--help'], prog_name='memory-actors', standalone_mode=False) == 0"
+    )
+    loaded = _loaded_after(code)
+    assert {m for m in loaded if m.startswith(("actors.hub", "actors.bench"))} == set()
+    assert {m for m in loaded if m.split(".")[0] in HUB_ONLY} == set()

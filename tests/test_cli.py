@@ -15,11 +15,18 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
+import anyio
+import attrs
+import click
 import pytest
 from click.testing import CliRunner, Result
+from hub_fixtures import free_port
 
+import actors.server
 from actors import (
     AskTimeout,
     InvalidMemory,
@@ -41,12 +48,14 @@ from actors.cli import (
     EXIT_NOT_FOUND,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    CommandError,
+    _MemoryGroup,
     cli,
     exit_code_for,
 )
 from actors.migrations import LATEST_VERSION, STEPS, migrate
 from actors.server import DEFAULT_HOST, DEFAULT_PORT
-from actors.system import DB_ENV_VAR
+from actors.system import DB_ENV_VAR, Config, MemorySystem
 
 REPO = Path(__file__).resolve().parent.parent
 ID = r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
@@ -502,6 +511,17 @@ def test_version_and_help_are_available_everywhere() -> None:
     assert f"[default: {DEFAULT_PORT};" in serve_help
 
 
+def test_the_lazy_commands_summaries_match_their_help() -> None:
+    """`memory-actors --help` lists bench, bench-sync and hub from a summary kept in actors.cli."""
+    group = cli
+    assert isinstance(group, _MemoryGroup)
+    with click.Context(group) as ctx:
+        for name, lazy in _MemoryGroup.LAZY.items():
+            command = group.get_command(ctx, name)
+            assert command is not None
+            assert command.get_short_help_str(limit=1000) == lazy.summary, name
+
+
 @pytest.mark.parametrize(
     ("error", "code"),
     [
@@ -523,3 +543,270 @@ def test_version_and_help_are_available_everywhere() -> None:
 def test_each_error_maps_to_its_documented_exit_code(error: Exception, code: int) -> None:
     """The exit-code table: usage 2, not found 3, database 4, unavailable 5, else 1."""
     assert exit_code_for(error) == code
+
+
+# -- global options after the command ----------------------------------------------------------
+
+HUB_ENV_VARS = ("MEMORY_ACTORS_REMOTE", "MEMORY_ACTORS_API_KEY", "MEMORY_ACTORS_API_KEY_FILE")
+
+
+@attrs.frozen
+class Opened:
+    """What a command would open the memory system with."""
+
+    db: str | None
+    synchronous: str
+    remote: str | None
+    api_key: str | None
+
+
+def opened_with(
+    monkeypatch: pytest.MonkeyPatch, *args: str, env: dict[str, str] | None = None
+) -> Opened:
+    """Run a command in process up to the point where it opens the memory system."""
+    seen: list[Opened] = []
+
+    def _serve_stdio(path: str | None, config: Config) -> NoReturn:
+        record(path, config=config)
+
+    def record(path: str | None, *, config: Config) -> NoReturn:
+        remote = config.remote
+        seen.append(
+            Opened(
+                path,
+                config.synchronous,
+                remote.url if remote else None,
+                remote.api_key if remote else None,
+            )
+        )
+        raise CommandError("stopped by the test before opening", EXIT_FAILURE)
+
+    monkeypatch.setattr(MemorySystem, "open", record)
+    # serve hands its settings to the server module, which opens the system first thing.
+    monkeypatch.setattr(actors.server, "serve_stdio", _serve_stdio)
+    unset: dict[str, str | None] = dict.fromkeys((DB_ENV_VAR, *HUB_ENV_VARS))
+    result = CliRunner(env={**unset, **(env or {})}).invoke(
+        cli, list(args), catch_exceptions=False, prog_name="memory-actors"
+    )
+    assert result.exit_code == EXIT_FAILURE, result.output
+    [found] = seen
+    return found
+
+
+def test_global_options_work_after_the_command_as_before_it(tmp_path: Path) -> None:
+    """``store x --db P`` writes to P, as ``--db P store x`` does; ``count --db P`` reads it."""
+    db = Path(os.path.realpath(tmp_path)) / "after.db"
+    runner = CliRunner(env={DB_ENV_VAR: None})
+    stored = runner.invoke(
+        cli, ["store", "written after", "--db", str(db), "--synchronous", "NORMAL"]
+    )
+    assert stored.exit_code == 0, stored.output
+    before = runner.invoke(cli, ["--db", str(db), "count", "--json"])
+    after = runner.invoke(cli, ["count", "--json", "--db", str(db)])
+    assert json.loads(before.stdout) == json.loads(after.stdout)
+    assert json.loads(after.stdout)["total"] == 1
+    assert json.loads(after.stdout)["database"] == str(db)
+
+
+def test_after_the_command_wins_over_before_it_and_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Precedence: after the command > before it > the environment > the default."""
+    a, b, env_db = (str(Path(os.path.realpath(tmp_path)) / n) for n in ("a.db", "b.db", "e.db"))
+    assert opened_with(monkeypatch, "--db", a, "count", "--db", b).db == b
+    assert opened_with(monkeypatch, "--db", a, "count", env={DB_ENV_VAR: env_db}).db == a
+    assert opened_with(monkeypatch, "count", "--db", b, env={DB_ENV_VAR: env_db}).db == b
+    assert opened_with(monkeypatch, "count", env={DB_ENV_VAR: env_db}).db == env_db
+    assert opened_with(monkeypatch, "status").synchronous == "FULL"
+    sync = opened_with(monkeypatch, "--synchronous", "NORMAL", "status", "--synchronous", "full")
+    assert sync.synchronous == "FULL"
+    assert opened_with(monkeypatch, "--synchronous", "NORMAL", "list").synchronous == "NORMAL"
+
+
+def test_the_hub_options_follow_the_commands_that_sync(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--remote and the key follow ``sync status``; flags beat the environment, a key its file."""
+    key_file = tmp_path / "hub.key"
+    key_file.write_text("mah_from_file\n", encoding="utf-8")
+    hub = ("--remote", "http://127.0.0.1:9")
+    after = opened_with(monkeypatch, "sync", "status", *hub, "--api-key", "mah_after")
+    assert (after.remote, after.api_key) == ("http://127.0.0.1:9", "mah_after")
+    before = ("--remote", "http://before:1", "--api-key", "mah_before")
+    both = opened_with(monkeypatch, *before, "sync", "status", *hub, "--api-key", "mah_after")
+    assert (both.remote, both.api_key) == ("http://127.0.0.1:9", "mah_after")
+    from_env = {"MEMORY_ACTORS_REMOTE": "http://env:1", "MEMORY_ACTORS_API_KEY": "mah_env"}
+    assert opened_with(monkeypatch, "sync", "status", env=from_env).api_key == "mah_env"
+    # An explicit key file beats a key in the environment, wherever the file is given.
+    for args in (
+        ["sync", "status", "--api-key-file", str(key_file)],
+        ["--api-key-file", str(key_file), "sync", "status"],
+    ):
+        assert opened_with(monkeypatch, *args, env=from_env).api_key == "mah_from_file"
+    # On the command line, the key beats the key file, whichever side each is on.
+    file_after = ("sync", "status", "--api-key-file", str(key_file))
+    mixed = opened_with(monkeypatch, *hub, "--api-key", "mah_flag", *file_after)
+    assert mixed.api_key == "mah_flag"
+    serve = ("serve", "--db", str(tmp_path / "s.db"), *hub, "--api-key-file", str(key_file))
+    served = opened_with(monkeypatch, *serve)
+    assert (served.remote, served.api_key) == ("http://127.0.0.1:9", "mah_from_file")
+
+
+def test_local_commands_refuse_hub_options_after_them(db: Path) -> None:
+    """After ``store`` a --remote would do nothing, so there it is a usage error."""
+    result = invoke(db, "store", "x", "--remote", "http://127.0.0.1:9")
+    assert result.exit_code == EXIT_USAGE
+    assert "No such option '--remote'" in result.stderr
+
+
+def test_verbose_after_the_command_counts_with_the_one_before(tmp_path: Path) -> None:
+    """``store x -v`` logs info to stderr; ``-v store x -v`` is -vv (debug)."""
+    db = tmp_path / "v.db"
+    info = run_script("store", "hello", "--db", str(db), "-v")
+    assert info.returncode == 0, info.stderr
+    assert f"migrated {db} to schema {LATEST_VERSION}" in info.stderr
+    assert " DEBUG " not in info.stderr
+    debug = run_script("-v", "count", "--db", str(db), "-v")
+    assert debug.returncode == 0, debug.stderr
+    assert " DEBUG " in debug.stderr
+    assert run_script("count", "--db", str(db)).stderr == ""
+
+
+def test_mcp_config_pins_a_db_given_after_it(db: Path) -> None:
+    """``mcp-config --db P`` pins P, like ``--db P mcp-config``."""
+    pinned = json.loads(invoke(None, "mcp-config", "--db", str(db)).stdout)
+    assert pinned["mcpServers"]["memory"]["args"] == ["--db", str(db), "serve"]
+
+
+# -- serve --db over a real stdio MCP client ---------------------------------------------------
+
+#: Makes ``import numpy`` fail in the process it runs in. An environment without
+#: NumPy cannot be made here (the suite's own venv has the hub extra), so it is
+#: simulated: a meta-path finder ahead of the real ones refuses the module, which is
+#: what importing it, or importlib.util.find_spec, meets when it is not installed.
+NO_NUMPY = """
+import sys
+class _NoNumpy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy" or name.startswith("numpy."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+        return None
+sys.meta_path.insert(0, _NoNumpy())
+from actors.cli import main
+main()
+"""
+
+
+def without_numpy(*args: str) -> list[str]:
+    """A command line that runs ``memory-actors ARGS`` with NumPy unimportable."""
+    return [sys.executable, "-c", NO_NUMPY, *args]
+
+
+async def _store_and_count(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env)
+    async with Client(stdio_client(params)) as client:
+        stored = await client.call_tool("memory_store", {"content": "Parking closes at eleven"})
+        assert not stored.is_error, stored
+        counted = await client.call_tool("memory_count", {})
+        assert counted.structured_content is not None
+        return counted.structured_content
+
+
+@pytest.mark.parametrize(
+    "launch",
+    [
+        pytest.param(lambda db: [console_script(), "serve", "--db", db], id="serve-then-db"),
+        pytest.param(lambda db: [console_script(), "--db", db, "serve"], id="db-then-serve"),
+        pytest.param(lambda db: without_numpy("serve", "--db", db), id="serve-without-numpy"),
+    ],
+)
+def test_serve_takes_db_on_either_side_over_real_stdio(
+    tmp_path: Path, launch: Callable[[str], list[str]]
+) -> None:
+    """An MCP client's ``serve --db P`` and ``--db P serve`` store in P, not $MEMORY_ACTORS_DB."""
+    db = str(Path(os.path.realpath(tmp_path)) / "chosen.db")
+    decoy = tmp_path / "from-env.db"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MEMORY_ACTORS_")}
+    env[DB_ENV_VAR] = str(decoy)
+
+    async def scenario() -> dict[str, Any]:
+        with anyio.fail_after(SUBPROCESS_DEADLINE):
+            return await _store_and_count(launch(db), env)
+
+    counts = anyio.run(scenario)
+    assert (counts["database"], counts["total"]) == (db, 1)
+    assert not decoy.exists()
+
+
+# -- the hub's extra ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["hub", "keys", "list"], id="hub-keys"),
+        pytest.param(["hub", "serve", "--port", "1"], id="hub-serve"),
+        pytest.param(["bench-sync", "--resync", "1"], id="bench-sync"),
+    ],
+)
+def test_the_hub_without_its_extra_exits_1_naming_the_install_command(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """No NumPy: one line that names memory-actors[hub] and how to install it; nothing created."""
+    result = subprocess.run(
+        without_numpy(*args),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=SUBPROCESS_DEADLINE,
+        check=False,
+    )
+    assert result.returncode == EXIT_FAILURE
+    assert result.stderr == (
+        "Error: the hub needs the memory-actors[hub] extra (numpy is not installed): "
+        'python -m pip install "memory-actors[hub]"\n'
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_hubs_help_answers_without_its_extra() -> None:
+    """--help tells what the hub is even where it cannot run."""
+    for args in (["hub", "--help"], ["hub", "serve", "--help"], ["--help"]):
+        result = subprocess.run(
+            without_numpy(*args), capture_output=True, text=True, timeout=SUBPROCESS_DEADLINE
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Usage:" in result.stdout
+
+
+def test_hub_serve_under_memory_actors_logs_at_its_log_level(tmp_path: Path) -> None:
+    """``memory-actors hub serve --log-level info`` shows the hub's own info lines on stderr."""
+    port = free_port()
+    command = [console_script(), "hub", "serve", "--db", str(tmp_path / "hub.db")]
+    options = ["--port", str(port), "--embedder", "none", "--log-level", "info"]
+    with subprocess.Popen(
+        [*command, *options], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            deadline = time.monotonic() + SUBPROCESS_DEADLINE
+            while not _healthy(f"http://127.0.0.1:{port}/healthz"):
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "the hub did not serve in time"
+                time.sleep(0.05)  # a poll interval of a bounded wait for another process
+        finally:
+            proc.terminate()
+            _, stderr = proc.communicate(timeout=SUBPROCESS_DEADLINE)
+    assert proc.returncode == 0, stderr
+    assert "INFO actors.hub.service: hub store ready" in stderr, stderr
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -22,11 +22,10 @@ from typing import Any
 import httpx
 import pytest
 from embeddings_server import KEY, embeddings_server
-from hub_fixtures import HubProcess, forget, memory, wait_until
+from hub_fixtures import HubProcess, forget, memory, needs_minilm, wait_until
 from recall_eval import DISTRACTORS, LEXICAL, PAIRS, shared_keywords
 
 from actors.errors import HubUnsupported
-from actors.hub.embedders import minilm_available
 from actors.hub.search import fts_query
 from actors.remote import HubClient
 from actors.wire import RecallHits
@@ -282,7 +281,7 @@ def test_every_query_of_the_evaluation_set_shares_no_keyword_with_its_target() -
     assert {i: o for i, o in overlaps.items() if o} == {}
 
 
-@pytest.mark.skipif(not minilm_available(), reason="memory-actors[semantic] is not installed")
+@needs_minilm
 def test_semantic_recall_finds_paraphrases_that_keyword_search_cannot(tmp_path: Path) -> None:
     """all-MiniLM-L6-v2 through a real hub: ≥ 90 % of 60 no-shared-keyword paraphrases find
     their memory in the top 3 of 100; keyword search alone finds almost none."""

@@ -11,14 +11,14 @@ import importlib.util
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from embeddings_server import KEY, embeddings_server
-from hub_fixtures import forget, memory, wait_until
+from hub_fixtures import forget, memory, needs_minilm, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +28,7 @@ from actors.hub.database import HubDatabase
 from actors.hub.direct import DirectBackend
 from actors.hub.embedders import (
     MINILM_NAME,
+    Embedder,
     HashingEmbedder,
     MiniLMEmbedder,
     OpenAIEmbedder,
@@ -36,6 +37,7 @@ from actors.hub.embedders import (
 )
 from actors.hub.key_admin import add_key
 from actors.hub.search import (
+    IDENTIFIER_BOOST,
     EmbedderSpec,
     RecallUnsupported,
     fts_query,
@@ -48,10 +50,6 @@ from actors.hub.vectors import VectorIndex, from_blob, to_blob
 from actors.remote import HubClient
 from actors.runtime import ThreadedRuntime
 from actors.wire import RecallHits, RecallQuery
-
-needs_minilm = pytest.mark.skipif(
-    not minilm_available(), reason="memory-actors[semantic] is not installed"
-)
 
 
 def _unit(*values: float) -> np.ndarray:
@@ -78,6 +76,7 @@ def test_the_hashing_embedder_is_deterministic_unit_length_and_only_lexical() ->
     assert not embedder.embed([""]).any()  # no features: a zero row, never NaN
 
 
+@pytest.mark.minilm  # its model branch runs only where the package is
 def test_auto_picks_minilm_when_the_extra_is_installed_and_hashing_otherwise() -> None:
     """``--embedder auto``: the real model if ``memory-actors[semantic]`` is there."""
     embedder = load_embedder(EmbedderSpec("auto"))
@@ -372,28 +371,76 @@ def test_a_changed_memory_is_re_embedded_and_found_by_its_new_text(
     assert top.similarity > 0.5
 
 
-def test_identifier_queries_find_their_memory_even_without_a_vector(tmp_path: Path) -> None:
-    """Codes and hosts in a query are matched exactly: E1234 finds its memory first."""
+E1234 = "Error code E1234 means the license file is missing or expired."
+
+
+class TableEmbedder:
+    """A semantic embedder whose vectors the test writes down: text -> direction in 2-D.
+
+    It stands for a model whose vectors rank an identifier's memory below others,
+    as real embeddings do for codes like E1234, deterministically and without one.
+    """
+
+    name = "table-2d"
+    dimension = 2
+    semantic = True
+
+    def __init__(self, cosines: dict[str, float]) -> None:
+        #: The cosine of each text to the direction (1, 0), where the query points.
+        self.cosines = cosines
+
+    def embed(self, texts: Sequence[str], *, timeout: float | None = None) -> np.ndarray:
+        rows = [(c, (1 - c * c) ** 0.5) for c in (self.cosines[text] for text in texts)]
+        return np.array(rows, dtype=np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def _identifier_scenario(tmp_path: Path, embedder: Embedder) -> tuple[RecallHits, str]:
+    """Three memories, one holding E1234; recall "what does E1234 mean" (and its id)."""
     runtime = ThreadedRuntime(seed=6)
-    embedder = load_embedder(EmbedderSpec("auto"))
-    assert embedder is not None
     backend = DirectBackend.open(
         tmp_path / "hub.db", new_id=runtime.new_id, now=runtime.wall_time, embedder=embedder
     )
     try:
         items = (
-            memory("Error code E1234 means the license file is missing or expired."),
+            memory(E1234),
             memory("Error code E4321 means the disk is full."),
             memory("The license server runs on lic-01."),
         )
         backend.push("acme", items, 10)
-        answer = _recall(backend, "acme", "what does E1234 mean")
-        assert answer.hits[0].id == items[0].id
-        if embedder.semantic:
-            assert answer.ranking == "vector"
-            assert answer.hits[0].score > answer.hits[0].similarity  # type: ignore[operator]
+        return _recall(backend, "acme", "what does E1234 mean"), items[0].id
     finally:
         backend.close()
+
+
+def test_identifier_queries_find_their_memory_even_when_its_vector_ranks_it_last(
+    tmp_path: Path,
+) -> None:
+    """Codes and hosts in a query are matched exactly: E1234 lifts its memory from last to first."""
+    embedder = TableEmbedder(
+        {
+            "what does E1234 mean": 1.0,
+            "Error code E4321 means the disk is full.": 0.6,
+            "The license server runs on lic-01.": 0.5,
+            E1234: 0.4,
+        }
+    )
+    answer, wanted = _identifier_scenario(tmp_path, embedder)
+    assert answer.ranking == "vector"
+    assert [h.similarity for h in answer.hits] == pytest.approx([0.4, 0.6, 0.5])
+    assert answer.hits[0].id == wanted
+    assert answer.hits[0].score == pytest.approx(0.4 + IDENTIFIER_BOOST)
+
+
+@needs_minilm
+def test_with_the_minilm_model_an_identifier_query_finds_its_memory_first(tmp_path: Path) -> None:
+    """The same query through the real model: the E1234 memory first, boosted above its cosine."""
+    answer, wanted = _identifier_scenario(tmp_path, MiniLMEmbedder())
+    assert answer.ranking == "vector"
+    assert answer.hits[0].id == wanted
+    assert answer.hits[0].score > answer.hits[0].similarity  # type: ignore[operator]
 
 
 def test_a_backend_without_an_embedder_answers_recall_with_501(tmp_path: Path) -> None:

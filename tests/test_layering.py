@@ -69,11 +69,13 @@ def _imports(path: Path, known: set[str]) -> Iterator[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             if not node.module.startswith("actors"):
                 continue
-            yield node.module
-            # ``from actors.hub import core`` imports the module actors.hub.core.
-            for alias in node.names:
-                if f"{node.module}.{alias.name}" in known:
-                    yield f"{node.module}.{alias.name}"
+            # ``from actors.bench import _stats`` depends on the module actors.bench._stats;
+            # the package's __init__ runs first, as it does for any import of a submodule.
+            submodules = [f"{node.module}.{alias.name}" for alias in node.names]
+            if all(name in known for name in submodules):
+                yield from submodules
+            else:
+                yield node.module
 
 
 def _graph() -> dict[str, set[str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actors.bench_sync import run_sync_bench
+from actors.bench.sync import run_sync_bench
 
 
 def test_the_sync_benchmark_runs_and_its_figures_add_up() -> None:

@@ -14,7 +14,9 @@ from actors.system import Config
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[HubProcess]:
-    with HubProcess.running(tmp_path / "hub.db") as proc:
+    # No embedder: this is about the push path. With one, the hub was still hashing
+    # 60 KB memories at SIGTERM (~0.4 s each, 32 a batch here) and missed its 5 s exit.
+    with HubProcess.running(tmp_path / "hub.db", args=("--embedder", "none")) as proc:
         yield proc
 
 

@@ -1,24 +1,32 @@
 """The ``hub`` command group: ``serve`` and ``keys add|list|revoke``.
 
-Wired into ``memory-actors`` with ``cli.add_command(hub)``; also runs on its
+Loaded by ``memory-actors`` only when ``hub`` is asked for; also runs on its
 own as ``python -m actors.hub``. The database defaults to ``hub.db`` in the
 current directory, or ``$MEMORY_ACTORS_HUB_DB``.
+
+The hub is an optional part: its commands need ``memory-actors[hub]`` (NumPy,
+for the vector index and the embedders), and without it they exit 1 with one
+line naming the install command; ``--help`` works either way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import importlib.util
 import json
 import logging
 import os
 import signal
+from collections.abc import Callable
 from types import FrameType
+from typing import ParamSpec, TypeVar
 
 import click
 
 from actors.errors import MemoryActorsError
 
-__all__ = ["DB_ENV_VAR", "DEFAULT_PORT", "hub"]
+__all__ = ["DB_ENV_VAR", "DEFAULT_PORT", "HUB_EXTRA_INSTALL", "hub", "require_hub_extra"]
 
 #: Environment variable naming the hub's database file.
 DB_ENV_VAR = "MEMORY_ACTORS_HUB_DB"
@@ -33,6 +41,44 @@ _db_option = click.option(
     type=click.Path(dir_okay=False),
     help="The hub's SQLite file (created if missing).",
 )
+
+
+#: The modules only the hub needs, which ``memory-actors[hub]`` brings.
+_HUB_MODULES = ("numpy",)
+#: How to install them, as the error says it.
+HUB_EXTRA_INSTALL = 'python -m pip install "memory-actors[hub]"'
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _importable(module: str) -> bool:
+    # find_spec, not import: `hub serve` must set the BLAS thread count before
+    # NumPy loads (see serve).
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require_hub_extra() -> None:
+    """Raise a ClickException (exit 1) naming the extra if a module the hub needs is missing."""
+    missing = [module for module in _HUB_MODULES if not _importable(module)]
+    if missing:
+        raise click.ClickException(
+            f"the hub needs the memory-actors[hub] extra ({', '.join(missing)} is not "
+            f"installed): {HUB_EXTRA_INSTALL}"
+        )
+
+
+def _needs_hub_extra(command: Callable[_P, _R]) -> Callable[_P, _R]:
+    # Checked when the command runs, not in the group: `hub serve --help` still answers.
+    @functools.wraps(command)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        require_hub_extra()
+        return command(*args, **kwargs)
+
+    return run
 
 
 def _when(timestamp: float | None) -> str:
@@ -116,6 +162,7 @@ def hub() -> None:
     show_envvar=True,
     help="--embedder openai: seconds per request (a stalled service can delay exit this long).",
 )
+@_needs_hub_extra
 def serve(
     db: str,
     host: str,
@@ -140,6 +187,10 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Under `memory-actors hub serve` the root logger already has memory-actors'
+    # handler, at -v's level (warnings), and basicConfig then does nothing: the
+    # hub's own INFO lines were lost. --log-level decides for the hub.
+    logging.getLogger().setLevel(log_level.upper())
     try:
         spec = EmbedderSpec(
             kind=embedder,  # type: ignore[arg-type]  # click.Choice checked it
@@ -201,6 +252,7 @@ def keys() -> None:
 @keys.command("add")
 @_db_option
 @click.argument("tenant")
+@_needs_hub_extra
 def keys_add(db: str, tenant: str) -> None:
     """Mint a key for TENANT and print it once (only its hash is stored)."""
     from actors.hub.key_admin import add_key
@@ -221,6 +273,7 @@ def keys_add(db: str, tenant: str) -> None:
 @keys.command("list")
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_needs_hub_extra
 def keys_list(db: str, as_json: bool) -> None:
     """List the keys: id, tenant, created, revoked (never the keys themselves)."""
     from actors.hub.key_admin import list_keys
@@ -259,6 +312,7 @@ def keys_list(db: str, as_json: bool) -> None:
 @keys.command("revoke")
 @_db_option
 @click.argument("key_id")
+@_needs_hub_extra
 def keys_revoke(db: str, key_id: str) -> None:
     """Revoke KEY_ID; a running hub refuses it (403) from its next request."""
     from actors.hub.key_admin import revoke_key

@@ -21,9 +21,7 @@ one outbox row per successful store.
 from __future__ import annotations
 
 import json
-import math
 import os
-import platform
 import shutil
 import sqlite3
 import sys
@@ -39,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from actors._sqlite import Synchronous, connect
+from actors.bench import _stats
 from actors.migrations import migrate
 from actors.model import (
     HybridClock,
@@ -105,11 +104,9 @@ def _content(run: str, writer: int, op: int) -> str:
 
 
 def _percentile(sorted_ns: Sequence[int], q: float) -> float:
-    """Nearest-rank percentile of sorted nanosecond samples, in milliseconds."""
-    if not sorted_ns:
-        return 0.0
-    rank = max(0, min(len(sorted_ns) - 1, math.ceil(q * len(sorted_ns)) - 1))
-    return sorted_ns[rank] / 1e6
+    """Nearest-rank percentile of sorted nanosecond samples, in milliseconds (0 if none)."""
+    sample = _stats.nearest_rank(sorted_ns, q)
+    return 0.0 if sample is None else sample / 1e6
 
 
 def _fresh_db(workdir: str, name: str) -> str:
@@ -456,7 +453,7 @@ def _server_params(server: str, path: str, sync: str) -> Any:
         code = "from actors.cli import main; main()"
         args = ["-c", code, "--db", path, "--synchronous", sync, "serve"]
     else:
-        args = ["-m", "actors._bench_noop_server"]
+        args = ["-m", "actors.bench.noop_server"]
     return StdioServerParameters(command=sys.executable, args=args, env=env)
 
 
@@ -632,18 +629,6 @@ def _median_run(runs: list[BenchResult]) -> BenchResult:
     errors = sum(r.errors for r in runs)
     first = next((r.first_error for r in runs if r.first_error), "")
     return attrs.evolve(chosen, errors=errors, first_error=first)
-
-
-def _machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        # Other load on the host skews every figure: read them next to this.
-        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def _csv(kind: Callable[[str], Any], choices: Sequence[str] | None = None) -> Any:
@@ -836,7 +821,7 @@ def bench(
         if workdir is None:
             shutil.rmtree(base, ignore_errors=True)
     problems = _problems(results, mcp_results)
-    machine = _machine()
+    machine = _stats.machine()
     if as_json:
         document = {
             "machine": machine,

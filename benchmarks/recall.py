@@ -1,4 +1,4 @@
-"""Recall benchmark (a script, not a test): ``python tests/bench_recall.py``.
+"""Recall benchmark (a script, not a test): ``python benchmarks/recall.py``.
 
 1. Local keyword recall p50/p99 on a file of N memories (default 100k).
 2. Recall wall time against a real hub behind a proxy adding random latency
@@ -18,7 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The hub process and the slow proxy are the test suite's fixtures.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from hub_fixtures import HubProcess
 from slow_proxy import SlowProxy

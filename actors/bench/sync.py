@@ -1,8 +1,8 @@
 """The sync benchmark: push throughput, full resync, and store latency during a resync.
 
 A harness, not an actor: it may use ``time``, ``threading`` and ``subprocess``
-directly. Run it as ``python -m actors.bench_sync`` (``--help`` for the knobs);
-:func:`run_sync_bench` is the same from Python.
+directly. Run it as ``memory-actors bench-sync`` or ``python -m actors.bench.sync``
+(``--help`` for the knobs); :func:`run_sync_bench` is the same from Python.
 
 Everything is real and on loopback: the hub is ``python -m actors.hub serve``
 on a fresh file in a temporary directory, the replicas are
@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -44,7 +43,9 @@ from typing import Any
 import attrs
 import click
 
+from actors.bench import _stats
 from actors.errors import HubError
+from actors.hub.cli import require_hub_extra
 from actors.hub.key_admin import add_key
 from actors.model import content_hash, format_version, normalize_content
 from actors.remote import HubClient
@@ -53,7 +54,7 @@ from actors.sync_model import RemoteConfig
 from actors.system import Config, MemorySystem
 from actors.wire import WireMemory
 
-__all__ = ["LatencyRun", "SyncBenchResult", "run_sync_bench"]
+__all__ = ["LatencyRun", "SyncBenchResult", "bench_sync", "run_sync_bench"]
 
 _FILLER = "learned while working on the sync benchmark; the user prefers short answers."
 
@@ -105,11 +106,9 @@ def _rate(count: int, seconds: float) -> float:
 
 
 def _percentile(samples: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted seconds, in milliseconds."""
-    if not samples:
-        return math.nan
-    rank = max(1, math.ceil(q * len(samples)))
-    return samples[rank - 1] * 1000
+    """Nearest-rank percentile of sorted seconds, in milliseconds (NaN if none)."""
+    sample = _stats.nearest_rank(samples, q)
+    return math.nan if sample is None else sample * 1000
 
 
 def _free_port() -> int:
@@ -250,7 +249,7 @@ def run_sync_bench(
     echo: Callable[[str], None] = print,
 ) -> SyncBenchResult:
     """Run every section once and return (and ``echo``) the figures."""
-    result = SyncBenchResult(machine=_machine())
+    result = SyncBenchResult(machine=_stats.machine())
     tmp = workdir or tempfile.mkdtemp(prefix="memory-actors-bench-sync-")
     try:
         with _hub(tmp, hub_args) as url:
@@ -353,15 +352,6 @@ def _latency_line(run: LatencyRun | None) -> str:
     )
 
 
-def _machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "load": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
-
-
 @click.command("bench-sync")
 @click.option("--resync", default=100_000, show_default=True, help="Memories in the hub.")
 @click.option("--push", default=20_000, show_default=True, help="Memories pushed.")
@@ -374,10 +364,11 @@ def _machine() -> dict[str, Any]:
     help="Extra `hub serve` option (repeat), e.g. --hub-arg=--embedder --hub-arg=none.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON document.")
-def main(
+def bench_sync(
     resync: int, push: int, threads: int, stores: int, hub_args: tuple[str, ...], as_json: bool
 ) -> None:
     """Push throughput, full resync, and store latency during a resync, against a real hub."""
+    require_hub_extra()  # before a hub process fails to start for the same reason
     echo: Callable[[str], None] = (lambda line: None) if as_json else click.echo
     result = run_sync_bench(
         resync=resync, push=push, threads=threads, stores=stores, hub_args=hub_args, echo=echo
@@ -387,4 +378,4 @@ def main(
 
 
 if __name__ == "__main__":
-    main()
+    bench_sync()

@@ -1,11 +1,11 @@
 """Benchmark of the hub's semantic recall: the numbers of docs/performance.md, reproducible.
 
-Not a test (pytest does not collect it). Run from the repository root::
+Not a test (pytest collects tests/ only). Run from the repository root::
 
-    .venv/bin/python tests/bench_hub_recall.py index     # VectorIndex at 10k/100k/300k
-    .venv/bin/python tests/bench_hub_recall.py embed     # MiniLM: numpy vs sentence-transformers
-    .venv/bin/python tests/bench_hub_recall.py hub       # a real hub: 100k memories, recall p50/p99
-    .venv/bin/python tests/bench_hub_recall.py push      # push latency, idle vs embedding a backlog
+    .venv/bin/python benchmarks/hub_recall.py index     # VectorIndex at 10k/100k/300k
+    .venv/bin/python benchmarks/hub_recall.py embed     # MiniLM: numpy vs sentence-transformers
+    .venv/bin/python benchmarks/hub_recall.py hub       # a real hub: 100k memories, recall p50/p99
+    .venv/bin/python benchmarks/hub_recall.py push      # push latency, idle vs embedding a backlog
 
 Each prints one JSON document. Timings are wall-clock on whatever else the
 machine is doing: run each a few times and keep the median run.
@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The hub process and the memory factory are the test suite's fixtures.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from hub_fixtures import HubProcess, memory
 

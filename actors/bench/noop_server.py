@@ -7,7 +7,7 @@ benchmark launches it over stdio exactly as it launches ``memory-actors
 serve``, so the ratio of the two isolates what storing costs on top of the
 SDK and the transport.
 
-Run: ``python -m actors._bench_noop_server``.
+Run: ``python -m actors.bench.noop_server``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def build_noop_server() -> MCPServer:
 
 
 def main() -> None:
+    """Serve the no-op tool over stdio until the client closes it."""
     # Same stdout discipline as the real server: nothing buffered may reach fd 1 late.
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
