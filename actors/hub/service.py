@@ -388,10 +388,14 @@ def _load_embedder(spec: EmbedderSpec) -> tuple[Embedder | None, str]:
     except ImportError as exc:  # NumPy missing: the hub serves everything but recall
         if spec.kind != "auto":
             raise EmbedderError(
-                f"--embedder {spec.kind} needs NumPy ({exc}); pip install numpy"
+                f"--embedder {spec.kind} needs NumPy ({exc}): "
+                'python -m pip install "memory-actors[hub]"'
             ) from exc
         logger.warning("semantic recall is off: NumPy is not installed (%s)", exc)
-        return None, "this hub cannot serve semantic recall: NumPy is not installed"
+        return None, (
+            "this hub cannot serve semantic recall: NumPy is not installed "
+            '(python -m pip install "memory-actors[hub]")'
+        )
     embedder = load_embedder(spec)
     assert embedder is not None
     logger.info(
