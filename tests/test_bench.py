@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from actors.bench.store import DESIGNS, bench
+from actors.bench.command import bench
+from actors.bench.store import DESIGNS
 from actors.model import uuid7
 
 QUICK = ["--ops", "5", "--threads", "1,4", "--sync", "NORMAL", "--no-mcp"]

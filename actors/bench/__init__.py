@@ -1,7 +1,9 @@
 """The benchmarks: harnesses that time the library, never loaded by ``import actors``.
 
-- :mod:`actors.bench.store`: ``memory-actors bench``, the store's write path
-  against the lock-based design it replaces, and ``memory_store`` over MCP stdio;
+- :mod:`actors.bench.command`: ``memory-actors bench``, which runs
+  :mod:`actors.bench.store` (the store's write path against the lock-based
+  design it replaces) and :mod:`actors.bench.mcp` (``memory_store`` over MCP
+  stdio against a no-op server);
 - :mod:`actors.bench.sync`: ``memory-actors bench-sync`` (or
   ``python -m actors.bench.sync``), push, full resync and store latency
   against a real hub (needs ``memory-actors[hub]``);
@@ -15,6 +17,6 @@ them are in ``docs/performance.md``.
 
 from __future__ import annotations
 
-from actors.bench.store import bench
+from actors.bench.command import bench
 
 __all__ = ["bench"]
