@@ -31,7 +31,6 @@ code  name                 meaning
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import importlib
 import json
 import logging
@@ -39,7 +38,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import attrs
 import click
@@ -48,19 +47,27 @@ from rich.table import Table
 from rich.text import Text
 
 from actors import __version__
-from actors.errors import (
-    AskTimeout,
-    InvalidMemory,
-    MemoryActorsError,
-    MemoryNotFound,
-    SchemaError,
-    StorageBusy,
-    StorageError,
-    Unavailable,
+from actors._cli_base import (
+    EXIT_DATABASE,
+    EXIT_FAILURE,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    LOCAL,
+    SYNCING,
+    CommandError,
+    Settings,
+    configure_logging,
+    exit_code_for,
+    global_options,
+    group_options,
+    resolve_settings,
 )
+from actors.errors import MemoryActorsError
 from actors.model import MAX_LIMIT
-from actors.sync_model import RemoteConfig, SyncReport
-from actors.system import DB_ENV_VAR, Config, MemorySystem
+from actors.sync_model import SyncReport
+from actors.system import MemorySystem
 
 __all__ = [
     "EXIT_DATABASE",
@@ -78,13 +85,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_DATABASE = 4
-EXIT_UNAVAILABLE = 5
-
 #: What ``memory-actors mcp-config`` prints and ``mcp/memory-mcp.json`` holds.
 MCP_CONFIG: dict[str, Any] = {
     "mcpServers": {"memory": {"command": "memory-actors", "args": ["serve"]}}
@@ -96,70 +96,12 @@ _DEFAULT_HOST = "127.0.0.1"
 _DEFAULT_PORT = 8765
 
 
-#: Environment variables for the hub (flags take precedence).
-REMOTE_ENV_VAR = "MEMORY_ACTORS_REMOTE"
-API_KEY_ENV_VAR = "MEMORY_ACTORS_API_KEY"
-API_KEY_FILE_ENV_VAR = "MEMORY_ACTORS_API_KEY_FILE"
-
-
-def exit_code_for(exc: BaseException) -> int:
-    """The exit code for an error raised by the facade (see the module docstring)."""
-    if isinstance(exc, InvalidMemory):
-        return EXIT_USAGE
-    if isinstance(exc, MemoryNotFound):
-        return EXIT_NOT_FOUND
-    if isinstance(exc, SchemaError | StorageError):
-        return EXIT_DATABASE
-    # ConnectionError/TimeoutError: the built-in bases of every "retry later" error,
-    # so errors added to the tree later (a hub that is unreachable) map here too.
-    if isinstance(exc, Unavailable | AskTimeout | StorageBusy | ConnectionError | TimeoutError):
-        return EXIT_UNAVAILABLE
-    return EXIT_FAILURE
-
-
 def mcp_config_text(db: str | None = None) -> str:
     """The plugin config as JSON text; with ``db``, the server is pinned to that file."""
     config = json.loads(json.dumps(MCP_CONFIG))
     if db is not None:
         config["mcpServers"]["memory"]["args"] = ["--db", db, "serve"]
     return json.dumps(config, indent=2) + "\n"
-
-
-class CommandError(Exception):
-    """An error shown as one line on stderr, ending the command with ``exit_code``."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(" ".join(message.split()))
-        self.exit_code = exit_code
-
-
-@attrs.frozen
-class Settings:
-    """The global options every command reads, resolved (see :func:`_settings`)."""
-
-    db: str | None
-    #: True when --db came from the command line (not the environment).
-    db_from_cli: bool
-    synchronous: str
-    remote: str | None = None
-    api_key: str | None = attrs.field(default=None, repr=False)
-
-    def config(self, *, sync: bool = False) -> Config:
-        """The facade's config; ``sync`` starts the SyncActor when a remote is configured.
-
-        Only long-running commands sync (``serve``, ``sync``): a one-shot
-        ``store`` leaves its memory in the durable outbox for them.
-        """
-        remote = None
-        if sync and self.remote:
-            if not self.api_key:
-                raise CommandError(
-                    f"--remote {self.remote} needs an API key: --api-key, --api-key-file, "
-                    f"or {API_KEY_ENV_VAR}",
-                    EXIT_USAGE,
-                )
-            remote = RemoteConfig(self.remote, self.api_key)
-        return Config(synchronous="FULL" if self.synchronous == "FULL" else "NORMAL", remote=remote)
 
 
 @attrs.frozen
@@ -246,178 +188,11 @@ def _load_lazy(name: str, lazy: _Lazy) -> click.Command:
     return command
 
 
-#: The name of the stderr handler the CLI installs, so that a -v after the
-#: command raises the level of our handler, never of one a host installed.
-_LOG_HANDLER = "memory-actors-stderr"
-
-
-def _configure_logging(verbose: int) -> None:
-    """Log to stderr at -v's level; called again when more -v follow the command."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    root = logging.getLogger()
-    if any(handler.get_name() == _LOG_HANDLER for handler in root.handlers):
-        root.setLevel(level)
-        return
-    if root.handlers:
-        return  # a host (a test runner, an embedding program) configured logging already
-    # stderr only: in `serve` stdio mode stdout is the protocol stream.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.set_name(_LOG_HANDLER)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(level)
-
-
-# -- the global options --------------------------------------------------------------------
-#
-# Each is declared once and attached twice: to the group (with its environment
-# variable and default) and, where it means something, to the subcommands,
-# so that `memory-actors serve --db notes.db` works as `memory-actors --db
-# notes.db serve` does. After the command an option has no default and no
-# variable of its own: given there, it wins; otherwise the group's value
-# (flag, environment, default) stands. See _settings.
-
-_GLOBAL_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]] = {
-    # name: (declarations, what both places share, what only the group has)
-    "db": (
-        ("--db",),
-        {
-            "type": click.Path(dir_okay=False, resolve_path=True),
-            "help": "The SQLite database file (created if missing). "
-            "Default: memory.db in the user data directory.",
-        },
-        {"envvar": DB_ENV_VAR, "show_envvar": True},
-    ),
-    "synchronous": (
-        ("--synchronous",),
-        {
-            "type": click.Choice(["FULL", "NORMAL"], case_sensitive=False),
-            "help": "SQLite durability: FULL survives power loss; NORMAL (WAL) may lose the "
-            "last commits on power loss, never on a crash of the process.",
-        },
-        {"default": "FULL", "show_default": True},
-    ),
-    "remote": (
-        ("--remote",),
-        {
-            "metavar": "URL",
-            "help": "A memory-actors hub to sync with (serve and sync). Default: local only.",
-        },
-        {"envvar": REMOTE_ENV_VAR, "show_envvar": True},
-    ),
-    "api_key": (
-        ("--api-key",),
-        {
-            "metavar": "KEY",
-            "help": "The hub API key (prefer --api-key-file or the environment: argv is visible).",
-        },
-        {"envvar": API_KEY_ENV_VAR, "show_envvar": True},
-    ),
-    "api_key_file": (
-        ("--api-key-file",),
-        {
-            "type": click.Path(dir_okay=False, exists=True),
-            "help": "A file holding the hub API key.",
-        },
-        {"envvar": API_KEY_FILE_ENV_VAR, "show_envvar": True},
-    ),
-    "verbose": (
-        ("-v", "--verbose"),
-        {"count": True, "help": "Log to stderr: -v info, -vv debug."},
-        {},
-    ),
-}
-
-#: What a command that may sync with a hub takes after its name: all of them.
-_SYNCING = tuple(_GLOBAL_OPTIONS)
-#: What a command that works on the local file only takes (a --remote there would do nothing).
-_LOCAL = ("db", "synchronous", "verbose")
-
-_Callback = TypeVar("_Callback", bound=Callable[..., Any])
-
-
-def _group_options(function: _Callback) -> _Callback:
-    for declarations, shared, group_only in reversed(_GLOBAL_OPTIONS.values()):
-        function = click.option(*declarations, **shared, **group_only)(function)
-    return function
-
-
-def _global_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Let a subcommand take these global options after its name as well.
-
-    The wrapped callback never sees them: they are folded into the
-    :class:`Settings` on its context (``ctx.obj``), which it reads as before.
-    """
-
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(function)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            after = {name: kwargs.pop(name) for name in names}
-            ctx = click.get_current_context()
-            if after.get("verbose"):
-                _configure_logging(ctx.find_root().params.get("verbose", 0) + after["verbose"])
-            ctx.obj = _settings(ctx, after)
-            return function(*args, **kwargs)
-
-        # functools.wraps shared the callback's list of click parameters; give this
-        # command its own, the global options listed after its own in --help.
-        own = list(getattr(function, "__click_params__", []))
-        run.__click_params__ = []  # type: ignore[attr-defined]
-        for name in reversed(names):
-            declarations, shared, _ = _GLOBAL_OPTIONS[name]
-            default = 0 if name == "verbose" else None
-            run = click.option(*declarations, **shared, default=default)(run)
-        run.__click_params__ += own  # type: ignore[attr-defined]
-        return run
-
-    return decorate
-
-
-def _settings(ctx: click.Context, after: Mapping[str, Any] | None = None) -> Settings:
-    """The global options: after the command > before it > the environment > the default.
-
-    The API key is one setting with two sources: a key or key file given on
-    the command line (either side of the command) beats one in the
-    environment, and at the same level the key beats the key file.
-    """
-    root = ctx.find_root()
-    after = after or {}
-
-    def given(name: str) -> tuple[Any, bool]:
-        """The option's value, and whether it came from the command line."""
-        if after.get(name) is not None:
-            return after[name], True
-        on_cli = root.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-        return root.params.get(name), on_cli
-
-    db, db_from_cli = given("db")
-    key, key_on_cli = given("api_key")
-    key_file, file_on_cli = given("api_key_file")
-    api_key = None
-    # A flag beats the environment; on the same level the key beats the key file.
-    if key and (key_on_cli or not (key_file and file_on_cli)):
-        api_key = key
-    elif key_file:
-        api_key = _read_key_file(key_file)
-    return Settings(
-        db=db,
-        db_from_cli=db_from_cli,
-        synchronous=str(given("synchronous")[0] or "FULL").upper(),
-        remote=given("remote")[0],
-        api_key=api_key,
-    )
-
-
-def _read_key_file(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read().strip()
-
-
 @click.group(
     cls=_MemoryGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@_group_options
+@group_options
 @click.version_option(__version__, "-V", "--version", prog_name="memory-actors")
 @click.pass_context
 def cli(ctx: click.Context, /, verbose: int, **_read_by_settings: Any) -> None:
@@ -428,8 +203,8 @@ def cli(ctx: click.Context, /, verbose: int, **_read_by_settings: Any) -> None:
     The global options may also follow the command (`memory-actors serve --db
     notes.db`); given on both sides, the one after the command wins.
     """
-    _configure_logging(verbose)
-    ctx.obj = _settings(ctx)
+    configure_logging(verbose)
+    ctx.obj = resolve_settings(ctx)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -502,7 +277,7 @@ def _limit_option(default: int) -> Callable[[Callable[..., Any]], Callable[..., 
 
 
 @cli.command()
-@_global_options(*_SYNCING)
+@global_options(*SYNCING)
 @click.option("--http", is_flag=True, help="Serve streamable HTTP instead of stdio.")
 @click.option("--host", default=_DEFAULT_HOST, show_default=True, help="HTTP interface.")
 @click.option(
@@ -533,7 +308,7 @@ def serve(ctx: click.Context, http: bool, host: str, port: int) -> None:
 
 
 @cli.command()
-@_global_options(*_LOCAL)
+@global_options(*LOCAL)
 @click.argument("content")
 @click.option(
     "--tag", "-t", "tags", multiple=True, metavar="TAG", help="A tag; repeat for several."
@@ -587,7 +362,7 @@ def _read_stdin() -> str:
 
 
 @cli.command()
-@_global_options(*_LOCAL)
+@global_options(*LOCAL)
 @click.argument("query")
 @_limit_option(10)
 @_tag_filter
@@ -624,7 +399,7 @@ def recall(
 
 
 @cli.command()
-@_global_options(*_LOCAL)
+@global_options(*LOCAL)
 @click.argument("memory_id", metavar="ID")
 @_json_option
 @click.pass_context
@@ -651,7 +426,7 @@ def get(ctx: click.Context, memory_id: str, as_json: bool) -> None:
 
 
 @cli.command()
-@_global_options(*_LOCAL)
+@global_options(*LOCAL)
 @click.argument("memory_id", metavar="ID")
 @_json_option
 @click.pass_context
@@ -669,7 +444,7 @@ def forget(ctx: click.Context, memory_id: str, as_json: bool) -> None:
 
 
 @cli.command("list")
-@_global_options(*_LOCAL)
+@global_options(*LOCAL)
 @_namespace_filter
 @_tag_filter
 @_limit_option(20)
@@ -711,7 +486,7 @@ def list_(
 
 
 @cli.command()
-@_global_options(*_LOCAL)
+@global_options(*LOCAL)
 @_namespace_filter
 @_tag_filter
 @_json_option
@@ -742,7 +517,7 @@ def _count_lines(counts: dict[str, Any]) -> list[str]:
 
 
 @cli.command()
-@_global_options(*_LOCAL)
+@global_options(*LOCAL)
 @_json_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
@@ -765,7 +540,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
-@_global_options(*_LOCAL)
+@global_options(*LOCAL)
 @_json_option
 @click.pass_context
 def migrate(ctx: click.Context, as_json: bool) -> None:
@@ -797,7 +572,7 @@ def sync() -> None:
 
 
 @sync.command("status")
-@_global_options(*_SYNCING)
+@global_options(*SYNCING)
 @_json_option
 @click.pass_context
 def sync_status(ctx: click.Context, as_json: bool) -> None:
@@ -836,7 +611,7 @@ def _settled_report(system: MemorySystem) -> SyncReport | None:
 
 
 @sync.command("retry-dead")
-@_global_options(*_LOCAL)
+@global_options(*LOCAL)
 @_json_option
 @click.pass_context
 def sync_retry_dead(ctx: click.Context, as_json: bool) -> None:
@@ -850,7 +625,7 @@ def sync_retry_dead(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command("mcp-config")
-@_global_options("db")
+@global_options("db")
 @click.pass_context
 def mcp_config(ctx: click.Context) -> None:
     """Print the MCP client config (the mcpServers JSON) that launches this server.

@@ -36,6 +36,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "system",  # MemorySystem
         "server hub",  # the MCP server; the reference hub
         "sim bench",  # the deterministic runtime; the benchmarks
+        "_cli_base",  # exit codes, logging, the global options
         "cli",  # the command line
     )
 )
