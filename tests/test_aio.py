@@ -344,3 +344,30 @@ def test_group_commit_drops_writes_cancelled_before_the_transaction() -> None:
     assert committed == [["a", "c"]]
     assert (group.batches, group.dropped) == (1, 1)
     assert [writes[0].reply.get(timeout=0), writes[2].reply.get(timeout=0)] == ["ok", "ok"]
+
+
+def test_an_open_cancelled_midway_closes_the_system_once_it_has_opened(db_path: Path) -> None:
+    """Cancelling the opening task leaves no actor running: the opened system is closed."""
+    import pykka
+
+    from actors import aio
+
+    def running() -> set[str]:
+        return {ref.actor_urn for ref in pykka.ActorRegistry.get_all()}
+
+    before = running()
+
+    async def main() -> None:
+        async def use() -> None:
+            async with AsyncMemorySystem.open(db_path):
+                raise AssertionError("the body must not run: the open was cancelled")
+
+        task = asyncio.ensure_future(use())
+        await asyncio.sleep(0)  # the open has started in its worker thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.gather(*aio._abandoned)
+
+    run(main)
+    assert running() == before
