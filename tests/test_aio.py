@@ -371,3 +371,29 @@ def test_an_open_cancelled_midway_closes_the_system_once_it_has_opened(db_path: 
 
     run(main)
     assert running() == before
+
+
+def test_an_actor_dead_without_answering_gives_unavailable_within_a_poll(
+    system: MemorySystem,
+) -> None:
+    """The lost-tell window: liveness is polled on the loop, so no wait for the whole timeout."""
+    import pykka
+
+    from actors import Unavailable
+    from actors.aio import _Pending
+
+    class Silent(pykka.ThreadingActor):
+        pass
+
+    dead = Silent.start()
+    dead.stop()
+    memory = AsyncMemorySystem(system)
+
+    async def main() -> float:
+        pending: _Pending[Any] = _Pending(system, asyncio.get_running_loop())
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(Unavailable, match="the silent actor stopped before answering"):
+            await memory._wait(pending, dead, BOUND, "the silent actor")
+        return asyncio.get_running_loop().time() - started
+
+    assert run(main) < 1.0
