@@ -1,6 +1,7 @@
 """memory-actors: persistent memory for AI agents, on the actor model.
 
-The public facade is :class:`MemorySystem`; errors live in :mod:`actors.errors`;
+The public facade is :class:`MemorySystem` (blocking, thread-safe) and
+:class:`AsyncMemorySystem` (the same verbs for asyncio); errors live in :mod:`actors.errors`;
 the records it returns live in :mod:`actors.model`. The testing tools are
 imported explicitly and are not loaded by ``import actors``.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from actors.aio import AsyncMemorySystem
 from actors.errors import (
     AskTimeout,
     InvalidMemory,
@@ -39,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AskTimeout",
+    "AsyncMemorySystem",
     "Config",
     "CountResult",
     "ForgetResult",

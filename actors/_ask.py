@@ -40,8 +40,12 @@ def send(
     make: Callable[[pykka.Future[R]], Request[R]],
     *,
     if_dead: str,
+    reply: pykka.Future[R] | None = None,
 ) -> pykka.Future[R]:
-    """Tell ``ref`` the request ``make`` builds around a fresh reply future; return the future.
+    """Tell ``ref`` the request ``make`` builds around a reply future; return the future.
+
+    The future is ``reply`` if given (the asyncio facade passes a
+    :class:`~actors.runtime.NotifyingFuture`), else a fresh one of ``runtime``.
 
     ``make`` is the request class itself (``Ping``) or a lambda that fills in
     the rest (``lambda reply: GetMemory(reply, memory_id)``); its answer type
@@ -49,7 +53,8 @@ def send(
     dead: each caller knows whether a supervisor is restarting it, and how its
     own callers are told to retry.
     """
-    reply: pykka.Future[R] = runtime.new_future()
+    if reply is None:
+        reply = runtime.new_future()
     try:
         ref.tell(make(reply))
     except pykka.ActorDeadError:

@@ -7,6 +7,9 @@ base keeps the promise instead: every reply future is answered exactly once.
 
 - A request handler that raises answers its caller with the exception; the
   actor lives on (unlike a plain Pykka tell, which would kill it).
+- A request whose caller cancelled it while it was queued (an asyncio caller,
+  see :class:`~actors.runtime.NotifyingFuture`) is dropped when dequeued: the
+  cancellation already answered it, and nobody waits for the work.
 - ``on_stop`` (orderly stop) first lets the subclass settle what it holds
   (the store commits its pending batch), then fails every request still
   queued behind the stop with :class:`~actors.errors.Unavailable`.
@@ -27,7 +30,7 @@ from pykka.messages import _ActorStop  # the one private name we use: see _fail_
 
 from actors.errors import Unavailable
 from actors.messages import Answer, ChildFailed, ChildReady, ChildStopped, Request, TellBack
-from actors.runtime import Runtime
+from actors.runtime import Runtime, is_cancelled
 
 __all__ = ["DEFERRED", "ReplyingActor", "settle", "settle_error"]
 
@@ -143,6 +146,9 @@ class ReplyingActor(pykka.Actor):
             return None
         if not isinstance(message, Request):
             return self.handle(message)
+        if is_cancelled(message.reply):
+            logger.debug("%r: dropped %r, cancelled by its caller while queued", self, message)
+            return None
         try:
             answer = self.handle(message)
         except Exception as exc:

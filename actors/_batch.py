@@ -18,6 +18,12 @@ When a transaction fails:
   batch and propagates, so the actor dies of it and its supervisor restarts
   it, with no caller left waiting.
 
+A write whose caller cancelled it (an asyncio caller: see
+:class:`~actors.runtime.NotifyingFuture`) is dropped when its batch is
+flushed, before the transaction begins: it is never written. A write whose
+transaction has begun is committed; a cancellation that comes later loses
+only the receipt.
+
 Everything runs on the owning actor's thread; nothing here blocks.
 """
 
@@ -29,6 +35,7 @@ from typing import Generic, TypeVar
 from actors._base import settle, settle_error
 from actors.errors import StorageError
 from actors.messages import Request
+from actors.runtime import is_cancelled
 
 __all__ = ["GroupCommit"]
 
@@ -73,9 +80,14 @@ class GroupCommit(Generic[W]):
         self.held = False
         #: Transactions committed, for ``repr``.
         self.batches = 0
+        #: Writes dropped at a flush because their callers had cancelled them.
+        self.dropped = 0
 
     def __repr__(self) -> str:
-        return f"<GroupCommit pending={len(self.pending)} batches={self.batches} held={self.held}>"
+        return (
+            f"<GroupCommit pending={len(self.pending)} batches={self.batches} "
+            f"dropped={self.dropped} held={self.held}>"
+        )
 
     def add(self, write: W, *, hold_if_busy: bool = False) -> bool:
         """Queue ``write``: flush now if disabled, else schedule one flush per batch.
@@ -102,9 +114,9 @@ class GroupCommit(Generic[W]):
         arrival order, and the caller must schedule the retry that flushes it.
         """
         self.held = False
-        if not self.pending:
+        batch, self.pending = self._live(self.pending), []
+        if not batch:
             return False
-        batch, self.pending = self.pending, []
         try:
             results = self._commit(batch)
         except self._database_errors as exc:
@@ -138,9 +150,18 @@ class GroupCommit(Generic[W]):
         for write in batch:
             settle_error(write.reply, exc)
 
+    def _live(self, batch: list[W]) -> list[W]:
+        """``batch`` without the writes cancelled by their callers: those never begin."""
+        live = [write for write in batch if not is_cancelled(write.reply)]
+        self.dropped += len(batch) - len(live)
+        return live
+
     def _commit_one_by_one(self, batch: list[W]) -> None:
         """After a failed batch, find the write that fails: the others still commit."""
         for index, write in enumerate(batch):
+            if is_cancelled(write.reply):  # before each transaction, as in flush()
+                self.dropped += 1
+                continue
             try:
                 results = self._commit([write])
             except self._database_errors as exc:

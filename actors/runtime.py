@@ -10,6 +10,7 @@ direct use.
 
 from __future__ import annotations
 
+import concurrent.futures
 import heapq
 import inspect
 import itertools
@@ -25,7 +26,16 @@ import pykka
 
 from actors.model import uuid7
 
-__all__ = ["Cancellable", "Gate", "IdMinter", "Runtime", "ThreadedRuntime", "at_interpreter_exit"]
+__all__ = [
+    "Cancellable",
+    "Gate",
+    "IdMinter",
+    "NotifyingFuture",
+    "Runtime",
+    "ThreadedRuntime",
+    "at_interpreter_exit",
+    "is_cancelled",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +56,69 @@ class Gate(Protocol):
     def release(self) -> None: ...
 
 
+class NotifyingFuture(pykka.ThreadingFuture[Any]):
+    """A reply future that calls ``on_settled()`` once answered, and that its caller can cancel.
+
+    The bridge to asyncio (:mod:`actors.aio`): Pykka futures have no
+    done-callback, and awaiting one blocks the event loop. The actor that
+    answers calls ``set``/``set_exception`` on its own thread; the value is
+    stored first, then ``on_settled`` runs on that same thread, exactly once
+    (a second answer raises ``queue.Full`` before reaching it, as for any
+    Pykka future, and :func:`actors._base.settle` drops it). ``on_settled``
+    must be quick and must not raise: it only schedules work on the caller's
+    loop (``loop.call_soon_threadsafe``).
+
+    :meth:`cancel` is the caller giving up: it answers the future itself
+    (``concurrent.futures.CancelledError``) and marks it :attr:`cancelled`,
+    unless the actor answered first. Actors read the mark with
+    :func:`is_cancelled` and drop requests nobody waits for any more (see
+    ``docs/architecture.md``, "Cancellation"); ``on_settled`` is not called
+    for a cancellation.
+    """
+
+    def __init__(self, on_settled: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_settled = on_settled
+        self._cancelled = False
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self._cancelled else "done" if self.done else "pending"
+        return f"<NotifyingFuture {state}>"
+
+    @property
+    def done(self) -> bool:
+        """Answered (or cancelled): ``get(timeout=0)`` returns or raises at once."""
+        return self._result is not None
+
+    @property
+    def cancelled(self) -> bool:
+        """The caller cancelled this request before any answer (read by the actors)."""
+        return self._cancelled
+
+    def cancel(self) -> bool:
+        """Mark the request cancelled; False if it was already answered (too late)."""
+        with self._condition:  # a reentrant lock: ThreadingFuture takes it again below
+            if self._result is not None:
+                return False
+            self._cancelled = True
+            error = concurrent.futures.CancelledError("the caller cancelled this request")
+            super().set_exception(exc_info=(type(error), error, None))
+        return True
+
+    def set(self, value: Any | None = None) -> None:
+        super().set(value)
+        self._on_settled()
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        super().set_exception(exc_info)
+        self._on_settled()
+
+
+def is_cancelled(future: pykka.Future[Any]) -> bool:
+    """True when ``future``'s caller cancelled the request (only a NotifyingFuture can be)."""
+    return isinstance(future, NotifyingFuture) and future.cancelled
+
+
 class Runtime(Protocol):
     """What every actor and the supervisor reach for instead of threads, clocks and RNGs."""
 
@@ -57,6 +130,14 @@ class Runtime(Protocol):
 
     def new_future(self) -> pykka.Future[Any]:
         """A future that this runtime's actors can answer and callers can wait on."""
+        ...
+
+    def new_notifying_future(self, on_settled: Callable[[], None]) -> NotifyingFuture:
+        """A reply future that calls ``on_settled()`` on the answering thread once answered.
+
+        For callers on an event loop (:mod:`actors.aio`). A runtime without
+        threads (the simulation) raises ``NotImplementedError``.
+        """
         ...
 
     def monotonic(self) -> float:
@@ -219,6 +300,9 @@ class ThreadedRuntime:
 
     def new_future(self) -> pykka.Future[Any]:
         return pykka.ThreadingFuture()
+
+    def new_notifying_future(self, on_settled: Callable[[], None]) -> NotifyingFuture:
+        return NotifyingFuture(on_settled)
 
     def monotonic(self) -> float:
         return time.monotonic()

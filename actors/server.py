@@ -1,15 +1,20 @@
 """The MCP server: six memory tools over stdio and streamable HTTP (mcp 2.x ``MCPServer``).
 
-Each tool is a module-level function of the :class:`~actors.system.MemorySystem`
-and the model's arguments (``memory_get(system, id)``), so a test can call it
-directly. :func:`build_server` registers them all in one place: the server's
-lifespan yields the system, and the SDK injects it into each call through
+Each tool is a module-level coroutine function of the
+:class:`~actors.aio.AsyncMemorySystem` and the model's arguments
+(``await memory_get(memory, id)``), so a test can call it directly.
+:func:`build_server` registers them all in one place: the server's lifespan
+yields the facade over the system, and the SDK injects it into each call through
 ``Resolve`` (the ``System`` annotation), outside the arguments the model sees.
 A tool's docstring, dedented, is the description the model reads.
 
-Every tool is a plain ``def``: the SDK runs those on worker threads, where the
-blocking facade belongs (awaiting a Pykka future on the event loop would stall
-every other request). Each tool answers twice: ``structuredContent`` that
+Every tool is an ``async def`` on the asyncio facade: it runs on the server's
+event loop, with no worker-thread hop per call, and never blocks it (the
+facade awaits replies that the actors settle from their threads). Calls in
+flight from one client therefore reach the StoreActor together and share a
+group commit. A client that cancels a call (``notifications/cancelled``)
+cancels its task, and with it a write still queued (see :mod:`actors.aio`).
+Each tool answers twice: ``structuredContent`` that
 conforms to its advertised ``outputSchema`` (for programs) and one short text
 line or block (for the model reading it). The output models restate the
 records of :mod:`actors.model` with descriptions for the model;
@@ -36,18 +41,18 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import FrameType
 from typing import Annotated, Any, Final
 
 import anyio
-import anyio.from_thread
 from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from actors import __version__
+from actors.aio import AsyncMemorySystem
 from actors.errors import MemoryActorsError
 from actors.model import (
     MAX_CONTENT_BYTES,
@@ -227,26 +232,25 @@ _ListLimit = Annotated[
 
 # -- what the SDK injects (never part of the input schema) --------------------------------
 
-#: Reports how far a tool got: ``(done, message)`` with ``done`` from 0 to 1.
-Progress = Callable[[float, str], None]
+#: Reports how far a tool got: ``await progress(done, message)`` with ``done`` from 0 to 1.
+Progress = Callable[[float, str], Awaitable[None]]
 
 
-async def _system_of(ctx: Context[MemorySystem, Any]) -> MemorySystem:
-    """The MemorySystem the server was built on: its lifespan yields it."""
+async def _system_of(ctx: Context[AsyncMemorySystem, Any]) -> AsyncMemorySystem:
+    """The asyncio facade over the system the server was built on: its lifespan yields it."""
     return ctx.request_context.lifespan_context
 
 
 async def _progress_of(ctx: Context) -> Progress:
-    """Progress notifications for this call, sent from the tool's worker thread.
+    """Progress notifications for this call, sent on the event loop the tool runs on.
 
-    Sync tools run in ``anyio.to_thread``, so ``from_thread`` reaches the event
-    loop. Progress is a courtesy: a failure to send it never fails the tool.
-    The SDK drops it when the client asked for none (no progress token).
+    Progress is a courtesy: a failure to send it never fails the tool. The
+    SDK drops it when the client asked for none (no progress token).
     """
 
-    def report(done: float, message: str) -> None:
+    async def report(done: float, message: str) -> None:
         try:
-            anyio.from_thread.run(ctx.report_progress, done, 1, message)
+            await ctx.report_progress(done, 1, message)
         except Exception as exc:
             logger.debug("progress notification not sent: %s", exc)
 
@@ -254,13 +258,13 @@ async def _progress_of(ctx: Context) -> Progress:
 
 
 # Async resolvers run on the event loop: no worker-thread hop per call.
-System = Annotated[MemorySystem, Resolve(_system_of)]
+System = Annotated[AsyncMemorySystem, Resolve(_system_of)]
 _Progress = Annotated[Progress, Resolve(_progress_of)]
 
 # -- the tools: each docstring is the description the model reads ------------------------
 
 
-def memory_store(
+async def memory_store(
     system: System,
     content: Annotated[
         str,
@@ -289,7 +293,7 @@ def memory_store(
     it returns the existing id with duplicate=true and merges the tags.
     """
     with _tool_errors():
-        receipt = system.store(content, tags=tags, metadata=metadata, namespace=namespace)
+        receipt = await system.store(content, tags=tags, metadata=metadata, namespace=namespace)
     kind = "duplicate; tags merged" if receipt.duplicate else "new"
     text = f"Stored {receipt.id} ({kind}) in namespace {receipt.namespace}"
     if receipt.tags:
@@ -297,7 +301,7 @@ def memory_store(
     return _result(f"{text}; {receipt.sync_state}.", receipt.to_dict())
 
 
-def memory_recall(
+async def memory_recall(
     system: System,
     progress: _Progress,
     query: Annotated[
@@ -314,10 +318,10 @@ def memory_recall(
     settled. status says how the search ran; on status=retry, call again
     after retry_after seconds for more complete results.
     """
-    progress(0, "searching local memories and the hub")
+    await progress(0, "searching local memories and the hub")
     with _tool_errors():
-        result = system.recall(query, limit=limit, tags=tags, namespace=namespace)
-    progress(1, f"{result.status}: {len(result.hits)} match(es)")
+        result = await system.recall(query, limit=limit, tags=tags, namespace=namespace)
+    await progress(1, f"{result.status}: {len(result.hits)} match(es)")
     if not result.hits:
         text = f"No memories match {result.query!r} ({result.status}: {result.reason})."
     else:
@@ -332,23 +336,23 @@ def memory_recall(
     return _result(text, result.to_dict())
 
 
-def memory_get(system: System, id: _MemoryId) -> Annotated[CallToolResult, MemoryOutput]:
+async def memory_get(system: System, id: _MemoryId) -> Annotated[CallToolResult, MemoryOutput]:
     """Fetch one memory by id, with its full content, tags and metadata."""
     with _tool_errors():
-        memory = system.get(id)
+        memory = await system.get(id)
     tags = f" tags: {', '.join(memory.tags)}" if memory.tags else ""
     text = f"Memory {memory.id} [{memory.namespace}]{tags}\n{memory.content}"
     return _result(text, memory.to_dict())
 
 
-def memory_forget(system: System, id: _MemoryId) -> Annotated[CallToolResult, ForgetOutput]:
+async def memory_forget(system: System, id: _MemoryId) -> Annotated[CallToolResult, ForgetOutput]:
     """Delete a memory for good: its content is erased and a tombstone is kept.
 
     Use it when the user asks to forget something or a memory is wrong.
     Forgetting an already forgotten memory succeeds (already_forgotten=true).
     """
     with _tool_errors():
-        result = system.forget(id)
+        result = await system.forget(id)
     text = (
         f"{result.id} was already forgotten."
         if result.already_forgotten
@@ -357,7 +361,7 @@ def memory_forget(system: System, id: _MemoryId) -> Annotated[CallToolResult, Fo
     return _result(text, result.to_dict())
 
 
-def memory_list(
+async def memory_list(
     system: System,
     namespace: _NamespaceFilter = None,
     tags: _TagsFilter = None,
@@ -372,7 +376,7 @@ def memory_list(
     To continue, call again with before set to the previous answer's next_before.
     """
     with _tool_errors():
-        page = system.list(namespace=namespace, tags=tags, limit=limit, before=before)
+        page = await system.list(namespace=namespace, tags=tags, limit=limit, before=before)
     lines = [f"{len(page.memories)} memor{'y' if len(page.memories) == 1 else 'ies'}:"]
     lines += [f"- {m.id} [{m.namespace}] {_one_line(m.content)}" for m in page.memories]
     if page.next_before is not None:
@@ -380,14 +384,14 @@ def memory_list(
     return _result("\n".join(lines), page.to_dict())
 
 
-def memory_count(
+async def memory_count(
     system: System,
     namespace: _NamespaceFilter = None,
     tags: _TagsFilter = None,
 ) -> Annotated[CallToolResult, CountOutput]:
     """Count memories (per namespace) and report storage and sync diagnostics."""
     with _tool_errors():
-        counts = system.count(namespace=namespace, tags=tags)
+        counts = await system.count(namespace=namespace, tags=tags)
     spread = ", ".join(f"{ns}: {n}" for ns, n in counts.by_namespace.items())
     text = (
         f"{counts.total} memor{'y' if counts.total == 1 else 'ies'}"
@@ -413,7 +417,7 @@ def _annotations(
 
 
 #: Every tool with its annotations, in the order ``tools/list`` shows them.
-TOOLS: Final[tuple[tuple[Callable[..., CallToolResult], ToolAnnotations], ...]] = (
+TOOLS: Final[tuple[tuple[Callable[..., Awaitable[CallToolResult]], ToolAnnotations], ...]] = (
     # Idempotent: identical content in a namespace dedups to the same id.
     (memory_store, _annotations("Store a memory", read_only=False)),
     (memory_recall, _annotations("Recall memories", read_only=True)),
@@ -425,16 +429,20 @@ TOOLS: Final[tuple[tuple[Callable[..., CallToolResult], ToolAnnotations], ...]] 
 )
 
 
-def build_server(system: MemorySystem) -> MCPServer[MemorySystem]:
-    """An ``MCPServer`` exposing ``system`` as the six :data:`TOOLS`; it never closes ``system``."""
+def build_server(system: MemorySystem) -> MCPServer[AsyncMemorySystem]:
+    """An ``MCPServer`` exposing ``system`` as the six :data:`TOOLS`; it never closes ``system``.
+
+    The tools run on the server's event loop through an :class:`AsyncMemorySystem`
+    wrapping ``system`` (which stays the caller's to close).
+    """
 
     @contextlib.asynccontextmanager
-    async def lifespan(server: MCPServer[MemorySystem]) -> AsyncIterator[MemorySystem]:
+    async def lifespan(server: MCPServer[AsyncMemorySystem]) -> AsyncIterator[AsyncMemorySystem]:
         # Once per process on stdio and HTTP, once per client in memory; the caller
         # that opened the system closes it (serve_stdio, serve_http, a test).
-        yield system
+        yield AsyncMemorySystem(system)
 
-    server: MCPServer[MemorySystem] = MCPServer(
+    server: MCPServer[AsyncMemorySystem] = MCPServer(
         SERVER_NAME,
         title="Memory",
         instructions=_INSTRUCTIONS,

@@ -83,6 +83,12 @@ class StoreConfig:
 class StoreActor(ReplyingActor):
     """Sole owner of the SQLite connection; group-commits writes.
 
+    Cancellation (asyncio callers, :mod:`actors.aio`): a write whose caller
+    cancelled it is dropped if the cancellation is marked before the store
+    dequeues it, or before the transaction of its batch begins; it is then
+    never written. A write whose transaction has begun commits, and only its
+    receipt is lost.
+
     Runs on one thread of its own when threaded. On orderly stop, the pending
     batch is committed and answered, and requests queued behind the stop are
     answered with :class:`~actors.errors.Unavailable`. If the actor fails,
@@ -113,7 +119,7 @@ class StoreActor(ReplyingActor):
     def __repr__(self) -> str:
         return (
             f"<StoreActor {self.name} pending={len(self._batch.pending)} "
-            f"batches={self._batch.batches} state={self.state}>"
+            f"batches={self._batch.batches} dropped={self._batch.dropped} state={self.state}>"
         )
 
     # -- lifecycle ------------------------------------------------------------

@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Generic, Literal, Self, TypeVar
 
 import attrs
 import platformdirs
@@ -291,6 +291,11 @@ class MemorySystem:
         return self._closed
 
     # -- the memory API ------------------------------------------------------------
+    #
+    # Each verb is prepared once (validation, normalisation, the request built
+    # around its reply future: a _Call) and run by either facade: here with a
+    # blocking wait, in actors.aio with an await. What happens after the answer
+    # (a sync nudge, the sync summary of count, recall's merge) is shared too.
 
     def store(
         self,
@@ -302,16 +307,7 @@ class MemorySystem:
         timeout: float | None = None,
     ) -> StoreReceipt:
         """Store ``content``; answered only after commit. Identical content returns its id."""
-        text = normalize_content(content)
-        digest = content_hash(text)
-        ns = normalize_namespace(namespace)
-        tag_tuple = normalize_tags(tags)
-        meta = normalize_metadata(metadata)
-        receipt = self._ask(
-            "store", lambda reply: StoreMemory(reply, text, digest, ns, tag_tuple, meta), timeout
-        )
-        self._nudge_sync()
-        return receipt
+        return self._run(self._prepare_store(content, tags, metadata, namespace, timeout))
 
     def recall(
         self,
@@ -330,85 +326,42 @@ class MemorySystem:
         same call again soon gets the hub's answer from the cache. Without a
         hub, or when it fails: ``status: "local"`` with the reason.
         """
-        text = validate_query(query)
-        ns = None if namespace is None else normalize_namespace(namespace)
-        tag_tuple = normalize_tags(tags)
-        top = validate_limit(limit, default=10)
-        budget = self.config.recall_timeout if timeout is None else timeout
-        deadline = self.runtime.monotonic() + budget
+        plan = self._plan_recall(query, limit, tags, namespace, timeout)
+        deadline = self.runtime.monotonic() + plan.budget
         remote: pykka.Future[tuple[RemoteHit, ...]] | None = None
         remote_error = ""
-        if "recall" in self._cells:
+        if plan.has_remote:
             # Sent first, so the hub works while the local search runs.
             try:
-                remote = self.submit(
-                    "recall", lambda reply: RemoteRecall(reply, text, ns, tag_tuple, top)
-                )
+                remote = self.submit("recall", plan.remote)
             except Unavailable as exc:
                 remote_error = str(exc)
         try:
-            local = self._ask(
-                "store", lambda reply: SearchMemories(reply, text, ns, tag_tuple, top), budget
-            )
+            local = self._run(plan.local_call())
         except (AskTimeout, Unavailable) as exc:
-            # Recall answers within its deadline, always: a busy or restarting
-            # store makes it a retry, not an error (found by the recall sweep).
             if remote is not None:
                 with contextlib.suppress(Exception):
                     remote.get(timeout=max(0.0, deadline - self.runtime.monotonic()))
-            return RecallResult(
-                text,
-                (),
-                "retry",
-                f"the local store did not answer in time ({exc}); call memory_recall "
-                "again with the same arguments in a few seconds",
-                retry_after=_RETRY_AFTER,
-            )
-        if not any(ch.isalnum() for ch in text):
-            return RecallResult(
-                text, local, "local", "the query has no searchable words (letters or digits)"
-            )
-        if remote is None:
-            reason = (
-                f"local keyword search; remote recall unavailable: {remote_error}"
-                if remote_error
-                else "local keyword search (SQLite FTS5, BM25); no remote configured"
-            )
-            return RecallResult(text, local, "local", reason)
+            return plan.store_late(exc)
+        early = plan.without_hub(local, remote_error, sent=remote is not None)
+        if early is not None or remote is None:
+            assert early is not None
+            return early
         try:
             found = remote.get(timeout=max(0.0, deadline - self.runtime.monotonic()))
         except pykka.Timeout:
-            return RecallResult(
-                text,
-                local,
-                "retry",
-                "the hub is still searching: call memory_recall again with the same "
-                "arguments in a few seconds to get its semantic matches; these are the "
-                "local keyword matches meanwhile",
-                retry_after=_RETRY_AFTER,
-            )
+            return plan.hub_late(local)
         except MemoryActorsError as exc:
-            return RecallResult(
-                text, local, "local", f"local keyword search; remote recall failed: {exc}"
-            )
-        return RecallResult(
-            text,
-            merge_hits(found, local, top),
-            "complete",
-            "semantic matches from the hub merged with local keyword matches",
-        )
+            return plan.hub_failed(local, exc)
+        return plan.complete(local, found)
 
     def get(self, memory_id: str, *, timeout: float | None = None) -> Memory:
         """The memory with ``memory_id``; :class:`MemoryNotFound` if unknown or forgotten."""
-        canonical = validate_id(memory_id)
-        return self._ask("store", lambda reply: GetMemory(reply, canonical), timeout)
+        return self._run(self._prepare_get(memory_id, timeout))
 
     def forget(self, memory_id: str, *, timeout: float | None = None) -> ForgetResult:
         """Tombstone the memory (its content is erased; the tombstone syncs)."""
-        canonical = validate_id(memory_id)
-        result = self._ask("store", lambda reply: ForgetMemory(reply, canonical), timeout)
-        self._nudge_sync()
-        return result
+        return self._run(self._prepare_forget(memory_id, timeout))
 
     def list(
         self,
@@ -420,13 +373,7 @@ class MemorySystem:
         timeout: float | None = None,
     ) -> MemoryPage:
         """Memories, most recent first; pass the page's ``next_before`` to continue."""
-        ns = None if namespace is None else normalize_namespace(namespace)
-        tag_tuple = normalize_tags(tags)
-        top = validate_limit(limit, default=20)
-        cursor = None if before is None else validate_id(before)
-        return self._ask(
-            "store", lambda reply: ListMemories(reply, ns, tag_tuple, top, cursor), timeout
-        )
+        return self._run(self._prepare_list(namespace, tags, limit, before, timeout))
 
     def count(
         self,
@@ -436,39 +383,133 @@ class MemorySystem:
         timeout: float | None = None,
     ) -> CountResult:
         """Counts and diagnostics (outbox, dead letters, schema version, path, sync)."""
+        result = self._run(self._prepare_count(namespace, tags, timeout))
+        return self._with_sync(result, self.sync_report())
+
+    def sync_report(self) -> SyncReport | None:
+        """The SyncActor's state (None without a remote); never waits more than 2 s."""
+        call = self._prepare_sync_status()
+        if call is None:
+            return None
+        try:
+            return self._run(call)
+        except (Unavailable, AskTimeout) as exc:
+            return self._sync_unknown(exc)
+
+    def retry_dead_letters(self, *, timeout: float | None = None) -> int:
+        """Put every dead letter back in the outbox; returns how many memories were requeued."""
+        return self._run(self._prepare_retry_dead(timeout))
+
+    # -- each verb prepared once, for both facades -------------------------------------
+
+    def _prepare_store(
+        self,
+        content: str,
+        tags: Iterable[str] | None,
+        metadata: Mapping[str, Any] | None,
+        namespace: str | None,
+        timeout: float | None,
+    ) -> _Call[StoreReceipt]:
+        text = normalize_content(content)
+        digest = content_hash(text)
+        ns = normalize_namespace(namespace)
+        tag_tuple = normalize_tags(tags)
+        meta = normalize_metadata(metadata)
+        return _Call(
+            "store",
+            lambda reply: StoreMemory(reply, text, digest, ns, tag_tuple, meta),
+            timeout,
+            nudge=True,
+        )
+
+    def _plan_recall(
+        self,
+        query: str,
+        limit: int | None,
+        tags: Iterable[str] | None,
+        namespace: str | None,
+        timeout: float | None,
+    ) -> _RecallPlan:
+        return _RecallPlan(
+            text=validate_query(query),
+            namespace=None if namespace is None else normalize_namespace(namespace),
+            tags=normalize_tags(tags),
+            limit=validate_limit(limit, default=10),
+            budget=self.config.recall_timeout if timeout is None else timeout,
+            has_remote="recall" in self._cells,
+        )
+
+    def _prepare_get(self, memory_id: str, timeout: float | None) -> _Call[Memory]:
+        canonical = validate_id(memory_id)
+        return _Call("store", lambda reply: GetMemory(reply, canonical), timeout)
+
+    def _prepare_forget(self, memory_id: str, timeout: float | None) -> _Call[ForgetResult]:
+        canonical = validate_id(memory_id)
+        return _Call("store", lambda reply: ForgetMemory(reply, canonical), timeout, nudge=True)
+
+    def _prepare_list(
+        self,
+        namespace: str | None,
+        tags: Iterable[str] | None,
+        limit: int | None,
+        before: str | None,
+        timeout: float | None,
+    ) -> _Call[MemoryPage]:
         ns = None if namespace is None else normalize_namespace(namespace)
         tag_tuple = normalize_tags(tags)
-        result = self._ask("store", lambda reply: CountMemories(reply, ns, tag_tuple), timeout)
-        report = self.sync_report()
+        top = validate_limit(limit, default=20)
+        cursor = None if before is None else validate_id(before)
+        return _Call(
+            "store", lambda reply: ListMemories(reply, ns, tag_tuple, top, cursor), timeout
+        )
+
+    def _prepare_count(
+        self, namespace: str | None, tags: Iterable[str] | None, timeout: float | None
+    ) -> _Call[CountResult]:
+        ns = None if namespace is None else normalize_namespace(namespace)
+        tag_tuple = normalize_tags(tags)
+        return _Call("store", lambda reply: CountMemories(reply, ns, tag_tuple), timeout)
+
+    def _with_sync(self, result: CountResult, report: SyncReport | None) -> CountResult:
+        """``count``'s answer with the sync summary filled in."""
         if report is not None:
-            result = attrs.evolve(result, sync=report.summary())
-        elif self.config.remote is not None:
-            result = attrs.evolve(
+            return attrs.evolve(result, sync=report.summary())
+        if self.config.remote is not None:
+            return attrs.evolve(
                 result,
                 sync=f"not syncing in this process (remote {self.config.remote.url}; "
                 "`serve` pushes the outbox)",
             )
         return result
 
-    def sync_report(self) -> SyncReport | None:
-        """The SyncActor's state (None without a remote); never waits more than 2 s."""
+    def _prepare_sync_status(self) -> _Call[SyncReport] | None:
         if self.config.remote is None or "sync" not in self._cells:
             return None
-        try:
-            return self._ask("sync", SyncStatus, min(2.0, self.config.ask_timeout))
-        except (Unavailable, AskTimeout) as exc:
-            return SyncReport(
-                state="starting", reason=str(exc), remote=self.config.remote.url, lease_holder=False
-            )
+        return _Call("sync", SyncStatus, min(2.0, self.config.ask_timeout))
 
-    def retry_dead_letters(self, *, timeout: float | None = None) -> int:
-        """Put every dead letter back in the outbox; returns how many memories were requeued."""
-        count = self._ask("store", RetryDeadLetters, timeout)
-        self._nudge_sync()
-        return count
+    def _sync_unknown(self, exc: Exception) -> SyncReport:
+        assert self.config.remote is not None
+        return SyncReport(
+            state="starting", reason=str(exc), remote=self.config.remote.url, lease_holder=False
+        )
+
+    def _prepare_retry_dead(self, timeout: float | None) -> _Call[int]:
+        return _Call("store", RetryDeadLetters, timeout, nudge=True)
+
+    def _run(self, call: _Call[R]) -> R:
+        """The blocking facade's half of a verb: ask, wait, finish."""
+        return self._finish(call, self._ask(call.child, call.make, call.timeout))
+
+    def _finish(self, call: _Call[R], value: R) -> R:
+        if call.nudge:
+            self._nudge_sync()
+        return value
 
     def status(self) -> dict[str, Any]:
         """The supervisor's view: each actor's status, restarts and reason."""
+        return self._status(None if self._closed else self.sync_report())
+
+    def _status(self, report: SyncReport | None) -> dict[str, Any]:
         state: Literal["ready", "degraded", "restarting", "closed"] = "ready"
         if self._closed:
             state = "closed"
@@ -476,7 +517,6 @@ class MemorySystem:
             state = "degraded"
         elif any(c.status != ChildCell.READY for c in self._cells.values()):
             state = "restarting"
-        report = None if self._closed else self.sync_report()
         return {
             "state": state,
             "database": self.path,
@@ -505,16 +545,24 @@ class MemorySystem:
         the admission gate. ``make`` builds the request around the reply
         future, e.g. ``lambda reply: GetMemory(reply, memory_id)``.
         """
+        return self._send(child, make, self.runtime.new_future())
+
+    def _send(
+        self, child: str, make: Callable[[pykka.Future[R]], Request[R]], reply: pykka.Future[R]
+    ) -> pykka.Future[R]:
+        """Tell the child the request built around ``reply`` (either facade's future)."""
+        self._check_open()
+        return send(self.runtime, self._ready(child), make, if_dead=_restarting(child), reply=reply)
+
+    def _check_open(self) -> None:
         if self._closed:
             raise SystemClosed("this MemorySystem is closed; open a new one")
-        return send(self.runtime, self._ready(child), make, if_dead=_restarting(child))
 
     def _ask(
         self, child: str, make: Callable[[pykka.Future[R]], Request[R]], timeout: float | None
     ) -> R:
         """Ask a child actor, behind the admission gate; ``timeout`` None: ``ask_timeout``."""
-        if self._closed:
-            raise SystemClosed("this MemorySystem is closed; open a new one")
+        self._check_open()
         wait = self.config.ask_timeout if timeout is None else timeout
         if not self._gate.acquire(self.config.admission_wait):
             raise Overloaded(
@@ -545,6 +593,102 @@ def _restarting(child: str) -> str:
 
 #: The retry hint of a recall that timed out, in seconds.
 _RETRY_AFTER = 2.0
+
+
+@attrs.frozen
+class _Call(Generic[R]):
+    """Internal: one verb's request, validated and built once for both facades.
+
+    ``make`` builds the request around a reply future (a blocking one, or the
+    asyncio facade's :class:`~actors.runtime.NotifyingFuture`); ``timeout``
+    None means ``Config.ask_timeout``; ``nudge``: a write, after which the
+    SyncActor is nudged to push.
+    """
+
+    child: str
+    make: Callable[[pykka.Future[R]], Request[R]]
+    timeout: float | None
+    nudge: bool = False
+
+
+@attrs.frozen
+class _RecallPlan:
+    """Internal: a recall validated once, and how each outcome becomes its answer.
+
+    Both facades send :meth:`remote` first (when ``has_remote``), run
+    :meth:`local_call`, and wait for the hub until ``budget`` seconds after
+    they started; the methods below turn what happened into the RecallResult.
+    """
+
+    text: str
+    namespace: str | None
+    tags: tuple[str, ...]
+    limit: int
+    budget: float
+    has_remote: bool
+
+    def remote(self, reply: pykka.Future[tuple[RemoteHit, ...]]) -> RemoteRecall:
+        return RemoteRecall(reply, self.text, self.namespace, self.tags, self.limit)
+
+    def local_call(self) -> _Call[tuple[RecallHit, ...]]:
+        return _Call(
+            "store",
+            lambda reply: SearchMemories(reply, self.text, self.namespace, self.tags, self.limit),
+            self.budget,
+        )
+
+    def store_late(self, exc: Exception) -> RecallResult:
+        # Recall answers within its deadline, always: a busy or restarting
+        # store makes it a retry, not an error (found by the recall sweep).
+        return RecallResult(
+            self.text,
+            (),
+            "retry",
+            f"the local store did not answer in time ({exc}); call memory_recall "
+            "again with the same arguments in a few seconds",
+            retry_after=_RETRY_AFTER,
+        )
+
+    def without_hub(
+        self, local: tuple[RecallHit, ...], remote_error: str, *, sent: bool
+    ) -> RecallResult | None:
+        """The answer when the hub's is not needed or not coming; None: wait for the hub."""
+        if not any(ch.isalnum() for ch in self.text):
+            return RecallResult(
+                self.text, local, "local", "the query has no searchable words (letters or digits)"
+            )
+        if sent:
+            return None
+        reason = (
+            f"local keyword search; remote recall unavailable: {remote_error}"
+            if remote_error
+            else "local keyword search (SQLite FTS5, BM25); no remote configured"
+        )
+        return RecallResult(self.text, local, "local", reason)
+
+    def hub_late(self, local: tuple[RecallHit, ...]) -> RecallResult:
+        return RecallResult(
+            self.text,
+            local,
+            "retry",
+            "the hub is still searching: call memory_recall again with the same "
+            "arguments in a few seconds to get its semantic matches; these are the "
+            "local keyword matches meanwhile",
+            retry_after=_RETRY_AFTER,
+        )
+
+    def hub_failed(self, local: tuple[RecallHit, ...], exc: Exception) -> RecallResult:
+        return RecallResult(
+            self.text, local, "local", f"local keyword search; remote recall failed: {exc}"
+        )
+
+    def complete(self, local: tuple[RecallHit, ...], found: tuple[RemoteHit, ...]) -> RecallResult:
+        return RecallResult(
+            self.text,
+            merge_hits(found, local, self.limit),
+            "complete",
+            "semantic matches from the hub merged with local keyword matches",
+        )
 
 
 def merge_hits(

@@ -62,7 +62,10 @@ def test_handlers_never_sleep_and_every_future_wait_has_a_timeout() -> None:
     for name, src in _sources().items():
         if _exempt(name):
             continue
-        assert "sleep(" not in src, name
+        # The asyncio facade's admission wait pauses its own caller's task on the
+        # loop (``await asyncio.sleep``); no thread and no actor ever sleeps.
+        allowed = src.replace("await asyncio.sleep(", "") if name == "aio.py" else src
+        assert "sleep(" not in allowed, name
         # The inbox's get() is only called after empty() said it holds an envelope.
         assert not re.search(r"(?<!actor_inbox)\.get\(\)", src), (
             f"{name}: a future .get() without timeout"

@@ -34,6 +34,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "_batch migrations supervisor local_db",  # group commit; schema; restarts; SQL
         "store sync recall",  # the client's actors
         "system",  # MemorySystem
+        "aio",  # AsyncMemorySystem: the same verbs on an event loop
         "server hub",  # the MCP server; the reference hub
         "sim bench",  # the deterministic runtime; the benchmarks
         "_cli_base",  # exit codes, logging, the global options
@@ -42,7 +43,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 )
 
 #: The client: everything a user of MemorySystem or the MCP server runs.
-CLIENT = frozenset().union(*LAYERS[:10]) | {"server"}
+CLIENT = frozenset().union(*LAYERS[:11]) | {"server"}
 
 
 def _unit(module: str) -> str | None:

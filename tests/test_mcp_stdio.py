@@ -18,13 +18,14 @@ import os
 import select
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -32,7 +33,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 
-from actors import MemorySystem
+from actors import Config, MemorySystem
 from actors.migrations import LATEST_VERSION
 from actors.model import MAX_CONTENT_BYTES, MAX_LIMIT
 from actors.server import build_server
@@ -480,6 +481,40 @@ def test_lone_surrogate_reaching_the_tool_is_an_error_result(tmp_path: Path, mod
             assert (await ok(client, "memory_count", {}))["total"] == 0
 
     with MemorySystem.open(tmp_path / "memory.db") as system:
+        run(lambda: scenario(system))
+
+
+class _CountingConnection(sqlite3.Connection):
+    """A real connection that counts write transactions (``BEGIN IMMEDIATE``)."""
+
+    begins: ClassVar[int] = 0
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
+        if sql.startswith("BEGIN IMMEDIATE"):
+            _CountingConnection.begins += 1
+        return super().execute(sql, parameters)
+
+
+def _counting_connect(path: str) -> sqlite3.Connection:
+    return sqlite3.connect(path, timeout=5.0, isolation_level=None, factory=_CountingConnection)
+
+
+@pytest.mark.parametrize("mode", ERAS)
+def test_concurrent_calls_from_one_client_share_group_commits(tmp_path: Path, mode: str) -> None:
+    """32 memory_store calls in flight from one client: 32 memories, fewer transactions."""
+
+    async def scenario(system: MemorySystem) -> None:
+        async with Client(build_server(system), mode=mode) as client:
+            before = _CountingConnection.begins
+            async with anyio.create_task_group() as group:
+                for n in range(32):
+                    group.start_soon(ok, client, "memory_store", {"content": f"fact {n}"})
+            transactions = _CountingConnection.begins - before
+            assert (await ok(client, "memory_count", {}))["total"] == 32
+            assert 1 <= transactions < 32
+
+    config = Config(connect=_counting_connect)
+    with MemorySystem.open(tmp_path / "memory.db", config=config) as system:
         run(lambda: scenario(system))
 
 

@@ -1,13 +1,15 @@
 """The MCP tools as plain functions, and their output models against the records they restate.
 
 The tools are called here without any client or transport: a tool is a
-function of the MemorySystem and the model's arguments. The end-to-end
+coroutine function of the AsyncMemorySystem and the model's arguments. The end-to-end
 behaviour (schemas, eras, stdio, HTTP) is in test_mcp_stdio.py and
 test_mcp_http.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import types
 import typing
 from typing import Any, Literal, Union
@@ -17,7 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
-from actors import MemorySystem
+from actors import AsyncMemorySystem, MemorySystem
 from actors.model import (
     CountResult,
     ForgetResult,
@@ -113,8 +115,10 @@ def test_the_shapes_tell_a_changed_field_apart() -> None:
 def test_a_tool_called_directly_stores_and_answers_text_and_structured_content(
     system: MemorySystem,
 ) -> None:
-    """memory_store is a function of the system and the arguments; its answer is the receipt."""
-    result = memory_store(system, "  The user prefers tabs.\r\n", tags=["Style"])
+    """memory_store is a coroutine of the facade and the arguments; its answer is the receipt."""
+    result = asyncio.run(
+        memory_store(AsyncMemorySystem(system), "  The user prefers tabs.\r\n", tags=["Style"])
+    )
     receipt = StoreOutput.model_validate(result.structured_content)
     assert _text(result) == (
         f"Stored {receipt.id} (new) in namespace default with tags style; committed."
@@ -127,10 +131,18 @@ def test_recall_called_directly_reports_progress_through_the_injected_reporter(
     system: MemorySystem,
 ) -> None:
     """Progress goes to whatever reporter the caller passes: 0 at the start, 1 with the status."""
-    stored = memory_store(system, "Deploys happen on Tuesdays.").structured_content
-    assert stored is not None
+    memory = AsyncMemorySystem(system)
     seen: list[tuple[float, str]] = []
-    result = memory_recall(system, lambda done, message: seen.append((done, message)), "deploys")
+
+    async def report(done: float, message: str) -> None:
+        seen.append((done, message))
+
+    async def main() -> tuple[dict[str, Any] | None, CallToolResult]:
+        stored = (await memory_store(memory, "Deploys happen on Tuesdays.")).structured_content
+        return stored, await memory_recall(memory, report, "deploys")
+
+    stored, result = asyncio.run(main())
+    assert stored is not None
     assert seen == [(0, "searching local memories and the hub"), (1, "local: 1 match(es)")]
     found = RecallOutput.model_validate(result.structured_content)
     assert [hit.id for hit in found.hits] == [stored["id"]]
@@ -142,10 +154,11 @@ def test_recall_called_directly_reports_progress_through_the_injected_reporter(
 
 def test_a_facade_error_becomes_a_tool_error_named_after_its_class(system: MemorySystem) -> None:
     """Our errors reach the model with their class name; nothing is stored."""
+    memory = AsyncMemorySystem(system)
     with pytest.raises(ToolError, match=r"^InvalidMemory: 'nope' is not a memory id \(a UUID\)$"):
-        memory_get(system, "nope")
+        asyncio.run(memory_get(memory, "nope"))
     with pytest.raises(ToolError, match=r"^InvalidMemory: content is empty"):
-        memory_store(system, "   ")
+        asyncio.run(memory_store(memory, "   "))
     assert system.count().total == 0
 
 
@@ -154,17 +167,40 @@ def test_every_tool_answers_structured_content_its_output_model_accepts(
 ) -> None:
     """Each tool's structuredContent has exactly its model's fields and validates against it."""
     memory_id = system.store("a fact to page through").id
-    answers = {
-        memory_store: memory_store(system, "a fact to page through", tags=["x"]),
-        memory_recall: memory_recall(system, lambda done, message: None, "fact"),
-        memory_get: memory_get(system, memory_id),
-        memory_list: memory_list(system, limit=1),
-        memory_count: memory_count(system),
-        memory_forget: memory_forget(system, memory_id),
-    }
+    memory = AsyncMemorySystem(system)
+
+    async def quiet(done: float, message: str) -> None:
+        pass
+
+    async def main() -> dict[Any, CallToolResult]:
+        return {
+            memory_store: await memory_store(memory, "a fact to page through", tags=["x"]),
+            memory_recall: await memory_recall(memory, quiet, "fact"),
+            memory_get: await memory_get(memory, memory_id),
+            memory_list: await memory_list(memory, limit=1),
+            memory_count: await memory_count(memory),
+            memory_forget: await memory_forget(memory, memory_id),
+        }
+
+    answers = asyncio.run(main())
     assert set(answers) == {tool for tool, _ in TOOLS}
     for tool, result in answers.items():
         model = _output_model(tool)
         assert result.structured_content is not None
         assert set(result.structured_content) == set(model.model_fields), tool.__name__
         model.model_validate(result.structured_content)
+
+
+def test_the_tools_are_coroutines_on_the_loop_and_concurrent_calls_share_group_commits(
+    system: MemorySystem,
+) -> None:
+    """No thread hop per call: 32 concurrent memory_store calls on one loop, one file."""
+    memory = AsyncMemorySystem(system)
+
+    async def main() -> list[CallToolResult]:
+        return await asyncio.gather(*(memory_store(memory, f"fact {n}") for n in range(32)))
+
+    assert all(inspect.iscoroutinefunction(tool) for tool, _ in TOOLS)
+    results = asyncio.run(main())
+    assert len({(r.structured_content or {})["id"] for r in results}) == 32
+    assert system.count().total == 32

@@ -7,6 +7,7 @@ revoked key, and a server answering garbage (tests/fault_server.py).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from hub_fixtures import HubProcess
 from mcp import Client
 from slow_proxy import slow_proxy
 
-from actors import MemorySystem
+from actors import AsyncMemorySystem, MemorySystem
 from actors.server import build_server
 from actors.sync_model import RemoteConfig
 from actors.system import Config
@@ -203,3 +204,34 @@ def test_garbage_from_the_hub_means_local_results_with_the_reason(tmp_path: Path
             assert result.status == "local"
             assert "remote recall failed" in result.reason
             assert [hit.source for hit in result.hits] == ["local"]
+
+
+def test_the_async_facade_recalls_complete_and_retry_as_the_blocking_one(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    """AsyncMemorySystem.recall: complete with the hub's hits; past the deadline, retry."""
+    key: str = hub.key  # type: ignore[attr-defined]
+    with _system(tmp_path / "c.db", hub.url, key) as mem:
+        _until(lambda: mem.count().total == len(FACTS), what="the pull")
+        memory = AsyncMemorySystem(mem)
+
+        def recall() -> Any:
+            return asyncio.run(memory.recall("staging database port"))
+
+        _until(lambda: recall().status == "complete", what="the hub's answer")
+        done = recall()
+        assert (done.status, done.hits[0].content, done.hits[0].source) == (
+            "complete",
+            FACTS[0],
+            "both",
+        )
+    with (
+        slow_proxy(hub.url, delay=2.0) as proxy,
+        _system(tmp_path / "d.db", proxy.url, key) as mem,
+    ):
+        _until(lambda: mem.count().total == len(FACTS), what="the pull through the proxy")
+        started = time.monotonic()
+        late = asyncio.run(AsyncMemorySystem(mem).recall("staging database port"))
+        assert late.status == "retry"
+        assert [hit.source for hit in late.hits] == ["local"]
+        assert time.monotonic() - started < RECALL_TIMEOUT + 1.0

@@ -1,11 +1,13 @@
 """``memory-actors bench``: the store's write path against the design it replaces.
 
 A harness, not an actor: it may use ``time`` and ``threading`` directly.
-Four designs run side by side, each on a fresh file whose schema comes from
+Five designs run side by side, each on a fresh file whose schema comes from
 :func:`actors.migrations.migrate`, so tables, indexes, FTS5 triggers and the
 outbox are identical:
 
 - ``actor-group``: :class:`~actors.system.MemorySystem` with group commit;
+- ``actor-async``: :class:`~actors.aio.AsyncMemorySystem` with group commit,
+  the writers being asyncio tasks on one event loop instead of threads;
 - ``actor-each``: the same with one commit per message;
 - ``lock``: one ``sqlite3`` connection shared by all threads behind one
   ``threading.RLock``, one transaction per store, the same work per store
@@ -23,17 +25,19 @@ one outbox row per successful store.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
 from rich.table import Table
 
 from actors._sqlite import Synchronous, connect
+from actors.aio import AsyncMemorySystem
 from actors.bench._common import content, count_rows, fmt, percentile_ms
 from actors.model import (
     HybridClock,
@@ -49,7 +53,7 @@ from actors.system import Config, MemorySystem
 
 __all__ = ["DESIGNS", "BenchResult", "fill_ratios", "median_run", "run_design", "store_table"]
 
-DESIGNS = ("actor-group", "actor-each", "lock", "raw")
+DESIGNS = ("actor-group", "actor-async", "actor-each", "lock", "raw")
 _MEMORY_COLUMNS = (
     "id, namespace, content, content_hash, tags, metadata, created_at, updated_at, "
     "version, origin, deleted, sync_state"
@@ -95,7 +99,7 @@ class BenchResult:
 
 
 class _Writers:
-    """N threads calling ``store(content)``; a barrier starts them together."""
+    """N threads calling ``store(content)`` (a barrier starts them together), or N tasks."""
 
     def __init__(self, threads: int, ops: int | None, seconds: float | None, run: str) -> None:
         self.threads = threads
@@ -122,26 +126,53 @@ class _Writers:
             worker.join()
         return time.perf_counter() - start
 
-    def _work(self, index: int, store: Callable[[str], object]) -> None:
-        lat = self.latencies[index]
-        clock = time.perf_counter_ns
-        self._barrier.wait()
+    async def go_tasks(self, store: Callable[[str], Awaitable[object]]) -> float:
+        """The same writers as asyncio tasks on the running loop (``threads`` of them)."""
+        self._deadline = time.perf_counter() + (self.seconds or 0.0)
+        start = time.perf_counter()
+        await asyncio.gather(*(self._work_task(i, store) for i in range(self.threads)))
+        return time.perf_counter() - start
+
+    def _texts(self, index: int) -> Iterator[str]:
+        """Writer ``index``'s contents, until its ops or the deadline run out."""
         op = 0
         while True:
             if self.ops is not None:
                 if op >= self.ops:
-                    break
+                    return
             elif time.perf_counter() >= self._deadline:
-                break
-            text = content(self.run, index, op)
+                return
+            yield content(self.run, index, op)
             op += 1
+
+    def _failed(self, index: int, exc: Exception) -> None:
+        # Every error is counted, never hidden.
+        self.errors[index] += 1
+        if not self.first_error:
+            self.first_error = f"{type(exc).__name__}: {exc}"
+
+    def _work(self, index: int, store: Callable[[str], object]) -> None:
+        lat = self.latencies[index]
+        clock = time.perf_counter_ns
+        self._barrier.wait()
+        for text in self._texts(index):
             t0 = clock()
             try:
                 store(text)
-            except Exception as exc:  # every error is counted, never hidden
-                self.errors[index] += 1
-                if not self.first_error:
-                    self.first_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:
+                self._failed(index, exc)
+                continue
+            lat.append(clock() - t0)
+
+    async def _work_task(self, index: int, store: Callable[[str], Awaitable[object]]) -> None:
+        lat = self.latencies[index]
+        clock = time.perf_counter_ns
+        for text in self._texts(index):
+            t0 = clock()
+            try:
+                await store(text)
+            except Exception as exc:
+                self._failed(index, exc)
                 continue
             lat.append(clock() - t0)
 
@@ -170,6 +201,16 @@ def _run_actor(path: str, sync: Synchronous, writers: _Writers, *, group_commit:
     config = Config(synchronous=sync, group_commit=group_commit)
     with MemorySystem.open(path, config=config) as system:
         return writers.go(system.store)
+
+
+def _run_actor_async(path: str, sync: Synchronous, writers: _Writers) -> float:
+    config = Config(synchronous=sync, group_commit=True)
+
+    async def main() -> float:
+        async with AsyncMemorySystem.open(path, config=config) as memory:
+            return await writers.go_tasks(memory.store)
+
+    return asyncio.run(main())
 
 
 class _LockStore:
@@ -359,6 +400,8 @@ def run_design(
     writers = _Writers(threads, ops, seconds, run)
     if design == "actor-group":
         elapsed = _run_actor(path, sync, writers, group_commit=True)
+    elif design == "actor-async":
+        elapsed = _run_actor_async(path, sync, writers)
     elif design == "actor-each":
         elapsed = _run_actor(path, sync, writers, group_commit=False)
     elif design == "lock":

@@ -42,7 +42,7 @@ from pykka._envelope import Envelope
 from actors._base import settle_error
 from actors.errors import Unavailable
 from actors.messages import Answer, Request, TellBack
-from actors.runtime import IdMinter
+from actors.runtime import IdMinter, NotifyingFuture
 from actors.sim.faults import FaultPlan
 from actors.sim.strategies import Strategy, make_strategy
 from actors.sim.trace import Trace
@@ -438,6 +438,16 @@ class SimRuntime:
 
     def new_future(self) -> pykka.Future[Any]:
         return self.future_class()
+
+    def new_notifying_future(self, on_settled: Callable[[], None]) -> NotifyingFuture:
+        """Not in a simulated world: its futures are answered only while a caller's
+        ``get()`` drives the scheduler, so an event loop awaiting one would wait forever.
+        Drive a world with ``MemorySystem`` and ``submit``; ``AsyncMemorySystem`` needs
+        a threaded runtime."""
+        raise NotImplementedError(
+            "the simulated runtime has no actor threads to answer an event loop's await; "
+            "use MemorySystem (and submit) in a simulation, AsyncMemorySystem on ThreadedRuntime"
+        )
 
     def monotonic(self) -> float:
         return self.now

@@ -1,0 +1,419 @@
+"""The asyncio facade: :class:`AsyncMemorySystem`, the verbs of MemorySystem awaited.
+
+Every major agent runtime is asyncio, and awaiting a Pykka future blocks the
+event loop (its ``__await__`` calls the blocking ``get()``). Here no await
+blocks the loop and none parks a thread: each request carries a
+:class:`~actors.runtime.NotifyingFuture`, which the answering actor settles
+on its own thread and which then schedules, with
+``loop.call_soon_threadsafe``, the settling of an :class:`asyncio.Future`
+the caller awaits. Thousands of requests in flight cost thousands of small
+futures, not threads.
+
+Both facades share one submit path: each verb is validated and its request
+built once (:class:`actors.system.MemorySystem`'s ``_prepare_*`` steps and
+recall's plan); only the wait differs. Hence the same records, the same
+errors, the same admission gate and the same timeouts:
+
+- **admission**: the gate ``Config.max_in_flight`` bounds blocking and async
+  callers together. An async caller takes a slot without blocking; when none
+  is free it polls (1 ms, doubling up to 50 ms, on the loop) for up to
+  ``Config.admission_wait``, then raises :class:`~actors.errors.Overloaded`;
+- **timeouts**: ``AskTimeout`` after ``timeout`` (default
+  ``Config.ask_timeout``); ``Unavailable`` as soon as the actor is seen dead
+  (liveness is checked every 0.25 s, as the blocking facade does); recall
+  answers within its deadline with ``complete``, ``retry`` or ``local``;
+- **cancellation**: cancelling the awaiting task marks the request's future
+  cancelled. An actor drops a request cancelled before it dequeues it; the
+  StoreActor also drops a cancelled write when it flushes its batch, before
+  the transaction begins: such a write is never written. A write whose
+  transaction has begun commits, and only its receipt is dropped. A timeout
+  does not cancel (as with the blocking facade, a write that timed out may
+  still commit).
+
+Opening and closing block on migrations and on stopping threads; they are
+rare, and run in a worker thread (``asyncio.to_thread``). The facade needs a
+threaded runtime: a simulated world answers futures only while a caller's
+``get()`` drives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import pykka
+
+from actors._ask import _LIVENESS_POLL, send
+from actors.errors import AskTimeout, MemoryActorsError, Overloaded, Unavailable
+from actors.messages import Request
+from actors.model import (
+    CountResult,
+    ForgetResult,
+    Memory,
+    MemoryPage,
+    MigrationReport,
+    RecallResult,
+    StoreReceipt,
+)
+from actors.runtime import NotifyingFuture
+from actors.sync_model import SyncReport
+from actors.system import Config, MemorySystem, _Call, _restarting
+
+__all__ = ["AsyncMemorySystem"]
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+#: First and longest pause of an async caller waiting for an admission slot.
+_ADMISSION_POLL = (0.001, 0.05)
+
+#: Systems whose opening was cancelled: closed once they are open (strong refs).
+_abandoned: set[asyncio.Task[None]] = set()
+
+
+class _Pending(Generic[R]):
+    """One request in flight from the loop: the actor's future and the loop's twin.
+
+    The actor settles ``reply`` on its thread; ``on_settled`` then schedules
+    :meth:`_transfer` on the loop, which settles ``waiter`` unless the caller
+    gave up (``waiter`` already cancelled). Exactly once: ``reply`` takes one
+    answer, and ``waiter`` is settled only while pending.
+    """
+
+    def __init__(self, system: MemorySystem, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiter: asyncio.Future[R] = loop.create_future()
+        self.reply: NotifyingFuture = system.runtime.new_notifying_future(self._on_settled)
+
+    def __repr__(self) -> str:
+        return f"<_Pending {self.reply!r}>"
+
+    def _on_settled(self) -> None:
+        # On the actor's thread: schedule only; never raise into the actor.
+        try:
+            self.loop.call_soon_threadsafe(self._transfer)
+        except RuntimeError:  # the loop is closed: nobody awaits this any more
+            logger.debug("answer dropped: its event loop is closed")
+
+    def _transfer(self) -> None:
+        if self.waiter.done():
+            return
+        try:
+            value = self.reply.get(timeout=0)
+        except BaseException as exc:
+            self.waiter.set_exception(exc)
+        else:
+            self.waiter.set_result(value)
+
+    async def settled_within(self, timeout: float) -> bool:
+        """Wait on the loop up to ``timeout`` seconds; True when answered."""
+        if not self.waiter.done():
+            await asyncio.wait((self.waiter,), timeout=timeout)
+        if not self.waiter.done() and self.reply.done:
+            self._transfer()  # answered, and the loop has not run the transfer yet
+        return self.waiter.done()
+
+    def value(self, what: str) -> R:
+        """The answer, or the actor's error re-raised (a dead actor as ``Unavailable``)."""
+        try:
+            return self.waiter.result()
+        except pykka.ActorDeadError as exc:
+            raise Unavailable(f"{what} stopped: {exc}") from None
+
+    def abandon(self, *, cancel: bool) -> None:
+        """Stop waiting; with ``cancel``, also mark the request cancelled for the actor."""
+        if cancel and self.reply.cancel():
+            logger.debug("%r cancelled by its caller", self)
+        self.waiter.cancel()  # an answer arriving later is dropped, never "unretrieved"
+
+
+class AsyncMemorySystem:
+    """Persistent memory for asyncio agents: the verbs of :class:`MemorySystem`, awaited.
+
+    ``async with AsyncMemorySystem.open(path, config=...) as memory:`` opens
+    (migrates, starts the actors) and closes; ``AsyncMemorySystem(system)``
+    wraps a MemorySystem already open, and closes it only with
+    ``close=True``. Every method is a coroutine that never blocks the event
+    loop and returns the same records and raises the same errors as the
+    blocking facade.
+
+    Cancellation: cancelling the task that awaits a request marks the
+    request cancelled. A request still queued when an actor dequeues it is
+    dropped. A write (``store``, ``forget``) is dropped by the StoreActor
+    also when its group commit flushes, if the mark is there before the
+    transaction begins: it is then never written. A write already in a
+    transaction is committed; its receipt is dropped. Timeouts do not cancel.
+
+    Needs a threaded runtime (the default). One instance may be used from
+    several tasks of one loop at once; their writes share group commits.
+    """
+
+    def __init__(self, system: MemorySystem, *, close: bool = False) -> None:
+        self.system = system
+        self._owns = close
+
+    def __repr__(self) -> str:
+        return f"<AsyncMemorySystem {self.system!r}{' owned' if self._owns else ''}>"
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        config: Config | None = None,
+    ) -> AsyncIterator[AsyncMemorySystem]:
+        """Open (as :meth:`MemorySystem.open`, in a worker thread), yield, then close.
+
+        Raises what :meth:`MemorySystem.open` raises. If the opening task is
+        cancelled, the system is closed as soon as it has opened.
+        """
+        opening = asyncio.ensure_future(asyncio.to_thread(MemorySystem.open, path, config=config))
+        try:
+            system = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            closer = asyncio.ensure_future(_close_when_open(opening))
+            _abandoned.add(closer)
+            closer.add_done_callback(_abandoned.discard)
+            raise
+        memory = cls(system, close=True)
+        try:
+            yield memory
+        finally:
+            await memory.aclose()
+
+    async def aclose(self) -> None:
+        """Close the wrapped system if this facade owns it (in a worker thread). Idempotent."""
+        if self._owns and not self.system.closed:
+            # Shielded: a cancelled caller must not leave actors running.
+            await asyncio.shield(asyncio.to_thread(self.system.close))
+
+    async def __aenter__(self) -> AsyncMemorySystem:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self.system.path
+
+    @property
+    def config(self) -> Config:
+        """The wrapped system's configuration."""
+        return self.system.config
+
+    @property
+    def migration(self) -> MigrationReport:
+        """What opening the file migrated."""
+        return self.system.migration
+
+    @property
+    def closed(self) -> bool:
+        """The wrapped system is closed."""
+        return self.system.closed
+
+    # -- the memory API ------------------------------------------------------------
+
+    async def store(
+        self,
+        content: str,
+        *,
+        tags: Iterable[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        timeout: float | None = None,
+    ) -> StoreReceipt:
+        """As :meth:`MemorySystem.store`: answered only after commit."""
+        return await self._run(
+            self.system._prepare_store(content, tags, metadata, namespace, timeout)
+        )
+
+    async def recall(
+        self,
+        query: str,
+        *,
+        limit: int | None = None,
+        tags: Iterable[str] | None = None,
+        namespace: str | None = None,
+        timeout: float | None = None,
+    ) -> RecallResult:
+        """As :meth:`MemorySystem.recall`: answered within its deadline, always."""
+        system = self.system
+        plan = system._plan_recall(query, limit, tags, namespace, timeout)
+        deadline = system.runtime.monotonic() + plan.budget
+        remote: _Pending[Any] | None = None
+        remote_error = ""
+        if plan.has_remote:
+            # Sent first, outside the gate (as submit), so the hub works meanwhile.
+            try:
+                remote = self._send("recall", plan.remote)[0]
+            except Unavailable as exc:
+                remote_error = str(exc)
+        cancelled = False
+        try:
+            try:
+                local = await self._run(plan.local_call())
+            except (AskTimeout, Unavailable) as exc:
+                if remote is not None:
+                    await remote.settled_within(self._left(deadline))
+                return plan.store_late(exc)
+            early = plan.without_hub(local, remote_error, sent=remote is not None)
+            if early is not None or remote is None:
+                assert early is not None
+                return early
+            if not await remote.settled_within(self._left(deadline)):
+                return plan.hub_late(local)
+            try:
+                found = remote.value("the recall actor")
+            except MemoryActorsError as exc:
+                return plan.hub_failed(local, exc)
+            return plan.complete(local, found)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            if remote is not None:
+                # Not cancelled: the hub request runs on and fills the cache for a retry.
+                remote.abandon(cancel=cancelled)
+
+    async def get(self, memory_id: str, *, timeout: float | None = None) -> Memory:
+        """As :meth:`MemorySystem.get`."""
+        return await self._run(self.system._prepare_get(memory_id, timeout))
+
+    async def forget(self, memory_id: str, *, timeout: float | None = None) -> ForgetResult:
+        """As :meth:`MemorySystem.forget`."""
+        return await self._run(self.system._prepare_forget(memory_id, timeout))
+
+    async def list(
+        self,
+        *,
+        namespace: str | None = None,
+        tags: Iterable[str] | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+        timeout: float | None = None,
+    ) -> MemoryPage:
+        """As :meth:`MemorySystem.list`."""
+        return await self._run(self.system._prepare_list(namespace, tags, limit, before, timeout))
+
+    async def count(
+        self,
+        *,
+        namespace: str | None = None,
+        tags: Iterable[str] | None = None,
+        timeout: float | None = None,
+    ) -> CountResult:
+        """As :meth:`MemorySystem.count`."""
+        result = await self._run(self.system._prepare_count(namespace, tags, timeout))
+        return self.system._with_sync(result, await self.sync_report())
+
+    async def sync_report(self) -> SyncReport | None:
+        """As :meth:`MemorySystem.sync_report`."""
+        call = self.system._prepare_sync_status()
+        if call is None:
+            return None
+        try:
+            return await self._run(call)
+        except (Unavailable, AskTimeout) as exc:
+            return self.system._sync_unknown(exc)
+
+    async def retry_dead_letters(self, *, timeout: float | None = None) -> int:
+        """As :meth:`MemorySystem.retry_dead_letters`."""
+        return await self._run(self.system._prepare_retry_dead(timeout))
+
+    async def status(self) -> dict[str, Any]:
+        """As :meth:`MemorySystem.status`."""
+        report = None if self.system.closed else await self.sync_report()
+        return self.system._status(report)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _left(self, deadline: float) -> float:
+        return max(0.0, deadline - self.system.runtime.monotonic())
+
+    def _send(
+        self, child: str, make: Callable[[pykka.Future[R]], Request[R]]
+    ) -> tuple[_Pending[R], pykka.ActorRef[Any]]:
+        system = self.system
+        system._check_open()
+        ref = system._ready(child)
+        pending: _Pending[R] = _Pending(system, asyncio.get_running_loop())
+        send(system.runtime, ref, make, if_dead=_restarting(child), reply=pending.reply)
+        return pending, ref
+
+    async def _run(self, call: _Call[R]) -> R:
+        """The async facade's half of a verb: admit, send, await, finish."""
+        system = self.system
+        system._check_open()
+        timeout = system.config.ask_timeout if call.timeout is None else call.timeout
+        await self._admit()
+        try:
+            pending, ref = self._send(call.child, call.make)
+            value = await self._wait(pending, ref, timeout, f"the {call.child} actor")
+        finally:
+            system._gate.release()
+        return system._finish(call, value)
+
+    async def _admit(self) -> None:
+        """Take an admission slot without blocking the loop, or raise ``Overloaded``."""
+        system = self.system
+        gate, config, runtime = system._gate, system.config, system.runtime
+        if gate.acquire(0):
+            return
+        deadline = runtime.monotonic() + config.admission_wait
+        pause, longest = _ADMISSION_POLL
+        while (left := deadline - runtime.monotonic()) > 0:
+            await asyncio.sleep(min(pause, left))
+            if gate.acquire(0):
+                return
+            pause = min(pause * 2, longest)
+        raise Overloaded(f"{config.max_in_flight} requests already in flight; retry shortly")
+
+    async def _wait(
+        self, pending: _Pending[R], ref: pykka.ActorRef[Any], timeout: float, what: str
+    ) -> R:
+        """:func:`actors._ask.wait_alive` on the loop: the answer, ``Unavailable`` or
+        ``AskTimeout``; cancelling the caller cancels the request."""
+        runtime = self.system.runtime
+        deadline = runtime.monotonic() + timeout
+        cancelled = False
+        try:
+            while True:
+                slice_ = min(_LIVENESS_POLL, max(0.0, deadline - runtime.monotonic()))
+                if await pending.settled_within(slice_):
+                    return pending.value(what)
+                if not ref.is_alive():
+                    if await pending.settled_within(0):  # answered just before it died
+                        return pending.value(what)
+                    raise Unavailable(f"{what} stopped before answering; retry")
+                if runtime.monotonic() >= deadline:
+                    raise AskTimeout(f"no answer from {what} within {timeout:g}s")
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            pending.abandon(cancel=cancelled)
+
+
+async def _close_when_open(opening: asyncio.Future[MemorySystem]) -> None:
+    """A cancelled ``open``: wait for the system it was opening, then close it."""
+    try:
+        system = await opening
+    except BaseException:
+        return  # it failed to open: nothing to close
+    await asyncio.to_thread(system.close)

@@ -1,0 +1,399 @@
+"""The asyncio facade: same verbs and errors, a free loop, group commits shared, cancellation.
+
+The store is stalled for real: a connection whose ``BEGIN IMMEDIATE`` waits
+on a ``threading.Event`` the test releases (armed only after the system is
+open, so the migration is not stalled). Waits are events and futures with
+timeouts; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+
+from actors import (
+    AskTimeout,
+    AsyncMemorySystem,
+    Config,
+    InvalidMemory,
+    MemoryNotFound,
+    MemorySystem,
+    Overloaded,
+)
+from actors._batch import GroupCommit
+from actors.messages import StoreMemory
+from actors.runtime import NotifyingFuture, ThreadedRuntime
+
+T = TypeVar("T")
+
+#: Every wait on the other side has this bound, so a regression fails instead of hanging.
+BOUND = 10.0
+
+
+class StallingConnection(sqlite3.Connection):
+    """A real connection; while armed, ``BEGIN IMMEDIATE`` waits for the test's release."""
+
+    armed: ClassVar[bool] = False
+    entered: ClassVar[threading.Event] = threading.Event()
+    release: ClassVar[threading.Event] = threading.Event()
+    begins: ClassVar[int] = 0
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
+        if sql.startswith("BEGIN IMMEDIATE"):
+            StallingConnection.begins += 1
+            if StallingConnection.armed:
+                StallingConnection.armed = False  # one stall: the first transaction
+                StallingConnection.entered.set()
+                assert StallingConnection.release.wait(BOUND)
+        return super().execute(sql, parameters)
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.armed, cls.begins = False, 0
+        cls.entered, cls.release = threading.Event(), threading.Event()
+
+
+def stalling_connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, factory=StallingConnection)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run one test's coroutine on a fresh loop, bounded."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(main(), BOUND * 3)
+
+    return asyncio.run(bounded())
+
+
+def _contents(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT content FROM memories WHERE deleted = 0 ORDER BY content")
+        return [row[0] for row in rows]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def stalling(db_path: Path) -> Iterator[Config]:
+    """A Config whose store connection can be stalled once (``StallingConnection.armed``)."""
+    StallingConnection.reset()
+    yield Config(connect=stalling_connect, ask_timeout=BOUND)
+    StallingConnection.release.set()
+    StallingConnection.reset()
+
+
+async def _stall_store(memory: AsyncMemorySystem, content: str) -> asyncio.Task[Any]:
+    """Start a store that stalls inside BEGIN IMMEDIATE; return its task once it is stuck."""
+    StallingConnection.armed = True
+    task = asyncio.ensure_future(memory.store(content))
+    assert await asyncio.to_thread(StallingConnection.entered.wait, BOUND)
+    return task
+
+
+def test_the_async_facade_has_the_verbs_and_records_of_the_blocking_one(db_path: Path) -> None:
+    """store, get, recall, list, count, forget, sync_report, status: same answers."""
+
+    async def main() -> None:
+        async with AsyncMemorySystem.open(db_path) as memory:
+            receipt = await memory.store("  Deploys happen on Tuesdays.\n", tags=["Ops"])
+            assert (receipt.duplicate, receipt.tags) == (False, ("ops",))
+            assert (await memory.store("Deploys happen on Tuesdays.")).duplicate
+            assert (await memory.get(receipt.id)).content == "Deploys happen on Tuesdays."
+            found = await memory.recall("deploys")
+            assert (found.status, [hit.id for hit in found.hits]) == ("local", [receipt.id])
+            assert [m.id for m in (await memory.list()).memories] == [receipt.id]
+            assert (await memory.count()).total == 1
+            assert await memory.sync_report() is None
+            assert (await memory.status())["state"] == "ready"
+            assert (await memory.forget(receipt.id)).forgotten
+            assert (await memory.count()).total == 0
+            assert await memory.retry_dead_letters() == 0
+        assert memory.closed
+
+    run(main)
+
+
+def test_errors_are_the_blocking_facades(db_path: Path) -> None:
+    """Bad input raises InvalidMemory before anything is sent; unknown ids MemoryNotFound."""
+
+    async def main() -> None:
+        async with AsyncMemorySystem.open(db_path) as memory:
+            with pytest.raises(InvalidMemory, match="content is empty"):
+                await memory.store("   ")
+            with pytest.raises(InvalidMemory, match="is not a memory id"):
+                await memory.get("nope")
+            with pytest.raises(MemoryNotFound):
+                await memory.get("0190d6a0-0000-7000-8000-000000000000")
+
+    run(main)
+
+
+def test_wrapping_an_open_system_leaves_it_open_unless_told(system: MemorySystem) -> None:
+    """AsyncMemorySystem(system) does not close it; close=True does."""
+
+    async def main() -> None:
+        async with AsyncMemorySystem(system) as memory:
+            await memory.store("kept open")
+        assert not system.closed
+        async with AsyncMemorySystem(system, close=True):
+            pass
+        assert system.closed
+
+    run(main)
+    assert system.closed
+
+
+def test_the_loop_keeps_ticking_while_a_store_is_stalled(db_path: Path, stalling: Config) -> None:
+    """A ticker task runs on while a store waits on a stuck transaction: nothing blocks."""
+
+    async def main() -> None:
+        async with AsyncMemorySystem.open(db_path, config=stalling) as memory:
+            stuck = await _stall_store(memory, "stalled write")
+            ticks = 0
+            for _ in range(20):
+                await asyncio.sleep(0.005)
+                ticks += 1
+            assert ticks == 20
+            assert not stuck.done()
+            StallingConnection.release.set()
+            assert not (await stuck).duplicate
+
+    run(main)
+    assert _contents(db_path) == ["stalled write"]
+
+
+def test_a_cancelled_queued_store_is_never_written(db_path: Path, stalling: Config) -> None:
+    """Cancel a store queued behind a stalled transaction: it is dropped, the first commits."""
+
+    async def main() -> None:
+        async with AsyncMemorySystem.open(db_path, config=stalling) as memory:
+            first = await _stall_store(memory, "first")
+            second = asyncio.ensure_future(memory.store("cancelled second"))
+            await asyncio.sleep(0)  # the task runs up to its await: the request is told
+            second.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await second
+            StallingConnection.release.set()
+            await first
+            assert (await memory.count()).total == 1
+
+    run(main)
+    assert _contents(db_path) == ["first"]
+
+
+def test_a_store_cancelled_after_its_transaction_began_is_committed(
+    db_path: Path, stalling: Config
+) -> None:
+    """Cancel while the write's own transaction is stalled: it commits, the receipt is lost."""
+
+    async def main() -> None:
+        async with AsyncMemorySystem.open(db_path, config=stalling) as memory:
+            stuck = await _stall_store(memory, "begun, then cancelled")
+            stuck.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await stuck
+            StallingConnection.release.set()
+            assert (await memory.count()).total == 1
+
+    run(main)
+    assert _contents(db_path) == ["begun, then cancelled"]
+
+
+def test_a_store_cancelled_after_commit_stays(db_path: Path) -> None:
+    """The receipt arrived, then the task is cancelled: the memory is there."""
+
+    async def main() -> None:
+        async with AsyncMemorySystem.open(db_path) as memory:
+            done = asyncio.Event()
+
+            async def store_then_wait() -> None:
+                await memory.store("committed before the cancel")
+                done.set()
+                await asyncio.Event().wait()
+
+            task = asyncio.ensure_future(store_then_wait())
+            await asyncio.wait_for(done.wait(), BOUND)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert (await memory.count()).total == 1
+
+    run(main)
+    assert _contents(db_path) == ["committed before the cancel"]
+
+
+def test_a_stalled_store_times_out_with_ask_timeout(db_path: Path, stalling: Config) -> None:
+    """The deadline raises AskTimeout, as the blocking facade does."""
+
+    async def main() -> None:
+        async with AsyncMemorySystem.open(db_path, config=stalling) as memory:
+            stuck = await _stall_store(memory, "slow")
+            with pytest.raises(AskTimeout, match=r"no answer from the store actor within 0.2s"):
+                await memory.get("0190d6a0-0000-7000-8000-000000000000", timeout=0.2)
+            StallingConnection.release.set()
+            await stuck
+
+    run(main)
+
+
+def test_a_full_gate_answers_overloaded_after_admission_wait(db_path: Path) -> None:
+    """The admission gate bounds async callers too, waiting on the loop, not a thread."""
+    config = Config(
+        connect=stalling_connect, max_in_flight=1, admission_wait=0.1, ask_timeout=BOUND
+    )
+    StallingConnection.reset()
+
+    async def main() -> None:
+        async with AsyncMemorySystem.open(db_path, config=config) as memory:
+            stuck = await _stall_store(memory, "holds the only slot")
+            with pytest.raises(Overloaded, match="1 requests already in flight"):
+                await memory.count()
+            StallingConnection.release.set()
+            await stuck
+            assert (await memory.count()).total == 1
+
+    try:
+        run(main)
+    finally:
+        StallingConnection.release.set()
+        StallingConnection.reset()
+
+
+def test_64_tasks_on_one_loop_store_exactly_and_share_group_commits(db_path: Path) -> None:
+    """64 concurrent stores: 64 memories, in fewer transactions than stores."""
+    StallingConnection.reset()
+    config = Config(connect=stalling_connect)
+
+    async def main() -> None:
+        async with AsyncMemorySystem.open(db_path, config=config) as memory:
+            before = StallingConnection.begins
+            receipts = await asyncio.gather(*(memory.store(f"fact {n}") for n in range(64)))
+            transactions = StallingConnection.begins - before
+            assert len({r.id for r in receipts}) == 64
+            assert (await memory.count()).total == 64
+            assert 1 <= transactions < 64
+
+    run(main)
+    StallingConnection.reset()
+
+
+def test_the_simulated_runtime_refuses_notifying_futures() -> None:
+    """A simulated world answers only while a get() drives it: it says so."""
+    from actors.sim import FaultPlan, SimRuntime
+
+    with pytest.raises(NotImplementedError, match="AsyncMemorySystem on ThreadedRuntime"):
+        SimRuntime(1, faults=FaultPlan.none()).new_notifying_future(lambda: None)
+
+
+def test_a_notifying_future_calls_back_once_and_a_cancelled_one_takes_no_answer() -> None:
+    """set → callback once; a second answer is refused; cancel wins only while pending."""
+    calls: list[int] = []
+    future = ThreadedRuntime().new_notifying_future(lambda: calls.append(1))
+    future.set(7)
+    with pytest.raises(queue.Full):
+        future.set(8)
+    assert (future.get(timeout=0), calls, future.cancel(), future.cancelled) == (
+        7,
+        [1],
+        False,
+        False,
+    )
+    cancelled = NotifyingFuture(lambda: calls.append(2))
+    assert cancelled.cancel()
+    assert cancelled.cancelled
+    with pytest.raises(queue.Full):
+        cancelled.set(9)
+    assert calls == [1]
+
+
+def test_group_commit_drops_writes_cancelled_before_the_transaction() -> None:
+    """The flush filters cancelled writes before it begins; the rest commit in one go."""
+    committed: list[list[str]] = []
+
+    def commit(batch: list[StoreMemory]) -> list[object]:
+        committed.append([w.content for w in batch])
+        return ["ok"] * len(batch)
+
+    group: GroupCommit[StoreMemory] = GroupCommit(
+        commit,
+        schedule=lambda: None,
+        translate=lambda exc: exc,
+        is_busy=lambda exc: False,
+        database_errors=(sqlite3.Error,),
+    )
+    writes = [
+        StoreMemory(NotifyingFuture(lambda: None), text, "h" + text, "default", (), "{}")
+        for text in ("a", "b", "c")
+    ]
+    for write in writes:
+        group.add(write)
+    assert isinstance(writes[1].reply, NotifyingFuture)
+    writes[1].reply.cancel()
+    group.flush()
+    assert committed == [["a", "c"]]
+    assert (group.batches, group.dropped) == (1, 1)
+    assert [writes[0].reply.get(timeout=0), writes[2].reply.get(timeout=0)] == ["ok", "ok"]
+
+
+def test_an_open_cancelled_midway_closes_the_system_once_it_has_opened(db_path: Path) -> None:
+    """Cancelling the opening task leaves no actor running: the opened system is closed."""
+    import pykka
+
+    from actors import aio
+
+    def running() -> set[str]:
+        return {ref.actor_urn for ref in pykka.ActorRegistry.get_all()}
+
+    before = running()
+
+    async def main() -> None:
+        async def use() -> None:
+            async with AsyncMemorySystem.open(db_path):
+                raise AssertionError("the body must not run: the open was cancelled")
+
+        task = asyncio.ensure_future(use())
+        await asyncio.sleep(0)  # the open has started in its worker thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.gather(*aio._abandoned)
+
+    run(main)
+    assert running() == before
+
+
+def test_an_actor_dead_without_answering_gives_unavailable_within_a_poll(
+    system: MemorySystem,
+) -> None:
+    """The lost-tell window: liveness is polled on the loop, so no wait for the whole timeout."""
+    import pykka
+
+    from actors import Unavailable
+    from actors.aio import _Pending
+
+    class Silent(pykka.ThreadingActor):
+        pass
+
+    dead = Silent.start()
+    dead.stop()
+    memory = AsyncMemorySystem(system)
+
+    async def main() -> float:
+        pending: _Pending[Any] = _Pending(system, asyncio.get_running_loop())
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(Unavailable, match="the silent actor stopped before answering"):
+            await memory._wait(pending, dead, BOUND, "the silent actor")
+        return asyncio.get_running_loop().time() - started
+
+    assert run(main) < 1.0
