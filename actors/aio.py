@@ -250,11 +250,12 @@ class AsyncMemorySystem:
         limit: int | None = None,
         tags: Iterable[str] | None = None,
         namespace: str | None = None,
+        namespace_prefix: str | None = None,
         timeout: float | None = None,
     ) -> RecallResult:
         """As :meth:`MemorySystem.recall`: answered within its deadline, always."""
         system = self.system
-        plan = system._plan_recall(query, limit, tags, namespace, timeout)
+        plan = system._plan_recall(query, limit, tags, namespace, timeout, namespace_prefix)
         deadline = system.runtime.monotonic() + plan.budget
         remote: _Pending[Any] | None = None
         remote_error = ""
@@ -306,20 +307,26 @@ class AsyncMemorySystem:
         tags: Iterable[str] | None = None,
         limit: int | None = None,
         before: str | None = None,
+        namespace_prefix: str | None = None,
         timeout: float | None = None,
     ) -> MemoryPage:
         """As :meth:`MemorySystem.list`."""
-        return await self._run(self.system._prepare_list(namespace, tags, limit, before, timeout))
+        return await self._run(
+            self.system._prepare_list(namespace, tags, limit, before, timeout, namespace_prefix)
+        )
 
     async def count(
         self,
         *,
         namespace: str | None = None,
         tags: Iterable[str] | None = None,
+        namespace_prefix: str | None = None,
         timeout: float | None = None,
     ) -> CountResult:
         """As :meth:`MemorySystem.count`."""
-        result = await self._run(self.system._prepare_count(namespace, tags, timeout))
+        result = await self._run(
+            self.system._prepare_count(namespace, tags, timeout, namespace_prefix)
+        )
         return self.system._with_sync(result, await self.sync_report())
 
     async def sync_report(self) -> SyncReport | None:

@@ -67,6 +67,7 @@ from actors.model import (
     MemorySyncState,
     RecallHit,
     StoreReceipt,
+    namespace_prefix_range,
 )
 from actors.sync_model import DigestRow, OutboxEntry, PushOutcome
 from actors.wire import WireMemory
@@ -444,7 +445,13 @@ class LocalDatabase:
         return memory
 
     def search(
-        self, query: str, *, namespace: str | None, tags: tuple[str, ...], limit: int
+        self,
+        query: str,
+        *,
+        namespace: str | None,
+        tags: tuple[str, ...],
+        limit: int,
+        namespace_prefix: str | None = None,
     ) -> tuple[RecallHit, ...]:
         """Keyword search (FTS5, BM25): any word of ``query``, best first."""
         terms = _WORD_RE.findall(query)[:_MAX_QUERY_TERMS]
@@ -452,7 +459,7 @@ class LocalDatabase:
             return ()
         # Every term is quoted, so user text is never parsed as FTS5 syntax.
         match = " OR ".join(f'"{term}"' for term in terms)
-        where, params = _filters(namespace, tags)
+        where, params = _filters(namespace, tags, prefix=namespace_prefix)
         rows = self.conn.execute(
             "SELECT m.id, m.namespace, m.content, "
             "snippet(memories_fts, 0, '[', ']', '…', 16), m.tags, bm25(memories_fts), "
@@ -478,10 +485,16 @@ class LocalDatabase:
         )
 
     def list_memories(
-        self, *, namespace: str | None, tags: tuple[str, ...], before: str | None, limit: int
+        self,
+        *,
+        namespace: str | None,
+        tags: tuple[str, ...],
+        before: str | None,
+        limit: int,
+        namespace_prefix: str | None = None,
     ) -> MemoryPage:
         """Live memories, most recent first (ids are time-ordered), a page at a time."""
-        where, params = _filters(namespace, tags)
+        where, params = _filters(namespace, tags, prefix=namespace_prefix)
         if before is not None:
             where += " AND m.id < ?"
             params.append(before)
@@ -494,10 +507,16 @@ class LocalDatabase:
         more = len(rows) > limit
         return MemoryPage(memories, memories[-1].id if more and memories else None)
 
-    def count(self, *, namespace: str | None, tags: tuple[str, ...]) -> CountResult:
+    def count(
+        self,
+        *,
+        namespace: str | None,
+        tags: tuple[str, ...],
+        namespace_prefix: str | None = None,
+    ) -> CountResult:
         """Counts by namespace, tombstones, the outbox, and what this file is."""
         db = self.conn
-        where, params = _filters(namespace, tags)
+        where, params = _filters(namespace, tags, prefix=namespace_prefix)
         by_namespace = dict(
             db.execute(
                 f"SELECT m.namespace, count(*) FROM memories m WHERE m.deleted = 0{where} "
@@ -1033,7 +1052,11 @@ def _pulled_row(remote: WireMemory, tags: list[str]) -> tuple[Any, ...]:
 
 
 def _filters(
-    namespace: str | None, tags: tuple[str, ...], *, alias: str = "m"
+    namespace: str | None,
+    tags: tuple[str, ...],
+    *,
+    alias: str = "m",
+    prefix: str | None = None,
 ) -> tuple[str, list[Any]]:
     """SQL conditions (joined with AND, leading AND included) for namespace and all-of tags."""
     sql = ""
@@ -1041,6 +1064,12 @@ def _filters(
     if namespace is not None:
         sql += f" AND {alias}.namespace = ?"
         params.append(namespace)
+    if prefix is not None:
+        # A range, not LIKE: user text is never a pattern, and the range walks
+        # the memories_namespace index.
+        low, high = namespace_prefix_range(prefix)
+        sql += f" AND ({alias}.namespace = ? OR ({alias}.namespace >= ? AND {alias}.namespace < ?))"
+        params.extend((prefix, low, high))
     for tag in tags:
         sql += f" AND EXISTS (SELECT 1 FROM json_each({alias}.tags) WHERE json_each.value = ?)"
         params.append(tag)

@@ -159,6 +159,8 @@ class SearchMemories(Request[tuple[RecallHit, ...]]):
     namespace: str | None
     tags: tuple[str, ...]
     limit: int
+    #: This namespace and every one below it (``a`` holds ``a`` and ``a/b``, not ``ab``).
+    namespace_prefix: str | None = None
 
 
 @attrs.frozen(eq=False)
@@ -169,6 +171,8 @@ class ListMemories(Request[MemoryPage]):
     tags: tuple[str, ...]
     limit: int
     before: str | None
+    #: This namespace and every one below it (``a`` holds ``a`` and ``a/b``, not ``ab``).
+    namespace_prefix: str | None = None
 
 
 @attrs.frozen(eq=False)
@@ -177,6 +181,8 @@ class CountMemories(Request[CountResult]):
 
     namespace: str | None
     tags: tuple[str, ...]
+    #: This namespace and every one below it (``a`` holds ``a`` and ``a/b``, not ``ab``).
+    namespace_prefix: str | None = None
 
 
 @attrs.frozen(eq=False)
@@ -409,6 +415,8 @@ class RemoteRecall(Request[tuple[RemoteHit, ...]]):
     namespace: str | None
     tags: tuple[str, ...]
     limit: int
+    #: This namespace and every one below it (``a`` holds ``a`` and ``a/b``, not ``ab``).
+    namespace_prefix: str | None = None
 
 
 @attrs.frozen(eq=False)
@@ -419,6 +427,8 @@ class RecallJob(TellBack):
     namespace: str | None
     tags: tuple[str, ...]
     limit: int
+    #: This namespace and every one below it (``a`` holds ``a`` and ``a/b``, not ``ab``).
+    namespace_prefix: str | None = None
 
 
 @attrs.frozen

@@ -40,9 +40,13 @@ __all__ = [
     "StoreReceipt",
     "content_hash",
     "format_version",
+    "matches_namespace_prefix",
+    "namespace_prefix_range",
     "normalize_content",
     "normalize_metadata",
     "normalize_namespace",
+    "normalize_namespace_prefix",
+    "normalize_new_namespace",
     "normalize_tags",
     "uuid7",
     "validate_id",
@@ -157,14 +161,76 @@ def normalize_namespace(namespace: object) -> str:
     """Return a valid namespace name (``default`` when None), or raise."""
     if namespace is None:
         return DEFAULT_NAMESPACE
-    if not isinstance(namespace, str):
-        raise InvalidMemory(f"namespace must be a string, not {type(namespace).__name__}")
-    if not _NAMESPACE_RE.fullmatch(namespace):
+    return _check_name(namespace, "namespace")
+
+
+def _check_name(value: object, what: str) -> str:
+    """``value`` if it is a string of the namespace alphabet and length, or raise."""
+    if not isinstance(value, str):
+        raise InvalidMemory(f"{what} must be a string, not {type(value).__name__}")
+    if not _NAMESPACE_RE.fullmatch(value):
         raise InvalidMemory(
-            f"namespace {namespace[:80]!r} is invalid: use 1-64 characters from "
+            f"{what} {value[:80]!r} is invalid: use 1-64 characters from "
             "letters, digits and . _ : / -, starting with a letter or digit"
         )
-    return namespace
+    return value
+
+
+def _check_segments(namespace: str, what: str) -> None:
+    """Refuse a namespace path with an empty segment (``a//b``, a trailing ``/``)."""
+    # A leading "/" never gets here: the name must start with a letter or digit.
+    if namespace.endswith("/"):
+        raise InvalidMemory(
+            f"{what} {namespace[:80]!r} ends with '/': segments are separated by "
+            "'/' and none may be empty (write 'users/alice', not 'users/alice/')"
+        )
+    if "//" in namespace:
+        raise InvalidMemory(
+            f"{what} {namespace[:80]!r} has an empty segment ('//'): segments are "
+            "separated by a single '/' (write 'users/alice', not 'users//alice')"
+        )
+
+
+def normalize_new_namespace(namespace: object) -> str:
+    """As :func:`normalize_namespace`, for a memory being stored: the hierarchy rule too.
+
+    A namespace is a path of segments separated by ``/`` and no segment may
+    be empty. Only new stores are held to it: a namespace with an empty
+    segment stored before the rule existed (or synced from such a replica)
+    still reads, lists, counts and syncs through :func:`normalize_namespace`.
+    """
+    name = normalize_namespace(namespace)
+    _check_segments(name, "namespace")
+    return name
+
+
+def normalize_namespace_prefix(prefix: object) -> str:
+    """Return a valid namespace prefix (a namespace path without empty segments), or raise."""
+    name = _check_name(prefix, "namespace_prefix")
+    _check_segments(name, "namespace_prefix")
+    return name
+
+
+def matches_namespace_prefix(namespace: str, prefix: str) -> bool:
+    """True if ``namespace`` is ``prefix`` or below it (``users/alice`` ⊃ ``users/alice/prefs``).
+
+    Segment-wise: ``users/alice`` does not match ``users/alicex``. The SQL
+    filters (``actors.local_db``, the hub's) are proven equal to this by a
+    property test.
+    """
+    return namespace == prefix or namespace.startswith(prefix + "/")
+
+
+def namespace_prefix_range(prefix: str) -> tuple[str, str]:
+    """The half-open range ``[low, high)`` of the namespaces strictly below ``prefix``.
+
+    Below ``p`` means starting ``p/``; every such name sorts in
+    ``[p + '/', p + '0')`` because ``'0'`` is the character after ``'/'``
+    (byte order, SQLite's BINARY collation). SQL filters use
+    ``namespace = p OR (namespace >= low AND namespace < high)``: no ``LIKE``
+    on user text, and the range walks a namespace index.
+    """
+    return prefix + "/", prefix + "0"
 
 
 def validate_id(memory_id: object) -> str:

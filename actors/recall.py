@@ -39,7 +39,7 @@ __all__ = ["RecallRouter", "RecallSettings", "RecallWorker"]
 
 logger = logging.getLogger(__name__)
 
-RecallKey = tuple[str, str | None, tuple[str, ...], int]
+RecallKey = tuple[str, str | None, tuple[str, ...], int, str | None]
 HubFactory = Callable[[RemoteConfig, Runtime], HubClient]
 
 
@@ -98,6 +98,7 @@ class RecallWorker(ReplyingActor):
                 namespace=message.namespace,
                 tags=message.tags,
                 limit=message.limit,
+                namespace_prefix=message.namespace_prefix,
                 timeout=self.settings.request_timeout,
             )
             return hits.hits
@@ -178,7 +179,13 @@ class RecallRouter(ReplyingActor):
         return None
 
     def _on_recall(self, request: RemoteRecall) -> Any:
-        key: RecallKey = (request.query, request.namespace, request.tags, request.limit)
+        key: RecallKey = (
+            request.query,
+            request.namespace,
+            request.tags,
+            request.limit,
+            request.namespace_prefix,
+        )
         cached = self.cache.get(key)
         if cached is not None and self.runtime.monotonic() - cached[0] < self.settings.cache_ttl:
             self.cache.move_to_end(key)
@@ -196,8 +203,8 @@ class RecallRouter(ReplyingActor):
         while self.queue and self.idle:
             key = self.queue.popleft()
             worker = self.idle.popleft()
-            query, namespace, tags, limit = key
-            job = RecallJob(self.actor_ref, query, namespace, tags, limit)
+            query, namespace, tags, limit, prefix = key
+            job = RecallJob(self.actor_ref, query, namespace, tags, limit, prefix)
             try:
                 worker.tell(job)
             except pykka.ActorDeadError:
@@ -213,7 +220,7 @@ class RecallRouter(ReplyingActor):
         worker = self.assigned.pop(job, None)
         if worker is not None and worker.is_alive():
             self.idle.append(worker)
-        key: RecallKey = (job.query, job.namespace, job.tags, job.limit)
+        key: RecallKey = (job.query, job.namespace, job.tags, job.limit, job.namespace_prefix)
         futures = self.waiting.pop(key, [])
         if answer.error is None:
             hits: tuple[RemoteHit, ...] = answer.value

@@ -226,12 +226,13 @@ class HubClient:
         tags: Iterable[str] = (),
         limit: int = 10,
         timeout: float | None = None,
+        namespace_prefix: str | None = None,
     ) -> RecallHits:
         """``POST /api/recall``: semantic matches, best first.
 
         :class:`HubUnsupported` when the hub has no semantic recall (501).
         """
-        body = RecallQuery(query, namespace, tuple(tags), limit).to_json()
+        body = RecallQuery(query, namespace, tuple(tags), limit, namespace_prefix).to_json()
         return self._call("POST", "/api/recall", RecallHits.parse, body, timeout=timeout)
 
     # -- plumbing -----------------------------------------------------------------------------

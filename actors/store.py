@@ -168,17 +168,31 @@ class StoreActor(ReplyingActor):
             case GetMemory(memory_id=memory_id):
                 self._flush_for_read()
                 return self._db.get(memory_id)
-            case SearchMemories(query=query, namespace=namespace, tags=tags, limit=limit):
+            case SearchMemories():
                 self._flush_for_read()
-                return self._db.search(query, namespace=namespace, tags=tags, limit=limit)
-            case ListMemories(namespace=namespace, tags=tags, before=before, limit=limit):
+                return self._db.search(
+                    message.query,
+                    namespace=message.namespace,
+                    tags=message.tags,
+                    limit=message.limit,
+                    namespace_prefix=message.namespace_prefix,
+                )
+            case ListMemories():
                 self._flush_for_read()
                 return self._db.list_memories(
-                    namespace=namespace, tags=tags, before=before, limit=limit
+                    namespace=message.namespace,
+                    tags=message.tags,
+                    before=message.before,
+                    limit=message.limit,
+                    namespace_prefix=message.namespace_prefix,
                 )
-            case CountMemories(namespace=namespace, tags=tags):
+            case CountMemories():
                 self._flush_for_read()
-                return self._db.count(namespace=namespace, tags=tags)
+                return self._db.count(
+                    namespace=message.namespace,
+                    tags=message.tags,
+                    namespace_prefix=message.namespace_prefix,
+                )
             case Ping():
                 return self.state
             # Sync requests: acknowledged local writes commit first, so sync never

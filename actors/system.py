@@ -53,9 +53,12 @@ from actors.model import (
     RecallResult,
     StoreReceipt,
     content_hash,
+    matches_namespace_prefix,
     normalize_content,
     normalize_metadata,
     normalize_namespace,
+    normalize_namespace_prefix,
+    normalize_new_namespace,
     normalize_tags,
     validate_id,
     validate_limit,
@@ -316,6 +319,7 @@ class MemorySystem:
         limit: int | None = None,
         tags: Iterable[str] | None = None,
         namespace: str | None = None,
+        namespace_prefix: str | None = None,
         timeout: float | None = None,
     ) -> RecallResult:
         """Ranked matches for ``query``, answered within ``recall_timeout`` (or ``timeout``).
@@ -325,8 +329,12 @@ class MemorySystem:
         by the deadline: ``status: "retry"`` with the local results, and the
         same call again soon gets the hub's answer from the cache. Without a
         hub, or when it fails: ``status: "local"`` with the reason.
+
+        ``namespace_prefix`` keeps ``namespace_prefix`` and the namespaces
+        below it (``users/alice`` holds ``users/alice/prefs``, not
+        ``users/alicex``); it can be combined with ``namespace``.
         """
-        plan = self._plan_recall(query, limit, tags, namespace, timeout)
+        plan = self._plan_recall(query, limit, tags, namespace, timeout, namespace_prefix)
         deadline = self.runtime.monotonic() + plan.budget
         remote: pykka.Future[tuple[RemoteHit, ...]] | None = None
         remote_error = ""
@@ -370,20 +378,30 @@ class MemorySystem:
         tags: Iterable[str] | None = None,
         limit: int | None = None,
         before: str | None = None,
+        namespace_prefix: str | None = None,
         timeout: float | None = None,
     ) -> MemoryPage:
-        """Memories, most recent first; pass the page's ``next_before`` to continue."""
-        return self._run(self._prepare_list(namespace, tags, limit, before, timeout))
+        """Memories, most recent first; pass the page's ``next_before`` to continue.
+
+        ``namespace_prefix``: only that namespace and those below it (as recall).
+        """
+        return self._run(
+            self._prepare_list(namespace, tags, limit, before, timeout, namespace_prefix)
+        )
 
     def count(
         self,
         *,
         namespace: str | None = None,
         tags: Iterable[str] | None = None,
+        namespace_prefix: str | None = None,
         timeout: float | None = None,
     ) -> CountResult:
-        """Counts and diagnostics (outbox, dead letters, schema version, path, sync)."""
-        result = self._run(self._prepare_count(namespace, tags, timeout))
+        """Counts and diagnostics (outbox, dead letters, schema version, path, sync).
+
+        ``namespace_prefix``: count only that namespace and those below it.
+        """
+        result = self._run(self._prepare_count(namespace, tags, timeout, namespace_prefix))
         return self._with_sync(result, self.sync_report())
 
     def sync_report(self) -> SyncReport | None:
@@ -412,7 +430,7 @@ class MemorySystem:
     ) -> _Call[StoreReceipt]:
         text = normalize_content(content)
         digest = content_hash(text)
-        ns = normalize_namespace(namespace)
+        ns = normalize_new_namespace(namespace)
         tag_tuple = normalize_tags(tags)
         meta = normalize_metadata(metadata)
         return _Call(
@@ -429,10 +447,12 @@ class MemorySystem:
         tags: Iterable[str] | None,
         namespace: str | None,
         timeout: float | None,
+        namespace_prefix: str | None = None,
     ) -> _RecallPlan:
         return _RecallPlan(
             text=validate_query(query),
             namespace=None if namespace is None else normalize_namespace(namespace),
+            namespace_prefix=_prefix(namespace_prefix),
             tags=normalize_tags(tags),
             limit=validate_limit(limit, default=10),
             budget=self.config.recall_timeout if timeout is None else timeout,
@@ -454,21 +474,30 @@ class MemorySystem:
         limit: int | None,
         before: str | None,
         timeout: float | None,
+        namespace_prefix: str | None = None,
     ) -> _Call[MemoryPage]:
         ns = None if namespace is None else normalize_namespace(namespace)
+        prefix = _prefix(namespace_prefix)
         tag_tuple = normalize_tags(tags)
         top = validate_limit(limit, default=20)
         cursor = None if before is None else validate_id(before)
         return _Call(
-            "store", lambda reply: ListMemories(reply, ns, tag_tuple, top, cursor), timeout
+            "store",
+            lambda reply: ListMemories(reply, ns, tag_tuple, top, cursor, prefix),
+            timeout,
         )
 
     def _prepare_count(
-        self, namespace: str | None, tags: Iterable[str] | None, timeout: float | None
+        self,
+        namespace: str | None,
+        tags: Iterable[str] | None,
+        timeout: float | None,
+        namespace_prefix: str | None = None,
     ) -> _Call[CountResult]:
         ns = None if namespace is None else normalize_namespace(namespace)
+        prefix = _prefix(namespace_prefix)
         tag_tuple = normalize_tags(tags)
-        return _Call("store", lambda reply: CountMemories(reply, ns, tag_tuple), timeout)
+        return _Call("store", lambda reply: CountMemories(reply, ns, tag_tuple, prefix), timeout)
 
     def _with_sync(self, result: CountResult, report: SyncReport | None) -> CountResult:
         """``count``'s answer with the sync summary filled in."""
@@ -626,14 +655,19 @@ class _RecallPlan:
     limit: int
     budget: float
     has_remote: bool
+    namespace_prefix: str | None = None
 
     def remote(self, reply: pykka.Future[tuple[RemoteHit, ...]]) -> RemoteRecall:
-        return RemoteRecall(reply, self.text, self.namespace, self.tags, self.limit)
+        return RemoteRecall(
+            reply, self.text, self.namespace, self.tags, self.limit, self.namespace_prefix
+        )
 
     def local_call(self) -> _Call[tuple[RecallHit, ...]]:
         return _Call(
             "store",
-            lambda reply: SearchMemories(reply, self.text, self.namespace, self.tags, self.limit),
+            lambda reply: SearchMemories(
+                reply, self.text, self.namespace, self.tags, self.limit, self.namespace_prefix
+            ),
             self.budget,
         )
 
@@ -683,12 +717,23 @@ class _RecallPlan:
         )
 
     def complete(self, local: tuple[RecallHit, ...], found: tuple[RemoteHit, ...]) -> RecallResult:
+        prefix = self.namespace_prefix
+        if prefix is not None:
+            # A hub older than namespace_prefix ignores the field (protocol 1
+            # readers skip unknown fields): filter its hits here, so the
+            # answer is right with any hub, at worst with fewer remote hits.
+            found = tuple(f for f in found if matches_namespace_prefix(f.namespace, prefix))
         return RecallResult(
             self.text,
             merge_hits(found, local, self.limit),
             "complete",
             "semantic matches from the hub merged with local keyword matches",
         )
+
+
+def _prefix(namespace_prefix: object) -> str | None:
+    """A validated ``namespace_prefix`` filter, or None for no filter."""
+    return None if namespace_prefix is None else normalize_namespace_prefix(namespace_prefix)
 
 
 def merge_hits(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeAlias, cast, get_args
 
 import attrs
@@ -44,6 +44,7 @@ from actors.model import (
     normalize_content,
     normalize_metadata,
     normalize_namespace,
+    normalize_namespace_prefix,
     normalize_tags,
     validate_query,
 )
@@ -567,31 +568,44 @@ class RecallQuery:
     namespace: str | None = None
     tags: tuple[str, ...] = ()
     limit: int = 10
+    #: This namespace and those below it. Optional and sent only when set, so
+    #: protocol 1 stays as it was; a hub that ignores it is covered by the
+    #: client filtering the hub's hits itself (``actors.system``).
+    namespace_prefix: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "query": self.query,
             "namespace": self.namespace,
             "tags": list(self.tags),
             "limit": self.limit,
         }
+        if self.namespace_prefix is not None:
+            body["namespace_prefix"] = self.namespace_prefix
+        return body
 
     @classmethod
     def parse(cls, data: object, path: str = "", *, max_limit: int = MAX_LIMIT) -> RecallQuery:
         obj = read_object(data, path)
         query = validated(join(path, "query"), validate_query, required(obj, "query", path))
-        namespace = obj.get("namespace")
-        if namespace is not None:
-            namespace = validated(
-                join(path, "namespace"),
-                normalize_namespace,
-                read_string(namespace, join(path, "namespace")),
-            )
+        namespace = _optional_name(obj, "namespace", path, normalize_namespace)
         tags = validated(join(path, "tags"), normalize_tags, obj.get("tags"))
         limit = read_integer(obj.get("limit", 10), join(path, "limit"), minimum=1)
         if limit > max_limit:
             raise ShapeError(join(path, "limit"), f"must be at most {max_limit}, got {limit}")
-        return cls(query, namespace, tags, limit)
+        prefix = _optional_name(obj, "namespace_prefix", path, normalize_namespace_prefix)
+        return cls(query, namespace, tags, limit, prefix)
+
+
+def _optional_name(
+    obj: Mapping[str, Any], name: str, path: str, check: Callable[[str], str]
+) -> str | None:
+    """The optional string field ``name`` of ``obj`` (null or absent: None), through ``check``."""
+    value = obj.get(name)
+    if value is None:
+        return None
+    checked: str = validated(join(path, name), check, read_string(value, join(path, name)))
+    return checked
 
 
 @attrs.frozen

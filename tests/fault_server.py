@@ -22,6 +22,7 @@ fault                   the answer
 ``cursor-reset``        409 ``cursor_reset``
 ``invalid-item``        422 ``invalid_item`` with details
 ``revoked``             403 ``key_revoked``
+``canned``              200 with ``server.canned`` as the body (a hub's valid answer)
 ======================  ==============================================================
 
 Waiting faults wait on an event that teardown sets, so the server stops at once.
@@ -54,6 +55,9 @@ class FaultServer(ThreadingHTTPServer):
         self.fault = "ok-count"
         self.release = threading.Event()
         self.requests = 0
+        #: The body the ``canned`` fault answers, and the last request body received.
+        self.canned = b"{}"
+        self.last_body = b""
 
     @property
     def url(self) -> str:
@@ -90,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length:
-            self.rfile.read(length)
+            self.server.last_body = self.rfile.read(length)
         self.server.requests += 1
         fault = self.server.fault
         if fault == "ok-count":
@@ -138,6 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif fault == "revoked":
             self._send(403, _error("key_revoked", "API key 0123 was revoked"))
+        elif fault == "canned":
+            self._send(200, self.server.canned)
         else:  # pragma: no cover - a typo in a test
             raise AssertionError(f"unknown fault {fault!r}")
 

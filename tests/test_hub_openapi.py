@@ -233,6 +233,7 @@ def test_the_documented_limits_and_patterns_are_the_ones_the_code_enforces() -> 
     assert memory_schema["version"]["pattern"] == f"^{wire.VERSION_RE.pattern}$"
     assert memory_schema["origin"]["pattern"] == f"^{wire.ORIGIN_RE.pattern}$"
     query = _at("RecallRequest/properties")
+    assert query["namespace_prefix"]["pattern"] == f"^{model._NAMESPACE_RE.pattern}$"
     assert (query["query"]["minLength"], query["query"]["maxLength"]) == (1, model.MAX_QUERY_CHARS)
     assert query["limit"]["maximum"] == model.MAX_LIMIT
     limits = _at("Limits/properties")

@@ -91,6 +91,33 @@ def test_recall_filters_by_namespace_and_tags(client: HubClient) -> None:
     assert client.recall("deploy checklist", namespace="home", tags=["b"]).hits == ()
 
 
+def test_recall_by_namespace_prefix_keeps_the_subtree_and_not_its_siblings(
+    client: HubClient,
+) -> None:
+    """``namespace_prefix`` keeps the namespace and those below it, at any depth, not ``alicex``."""
+    inside = [
+        memory("tea preferences of alice", namespace="users/alice"),
+        memory("tea preferences of alice, ui", namespace="users/alice/prefs"),
+        memory("tea preferences of alice, deep", namespace="users/alice/prefs/ui/x"),
+    ]
+    outside = [
+        memory("tea preferences of alicex", namespace="users/alicex"),
+        memory("tea preferences of alice-x", namespace="users/alice-x"),
+        memory("tea preferences of the users root", namespace="users"),
+    ]
+    client.push([*inside, *outside])
+    settled(client, "tea preferences", limit=20)
+    found = client.recall("tea preferences", namespace_prefix="users/alice", limit=20)
+    assert {h.id for h in found.hits} == {m.id for m in inside}
+    assert found.ranking != "keyword"  # the vector index filtered too, not only the store
+    both = client.recall(
+        "tea preferences", namespace="users/alicex", namespace_prefix="users/alice", limit=20
+    )
+    assert both.hits == ()
+    everything = client.recall("tea preferences", namespace_prefix="users", limit=20)
+    assert len(everything.hits) == 6
+
+
 def test_a_tenant_never_recalls_another_tenants_memories(hub: HubProcess) -> None:
     """Same words, same ids in two tenants: each recalls only its own."""
     with (
@@ -137,6 +164,10 @@ RECALL_BATTERY: list[tuple[str, Any, int, str]] = [
     ("limit huge", {"query": "x", "limit": 10**30}, 422, "invalid_body"),
     ("namespace bad", {"query": "x", "namespace": "../etc"}, 422, "invalid_body"),
     ("namespace a number", {"query": "x", "namespace": 3}, 422, "invalid_body"),
+    ("prefix empty segment", {"query": "x", "namespace_prefix": "a//b"}, 422, "invalid_body"),
+    ("prefix trailing slash", {"query": "x", "namespace_prefix": "a/"}, 422, "invalid_body"),
+    ("prefix a number", {"query": "x", "namespace_prefix": 3}, 422, "invalid_body"),
+    ("prefix null", {"query": "x", "namespace_prefix": None}, 200, ""),
     ("tags a string", {"query": "x", "tags": "a,b"}, 422, "invalid_body"),
     ("tag with comma", {"query": "x", "tags": ["a,b"]}, 422, "invalid_body"),
     ("too many tags", {"query": "x", "tags": [f"t{i}" for i in range(40)]}, 422, "invalid_body"),

@@ -8,8 +8,10 @@ revoked key, and a server answering garbage (tests/fault_server.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from actors import AsyncMemorySystem, MemorySystem
 from actors.server import build_server
 from actors.sync_model import RemoteConfig
 from actors.system import Config
+from actors.wire import RecallHits, RemoteHit
 
 FACTS = [
     "The staging database runs on port 5433 behind pgbouncer",
@@ -204,6 +207,31 @@ def test_garbage_from_the_hub_means_local_results_with_the_reason(tmp_path: Path
             assert result.status == "local"
             assert "remote recall failed" in result.reason
             assert [hit.source for hit in result.hits] == ["local"]
+
+
+def test_a_hub_that_ignores_namespace_prefix_still_gives_only_the_subtree(
+    tmp_path: Path,
+) -> None:
+    """An older hub answers hits from every namespace: the client drops those outside the prefix."""
+    hits = [
+        RemoteHit(str(uuid.uuid4()), namespace, f"remote tea of {namespace}", (), 0.9, 1.0)
+        for namespace in ("users/alice/prefs", "users/alicex", "users/alice", "team")
+    ]
+    with fault_server() as old:
+        old.fault = "canned"
+        old.canned = json.dumps(RecallHits(tuple(hits), ranking="hybrid").to_json()).encode()
+        config = Config(remote=RemoteConfig(old.url, "mah_x_y"), recall_timeout=5.0, sync=False)
+        with MemorySystem.open(tmp_path / "c.db", config=config) as mem:
+            mem.store("local tea of alice", namespace="users/alice/x")
+            mem.store("local tea of alicex", namespace="users/alicex")
+            result = mem.recall("tea", namespace_prefix="users/alice", limit=10)
+            assert json.loads(old.last_body)["namespace_prefix"] == "users/alice"
+    assert result.status == "complete"
+    assert sorted((h.namespace, h.source) for h in result.hits) == [
+        ("users/alice", "remote"),
+        ("users/alice/prefs", "remote"),
+        ("users/alice/x", "local"),
+    ]
 
 
 def test_the_async_facade_recalls_complete_and_retry_as_the_blocking_one(

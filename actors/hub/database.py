@@ -47,6 +47,7 @@ from actors.hub.search import (
     identifier_phrases,
     round_score,
 )
+from actors.model import namespace_prefix_range
 from actors.wire import (
     Change,
     ChangesPage,
@@ -113,13 +114,20 @@ def _speaks(
     return wrap
 
 
-def _recall_filters(namespace: str | None, tags: Sequence[str]) -> tuple[str, list[Any]]:
-    """SQL conditions on ``m`` (each with a leading AND) for a namespace and all-of tags."""
+def _recall_filters(
+    namespace: str | None, tags: Sequence[str], prefix: str | None = None
+) -> tuple[str, list[Any]]:
+    """SQL conditions on ``m`` (each with a leading AND) for a namespace, a prefix, all-of tags."""
     sql = ""
     params: list[Any] = []
     if namespace is not None:
         sql += " AND m.namespace = ?"
         params.append(namespace)
+    if prefix is not None:
+        # A range, not LIKE: user text is never a pattern (see namespace_prefix_range).
+        low, high = namespace_prefix_range(prefix)
+        sql += " AND (m.namespace = ? OR (m.namespace >= ? AND m.namespace < ?))"
+        params.extend((prefix, low, high))
     for tag in tags:
         sql += " AND EXISTS (SELECT 1 FROM json_each(m.tags) WHERE json_each.value = ?)"
         params.append(tag)
@@ -578,9 +586,7 @@ class HubDatabase:
     def _keyword_ranking(
         self,
         tenant: str,
-        query: str,
-        namespace: str | None,
-        tags: Sequence[str],
+        query: RecallQuery,
         depth: int,
         *,
         scored: bool = False,
@@ -591,10 +597,10 @@ class HubDatabase:
         rare a word is) are those of the whole hub, every tenant included:
         scores and order may shift with other tenants' data, results never.
         """
-        match = fts_query(query)
+        match = fts_query(query.query)
         if match is None:
             return []
-        where, params = _recall_filters(namespace, tags)
+        where, params = _recall_filters(query.namespace, query.tags, query.namespace_prefix)
         rows = self.conn.execute(
             # CROSS JOIN: the full-text match drives (see _identifier_matches).
             "SELECT m.rowid, bm25(memories_fts) FROM memories_fts "
@@ -609,7 +615,7 @@ class HubDatabase:
         self, tenant: str, query: RecallQuery, phrases: Sequence[str], depth: int
     ) -> dict[int, int]:
         """How many of ``phrases`` each of the tenant's matching live memories holds."""
-        where, params = _recall_filters(query.namespace, query.tags)
+        where, params = _recall_filters(query.namespace, query.tags, query.namespace_prefix)
         found: dict[int, int] = {}
         for phrase in phrases:
             for (key,) in self.conn.execute(
@@ -634,12 +640,9 @@ class HubDatabase:
         """The ranking (see :mod:`actors.hub.search`) as (row id, score), best first."""
         depth = max(RANK_DEPTH, query.limit)
         if vector_hits is None:
-            keyword = self._keyword_ranking(
-                tenant, query.query, query.namespace, query.tags, depth, scored=True
-            )
-            return "keyword", keyword
+            return "keyword", self._keyword_ranking(tenant, query, depth, scored=True)
         if not semantic:
-            keyword = self._keyword_ranking(tenant, query.query, query.namespace, query.tags, depth)
+            keyword = self._keyword_ranking(tenant, query, depth)
             by_vector = [key for key, _ in vector_hits]
             return "hybrid", fuse([by_vector, [key for key, _ in keyword]], [1.0, KEYWORD_WEIGHT])
         phrases = identifier_phrases(query.query)
@@ -677,7 +680,7 @@ class HubDatabase:
         similarity = dict(vector_hits or ())
         wanted = [key for key, _ in ranked]
         rows: dict[int, Sequence[Any]] = {}
-        where, params = _recall_filters(query.namespace, query.tags)
+        where, params = _recall_filters(query.namespace, query.tags, query.namespace_prefix)
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))

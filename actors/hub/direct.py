@@ -121,6 +121,7 @@ class DirectBackend:
                 max(RANK_DEPTH, query.limit),
                 namespace=query.namespace,
                 tags=query.tags,
+                namespace_prefix=query.namespace_prefix,
             )
         return self.engine.recall(
             tenant, query, hits, embedder=EmbedderInfo(**describe_embedder(embedder))

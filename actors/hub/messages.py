@@ -187,6 +187,8 @@ class HubVectorSearch(Request[VectorSearchResult]):
     namespace: str | None
     tags: tuple[str, ...]
     k: int
+    #: This namespace and those below it (None: no prefix filter).
+    namespace_prefix: str | None = None
 
 
 @attrs.frozen(eq=False)
@@ -210,6 +212,8 @@ class HubRecall(Request[RecallHits]):
     note: str
     #: How far the vector index has read the vector feed (None: no index).
     indexed_through: int | None = None
+    #: This namespace and those below it (None: no prefix filter).
+    namespace_prefix: str | None = None
 
 
 @attrs.frozen

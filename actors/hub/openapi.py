@@ -261,6 +261,14 @@ def _schemas(limits: HubLimits) -> dict[str, Any]:
                 "namespace": {"type": ["string", "null"]},
                 "tags": {"type": "array", "items": {"type": "string"}},
                 "limit": {"type": "integer", "minimum": 1, "maximum": limits.max_recall_limit},
+                "namespace_prefix": {
+                    "type": ["string", "null"],
+                    "pattern": "^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$",
+                    "description": "Optional: only this namespace and those below it "
+                    "(`users/alice` keeps `users/alice/prefs`, not `users/alicex`); no empty "
+                    "segment. Added within protocol 1: a hub that predates it ignores it, "
+                    "and clients filter such a hub's hits themselves.",
+                },
             },
         },
         "RecallResponse": {
@@ -487,10 +495,10 @@ def openapi_document(limits: HubLimits | None = None) -> dict[str, Any]:
                     "summary": "Semantic search over the tenant's memories.",
                     "description": "Ranks the tenant's live memories by the similarity of "
                     "their embeddings to the query's, with keyword relevance where it ranks "
-                    "better (see `ranking`); `namespace` and all of `tags` filter. Memories "
-                    "are embedded in the background after each push: `pending` counts those "
-                    "not searchable by vector yet. A hub started with `--embedder none` answers "
-                    "501 and clients fall back to local recall.",
+                    "better (see `ranking`); `namespace`, `namespace_prefix` and all of `tags` "
+                    "filter. Memories are embedded in the background after each push: "
+                    "`pending` counts those not searchable by vector yet. A hub started "
+                    "with `--embedder none` answers 501 and clients fall back to local recall.",
                     "security": secured,
                     "requestBody": {
                         "required": True,

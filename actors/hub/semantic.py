@@ -309,5 +309,6 @@ class VectorIndexActor(_Follower):
             request.k,
             namespace=request.namespace,
             tags=request.tags,
+            namespace_prefix=request.namespace_prefix,
         )
         return VectorSearchResult(index.model, self.ready, tuple(hits), self.after)

@@ -197,6 +197,7 @@ class ActorBackend:
                 info,
                 note,
                 position,
+                query.namespace_prefix,
             ),
             remaining,
         )
@@ -218,6 +219,7 @@ class ActorBackend:
                     query.namespace,
                     query.tags,
                     max(RANK_DEPTH, query.limit),
+                    query.namespace_prefix,
                 ),
                 budget,
                 self.index,

@@ -154,7 +154,13 @@ class HubStoreActor(ReplyingActor):
                 self._batch.flush()
                 return self._engine.recall(
                     message.tenant,
-                    RecallQuery(message.query, message.namespace, message.tags, message.limit),
+                    RecallQuery(
+                        message.query,
+                        message.namespace,
+                        message.tags,
+                        message.limit,
+                        message.namespace_prefix,
+                    ),
                     message.vector_hits,
                     embedder=message.embedder,
                     note=message.note,

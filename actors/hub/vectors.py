@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from actors.model import matches_namespace_prefix
+
 if TYPE_CHECKING:
     from actors.hub.search import VectorChange
 
@@ -172,22 +174,30 @@ class VectorIndex:
         *,
         namespace: str | None = None,
         tags: Iterable[str] = (),
+        namespace_prefix: str | None = None,
     ) -> list[tuple[int, float]]:
         """The ``k`` best (key, cosine similarity) of the tenant, best first.
 
-        Only rows in ``namespace`` (if given) carrying every tag of ``tags``
-        are candidates. Equal scores keep no particular order.
+        Only rows in ``namespace`` (if given), in or below ``namespace_prefix``
+        (if given), carrying every tag of ``tags`` are candidates. Equal
+        scores keep no particular order.
         """
         state = self._tenants.get(tenant)
         if state is None or k < 1:
             return []
         count = state.count
         scores = state.matrix[:count] @ np.asarray(query, dtype=np.float32)
-        if namespace is not None:
-            code = state.namespaces.get(namespace)
-            if code is None:
+        if namespace is not None or namespace_prefix is not None:
+            # The namespaces (few) are filtered by name, the rows by their codes.
+            codes = [
+                code
+                for name, code in state.namespaces.items()
+                if (namespace is None or name == namespace)
+                and (namespace_prefix is None or matches_namespace_prefix(name, namespace_prefix))
+            ]
+            if not codes:
                 return []
-            inside = state.codes[:count] == code
+            inside = np.isin(state.codes[:count], codes)
             scores = np.where(inside, scores, -np.inf)
             candidates = int(inside.sum())
         else:
