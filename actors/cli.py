@@ -223,6 +223,12 @@ _json_option = click.option(
 _namespace_filter = click.option(
     "--namespace", "-n", metavar="NS", help="Only this namespace (default: all)."
 )
+_prefix_filter = click.option(
+    "--namespace-prefix",
+    "namespace_prefix",
+    metavar="NS",
+    help="Only NS and the namespaces below it (users/alice: also users/alice/prefs).",
+)
 _tag_filter = click.option(
     "--tag",
     "-t",
@@ -367,6 +373,7 @@ def _read_stdin() -> str:
 @_limit_option(10)
 @_tag_filter
 @_namespace_filter
+@_prefix_filter
 @_json_option
 @click.pass_context
 def recall(
@@ -375,11 +382,14 @@ def recall(
     limit: int | None,
     tags: tuple[str, ...],
     namespace: str | None,
+    namespace_prefix: str | None,
     as_json: bool,
 ) -> None:
     """Search memories for QUERY (keywords), best matches first."""
     with _memory(ctx) as system:
-        result = system.recall(query, limit=limit, tags=tags, namespace=namespace)
+        result = system.recall(
+            query, limit=limit, tags=tags, namespace=namespace, namespace_prefix=namespace_prefix
+        )
     if as_json:
         _print_json(result.to_dict())
         return
@@ -446,6 +456,7 @@ def forget(ctx: click.Context, memory_id: str, as_json: bool) -> None:
 @cli.command("list")
 @global_options(*LOCAL)
 @_namespace_filter
+@_prefix_filter
 @_tag_filter
 @_limit_option(20)
 @click.option("--before", metavar="ID", help="Continue after this id (the previous page's last).")
@@ -454,6 +465,7 @@ def forget(ctx: click.Context, memory_id: str, as_json: bool) -> None:
 def list_(
     ctx: click.Context,
     namespace: str | None,
+    namespace_prefix: str | None,
     tags: tuple[str, ...],
     limit: int | None,
     before: str | None,
@@ -461,7 +473,13 @@ def list_(
 ) -> None:
     """List memories, most recent first, one page at a time."""
     with _memory(ctx) as system:
-        page = system.list(namespace=namespace, tags=tags, limit=limit, before=before)
+        page = system.list(
+            namespace=namespace,
+            tags=tags,
+            limit=limit,
+            before=before,
+            namespace_prefix=namespace_prefix,
+        )
     if as_json:
         _print_json(page.to_dict())
         return
@@ -488,13 +506,20 @@ def list_(
 @cli.command()
 @global_options(*LOCAL)
 @_namespace_filter
+@_prefix_filter
 @_tag_filter
 @_json_option
 @click.pass_context
-def count(ctx: click.Context, namespace: str | None, tags: tuple[str, ...], as_json: bool) -> None:
+def count(
+    ctx: click.Context,
+    namespace: str | None,
+    namespace_prefix: str | None,
+    tags: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Count memories (per namespace), with storage and sync diagnostics."""
     with _memory(ctx) as system:
-        counts = system.count(namespace=namespace, tags=tags)
+        counts = system.count(namespace=namespace, tags=tags, namespace_prefix=namespace_prefix)
     if as_json:
         _print_json(counts.to_dict())
         return

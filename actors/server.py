@@ -199,12 +199,20 @@ class CountOutput(BaseModel):
 _Namespace = Annotated[
     str | None,
     Field(
-        description="Namespace (e.g. a project name): 1-64 chars of letters, digits and "
-        "._:/- . Default: 'default'."
+        description="Namespace (e.g. a project name, or a path such as users/alice/prefs): "
+        "1-64 chars of letters, digits and ._:/- , no empty segment between '/'. "
+        "Default: 'default'."
     ),
 ]
 _NamespaceFilter = Annotated[
     str | None, Field(description="Only this namespace. Default: all namespaces.")
+]
+_NamespacePrefix = Annotated[
+    str | None,
+    Field(
+        description="Only this namespace and those below it: users/alice covers "
+        "users/alice and users/alice/prefs, not users/alicex. Default: no prefix filter."
+    ),
 ]
 _TagsFilter = Annotated[
     list[str] | None,
@@ -311,6 +319,7 @@ async def memory_recall(
     limit: _RecallLimit = None,
     tags: _TagsFilter = None,
     namespace: _NamespaceFilter = None,
+    namespace_prefix: _NamespacePrefix = None,
 ) -> Annotated[CallToolResult, RecallOutput]:
     """Search stored memories by keywords, best matches first.
 
@@ -320,7 +329,9 @@ async def memory_recall(
     """
     await progress(0, "searching local memories and the hub")
     with _tool_errors():
-        result = await system.recall(query, limit=limit, tags=tags, namespace=namespace)
+        result = await system.recall(
+            query, limit=limit, tags=tags, namespace=namespace, namespace_prefix=namespace_prefix
+        )
     await progress(1, f"{result.status}: {len(result.hits)} match(es)")
     if not result.hits:
         text = f"No memories match {result.query!r} ({result.status}: {result.reason})."
@@ -370,13 +381,20 @@ async def memory_list(
         str | None,
         Field(description="Page cursor: the next_before of the previous page."),
     ] = None,
+    namespace_prefix: _NamespacePrefix = None,
 ) -> Annotated[CallToolResult, ListOutput]:
     """Browse memories, most recent first, one page at a time.
 
     To continue, call again with before set to the previous answer's next_before.
     """
     with _tool_errors():
-        page = await system.list(namespace=namespace, tags=tags, limit=limit, before=before)
+        page = await system.list(
+            namespace=namespace,
+            tags=tags,
+            limit=limit,
+            before=before,
+            namespace_prefix=namespace_prefix,
+        )
     lines = [f"{len(page.memories)} memor{'y' if len(page.memories) == 1 else 'ies'}:"]
     lines += [f"- {m.id} [{m.namespace}] {_one_line(m.content)}" for m in page.memories]
     if page.next_before is not None:
@@ -388,10 +406,13 @@ async def memory_count(
     system: System,
     namespace: _NamespaceFilter = None,
     tags: _TagsFilter = None,
+    namespace_prefix: _NamespacePrefix = None,
 ) -> Annotated[CallToolResult, CountOutput]:
     """Count memories (per namespace) and report storage and sync diagnostics."""
     with _tool_errors():
-        counts = await system.count(namespace=namespace, tags=tags)
+        counts = await system.count(
+            namespace=namespace, tags=tags, namespace_prefix=namespace_prefix
+        )
     spread = ", ".join(f"{ns}: {n}" for ns, n in counts.by_namespace.items())
     text = (
         f"{counts.total} memor{'y' if counts.total == 1 else 'ies'}"

@@ -314,6 +314,24 @@ def test_list_pages_most_recent_first(db: Path) -> None:
     assert invoke(db, "list", "-n", "empty").stdout == "No memories.\n"
 
 
+def test_list_recall_and_count_take_a_namespace_prefix(db: Path) -> None:
+    """--namespace-prefix keeps the namespace and those below it, not a sibling; bad ones exit 2."""
+    for namespace in ("users/alice", "users/alice/prefs", "users/alicex"):
+        store_id(db, f"tea for {namespace}", "-n", namespace)
+    page = invoke_json(db, "list", "--namespace-prefix", "users/alice")
+    assert isinstance(page, dict)
+    assert sorted(m["namespace"] for m in page["memories"]) == ["users/alice", "users/alice/prefs"]
+    found = invoke_json(db, "recall", "tea", "--namespace-prefix", "users/alice")
+    assert isinstance(found, dict)
+    assert sorted(h["namespace"] for h in found["hits"]) == ["users/alice", "users/alice/prefs"]
+    counts = invoke_json(db, "count", "--namespace-prefix", "users/alice")
+    assert isinstance(counts, dict)
+    assert counts["by_namespace"] == {"users/alice": 1, "users/alice/prefs": 1}
+    bad = invoke(db, "list", "--namespace-prefix", "users//alice")
+    assert bad.exit_code == EXIT_USAGE
+    assert "namespace_prefix 'users//alice' has an empty segment" in bad.stderr
+
+
 def _counts(db: Path, *, total: int, outbox: int, **extra: object) -> dict[str, object]:
     expected: dict[str, object] = {
         "total": total,

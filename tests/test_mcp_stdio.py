@@ -442,6 +442,16 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("memory_list", {"before": "nope"}, "InvalidMemory: 'nope' is not a memory id (a UUID)"),
     ("memory_recall", {"query": "   "}, "InvalidMemory: query is empty"),
     ("memory_count", {"tags": [None]}, "tags.0\n  Input should be a valid string"),
+    (
+        "memory_list",
+        {"namespace_prefix": "users/"},
+        "InvalidMemory: namespace_prefix 'users/' ends with '/'",
+    ),
+    (
+        "memory_store",
+        {"content": "x", "namespace": "users//alice"},
+        "InvalidMemory: namespace 'users//alice' has an empty segment",
+    ),
 ]
 
 
@@ -462,6 +472,38 @@ def test_bad_input_is_an_error_result_and_changes_nothing(tmp_path: Path, mode: 
             assert before["outbox_pending"] == 1
             page = await ok(client, "memory_list", {})
             assert [(m["id"], m["tags"]) for m in page["memories"]] == [(kept["id"], ["keep"])]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("mode", ERAS)
+def test_list_recall_and_count_by_namespace_prefix_keep_only_the_subtree(
+    tmp_path: Path, mode: str
+) -> None:
+    """namespace_prefix over stdio: users/alice and below, never the sibling users/alicex."""
+    spaces = ["users/alice", "users/alice/prefs", "users/alice/prefs/ui", "users/alicex"]
+
+    async def scenario() -> None:
+        async with stdio_session(tmp_path / "memory.db", mode, tmp_path / "server.log") as client:
+            for namespace in spaces:
+                await ok(
+                    client,
+                    "memory_store",
+                    {"content": f"tea for {namespace}", "namespace": namespace},
+                )
+            listed = await ok(client, "memory_list", {"namespace_prefix": "users/alice"})
+            assert sorted(m["namespace"] for m in listed["memories"]) == spaces[:3]
+            found = await ok(
+                client, "memory_recall", {"query": "tea", "namespace_prefix": "users/alice"}
+            )
+            assert sorted(h["namespace"] for h in found["hits"]) == spaces[:3]
+            counts = await ok(client, "memory_count", {"namespace_prefix": "users/alice/prefs"})
+            assert counts["by_namespace"] == {"users/alice/prefs": 1, "users/alice/prefs/ui": 1}
+            assert counts["total"] == 2
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            for name in ("memory_list", "memory_recall", "memory_count"):
+                prefix = tools[name].input_schema["properties"]["namespace_prefix"]
+                assert "not users/alicex" in prefix["description"], name
 
     run(scenario)
 
