@@ -237,6 +237,12 @@ def test_the_vector_index_filters_by_tenant_namespace_and_all_tags() -> None:
     assert [k for k, _ in index.search("a", query, 10, namespace="work")] == [1, 3]
     assert [k for k, _ in index.search("a", query, 10, tags=["y"])] == [2]
     assert index.search("a", query, 10, namespace="nowhere") == []
+    index.put("a", 5, "work/deep", [], _unit(0.8, 0.2, 0))
+    index.put("a", 6, "workx", [], _unit(1, 0, 0))
+    assert [k for k, _ in index.search("a", query, 10, namespace_prefix="work")] == [1, 5, 3]
+    assert index.search("a", query, 10, namespace_prefix="wor") == []
+    assert index.remove("a", 5)
+    assert index.remove("a", 6)
     assert index.search("c", query, 10) == []
     index.put("a", 1, "home", ["y"], _unit(0, 0, 1))  # replaced: new vector, namespace, tags
     assert [k for k, _ in index.search("a", query, 1)] == [2]
@@ -252,7 +258,7 @@ def test_the_vector_index_filters_by_tenant_namespace_and_all_tags() -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     ops=st.lists(
-        st.tuples(st.booleans(), st.integers(0, 40), st.sampled_from(["n1", "n2"])),
+        st.tuples(st.booleans(), st.integers(0, 40), st.sampled_from(["n1", "n2", "n1/a", "n1x"])),
         max_size=120,
     ),
     seed=st.integers(0, 2**16),
@@ -261,7 +267,10 @@ def test_the_vector_index_filters_by_tenant_namespace_and_all_tags() -> None:
 def test_the_vector_index_always_answers_what_a_brute_force_search_would(
     ops: list[tuple[bool, int, str]], seed: int, k: int
 ) -> None:
-    """Random puts and removals (growth, holes, moves): search equals exact brute force."""
+    """Random puts and removals (growth, holes, moves): search equals exact brute force.
+
+    Filters included: a namespace, a prefix (``n1`` holds ``n1/a``, not ``n1x``), both.
+    """
     rng = np.random.default_rng(seed)
     index = VectorIndex("m", 8)
     truth: dict[int, tuple[str, np.ndarray]] = {}
@@ -275,16 +284,17 @@ def test_the_vector_index_always_answers_what_a_brute_force_search_would(
             assert index.remove("t", key) == (key in truth)
             truth.pop(key, None)
     query = rng.standard_normal(8).astype(np.float32)
-    for namespace in (None, "n1"):
+    for namespace, prefix in ((None, None), ("n1", None), (None, "n1"), ("n1/a", "n1")):
         expected = sorted(
             (
                 (float(v @ query), key)
                 for key, (ns, v) in truth.items()
-                if namespace is None or ns == namespace
+                if (namespace is None or ns == namespace)
+                and (prefix is None or ns == prefix or ns.startswith(prefix + "/"))
             ),
             reverse=True,
         )[:k]
-        found = index.search("t", query, k, namespace=namespace)
+        found = index.search("t", query, k, namespace=namespace, namespace_prefix=prefix)
         # A tolerance, not rounding: float32 dot products summed in another order
         # differ in the last bits, and rounding to 4 places turns a difference of
         # 1e-7 into 1e-4 when it straddles a boundary (Hypothesis found one).
@@ -319,6 +329,26 @@ def direct(tmp_path: Path) -> Iterator[DirectBackend]:
 
 def _recall(backend: DirectBackend, tenant: str, text: str, **filters: object) -> RecallHits:
     return backend.recall(tenant, RecallQuery(text, **filters), 10)  # type: ignore[arg-type]
+
+
+def test_the_in_thread_backend_recalls_by_namespace_prefix_in_both_rankings(
+    direct: DirectBackend,
+) -> None:
+    """namespace_prefix holds for the hybrid ranking and the keyword one (a query of no vector)."""
+    inside = [
+        memory("deploy notes of alice", namespace="users/alice"),
+        memory("deploy notes of alice, nested", namespace="users/alice/work/x"),
+    ]
+    outside = [memory("deploy notes of alicex", namespace="users/alicex")]
+    direct.push("acme", (*inside, *outside), 10)
+    answer = _recall(direct, "acme", "deploy notes", namespace_prefix="users/alice")
+    assert answer.ranking == "hybrid"
+    assert {h.id for h in answer.hits} == {m.id for m in inside}
+    keyword = direct.engine.recall(
+        "acme", RecallQuery("deploy notes", namespace_prefix="users/alice"), None
+    )
+    assert keyword.ranking == "keyword"
+    assert {h.id for h in keyword.hits} == {m.id for m in inside}
 
 
 def test_recall_filters_by_namespace_and_tags_and_never_answers_the_forgotten(
