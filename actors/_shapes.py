@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from actors.errors import InvalidMemory
 from actors.model import validate_id
 
 __all__ = [
     "ShapeError",
+    "field",
     "join",
     "matching",
     "read_array",
@@ -35,6 +36,10 @@ __all__ = [
 ]
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
 class ShapeError(ValueError):
     """A JSON document does not have the protocol's shape; ``path`` names the field.
 
@@ -46,6 +51,24 @@ class ShapeError(ValueError):
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message
+
+
+def field(
+    obj: Mapping[str, Any],
+    key: str,
+    path: str,
+    reader: Callable[Concatenate[Any, str, P], T],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """The required field ``key`` of ``obj``, read by ``reader`` at ``path.key``.
+
+    ``field(obj, "version", path, read_string)`` is
+    ``read_string(required(obj, "version", path), join(path, "version"))``:
+    every record's ``parse`` reads its fields this way.
+    """
+    return reader(required(obj, key, path), join(path, key), *args, **kwargs)
 
 
 def join(path: str, key: str) -> str:

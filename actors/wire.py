@@ -23,6 +23,7 @@ import attrs
 
 from actors._shapes import (
     ShapeError,
+    field,
     join,
     matching,
     read_array,
@@ -166,22 +167,24 @@ class WireMemory:
     @classmethod
     def parse(cls, data: object, path: str = "") -> WireMemory:
         obj = read_object(data, path)
-        memory_id = read_memory_id(required(obj, "id", path), join(path, "id"))
+        memory_id = field(obj, "id", path, read_memory_id)
         namespace = validated(
             join(path, "namespace"),
             normalize_namespace,
-            read_string(required(obj, "namespace", path), join(path, "namespace")),
+            field(obj, "namespace", path, read_string),
         )
         deleted = read_boolean(obj.get("deleted", False), join(path, "deleted"))
-        version = _version(required(obj, "version", path), join(path, "version"))
-        origin = matching(
-            required(obj, "origin", path),
-            join(path, "origin"),
+        version = field(obj, "version", path, _version)
+        origin = field(
+            obj,
+            "origin",
+            path,
+            matching,
             ORIGIN_RE,
             "an origin (1-128 characters from letters, digits and . _ : -)",
         )
-        created_at = read_number(required(obj, "created_at", path), join(path, "created_at"))
-        updated_at = read_number(required(obj, "updated_at", path), join(path, "updated_at"))
+        created_at = field(obj, "created_at", path, read_number)
+        updated_at = field(obj, "updated_at", path, read_number)
         sent_hash = obj.get("content_hash")
         if sent_hash is not None:
             read_string(sent_hash, join(path, "content_hash"))
@@ -287,16 +290,14 @@ class ItemResult:
     @classmethod
     def parse(cls, data: object, path: str = "") -> ItemResult:
         obj = read_object(data, path)
-        memory_id = read_memory_id(required(obj, "id", path), join(path, "id"))
-        status = read_string(required(obj, "status", path), join(path, "status"))
+        memory_id = field(obj, "id", path, read_memory_id)
+        status = field(obj, "status", path, read_string)
         if status not in ITEM_STATUSES:
             raise ShapeError(join(path, "status"), f"{status!r} is not one of {ITEM_STATUSES}")
-        version = _version(required(obj, "version", path), join(path, "version"))
+        version = field(obj, "version", path, _version)
         canonical = obj.get("canonical_id")
         if status == "duplicate":
-            canonical_id: str | None = read_memory_id(
-                required(obj, "canonical_id", path), join(path, "canonical_id")
-            )
+            canonical_id: str | None = field(obj, "canonical_id", path, read_memory_id)
         elif canonical is not None:
             raise ShapeError(join(path, "canonical_id"), "is only sent with status 'duplicate'")
         else:
@@ -316,7 +317,7 @@ class PushResult:
     @classmethod
     def parse(cls, data: object, path: str = "") -> PushResult:
         obj = read_object(data, path)
-        items = read_array(required(obj, "results", path), join(path, "results"))
+        items = field(obj, "results", path, read_array)
         return cls(
             tuple(
                 ItemResult.parse(item, f"{join(path, 'results')}[{index}]")
@@ -342,8 +343,8 @@ class Change:
     @classmethod
     def parse(cls, data: object, path: str = "") -> Change:
         obj = read_object(data, path)
-        seq = read_integer(required(obj, "seq", path), join(path, "seq"), minimum=1)
-        return cls(seq, WireMemory.parse(required(obj, "memory", path), join(path, "memory")))
+        seq = field(obj, "seq", path, read_integer, minimum=1)
+        return cls(seq, field(obj, "memory", path, WireMemory.parse))
 
 
 @attrs.frozen
@@ -368,14 +369,14 @@ class ChangesPage:
     @classmethod
     def parse(cls, data: object, path: str = "") -> ChangesPage:
         obj = read_object(data, path)
-        changes = read_array(required(obj, "changes", path), join(path, "changes"))
+        changes = field(obj, "changes", path, read_array)
         return cls(
             tuple(
                 Change.parse(item, f"{join(path, 'changes')}[{index}]")
                 for index, item in enumerate(changes)
             ),
-            read_string(required(obj, "next_cursor", path), join(path, "next_cursor")),
-            read_boolean(required(obj, "has_more", path), join(path, "has_more")),
+            field(obj, "next_cursor", path, read_string),
+            field(obj, "has_more", path, read_boolean),
         )
 
 
@@ -397,14 +398,12 @@ class DigestEntry:
     def parse(cls, data: object, path: str = "") -> DigestEntry:
         obj = read_object(data, path)
         return cls(
-            id=read_memory_id(required(obj, "id", path), join(path, "id")),
-            namespace=read_string(required(obj, "namespace", path), join(path, "namespace")),
-            content_hash=read_string(
-                required(obj, "content_hash", path), join(path, "content_hash")
-            ),
-            version=_version(required(obj, "version", path), join(path, "version")),
-            origin=read_string(required(obj, "origin", path), join(path, "origin")),
-            deleted=read_boolean(required(obj, "deleted", path), join(path, "deleted")),
+            id=field(obj, "id", path, read_memory_id),
+            namespace=field(obj, "namespace", path, read_string),
+            content_hash=field(obj, "content_hash", path, read_string),
+            version=field(obj, "version", path, _version),
+            origin=field(obj, "origin", path, read_string),
+            deleted=field(obj, "deleted", path, read_boolean),
         )
 
 
@@ -433,7 +432,7 @@ class DigestPage:
     @classmethod
     def parse(cls, data: object, path: str = "") -> DigestPage:
         obj = read_object(data, path)
-        entries = read_array(required(obj, "entries", path), join(path, "entries"))
+        entries = field(obj, "entries", path, read_array)
         after = required(obj, "next_after", path)
         return cls(
             tuple(
@@ -441,8 +440,8 @@ class DigestPage:
                 for index, item in enumerate(entries)
             ),
             None if after is None else read_memory_id(after, join(path, "next_after")),
-            read_boolean(required(obj, "has_more", path), join(path, "has_more")),
-            read_string(required(obj, "cursor", path), join(path, "cursor")),
+            field(obj, "has_more", path, read_boolean),
+            field(obj, "cursor", path, read_string),
         )
 
 
@@ -466,17 +465,17 @@ class HubCounts:
     @classmethod
     def parse(cls, data: object, path: str = "") -> HubCounts:
         obj = read_object(data, path)
-        spaces = read_object(required(obj, "by_namespace", path), join(path, "by_namespace"))
+        spaces = field(obj, "by_namespace", path, read_object)
         return cls(
-            read_integer(required(obj, "total", path), join(path, "total")),
+            field(obj, "total", path, read_integer),
             {
                 read_string(name, join(path, "by_namespace")): read_integer(
                     count, join(join(path, "by_namespace"), name)
                 )
                 for name, count in spaces.items()
             },
-            read_integer(required(obj, "forgotten", path), join(path, "forgotten")),
-            read_string(required(obj, "cursor", path), join(path, "cursor")),
+            field(obj, "forgotten", path, read_integer),
+            field(obj, "cursor", path, read_string),
         )
 
 
@@ -534,10 +533,10 @@ class AuthInfo:
     def parse(cls, data: object, path: str = "") -> AuthInfo:
         obj = read_object(data, path)
         return cls(
-            read_string(required(obj, "tenant", path), join(path, "tenant")),
-            read_string(required(obj, "key_id", path), join(path, "key_id")),
-            read_integer(required(obj, "protocol", path), join(path, "protocol"), minimum=1),
-            HubLimits.parse(required(obj, "limits", path), join(path, "limits")),
+            field(obj, "tenant", path, read_string),
+            field(obj, "key_id", path, read_string),
+            field(obj, "protocol", path, read_integer, minimum=1),
+            field(obj, "limits", path, HubLimits.parse),
         )
 
 
@@ -555,8 +554,8 @@ class Health:
     def parse(cls, data: object, path: str = "") -> Health:
         obj = read_object(data, path)
         return cls(
-            read_string(required(obj, "status", path), join(path, "status")),
-            read_integer(required(obj, "protocol", path), join(path, "protocol"), minimum=1),
+            field(obj, "status", path, read_string),
+            field(obj, "protocol", path, read_integer, minimum=1),
         )
 
 
@@ -635,16 +634,16 @@ class RemoteHit:
     @classmethod
     def parse(cls, data: object, path: str = "") -> RemoteHit:
         obj = read_object(data, path)
-        score = read_finite(required(obj, "score", path), join(path, "score"))
+        score = field(obj, "score", path, read_finite)
         similarity = obj.get("similarity")
         tags = read_array(obj.get("tags", []), join(path, "tags"))
         return cls(
-            id=read_memory_id(required(obj, "id", path), join(path, "id")),
-            namespace=read_string(required(obj, "namespace", path), join(path, "namespace")),
-            content=read_string(required(obj, "content", path), join(path, "content")),
+            id=field(obj, "id", path, read_memory_id),
+            namespace=field(obj, "namespace", path, read_string),
+            content=field(obj, "content", path, read_string),
             tags=tuple(read_string(tag, join(path, "tags")) for tag in tags),
             score=score,
-            created_at=read_number(required(obj, "created_at", path), join(path, "created_at")),
+            created_at=field(obj, "created_at", path, read_number),
             similarity=None
             if similarity is None
             else read_finite(similarity, join(path, "similarity")),
@@ -667,9 +666,9 @@ class EmbedderInfo:
     def parse(cls, data: object, path: str = "") -> EmbedderInfo:
         obj = read_object(data, path)
         return cls(
-            read_string(required(obj, "name", path), join(path, "name")),
-            read_integer(required(obj, "dimension", path), join(path, "dimension"), minimum=1),
-            read_boolean(required(obj, "semantic", path), join(path, "semantic")),
+            field(obj, "name", path, read_string),
+            field(obj, "dimension", path, read_integer, minimum=1),
+            field(obj, "semantic", path, read_boolean),
         )
 
 
@@ -712,7 +711,7 @@ class RecallHits:
     @classmethod
     def parse(cls, data: object, path: str = "") -> RecallHits:
         obj = read_object(data, path)
-        hits = read_array(required(obj, "hits", path), join(path, "hits"))
+        hits = field(obj, "hits", path, read_array)
         ranking = obj.get("ranking")
         if ranking is not None:
             read_string(ranking, join(path, "ranking"))
@@ -748,7 +747,7 @@ class ErrorBody:
     @classmethod
     def parse(cls, data: object, path: str = "") -> ErrorBody:
         obj = read_object(data, path)
-        error = read_object(required(obj, "error", path), join(path, "error"))
+        error = field(obj, "error", path, read_object)
         details = error.get("details", {})
         return cls(
             read_string(required(error, "code", "error"), "error.code"),
