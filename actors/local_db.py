@@ -55,7 +55,7 @@ import attrs
 
 from actors._sqlite import Connect, Synchronous, is_busy
 from actors._sqlite import connect as sqlite_connect
-from actors.errors import MemoryNotFound, SchemaError, StorageBusy, StorageError
+from actors.errors import InvalidMemory, MemoryNotFound, SchemaError, StorageBusy, StorageError
 from actors.messages import ForgetMemory, StoreMemory, WriteRequest
 from actors.migrations import LATEST_VERSION
 from actors.model import (
@@ -493,14 +493,26 @@ class LocalDatabase:
         limit: int,
         namespace_prefix: str | None = None,
     ) -> MemoryPage:
-        """Live memories, most recent first (ids are time-ordered), a page at a time."""
+        """Live memories, newest first by creation time, a page at a time.
+
+        ``before`` is the id of the last memory of the previous page: the page
+        continues after its (created_at, id). Creation time, not the id,
+        orders the list because a keyed memory's id is derived from its key.
+        """
         where, params = _filters(namespace, tags, prefix=namespace_prefix)
         if before is not None:
-            where += " AND m.id < ?"
-            params.append(before)
+            mark = self.conn.execute(
+                "SELECT created_at FROM memories WHERE id = ?", (before,)
+            ).fetchone()
+            if mark is None:
+                raise InvalidMemory(
+                    f"before: no memory has id {before} (pass the next_before of a page)"
+                )
+            where += " AND (m.created_at, m.id) < (?, ?)"
+            params.extend((mark[0], before))
         rows = self.conn.execute(
             f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.deleted = 0{where} "
-            "ORDER BY m.id DESC LIMIT ?",
+            "ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
             [*params, limit + 1],
         ).fetchall()
         memories = tuple(_row_to_memory(row) for row in rows[:limit])

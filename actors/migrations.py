@@ -137,6 +137,40 @@ STEPS: tuple[Step, ...] = (
         ),
         rewrites_data=True,
     ),
+    Step(
+        4,
+        "key-addressed memories; recency order for lists",
+        (
+            # NULL for a memory stored without a key. A keyed memory's id is derived
+            # from (namespace, key) (actors.model.keyed_memory_id), so the id is the
+            # same on every replica and the key needs no unique index of its own.
+            "ALTER TABLE memories ADD COLUMN key TEXT",
+            # Content dedup applies to unkeyed memories only: two keys may hold the
+            # same text (a runtime's store writes what its caller gives it).
+            "DROP INDEX memories_dedup",
+            """CREATE UNIQUE INDEX memories_dedup ON memories(namespace, content_hash)
+               WHERE deleted = 0 AND key IS NULL""",
+            # Lists run newest first by creation time: a keyed id carries no time.
+            "DROP INDEX memories_namespace",
+            "CREATE INDEX memories_namespace ON memories(namespace, created_at, id)",
+            "CREATE INDEX memories_recent ON memories(created_at, id)",
+        ),
+    ),
+    Step(
+        5,
+        "session logs (ordered items per session, local only)",
+        (
+            # An agent runtime's conversation history: an append-only log per
+            # session, ordered by seq, popped from the end. Local: never synced.
+            """CREATE TABLE session_items (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                session_id TEXT NOT NULL,
+                item TEXT NOT NULL,
+                created_at REAL NOT NULL
+            )""",
+            "CREATE INDEX session_items_by_session ON session_items(session_id, seq)",
+        ),
+    ),
 )
 
 LATEST_VERSION = STEPS[-1].version

@@ -13,6 +13,7 @@ from actors import (
     MemorySystem,
     SystemClosed,
 )
+from actors.migrations import LATEST_VERSION
 
 
 def _rows(path: Path) -> list[tuple[object, ...]]:
@@ -112,7 +113,7 @@ def test_count_reports_diagnostics(system: MemorySystem, db_path: Path) -> None:
     system.store("two")
     counts = system.count()
     assert counts.total == 2
-    assert counts.schema_version == 3
+    assert counts.schema_version == LATEST_VERSION
     assert counts.database == str(db_path)
     assert counts.dead_letters == 0
     assert counts.sync.startswith("local-only")

@@ -66,7 +66,7 @@ def test_an_old_file_is_upgraded_with_backups_and_its_data_kept(db_path: Path) -
     with MemorySystem.open(db_path) as memory:
         report = memory.migration
         assert report.from_version == 1
-        assert report.applied == (2, 3)
+        assert report.applied == tuple(range(2, LATEST_VERSION + 1))
         hits = memory.recall("caching").hits
         assert [hit.id for hit in hits] == ["0190a2b3-0000-7000-8000-000000000001"]
         counts = memory.count()
