@@ -47,6 +47,7 @@ from actors.messages import (
     ListMemories,
     Ping,
     ReadLocalDigest,
+    ReadSessionItems,
     ReadSyncMeta,
     RecordPush,
     ReleaseLease,
@@ -193,6 +194,9 @@ class StoreActor(ReplyingActor):
                     tags=message.tags,
                     namespace_prefix=message.namespace_prefix,
                 )
+            case ReadSessionItems(session_id=session_id, limit=limit):
+                self._flush_for_read()
+                return self._db.session_items(session_id, limit)
             case Ping():
                 return self.state
             # Sync requests: acknowledged local writes commit first, so sync never
