@@ -70,11 +70,13 @@ def validate_session_id(session_id: object) -> str:
             f"session_id has {len(session_id)} characters; at most {MAX_SESSION_ID_CHARS}"
         )
     for index, char in enumerate(session_id):
-        # Cs: an unpaired surrogate cannot be stored as UTF-8.
-        if unicodedata.category(char) in ("Cc", "Cs"):
+        category = unicodedata.category(char)
+        if category == "Cc":
             raise InvalidMemory(
                 f"session_id contains a control character ({char!r}) at position {index}"
             )
+        if category == "Cs":  # cannot be stored as UTF-8
+            raise InvalidMemory(f"session_id has an unpaired surrogate at position {index}")
     return session_id
 
 
