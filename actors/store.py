@@ -11,7 +11,9 @@ because the fsync is shared (``docs/performance.md`` has the figures).
 Reads flush the pending batch first, so a caller always reads its own
 acknowledged writes; so do sync requests, so sync never reorders them. Each
 memory write also writes its outbox row in the same transaction, so nothing
-committed can be missed by sync.
+committed can be missed by sync. The agent session log's writes
+(:mod:`actors.session_log`) join the same batches, in arrival order, and
+have no outbox row: the log is never synced.
 
 Other processes may hold the same file: ``BEGIN IMMEDIATE`` waits up to the
 busy timeout, and a residual ``SQLITE_BUSY`` holds the batch (later writes
