@@ -285,7 +285,7 @@ class LocalDatabase:
         The result is the same as :meth:`apply_write` one by one (checked by
         ``tests/test_store_batch.py``): a store whose (namespace, hash) is new
         to the file and to the batch is a plain insert; anything else (a
-        duplicate, a forget) first writes the inserts gathered so far, then
+        duplicate, a forget, a session-log write) first writes the inserts gathered so far, then
         goes through :meth:`apply_write`, so it sees every earlier write of the
         batch. Ids and versions are minted in arrival order, as before.
         """
