@@ -61,6 +61,7 @@ from actors.model import (
     StoreReceipt,
 )
 from actors.runtime import NotifyingFuture
+from actors.session_log import SessionItems
 from actors.sync_model import SyncReport
 from actors.system import Config, MemorySystem, _Call, _restarting
 
@@ -360,6 +361,27 @@ class AsyncMemorySystem:
     async def retry_dead_letters(self, *, timeout: float | None = None) -> int:
         """As :meth:`MemorySystem.retry_dead_letters`."""
         return await self._run(self.system._prepare_retry_dead(timeout))
+
+    async def session_add(
+        self, session_id: str, items: Sequence[Any], *, timeout: float | None = None
+    ) -> int:
+        """As :meth:`MemorySystem.session_add`: answered after commit."""
+        return await self._run(self.system._prepare_session_add(session_id, items, timeout))
+
+    async def session_items(
+        self, session_id: str, *, limit: int | None = None, timeout: float | None = None
+    ) -> SessionItems:
+        """As :meth:`MemorySystem.session_items`."""
+        return await self._run(self.system._prepare_session_items(session_id, limit, timeout))
+
+    async def session_pop(self, session_id: str, *, timeout: float | None = None) -> Any:
+        """As :meth:`MemorySystem.session_pop`. Cancelled after its transaction began,
+        the item is removed and the answer dropped (as for any write)."""
+        return await self._run(self.system._prepare_session_pop(session_id, timeout))
+
+    async def session_clear(self, session_id: str, *, timeout: float | None = None) -> int:
+        """As :meth:`MemorySystem.session_clear`."""
+        return await self._run(self.system._prepare_session_clear(session_id, timeout))
 
     async def status(self) -> dict[str, Any]:
         """As :meth:`MemorySystem.status`."""

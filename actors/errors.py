@@ -29,9 +29,10 @@
         └── SystemClosed(..., RuntimeError)      the MemorySystem was closed
 
 Foreign exceptions are translated where the foreign library is owned: only
-``actors/_sqlite.py``, ``actors/local_db.py`` (the StoreActor's SQL) and
-``actors/migrations.py`` see ``sqlite3`` (and, on the hub's side, its SQLite
-engine: ``actors/hub/database.py`` and ``actors/hub/schema.py``); only
+``actors/_sqlite.py``, ``actors/local_db.py`` and ``actors/session_log.py``
+(the StoreActor's SQL) and ``actors/migrations.py`` see ``sqlite3`` (and, on
+the hub's side, its SQLite engine: ``actors/hub/database.py`` and
+``actors/hub/schema.py``); only
 ``actors/remote.py`` turns ``httpx`` failures into the ``HubError`` family.
 A recall that runs out of time is a value (a ``retry`` status), not an exception.
 """

@@ -53,10 +53,18 @@ from typing import Any
 
 import attrs
 
+from actors import session_log
 from actors._sqlite import Connect, Synchronous, is_busy
 from actors._sqlite import connect as sqlite_connect
 from actors.errors import InvalidMemory, MemoryNotFound, SchemaError, StorageBusy, StorageError
-from actors.messages import ForgetMemory, StoreMemory, WriteRequest
+from actors.messages import (
+    AppendSessionItems,
+    ClearSession,
+    ForgetMemory,
+    PopSessionItem,
+    StoreMemory,
+    WriteRequest,
+)
 from actors.migrations import LATEST_VERSION
 from actors.model import (
     CountResult,
@@ -289,7 +297,7 @@ class LocalDatabase:
         The result is the same as :meth:`apply_write` one by one (checked by
         ``tests/test_store_batch.py``): a store whose (namespace, hash) is new
         to the file and to the batch is a plain insert; anything else (a
-        duplicate, a forget) first writes the inserts gathered so far, then
+        duplicate, a forget, a session-log write) first writes the inserts gathered so far, then
         goes through :meth:`apply_write`, so it sees every earlier write of the
         batch. Ids and versions are minted in arrival order, as before.
         """
@@ -336,13 +344,23 @@ class LocalDatabase:
         return results
 
     def apply_write(self, request: WriteRequest, now: float) -> object:
-        """Inside a transaction: one store or forget, the reference for :meth:`apply_writes`."""
+        """Inside a transaction: one write, the reference for :meth:`apply_writes`."""
         if isinstance(request, StoreMemory):
             if request.key is not None:
                 return self._apply_keyed_store(request, request.key, now)
             return self._apply_store(request, now)
         if isinstance(request, ForgetMemory):
             return self._apply_forget(request, now)
+        return self._apply_session_write(request, now)
+
+    def _apply_session_write(self, request: WriteRequest, now: float) -> object:
+        """The session log's writes (:mod:`actors.session_log`): no clock, no outbox."""
+        if isinstance(request, AppendSessionItems):
+            return session_log.append(self.conn, request.session_id, request.items, now)
+        if isinstance(request, PopSessionItem):
+            return session_log.pop(self.conn, request.session_id)
+        if isinstance(request, ClearSession):
+            return session_log.clear(self.conn, request.session_id)
         raise TypeError(f"unknown write {request!r}")
 
     def _live_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -606,6 +624,10 @@ class LocalDatabase:
             database=self.path,
             sync=sync,
         )
+
+    def session_items(self, session_id: str, limit: int | None) -> list[Any]:
+        """A session's latest ``limit`` items (all when None), decoded, oldest first."""
+        return session_log.read(self.conn, session_id, limit)
 
     # -- sync: push -----------------------------------------------------------------------
 

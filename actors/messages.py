@@ -47,11 +47,13 @@ else:
 __all__ = [
     "AcquireLease",
     "Answer",
+    "AppendSessionItems",
     "ApplyChanges",
     "AuthRecheck",
     "ChildFailed",
     "ChildReady",
     "ChildStopped",
+    "ClearSession",
     "CountMemories",
     "ExpireRecallCache",
     "FetchOutbox",
@@ -62,7 +64,9 @@ __all__ = [
     "ListMemories",
     "Migrate",
     "Ping",
+    "PopSessionItem",
     "ReadLocalDigest",
+    "ReadSessionItems",
     "ReadSyncMeta",
     "RecallJob",
     "RecordPush",
@@ -197,6 +201,48 @@ class CountMemories(Request[CountResult]):
 @attrs.frozen(eq=False)
 class Ping(Request[str]):
     """Supervisor or caller → any actor: answered with the actor's state name once ready."""
+
+
+# The session log (actors/session_log.py): local only, never synced. Its writes
+# are group-committed with stores, applied in arrival order in one transaction.
+
+
+@attrs.frozen(eq=False)
+class AppendSessionItems(WriteRequest[int]):
+    """Caller → StoreActor: append items (compact JSON texts) to a session's log.
+
+    Answered with the number appended, after commit.
+    """
+
+    session_id: str
+    items: tuple[str, ...]
+
+
+@attrs.frozen(eq=False)
+class PopSessionItem(WriteRequest[Any]):
+    """Caller → StoreActor: remove a session's newest item and answer it, decoded.
+
+    Read and delete are one transaction (one owner; ``BEGIN IMMEDIATE`` across
+    processes), so two pops never answer the same item. ``None``: the log is empty.
+    """
+
+    session_id: str
+
+
+@attrs.frozen(eq=False)
+class ClearSession(WriteRequest[int]):
+    """Caller → StoreActor: delete every item of a session → how many there were."""
+
+    session_id: str
+
+
+@attrs.frozen(eq=False)
+class ReadSessionItems(Request[list[Any]]):
+    """Caller → StoreActor: a session's latest ``limit`` items (all when None), decoded,
+    oldest first. Pending writes are flushed first (read-your-writes)."""
+
+    session_id: str
+    limit: int | None
 
 
 # -- MigrationActor -----------------------------------------------------------

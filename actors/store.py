@@ -11,7 +11,9 @@ because the fsync is shared (``docs/performance.md`` has the figures).
 Reads flush the pending batch first, so a caller always reads its own
 acknowledged writes; so do sync requests, so sync never reorders them. Each
 memory write also writes its outbox row in the same transaction, so nothing
-committed can be missed by sync.
+committed can be missed by sync. The agent session log's writes
+(:mod:`actors.session_log`) join the same batches, in arrival order, and
+have no outbox row: the log is never synced.
 
 Other processes may hold the same file: ``BEGIN IMMEDIATE`` waits up to the
 busy timeout, and a residual ``SQLITE_BUSY`` holds the batch (later writes
@@ -47,6 +49,7 @@ from actors.messages import (
     ListMemories,
     Ping,
     ReadLocalDigest,
+    ReadSessionItems,
     ReadSyncMeta,
     RecordPush,
     ReleaseLease,
@@ -193,6 +196,9 @@ class StoreActor(ReplyingActor):
                     tags=message.tags,
                     namespace_prefix=message.namespace_prefix,
                 )
+            case ReadSessionItems(session_id=session_id, limit=limit):
+                self._flush_for_read()
+                return self._db.session_items(session_id, limit)
             case Ping():
                 return self.state
             # Sync requests: acknowledged local writes commit first, so sync never

@@ -34,11 +34,15 @@ from actors.errors import (
     Unavailable,
 )
 from actors.messages import (
+    AppendSessionItems,
+    ClearSession,
     CountMemories,
     ForgetMemory,
     GetMemory,
     ListMemories,
     Migrate,
+    PopSessionItem,
+    ReadSessionItems,
     RemoteRecall,
     Request,
     RetryDeadLetters,
@@ -76,6 +80,12 @@ from actors.model import (
 )
 from actors.recall import RecallRouter, RecallSettings
 from actors.runtime import Runtime, ThreadedRuntime
+from actors.session_log import (
+    SessionItems,
+    encode_items,
+    validate_items_limit,
+    validate_session_id,
+)
 from actors.store import StoreActor, StoreConfig
 from actors.supervisor import ChildCell, ChildSpec, SupervisorActor
 from actors.sync import ClientFactory, SyncActor, default_client
@@ -459,6 +469,32 @@ class MemorySystem:
         """Put every dead letter back in the outbox; returns how many memories were requeued."""
         return self._run(self._prepare_retry_dead(timeout))
 
+    # -- the session log: an ordered list of JSON items per agent session (local only)
+
+    def session_add(
+        self, session_id: str, items: Sequence[Any], *, timeout: float | None = None
+    ) -> int:
+        """Append JSON ``items`` to the session's log, in order; answered after commit.
+
+        Returns how many were appended. Each item is at most 64 KiB as compact
+        JSON, 1000 per call; bad input raises :class:`InvalidMemory`, nothing stored.
+        """
+        return self._run(self._prepare_session_add(session_id, items, timeout))
+
+    def session_items(
+        self, session_id: str, *, limit: int | None = None, timeout: float | None = None
+    ) -> SessionItems:
+        """The session's latest ``limit`` items (all when None), oldest first."""
+        return self._run(self._prepare_session_items(session_id, limit, timeout))
+
+    def session_pop(self, session_id: str, *, timeout: float | None = None) -> Any:
+        """Remove and return the session's newest item (None when empty), atomically."""
+        return self._run(self._prepare_session_pop(session_id, timeout))
+
+    def session_clear(self, session_id: str, *, timeout: float | None = None) -> int:
+        """Delete every item of the session; returns how many there were."""
+        return self._run(self._prepare_session_clear(session_id, timeout))
+
     # -- each verb prepared once, for both facades -------------------------------------
 
     def _prepare_store(
@@ -582,6 +618,28 @@ class MemorySystem:
 
     def _prepare_retry_dead(self, timeout: float | None) -> _Call[int]:
         return _Call("store", RetryDeadLetters, timeout, nudge=True)
+
+    def _prepare_session_add(
+        self, session_id: str, items: Sequence[Any], timeout: float | None
+    ) -> _Call[int]:
+        sid = validate_session_id(session_id)
+        texts = encode_items(items)
+        return _Call("store", lambda reply: AppendSessionItems(reply, sid, texts), timeout)
+
+    def _prepare_session_items(
+        self, session_id: str, limit: int | None, timeout: float | None
+    ) -> _Call[SessionItems]:
+        sid = validate_session_id(session_id)
+        top = validate_items_limit(limit)
+        return _Call("store", lambda reply: ReadSessionItems(reply, sid, top), timeout)
+
+    def _prepare_session_pop(self, session_id: str, timeout: float | None) -> _Call[Any]:
+        sid = validate_session_id(session_id)
+        return _Call("store", lambda reply: PopSessionItem(reply, sid), timeout)
+
+    def _prepare_session_clear(self, session_id: str, timeout: float | None) -> _Call[int]:
+        sid = validate_session_id(session_id)
+        return _Call("store", lambda reply: ClearSession(reply, sid), timeout)
 
     def _run(self, call: _Call[R]) -> R:
         """The blocking facade's half of a verb: ask, wait, finish."""

@@ -31,11 +31,11 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "sync_model remote",  # sync records; the hub client (httpx)
         "messages",  # the client's protocol
         "_base _ask",  # the reply-future invariant; asking from outside
-        "_batch migrations supervisor local_db",  # group commit; schema; restarts; SQL
+        "_batch migrations supervisor local_db session_log",  # group commit; schema; ...; SQL
         "store sync recall",  # the client's actors
         "system",  # MemorySystem
         "aio",  # AsyncMemorySystem: the same verbs on an event loop
-        "server hub",  # the MCP server; the reference hub
+        "server hub integrations",  # the MCP server; the reference hub; framework adapters
         "sim bench",  # the deterministic runtime; the benchmarks
         "_cli_base",  # exit codes, logging, the global options
         "cli",  # the command line
@@ -43,7 +43,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 )
 
 #: The client: everything a user of MemorySystem or the MCP server runs.
-CLIENT = frozenset().union(*LAYERS[:11]) | {"server"}
+CLIENT = frozenset().union(*LAYERS[:11]) | {"server", "integrations"}
 
 
 def _unit(module: str) -> str | None:

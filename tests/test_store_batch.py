@@ -23,7 +23,14 @@ from hypothesis import strategies as st
 
 from actors._sqlite import connect
 from actors.local_db import LocalDatabase
-from actors.messages import ForgetMemory, StoreMemory, WriteRequest
+from actors.messages import (
+    AppendSessionItems,
+    ClearSession,
+    ForgetMemory,
+    PopSessionItem,
+    StoreMemory,
+    WriteRequest,
+)
 from actors.migrations import migrate
 from actors.model import content_hash
 from actors.runtime import ThreadedRuntime
@@ -74,8 +81,15 @@ _keyed_op = st.tuples(
     st.frozensets(st.sampled_from(["a", "b", "c"]), max_size=2),
     st.integers(0, 2),
 )
+# The session log's writes join the same batches: ("append", session, item count),
+# ("pop", session), ("clear", session).
+_session_op = st.one_of(
+    st.tuples(st.just("append"), st.integers(0, 1), st.integers(0, 3)),
+    st.tuples(st.sampled_from(["pop", "clear"]), st.integers(0, 1)),
+)
 _batches = st.lists(
-    st.lists(st.one_of(_store_op, _store_op, _forget_op, _keyed_op), max_size=8), max_size=5
+    st.lists(st.one_of(_store_op, _store_op, _forget_op, _keyed_op, _session_op), max_size=8),
+    max_size=5,
 )
 
 
@@ -100,6 +114,13 @@ def _run(db: LocalDatabase, batches: list[list[tuple[Any, ...]]]) -> list[Any]:
                         f"key-{op[4]}" if op[0] == "keyed" else None,
                     )
                 )
+            elif op[0] == "append":
+                items = tuple(json.dumps([len(answers), len(batch), i]) for i in range(op[2]))
+                batch.append(AppendSessionItems(_reply(), f"s{op[1]}", items))
+            elif op[0] == "pop":
+                batch.append(PopSessionItem(_reply(), f"s{op[1]}"))
+            elif op[0] == "clear":
+                batch.append(ClearSession(_reply(), f"s{op[1]}"))
             elif known:
                 batch.append(ForgetMemory(_reply(), known[op[1] % len(known)]))
         if not batch:
@@ -119,6 +140,9 @@ def _run(db: LocalDatabase, batches: list[list[tuple[Any, ...]]]) -> list[Any]:
     outbox = db.conn.execute("SELECT memory_id, op FROM outbox ORDER BY seq").fetchall()
     answers.append([(ids.get(r[0], r[0]), *r[1:]) for r in rows])
     answers.append([(ids.get(memory_id, memory_id), op) for memory_id, op in outbox])
+    answers.append(
+        db.conn.execute("SELECT seq, session_id, item FROM session_items ORDER BY seq").fetchall()
+    )
     versions = [r[0] for r in db.conn.execute("SELECT version FROM outbox ORDER BY seq")]
     assert versions == sorted(versions), "versions are minted in arrival order"
     return answers
@@ -131,7 +155,8 @@ def _run(db: LocalDatabase, batches: list[list[tuple[Any, ...]]]) -> list[Any]:
 def test_batched_writes_answer_and_store_exactly_what_one_by_one_writes_do(
     tmp_path: Path, batches: list[list[tuple[Any, ...]]]
 ) -> None:
-    """Duplicates within a batch, tag merges and forgets in between: same answers, same rows."""
+    """Duplicates within a batch, tag merges, forgets and session-log writes in between:
+    same answers, same rows."""
     batched, reference = _open(tmp_path, LocalDatabase), _open(tmp_path, _OneByOne)
     try:
         assert _run(batched, batches) == _run(reference, batches)

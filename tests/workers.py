@@ -46,6 +46,20 @@ def store_many(db: str, threads: int, per_thread: int, tag: str) -> None:
     print(json.dumps({"acked": acked, "errors": errors}))
 
 
+def session_append(db: str, session_id: str, tag: str, count: int) -> None:
+    """Append ``count`` items ``{"p": tag, "i": i}`` to one session, 1-3 per call, in order."""
+    items = [{"p": tag, "i": i} for i in range(count)]
+    calls = 0
+    with MemorySystem.open(db, config=Config(busy_timeout=10.0)) as memory:
+        start = 0
+        while start < count:
+            size = 1 + calls % 3
+            memory.session_add(session_id, items[start : start + size])
+            start += size
+            calls += 1
+    print(json.dumps({"appended": count, "calls": calls}))
+
+
 def open_only(db: str) -> None:
     """Open (and so migrate) the file, report the migration, close."""
     with MemorySystem.open(db) as memory:
@@ -193,6 +207,8 @@ if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "store":
         store_many(args[0], int(args[1]), int(args[2]), args[3])
+    elif command == "session-append":
+        session_append(args[0], args[1], args[2], int(args[3]))
     elif command == "open":
         open_only(args[0])
     elif command == "lock":
