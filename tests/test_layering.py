@@ -35,7 +35,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "store sync recall",  # the client's actors
         "system",  # MemorySystem
         "aio",  # AsyncMemorySystem: the same verbs on an event loop
-        "server hub",  # the MCP server; the reference hub
+        "server hub integrations",  # the MCP server; the reference hub; framework adapters
         "sim bench",  # the deterministic runtime; the benchmarks
         "_cli_base",  # exit codes, logging, the global options
         "cli",  # the command line
@@ -43,7 +43,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 )
 
 #: The client: everything a user of MemorySystem or the MCP server runs.
-CLIENT = frozenset().union(*LAYERS[:11]) | {"server"}
+CLIENT = frozenset().union(*LAYERS[:11]) | {"server", "integrations"}
 
 
 def _unit(module: str) -> str | None:
