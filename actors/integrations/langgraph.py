@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import string
 import unicodedata
 from collections.abc import Generator, Iterable, Mapping
@@ -107,6 +108,7 @@ _LEAD = "0."
 #: Same limits as memory-actors' keyed memories (checked here too, so that a
 #: batch with one bad key stores nothing).
 _MAX_KEY_CHARS = 512
+_KEY_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # -- the namespace escape ------------------------------------------------------------
@@ -267,11 +269,11 @@ def _check_key(key: object) -> str:
         raise InvalidMemory(
             f"key is not valid UTF-8 (unpaired surrogate at position {exc.start})"
         ) from None
-    for position, char in enumerate(key):
-        if unicodedata.category(char) == "Cc":
-            raise InvalidMemory(
-                f"key {key[:40]!r} has a control character ({char!r}) at position {position}"
-            )
+    control = _KEY_CONTROL_RE.search(key)
+    if control is not None:
+        raise InvalidMemory(
+            f"key {key[:40]!r} contains a control character at position {control.start()}"
+        )
     return key
 
 
