@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -231,16 +231,20 @@ class AsyncMemorySystem:
 
     async def store(
         self,
-        content: str,
+        content: str | None,
         *,
         tags: Iterable[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         namespace: str | None = None,
+        key: str | None = None,
+        search_fields: Sequence[str] | None = None,
         timeout: float | None = None,
     ) -> StoreReceipt:
-        """As :meth:`MemorySystem.store`: answered only after commit."""
+        """As :meth:`MemorySystem.store`: answered only after commit; ``key`` upserts."""
         return await self._run(
-            self.system._prepare_store(content, tags, metadata, namespace, timeout)
+            self.system._prepare_store(
+                content, tags, metadata, namespace, timeout, key, search_fields
+            )
         )
 
     async def recall(
@@ -292,13 +296,27 @@ class AsyncMemorySystem:
                 # Not cancelled: the hub request runs on and fills the cache for a retry.
                 remote.abandon(cancel=cancelled)
 
-    async def get(self, memory_id: str, *, timeout: float | None = None) -> Memory:
-        """As :meth:`MemorySystem.get`."""
-        return await self._run(self.system._prepare_get(memory_id, timeout))
+    async def get(
+        self,
+        memory_id: str | None = None,
+        *,
+        namespace: str | None = None,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> Memory:
+        """As :meth:`MemorySystem.get`: by id, or by key in a namespace."""
+        return await self._run(self.system._prepare_get(memory_id, timeout, namespace, key))
 
-    async def forget(self, memory_id: str, *, timeout: float | None = None) -> ForgetResult:
-        """As :meth:`MemorySystem.forget`."""
-        return await self._run(self.system._prepare_forget(memory_id, timeout))
+    async def forget(
+        self,
+        memory_id: str | None = None,
+        *,
+        namespace: str | None = None,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> ForgetResult:
+        """As :meth:`MemorySystem.forget`: by id, or by key in a namespace."""
+        return await self._run(self.system._prepare_forget(memory_id, timeout, namespace, key))
 
     async def list(
         self,

@@ -321,6 +321,7 @@ def serve(ctx: click.Context, http: bool, host: str, port: int) -> None:
 )
 @click.option("--metadata", "-m", metavar="JSON", help="A JSON object kept with the memory.")
 @click.option("--namespace", "-n", metavar="NS", help="Namespace (default: 'default').")
+@click.option("--key", "-k", metavar="KEY", help="Store under KEY: replaces what KEY held.")
 @_json_option
 @click.pass_context
 def store(
@@ -329,12 +330,14 @@ def store(
     tags: tuple[str, ...],
     metadata: str | None,
     namespace: str | None,
+    key: str | None,
     as_json: bool,
 ) -> None:
     """Store CONTENT (or, with -, stdin read as UTF-8) and print its id.
 
     Identical content in the same namespace is stored once: the existing id
-    is printed (duplicate) and the tags are merged.
+    is printed (duplicate) and the tags are merged. With --key, the memory
+    under KEY in the namespace is created or replaced in place.
     """
     text = _read_stdin() if content == "-" else content
     meta: Any = None
@@ -344,15 +347,11 @@ def store(
         except json.JSONDecodeError as exc:
             raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--metadata") from None
     with _memory(ctx) as system:
-        receipt = system.store(text, tags=tags, metadata=meta, namespace=namespace)
+        receipt = system.store(text, tags=tags, metadata=meta, namespace=namespace, key=key)
     if as_json:
         _print_json(receipt.to_dict())
         return
-    kind = "duplicate; tags merged" if receipt.duplicate else "new"
-    line = f"Stored {receipt.id} ({kind}) in namespace {receipt.namespace}"
-    if receipt.tags:
-        line += f" with tags {', '.join(receipt.tags)}"
-    click.echo(line)
+    click.echo(receipt.summary())
 
 
 def _read_stdin() -> str:
@@ -408,21 +407,39 @@ def recall(
     _console().print(table)
 
 
+def _by_key(command: Callable[..., None]) -> Callable[..., None]:
+    """``--key`` and ``--namespace``: name a memory by key instead of ID."""
+    command = click.option(
+        "--namespace", "-n", metavar="NS", help="With --key: its namespace (default 'default')."
+    )(command)
+    return click.option("--key", "-k", metavar="KEY", help="Name the memory by KEY, not ID.")(
+        command
+    )
+
+
 @cli.command()
 @global_options(*LOCAL)
-@click.argument("memory_id", metavar="ID")
+@click.argument("memory_id", metavar="ID", required=False)
+@_by_key
 @_json_option
 @click.pass_context
-def get(ctx: click.Context, memory_id: str, as_json: bool) -> None:
-    """Print the memory with ID: its content, tags and metadata."""
+def get(
+    ctx: click.Context,
+    memory_id: str | None,
+    key: str | None,
+    namespace: str | None,
+    as_json: bool,
+) -> None:
+    """Print the memory with ID (or --key): its content, tags and metadata."""
     with _memory(ctx) as system:
-        memory = system.get(memory_id)
+        memory = system.get(memory_id, key=key, namespace=namespace)
     if as_json:
         _print_json(memory.to_dict())
         return
     fields = [
         ("id", memory.id),
         ("namespace", memory.namespace),
+        *([("key", memory.key)] if memory.key is not None else []),
         ("tags", ", ".join(memory.tags) or "-"),
         ("metadata", json.dumps(memory.metadata, sort_keys=True)),
         ("created", _when(memory.created_at)),
@@ -437,13 +454,20 @@ def get(ctx: click.Context, memory_id: str, as_json: bool) -> None:
 
 @cli.command()
 @global_options(*LOCAL)
-@click.argument("memory_id", metavar="ID")
+@click.argument("memory_id", metavar="ID", required=False)
+@_by_key
 @_json_option
 @click.pass_context
-def forget(ctx: click.Context, memory_id: str, as_json: bool) -> None:
-    """Forget the memory with ID: its content is erased, a tombstone is kept."""
+def forget(
+    ctx: click.Context,
+    memory_id: str | None,
+    key: str | None,
+    namespace: str | None,
+    as_json: bool,
+) -> None:
+    """Forget the memory with ID (or --key): its content is erased, a tombstone is kept."""
     with _memory(ctx) as system:
-        result = system.forget(memory_id)
+        result = system.forget(memory_id, key=key, namespace=namespace)
     if as_json:
         _print_json(result.to_dict())
         return

@@ -67,6 +67,7 @@ from actors.model import (
     MemorySyncState,
     RecallHit,
     StoreReceipt,
+    keyed_memory_id,
     namespace_prefix_range,
 )
 from actors.sync_model import DigestRow, OutboxEntry, PushOutcome
@@ -84,17 +85,28 @@ _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _MAX_QUERY_TERMS = 32
 _MEMORY_COLUMNS = (
     "id, namespace, content, content_hash, tags, metadata, created_at, updated_at, "
-    "version, origin, deleted, sync_state"
+    "version, origin, deleted, sync_state, key"
 )
 
 #: One row of a memories INSERT, matching _MEMORY_COLUMNS (``deleted`` is 0).
-_MEMORY_VALUES = "(?,?,?,?,?,?,?,?,?,?,0,?)"
+_MEMORY_VALUES = "(?,?,?,?,?,?,?,?,?,?,0,?,?)"
 #: Rows per multi-row statement: 11 parameters a row stays far below SQLite's
 #: 32,766-parameter limit, and a batch is rarely larger (one row per writer).
 _SQL_CHUNK = 256
 #: Ids per ``IN (...)`` list: far below SQLite's 32,766-parameter limit.
 _IN_CHUNK = 500
 
+#: A keyed store: insert, or replace in place. A replacement keeps ``created_at``;
+#: a revival (the key was forgotten) starts a new life with a new one.
+_UPSERT_KEYED = (
+    f"INSERT INTO memories({_MEMORY_COLUMNS}) VALUES {_MEMORY_VALUES} "
+    "ON CONFLICT(id) DO UPDATE SET content = excluded.content, "
+    "content_hash = excluded.content_hash, tags = excluded.tags, metadata = excluded.metadata, "
+    "created_at = CASE WHEN memories.deleted THEN excluded.created_at "
+    "ELSE memories.created_at END, "
+    "updated_at = excluded.updated_at, version = excluded.version, origin = excluded.origin, "
+    "deleted = 0, sync_state = excluded.sync_state, key = excluded.key"
+)
 _ENQUEUE = "INSERT INTO outbox(memory_id, op, version, enqueued_at) VALUES (?, ?, ?, ?)"
 _PUT_META = (
     "INSERT INTO meta(key, value) VALUES (?, ?) "
@@ -102,8 +114,8 @@ _PUT_META = (
 )
 _INSERT_PULLED = (
     "INSERT INTO memories(id, namespace, content, content_hash, tags, metadata, "
-    "created_at, updated_at, version, origin, deleted, sync_state) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?, 'synced')"
+    "created_at, updated_at, version, origin, deleted, key, sync_state) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?, 'synced')"
 )
 
 #: Which of some ids have an outbox row (live or dead), for :meth:`LocalDatabase._which`.
@@ -281,7 +293,7 @@ class LocalDatabase:
         goes through :meth:`apply_write`, so it sees every earlier write of the
         batch. Ids and versions are minted in arrival order, as before.
         """
-        stores = [request for request in batch if isinstance(request, StoreMemory)]
+        stores = [r for r in batch if isinstance(r, StoreMemory) and r.key is None]
         live = self._live_keys((s.namespace, s.content_hash) for s in stores) if stores else set()
         seen: set[tuple[str, str]] = set()
         rows: list[tuple[Any, ...]] = []
@@ -290,7 +302,7 @@ class LocalDatabase:
         state = self._write_state
         now_ms = int(now * 1000)
         for request in batch:
-            if isinstance(request, StoreMemory):
+            if isinstance(request, StoreMemory) and request.key is None:
                 key = (request.namespace, request.content_hash)
                 fresh = key not in live and key not in seen
                 seen.add(key)
@@ -310,6 +322,7 @@ class LocalDatabase:
                             version,
                             self.origin,
                             state,
+                            None,
                         )
                     )
                     outbox.append((memory_id, "upsert", version, now))
@@ -325,13 +338,15 @@ class LocalDatabase:
     def apply_write(self, request: WriteRequest, now: float) -> object:
         """Inside a transaction: one store or forget, the reference for :meth:`apply_writes`."""
         if isinstance(request, StoreMemory):
+            if request.key is not None:
+                return self._apply_keyed_store(request, request.key, now)
             return self._apply_store(request, now)
         if isinstance(request, ForgetMemory):
             return self._apply_forget(request, now)
         raise TypeError(f"unknown write {request!r}")
 
     def _live_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Those of the (namespace, content hash) ``keys`` that a live memory here has."""
+        """Those of the (namespace, content hash) ``keys`` that a live unkeyed memory here has."""
         by_namespace: dict[str, list[str]] = {}
         for namespace, digest in keys:
             by_namespace.setdefault(namespace, []).append(digest)
@@ -340,7 +355,7 @@ class LocalDatabase:
             for part in _chunks(digests):
                 found = self.conn.execute(
                     "SELECT content_hash FROM memories WHERE namespace = ? AND deleted = 0 "
-                    f"AND content_hash IN ({_marks(part)})",
+                    f"AND key IS NULL AND content_hash IN ({_marks(part)})",
                     [namespace, *part],
                 )
                 live.update((namespace, digest) for (digest,) in found)
@@ -368,7 +383,7 @@ class LocalDatabase:
         db = self.conn
         existing = db.execute(
             "SELECT id, tags FROM memories "
-            "WHERE namespace = ? AND content_hash = ? AND deleted = 0",
+            "WHERE namespace = ? AND content_hash = ? AND deleted = 0 AND key IS NULL",
             (req.namespace, req.content_hash),
         ).fetchone()
         state = self._write_state
@@ -401,16 +416,49 @@ class LocalDatabase:
                 version,
                 self.origin,
                 state,
+                None,
             ),
         )
         db.execute(_ENQUEUE, (memory_id, "upsert", version, now))
         return StoreReceipt(memory_id, req.namespace, False, req.tags, state)
 
+    def _apply_keyed_store(self, req: StoreMemory, key: str, now: float) -> StoreReceipt:
+        """Create, replace or revive the memory under ``(namespace, key)``; its id is fixed.
+
+        Always a new version, even for the same content: the caller asked for
+        a write, and its time is news.
+        """
+        db = self.conn
+        memory_id = keyed_memory_id(req.namespace, key)
+        state = self._write_state
+        version = self.clock.tick(int(now * 1000))
+        row = db.execute("SELECT deleted FROM memories WHERE id = ?", (memory_id,)).fetchone()
+        db.execute(
+            _UPSERT_KEYED,
+            (
+                memory_id,
+                req.namespace,
+                req.content,
+                req.content_hash,
+                json.dumps(req.tags) if req.tags else "[]",
+                req.metadata_json,
+                now,
+                now,
+                version,
+                self.origin,
+                state,
+                key,
+            ),
+        )
+        db.execute(_ENQUEUE, (memory_id, "upsert", version, now))
+        replaced = row is not None and not row[0]
+        return StoreReceipt(memory_id, req.namespace, False, req.tags, state, key, replaced)
+
     def _apply_forget(self, req: ForgetMemory, now: float) -> object:
         db = self.conn
         row = db.execute("SELECT deleted FROM memories WHERE id = ?", (req.memory_id,)).fetchone()
         if row is None:
-            return MemoryNotFound(f"no memory has id {req.memory_id}")
+            return MemoryNotFound(f"no memory has {req.label or 'id ' + req.memory_id}")
         if row[0]:
             return ForgetResult(req.memory_id, forgotten=True, already_forgotten=True)
         version = self.clock.tick(int(now * 1000))
@@ -425,16 +473,20 @@ class LocalDatabase:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def get(self, memory_id: str) -> Memory:
-        """One memory by id; MemoryNotFound if unknown or forgotten."""
+    def get(self, memory_id: str, label: str | None = None) -> Memory:
+        """One memory by id; MemoryNotFound if unknown or forgotten.
+
+        ``label``: how the caller named it (a key), for the error message.
+        """
         row = self.conn.execute(
             f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE id = ?", (memory_id,)
         ).fetchone()
         if row is None:
-            raise MemoryNotFound(f"no memory has id {memory_id}")
+            raise MemoryNotFound(f"no memory has {label or 'id ' + memory_id}")
         memory = _row_to_memory(row)
         if memory.deleted:
-            raise MemoryNotFound(f"memory {memory_id} was forgotten")
+            named = f" ({label})" if label else ""
+            raise MemoryNotFound(f"memory {memory_id}{named} was forgotten")
         if memory.sync_state == "sync_failed":
             error = self.conn.execute(
                 "SELECT last_error FROM outbox WHERE memory_id = ? AND dead = 1 "
@@ -580,7 +632,8 @@ class LocalDatabase:
         for part in _chunks(list(due)):
             for row in db.execute(
                 "SELECT id, namespace, content, content_hash, tags, metadata, created_at, "
-                f"updated_at, version, origin, deleted FROM memories WHERE id IN ({_marks(part)})",
+                f"updated_at, version, origin, deleted, key FROM memories "
+                f"WHERE id IN ({_marks(part)})",
                 part,
             ):
                 rows[row[0]] = row
@@ -602,6 +655,7 @@ class LocalDatabase:
                 version=row[8],
                 origin=row[9],
                 deleted=deleted,
+                key=row[11],
             )
             entries.append(OutboxEntry(memory, max_seq, attempts))
         return tuple(entries)
@@ -833,19 +887,23 @@ class LocalDatabase:
         as one by one; about 1.3× the apply rate (fewer statements per row).
         """
         known = self._which("SELECT id FROM memories WHERE id IN", [m.id for m in memories])
-        live = self._live_keys((m.namespace, m.content_hash) for m in memories if not m.deleted)
+        live = self._live_keys(
+            (m.namespace, m.content_hash) for m in memories if not m.deleted and m.key is None
+        )
         fresh: list[tuple[Any, ...]] = []
         changed = 0
         for remote in memories:
+            # Keyed memories take no part in content dedup: only their id matters.
+            by_content = not remote.deleted and remote.key is None
             key = (remote.namespace, remote.content_hash)
-            if remote.id not in known and (remote.deleted or key not in live):
+            if remote.id not in known and not (by_content and key in live):
                 self.clock.observe(remote.version)
                 fresh.append(_pulled_row(remote, sorted(remote.tags)))
                 changed += 1
             else:
                 self._insert_pulled(fresh)
                 changed += self.apply_remote(remote, superseded)
-            if not remote.deleted:
+            if by_content:
                 live.add(key)
         self._insert_pulled(fresh)
         return changed
@@ -868,21 +926,24 @@ class LocalDatabase:
             (remote.id,),
         ).fetchone()
         remote_tags = sorted(remote.tags)
+        # A keyed memory is replaced whole by its last writer (tags included); the
+        # tag union and the content twins below are rules of memories stored by content.
+        by_content = not remote.deleted and remote.key is None
         if local is not None:
             local_version, local_origin, local_deleted, local_hash, local_tags_json = local
             if (remote.version, remote.origin) <= (local_version, local_origin):
                 return 0
             merged = remote_tags
-            if not remote.deleted and not local_deleted and local_hash == remote.content_hash:
+            if by_content and not local_deleted and local_hash == remote.content_hash:
                 merged = sorted(set(remote_tags) | set(json.loads(local_tags_json)))
-            elif not remote.deleted:
+            elif by_content:
                 # The content becomes live here under this id (a revival of a memory
                 # forgotten here, which LWW lets win): a live copy under another id
                 # merges into it, or the one-live-content index fails the page on
                 # every retry and the pull stops for good.
                 twin = db.execute(
                     "SELECT id, tags FROM memories WHERE namespace = ? AND content_hash = ? "
-                    "AND deleted = 0 AND id != ?",
+                    "AND deleted = 0 AND key IS NULL AND id != ?",
                     (remote.namespace, remote.content_hash, remote.id),
                 ).fetchone()
                 if twin is not None:
@@ -894,10 +955,10 @@ class LocalDatabase:
             if merged != remote_tags:
                 self._write_tags(remote.id, merged)
             return 1
-        if not remote.deleted:
+        if by_content:
             twin = db.execute(
                 "SELECT id, tags FROM memories WHERE namespace = ? AND content_hash = ? "
-                "AND deleted = 0",
+                "AND deleted = 0 AND key IS NULL",
                 (remote.namespace, remote.content_hash),
             ).fetchone()
             if twin is not None:
@@ -918,7 +979,7 @@ class LocalDatabase:
         self.conn.execute(
             "UPDATE memories SET namespace = ?, content = ?, content_hash = ?, tags = ?, "
             "metadata = ?, created_at = ?, updated_at = ?, version = ?, origin = ?, "
-            "deleted = ?, sync_state = 'synced' WHERE id = ?",
+            "deleted = ?, key = ?, sync_state = 'synced' WHERE id = ?",
             (
                 remote.namespace,
                 "" if remote.deleted else remote.content,
@@ -930,6 +991,7 @@ class LocalDatabase:
                 remote.version,
                 remote.origin,
                 int(remote.deleted),
+                remote.key,
                 remote.id,
             ),
         )
@@ -1043,6 +1105,7 @@ def _row_to_memory(row: sqlite3.Row | tuple[Any, ...]) -> Memory:
         origin=row[9],
         deleted=bool(row[10]),
         sync_state=row[11],
+        key=row[12],
     )
 
 
@@ -1060,6 +1123,7 @@ def _pulled_row(remote: WireMemory, tags: list[str]) -> tuple[Any, ...]:
         remote.version,
         remote.origin,
         int(remote.deleted),
+        remote.key,
     )
 
 

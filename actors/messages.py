@@ -105,9 +105,10 @@ class StoreMemory(WriteRequest[StoreReceipt]):
     """Caller → StoreActor: store validated, normalised content.
 
     Answered with a :class:`~actors.model.StoreReceipt` only after the
-    transaction holding the memory and its outbox row has committed. Content
-    already stored in the namespace answers its existing id (``duplicate``),
-    with the new tags merged in.
+    transaction holding the memory and its outbox row has committed. Without
+    a key, content already stored in the namespace answers its existing id
+    (``duplicate``), with the new tags merged in; with a key, the memory under
+    that key is created or replaced in place.
     """
 
     content: str
@@ -115,6 +116,9 @@ class StoreMemory(WriteRequest[StoreReceipt]):
     namespace: str
     tags: tuple[str, ...]
     metadata_json: str
+    #: With a key: an upsert of the memory ``keyed_memory_id(namespace, key)``,
+    #: which replaces content, tags and metadata; no content dedup.
+    key: str | None = None
 
 
 @attrs.frozen(eq=False)
@@ -126,6 +130,8 @@ class ForgetMemory(WriteRequest[ForgetResult]):
     """
 
     memory_id: str
+    #: As :attr:`GetMemory.label`.
+    label: str | None = None
 
 
 @attrs.frozen
@@ -149,6 +155,9 @@ class GetMemory(Request[Memory]):
     """
 
     memory_id: str
+    #: How the caller named the memory, for the not-found message ("key 'k' in
+    #: namespace 'n'"); None: by its id.
+    label: str | None = None
 
 
 @attrs.frozen(eq=False)

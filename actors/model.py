@@ -11,7 +11,8 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -21,9 +22,11 @@ from actors.errors import InvalidMemory
 __all__ = [
     "DEFAULT_NAMESPACE",
     "MAX_CONTENT_BYTES",
+    "MAX_KEY_CHARS",
     "MAX_LIMIT",
     "MAX_METADATA_BYTES",
     "MAX_QUERY_CHARS",
+    "MAX_SEARCH_FIELDS",
     "MAX_TAGS",
     "MAX_TAG_CHARS",
     "CountResult",
@@ -40,6 +43,7 @@ __all__ = [
     "StoreReceipt",
     "content_hash",
     "format_version",
+    "keyed_memory_id",
     "matches_namespace_prefix",
     "namespace_prefix_range",
     "normalize_content",
@@ -48,8 +52,10 @@ __all__ = [
     "normalize_namespace_prefix",
     "normalize_new_namespace",
     "normalize_tags",
+    "recall_text",
     "uuid7",
     "validate_id",
+    "validate_key",
     "validate_limit",
     "validate_query",
 ]
@@ -63,9 +69,17 @@ MAX_TAGS = 32
 MAX_TAG_CHARS = 64
 MAX_QUERY_CHARS = 1_000
 MAX_LIMIT = 200
+#: A runtime's own keys (LangGraph's, a user's "prefs.theme") fit easily; a key
+#: is an address, not content.
+MAX_KEY_CHARS = 512
+#: Dotted metadata paths one store may copy into its recall text.
+MAX_SEARCH_FIELDS = 32
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
 _TAG_RE = re.compile(r"[^\x00-\x1f\x7f,]+")
+_KEY_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: The UUIDv5 namespace of keyed memory ids (a fixed, random UUID of this project).
+_KEYED_ID_NAMESPACE = uuid.UUID("6f0f8a52-3c1e-4b8e-9a55-2d7c41e0b1a7")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 #: Where a memory stands with the hub: on local disk, queued for a push, on the hub,
@@ -243,6 +257,81 @@ def validate_id(memory_id: object) -> str:
     return canonical
 
 
+def validate_key(key: object) -> str:
+    """Return a memory key (1-512 characters, no control characters), or raise.
+
+    Keys are compared exactly: no trimming or case folding, because a runtime
+    hands in its own keys and must read them back unchanged.
+    """
+    if not isinstance(key, str):
+        raise InvalidMemory(f"key must be a string, not {type(key).__name__}")
+    _check_utf8(key, "key")
+    if not key:
+        raise InvalidMemory("key is empty")
+    if len(key) > MAX_KEY_CHARS:
+        raise InvalidMemory(f"key is {len(key)} characters; the limit is {MAX_KEY_CHARS}")
+    control = _KEY_CONTROL_RE.search(key)
+    if control is not None:
+        raise InvalidMemory(
+            f"key {key[:40]!r} contains a control character at position {control.start()}"
+        )
+    return key
+
+
+def keyed_memory_id(namespace: str, key: str) -> str:
+    """The id of the memory stored under ``key`` in ``namespace``: the same on every replica.
+
+    A UUIDv5 of the pair, so two replicas that write one key without having
+    seen each other mint one memory, and last-writer-wins settles its content
+    (an id minted by whichever replica wrote first would leave two memories).
+    The NUL separator cannot occur in either part.
+    """
+    return str(uuid.uuid5(_KEYED_ID_NAMESPACE, f"{namespace}\x00{key}"))
+
+
+def recall_text(content: object, metadata: Mapping[str, Any] | None, fields: object) -> object:
+    """``content`` with the text of the metadata ``fields`` appended: what recall searches.
+
+    ``fields`` are dotted paths (``"profile.bio"``); a missing path adds
+    nothing, a string adds itself, any other JSON value its compact JSON.
+    With no ``content`` (None) the fields' text alone is the content. The
+    result still goes through :func:`normalize_content`.
+    """
+    if fields is None:
+        return content
+    if isinstance(fields, str | bytes) or not isinstance(fields, Sequence):
+        raise InvalidMemory(
+            f"search_fields must be a list of dotted metadata paths, not {type(fields).__name__}"
+        )
+    if len(fields) > MAX_SEARCH_FIELDS:
+        raise InvalidMemory(
+            f"{len(fields)} search_fields given; at most {MAX_SEARCH_FIELDS} are allowed"
+        )
+    parts: list[str] = []
+    if content is not None:
+        if not isinstance(content, str):
+            raise InvalidMemory(f"content must be a string, not {type(content).__name__}")
+        parts.append(content)
+    for path in fields:
+        if not isinstance(path, str) or not path or path.startswith(".") or ".." in path:
+            raise InvalidMemory(f"search_fields: {path!r} is not a dotted metadata path")
+        value: Any = metadata or {}
+        for step in path.split("."):
+            value = value.get(step) if isinstance(value, Mapping) else None
+        if value is None:
+            continue
+        if isinstance(value, str):
+            parts.append(value)
+        else:
+            try:
+                parts.append(json.dumps(value, ensure_ascii=False, sort_keys=True))
+            except (TypeError, ValueError) as exc:
+                raise InvalidMemory(f"search_fields: {path!r} is not JSON: {exc}") from None
+    if content is None and not any(part.strip() for part in parts):
+        raise InvalidMemory("content is empty: no content given and the search_fields hold no text")
+    return "\n".join(parts)
+
+
 def validate_limit(limit: object, *, default: int, maximum: int = MAX_LIMIT) -> int:
     """Return a limit in 1..maximum, or raise."""
     if limit is None:
@@ -307,11 +396,14 @@ class Memory:
     sync_state: MemorySyncState
     #: Why the last push failed, when ``sync_state`` is ``sync_failed``.
     sync_error: str | None = None
+    #: The caller's key for an upserted memory (None: stored by content).
+    key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "namespace": self.namespace,
+            "key": self.key,
             "content": self.content,
             "content_hash": self.content_hash,
             "tags": list(self.tags),
@@ -335,6 +427,10 @@ class StoreReceipt:
     duplicate: bool
     tags: tuple[str, ...]
     sync_state: MemorySyncState
+    #: The key of a keyed store (None for a store by content).
+    key: str | None = None
+    #: A keyed store that replaced a live memory under its key (False: created or revived).
+    replaced: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -343,7 +439,20 @@ class StoreReceipt:
             "duplicate": self.duplicate,
             "tags": list(self.tags),
             "sync_state": self.sync_state,
+            "key": self.key,
+            "replaced": self.replaced,
         }
+
+    def summary(self) -> str:
+        """One line for a person: ``Stored <id> (new) in namespace default with tags a, b``."""
+        if self.key is not None:
+            kind = f"key {self.key!r}, " + ("replaced" if self.replaced else "new")
+        else:
+            kind = "duplicate; tags merged" if self.duplicate else "new"
+        line = f"Stored {self.id} ({kind}) in namespace {self.namespace}"
+        if self.tags:
+            line += f" with tags {', '.join(self.tags)}"
+        return line
 
 
 @attrs.frozen

@@ -106,7 +106,7 @@ _INSTRUCTIONS = (
 class StoreOutput(BaseModel):
     """The receipt of a store: sent only after the write is committed to disk."""
 
-    id: str = Field(description="The memory's id (a UUIDv7); use it with memory_get/memory_forget.")
+    id: str = Field(description="The memory's id; use it with memory_get/memory_forget.")
     duplicate: bool = Field(
         description="True when identical content already existed in this namespace: "
         "its id is returned and the new tags were merged into it."
@@ -115,6 +115,11 @@ class StoreOutput(BaseModel):
     tags: list[str] = Field(description="All tags of the memory after the merge, normalised.")
     sync_state: MemorySyncState = Field(
         description="committed (on local disk); later sync_pending, synced or sync_failed."
+    )
+    key: str | None = Field(default=None, description="The key of a keyed store.")
+    replaced: bool = Field(
+        default=False,
+        description="Keyed stores: true when a live memory under the key was replaced.",
     )
 
 
@@ -160,6 +165,7 @@ class MemoryOutput(BaseModel):
     deleted: bool
     sync_state: MemorySyncState
     sync_error: str | None = None
+    key: str | None = Field(default=None, description="The key, for a keyed memory.")
 
 
 class ForgetOutput(BaseModel):
@@ -219,7 +225,23 @@ _TagsFilter = Annotated[
     Field(description="Only memories carrying every one of these tags."),
 ]
 _MemoryId = Annotated[
-    str, Field(description="A memory id as returned by memory_store, memory_recall or memory_list.")
+    str | None,
+    Field(
+        description="A memory id as returned by memory_store, memory_recall or memory_list. "
+        "Or give key (and namespace) instead."
+    ),
+]
+_Key = Annotated[
+    str | None,
+    Field(
+        description="A key of your choice (1-512 characters), e.g. 'user.preferred_editor'. "
+        "Storing under an existing key in the namespace replaces that memory in place "
+        "(content, tags and metadata), keeping its id.",
+    ),
+]
+_KeyNamespace = Annotated[
+    str | None,
+    Field(description="With key: the namespace the key lives in. Default: 'default'."),
 ]
 
 
@@ -293,20 +315,20 @@ async def memory_store(
         Field(description="Any JSON object to keep with the memory (e.g. source, url)."),
     ] = None,
     namespace: _Namespace = None,
+    key: _Key = None,
 ) -> Annotated[CallToolResult, StoreOutput]:
     """Save a memory that persists across sessions.
 
     The answer arrives only after the memory is committed to disk. Storing
     content identical to an existing memory in the same namespace is safe:
     it returns the existing id with duplicate=true and merges the tags.
+    With a key, the memory under that key is updated in place instead.
     """
     with _tool_errors():
-        receipt = await system.store(content, tags=tags, metadata=metadata, namespace=namespace)
-    kind = "duplicate; tags merged" if receipt.duplicate else "new"
-    text = f"Stored {receipt.id} ({kind}) in namespace {receipt.namespace}"
-    if receipt.tags:
-        text += f" with tags {', '.join(receipt.tags)}"
-    return _result(f"{text}; {receipt.sync_state}.", receipt.to_dict())
+        receipt = await system.store(
+            content, tags=tags, metadata=metadata, namespace=namespace, key=key
+        )
+    return _result(f"{receipt.summary()}; {receipt.sync_state}.", receipt.to_dict())
 
 
 async def memory_recall(
@@ -347,23 +369,27 @@ async def memory_recall(
     return _result(text, result.to_dict())
 
 
-async def memory_get(system: System, id: _MemoryId) -> Annotated[CallToolResult, MemoryOutput]:
-    """Fetch one memory by id, with its full content, tags and metadata."""
+async def memory_get(
+    system: System, id: _MemoryId = None, key: _Key = None, namespace: _KeyNamespace = None
+) -> Annotated[CallToolResult, MemoryOutput]:
+    """Fetch one memory by id (or by key), with its full content, tags and metadata."""
     with _tool_errors():
-        memory = await system.get(id)
+        memory = await system.get(id, key=key, namespace=namespace)
     tags = f" tags: {', '.join(memory.tags)}" if memory.tags else ""
     text = f"Memory {memory.id} [{memory.namespace}]{tags}\n{memory.content}"
     return _result(text, memory.to_dict())
 
 
-async def memory_forget(system: System, id: _MemoryId) -> Annotated[CallToolResult, ForgetOutput]:
-    """Delete a memory for good: its content is erased and a tombstone is kept.
+async def memory_forget(
+    system: System, id: _MemoryId = None, key: _Key = None, namespace: _KeyNamespace = None
+) -> Annotated[CallToolResult, ForgetOutput]:
+    """Delete a memory for good (by id or by key): its content is erased, a tombstone is kept.
 
     Use it when the user asks to forget something or a memory is wrong.
     Forgetting an already forgotten memory succeeds (already_forgotten=true).
     """
     with _tool_errors():
-        result = await system.forget(id)
+        result = await system.forget(id, key=key, namespace=namespace)
     text = (
         f"{result.id} was already forgotten."
         if result.already_forgotten

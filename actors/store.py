@@ -165,9 +165,9 @@ class StoreActor(ReplyingActor):
                 self._batch.scheduled = False
                 self._flush(attempt)
                 return None
-            case GetMemory(memory_id=memory_id):
+            case GetMemory(memory_id=memory_id, label=label):
                 self._flush_for_read()
-                return self._db.get(memory_id)
+                return self._db.get(memory_id, label)
             case SearchMemories():
                 self._flush_for_read()
                 return self._db.search(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, Literal, Self, TypeVar
 
@@ -25,7 +25,14 @@ import pykka
 
 from actors._ask import ask, send, stop
 from actors._sqlite import Connect, Synchronous
-from actors.errors import AskTimeout, MemoryActorsError, Overloaded, SystemClosed, Unavailable
+from actors.errors import (
+    AskTimeout,
+    InvalidMemory,
+    MemoryActorsError,
+    Overloaded,
+    SystemClosed,
+    Unavailable,
+)
 from actors.messages import (
     CountMemories,
     ForgetMemory,
@@ -53,6 +60,7 @@ from actors.model import (
     RecallResult,
     StoreReceipt,
     content_hash,
+    keyed_memory_id,
     matches_namespace_prefix,
     normalize_content,
     normalize_metadata,
@@ -60,7 +68,9 @@ from actors.model import (
     normalize_namespace_prefix,
     normalize_new_namespace,
     normalize_tags,
+    recall_text,
     validate_id,
+    validate_key,
     validate_limit,
     validate_query,
 )
@@ -302,15 +312,29 @@ class MemorySystem:
 
     def store(
         self,
-        content: str,
+        content: str | None,
         *,
         tags: Iterable[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         namespace: str | None = None,
+        key: str | None = None,
+        search_fields: Sequence[str] | None = None,
         timeout: float | None = None,
     ) -> StoreReceipt:
-        """Store ``content``; answered only after commit. Identical content returns its id."""
-        return self._run(self._prepare_store(content, tags, metadata, namespace, timeout))
+        """Store ``content``; answered only after commit.
+
+        Without ``key``, identical content in the namespace returns its id
+        (``duplicate``) with the tags merged. With ``key``, the memory under
+        ``(namespace, key)`` is created or replaced in place: content, tags
+        and metadata, one id on every replica (``replaced`` says which).
+
+        ``search_fields``: dotted paths into ``metadata`` whose values are
+        appended to the content, the text that keyword and semantic recall
+        search; ``content`` may then be None.
+        """
+        return self._run(
+            self._prepare_store(content, tags, metadata, namespace, timeout, key, search_fields)
+        )
 
     def recall(
         self,
@@ -363,13 +387,30 @@ class MemorySystem:
             return plan.hub_failed(local, exc)
         return plan.complete(local, found)
 
-    def get(self, memory_id: str, *, timeout: float | None = None) -> Memory:
-        """The memory with ``memory_id``; :class:`MemoryNotFound` if unknown or forgotten."""
-        return self._run(self._prepare_get(memory_id, timeout))
+    def get(
+        self,
+        memory_id: str | None = None,
+        *,
+        namespace: str | None = None,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> Memory:
+        """The memory with ``memory_id``, or under ``key`` in ``namespace`` (default ``default``).
 
-    def forget(self, memory_id: str, *, timeout: float | None = None) -> ForgetResult:
-        """Tombstone the memory (its content is erased; the tombstone syncs)."""
-        return self._run(self._prepare_forget(memory_id, timeout))
+        :class:`MemoryNotFound` if unknown or forgotten.
+        """
+        return self._run(self._prepare_get(memory_id, timeout, namespace, key))
+
+    def forget(
+        self,
+        memory_id: str | None = None,
+        *,
+        namespace: str | None = None,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> ForgetResult:
+        """Tombstone the memory, by id or by key: its content is erased, the tombstone syncs."""
+        return self._run(self._prepare_forget(memory_id, timeout, namespace, key))
 
     def list(
         self,
@@ -422,20 +463,23 @@ class MemorySystem:
 
     def _prepare_store(
         self,
-        content: str,
+        content: str | None,
         tags: Iterable[str] | None,
         metadata: Mapping[str, Any] | None,
         namespace: str | None,
         timeout: float | None,
+        key: str | None = None,
+        search_fields: Sequence[str] | None = None,
     ) -> _Call[StoreReceipt]:
-        text = normalize_content(content)
+        meta = normalize_metadata(metadata)
+        text = normalize_content(recall_text(content, metadata, search_fields))
         digest = content_hash(text)
         ns = normalize_new_namespace(namespace)
         tag_tuple = normalize_tags(tags)
-        meta = normalize_metadata(metadata)
+        address = None if key is None else validate_key(key)
         return _Call(
             "store",
-            lambda reply: StoreMemory(reply, text, digest, ns, tag_tuple, meta),
+            lambda reply: StoreMemory(reply, text, digest, ns, tag_tuple, meta, address),
             timeout,
             nudge=True,
         )
@@ -459,13 +503,27 @@ class MemorySystem:
             has_remote="recall" in self._cells,
         )
 
-    def _prepare_get(self, memory_id: str, timeout: float | None) -> _Call[Memory]:
-        canonical = validate_id(memory_id)
-        return _Call("store", lambda reply: GetMemory(reply, canonical), timeout)
+    def _prepare_get(
+        self,
+        memory_id: str | None,
+        timeout: float | None,
+        namespace: str | None = None,
+        key: str | None = None,
+    ) -> _Call[Memory]:
+        canonical, label = _address(memory_id, namespace, key)
+        return _Call("store", lambda reply: GetMemory(reply, canonical, label), timeout)
 
-    def _prepare_forget(self, memory_id: str, timeout: float | None) -> _Call[ForgetResult]:
-        canonical = validate_id(memory_id)
-        return _Call("store", lambda reply: ForgetMemory(reply, canonical), timeout, nudge=True)
+    def _prepare_forget(
+        self,
+        memory_id: str | None,
+        timeout: float | None,
+        namespace: str | None = None,
+        key: str | None = None,
+    ) -> _Call[ForgetResult]:
+        canonical, label = _address(memory_id, namespace, key)
+        return _Call(
+            "store", lambda reply: ForgetMemory(reply, canonical, label), timeout, nudge=True
+        )
 
     def _prepare_list(
         self,
@@ -729,6 +787,21 @@ class _RecallPlan:
             "complete",
             "semantic matches from the hub merged with local keyword matches",
         )
+
+
+def _address(memory_id: object, namespace: object, key: object) -> tuple[str, str | None]:
+    """The id a get or forget names, and how it was named (for a not-found message)."""
+    if key is None:
+        if memory_id is None:
+            raise InvalidMemory("name the memory: give its id, or a key (with its namespace)")
+        if namespace is not None:
+            raise InvalidMemory("namespace names a memory only with a key; an id alone names it")
+        return validate_id(memory_id), None
+    if memory_id is not None:
+        raise InvalidMemory("give either an id or a key, not both")
+    name = validate_key(key)
+    ns = normalize_namespace(namespace)
+    return keyed_memory_id(ns, name), f"key {name!r} in namespace {ns!r}"
 
 
 def _prefix(namespace_prefix: object) -> str | None:

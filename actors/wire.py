@@ -42,11 +42,13 @@ from actors.model import (
     MAX_LIMIT,
     Memory,
     content_hash,
+    keyed_memory_id,
     normalize_content,
     normalize_metadata,
     normalize_namespace,
     normalize_namespace_prefix,
     normalize_tags,
+    validate_key,
     validate_query,
 )
 
@@ -114,6 +116,11 @@ class WireMemory:
     ``content_hash`` is recomputed from ``content`` when parsed (a sent hash
     that does not match is refused). A tombstone carries no content, tags or
     metadata: forgetting erases them everywhere.
+
+    ``key`` (optional, absent for memories stored by content) marks a keyed
+    memory: its id must be ``keyed_memory_id(namespace, key)``, it takes no
+    part in content dedup, and its tombstone keeps the key (an address, not
+    content).
     """
 
     id: str
@@ -127,6 +134,7 @@ class WireMemory:
     version: str
     origin: str
     deleted: bool = False
+    key: str | None = None
 
     @classmethod
     def from_memory(cls, memory: Memory) -> WireMemory:
@@ -143,6 +151,7 @@ class WireMemory:
             version=memory.version,
             origin=memory.origin,
             deleted=memory.deleted,
+            key=memory.key,
         )
 
     def metadata_json(self) -> str:
@@ -150,7 +159,7 @@ class WireMemory:
         return normalize_metadata(self.metadata)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "namespace": self.namespace,
             "content": self.content,
@@ -163,6 +172,10 @@ class WireMemory:
             "origin": self.origin,
             "deleted": self.deleted,
         }
+        # Absent rather than null: a hub older than keys reads the record as before.
+        if self.key is not None:
+            data["key"] = self.key
+        return data
 
     @classmethod
     def parse(cls, data: object, path: str = "") -> WireMemory:
@@ -173,6 +186,16 @@ class WireMemory:
             normalize_namespace,
             field(obj, "namespace", path, read_string),
         )
+        memory_key: str | None = None
+        if obj.get("key") is not None:
+            memory_key = validated(join(path, "key"), validate_key, obj["key"])
+            expected = keyed_memory_id(namespace, memory_key)
+            if memory_id != expected:
+                raise ShapeError(
+                    join(path, "id"),
+                    "does not match key: a keyed memory's id is the UUIDv5 of its "
+                    f"namespace and key ({expected})",
+                )
         deleted = read_boolean(obj.get("deleted", False), join(path, "deleted"))
         version = field(obj, "version", path, _version)
         origin = field(
@@ -210,6 +233,7 @@ class WireMemory:
                 version,
                 origin,
                 True,
+                memory_key,
             )
         content = validated(
             join(path, "content"), normalize_content, required(obj, "content", path)
@@ -236,6 +260,7 @@ class WireMemory:
             version,
             origin,
             False,
+            memory_key,
         )
 
 

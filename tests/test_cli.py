@@ -135,6 +135,8 @@ def test_store_prints_the_new_id_and_a_duplicate_merges_tags(db: Path) -> None:
         "duplicate": True,
         "tags": ["b", "c", "style"],
         "sync_state": "committed",
+        "key": None,
+        "replaced": False,
     }
     third = invoke(db, "store", "Prefer tabs over spaces", "-n", "work")
     assert re.fullmatch(rf"Stored {ID} \(new\) in namespace work\n", third.stdout)
@@ -828,3 +830,25 @@ def _healthy(url: str) -> bool:
         return httpx.get(url, timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_store_get_and_forget_by_key(tmp_path: Path) -> None:
+    """--key upserts in place; get and forget take --key and --namespace instead of an id."""
+    db = tmp_path / "memory.db"
+    first = invoke(db, "store", "tabs", "--key", "indent", "-n", "style")
+    assert first.exit_code == 0, first.stderr
+    assert "(key 'indent', new) in namespace style" in first.stdout
+    second = invoke_json(db, "store", "spaces", "-k", "indent", "-n", "style")
+    assert isinstance(second, dict)
+    assert (second["key"], second["replaced"]) == ("indent", True)
+    shown = invoke(db, "get", "--key", "indent", "--namespace", "style")
+    assert shown.exit_code == 0, shown.stderr
+    assert "key:       indent" in shown.stdout
+    assert shown.stdout.endswith("\nspaces\n")
+    gone = invoke(db, "forget", "-k", "indent", "-n", "style")
+    assert gone.stdout == f"Forgot {second['id']}\n"
+    missing = invoke(db, "get", "-k", "indent", "-n", "style")
+    assert missing.exit_code != 0
+    assert "(key 'indent' in namespace 'style') was forgotten" in missing.stderr
+    neither = invoke(db, "get")
+    assert "name the memory: give its id, or a key" in neither.stderr

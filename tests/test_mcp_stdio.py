@@ -89,7 +89,7 @@ TOOLS = {
     ),
 }
 OUTPUT_FIELDS = {
-    "memory_store": {"id", "duplicate", "namespace", "tags", "sync_state"},
+    "memory_store": {"id", "duplicate", "namespace", "tags", "sync_state", "key", "replaced"},
     "memory_recall": {"query", "status", "reason", "retry_after", "hits"},
     "memory_get": {
         "id",
@@ -105,6 +105,7 @@ OUTPUT_FIELDS = {
         "deleted",
         "sync_state",
         "sync_error",
+        "key",
     },
     "memory_forget": {"id", "forgotten", "already_forgotten"},
     "memory_list": {"memories", "next_before"},
@@ -248,7 +249,8 @@ def test_tool_descriptions_read_cleanly_without_docstring_indentation(
         assert indented == [], name
         assert tool.description == tool.description.strip(), name
     assert listed["memory_forget"].description == (
-        "Delete a memory for good: its content is erased and a tombstone is kept.\n\n"
+        "Delete a memory for good (by id or by key): its content is erased, a tombstone is "
+        "kept.\n\n"
         "Use it when the user asks to forget something or a memory is wrong.\n"
         "Forgetting an already forgotten memory succeeds (already_forgotten=true)."
     )
@@ -278,6 +280,8 @@ def test_store_dedups_and_recall_get_list_count_see_it(tmp_path: Path, mode: str
                 "namespace": "default",
                 "tags": ["style"],
                 "sync_state": "committed",
+                "key": None,
+                "replaced": False,
             }
             assert text_of(first) == (
                 f"Stored {memory_id} (new) in namespace default with tags style; committed."
@@ -293,6 +297,8 @@ def test_store_dedups_and_recall_get_list_count_see_it(tmp_path: Path, mode: str
                 "namespace": "default",
                 "tags": ["editor", "style"],
                 "sync_state": "committed",
+                "key": None,
+                "replaced": False,
             }
             assert text_of(again).startswith(f"Stored {memory_id} (duplicate; tags merged)")
 

@@ -57,7 +57,8 @@ def _reply() -> pykka.Future[Any]:
     return pykka.ThreadingFuture()
 
 
-# An op: ("store", content index, namespace index, tags) or ("forget", earlier receipt index).
+# An op: ("store", content index, namespace index, tags), ("forget", earlier receipt index),
+# or ("keyed", ...) below.
 _store_op = st.tuples(
     st.just("store"),
     st.integers(0, 3),
@@ -65,7 +66,17 @@ _store_op = st.tuples(
     st.frozensets(st.sampled_from(["a", "b", "c"]), max_size=2),
 )
 _forget_op = st.tuples(st.just("forget"), st.integers(0, 40))
-_batches = st.lists(st.lists(st.one_of(_store_op, _store_op, _forget_op), max_size=8), max_size=5)
+# ("keyed", content index, namespace index, tags, key index): an upsert in place.
+_keyed_op = st.tuples(
+    st.just("keyed"),
+    st.integers(0, 3),
+    st.integers(0, 1),
+    st.frozensets(st.sampled_from(["a", "b", "c"]), max_size=2),
+    st.integers(0, 2),
+)
+_batches = st.lists(
+    st.lists(st.one_of(_store_op, _store_op, _forget_op, _keyed_op), max_size=8), max_size=5
+)
 
 
 def _run(db: LocalDatabase, batches: list[list[tuple[Any, ...]]]) -> list[Any]:
@@ -76,7 +87,7 @@ def _run(db: LocalDatabase, batches: list[list[tuple[Any, ...]]]) -> list[Any]:
     for ops in batches:
         batch: list[WriteRequest] = []
         for op in ops:
-            if op[0] == "store":
+            if op[0] in ("store", "keyed"):
                 text = f"memory number {op[1]}"
                 batch.append(
                     StoreMemory(
@@ -86,6 +97,7 @@ def _run(db: LocalDatabase, batches: list[list[tuple[Any, ...]]]) -> list[Any]:
                         f"ns{op[2]}",
                         tuple(sorted(op[3])),
                         "{}",
+                        f"key-{op[4]}" if op[0] == "keyed" else None,
                     )
                 )
             elif known:

@@ -14,13 +14,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hub_fixtures import memory
 
 from actors import MemorySystem
 from actors._sqlite import connect
 from actors.local_db import LocalDatabase
-from actors.model import HybridClock
+from actors.model import HybridClock, keyed_memory_id
 from actors.wire import WireMemory
 
 NOW = 1_800_000_000.0
@@ -62,7 +63,7 @@ def _snapshot(db: LocalDatabase) -> dict[str, Any]:
     return {
         "memories": conn.execute(
             "SELECT id, namespace, content, content_hash, tags, metadata, created_at, "
-            "updated_at, version, origin, deleted, sync_state FROM memories ORDER BY id"
+            "updated_at, version, origin, deleted, sync_state, key FROM memories ORDER BY id"
         ).fetchall(),
         "outbox": sorted(
             conn.execute("SELECT memory_id, op, version, dead FROM outbox").fetchall()
@@ -102,7 +103,9 @@ def _page(
     ms = int(NOW * 1000)
     used: set[str] = set()
     for n in range(rng.randint(5, 60)):
-        kind = rng.choice(["new", "new", "twin", "newer", "newer-same", "older", "tomb", "tomb"])
+        kind = rng.choice(
+            ["new", "new", "twin", "newer", "newer-same", "older", "tomb", "tomb", "keyed"]
+        )
         known_id, known_text = rng.choice(local)
         if kind in ("newer", "newer-same", "older", "tomb") and known_id in used:
             kind = "new"
@@ -114,6 +117,12 @@ def _page(
         elif kind in ("newer", "newer-same"):
             text = known_text if kind == "newer-same" else f"rewritten page {number}-{n}"
             item = memory(text, id=known_id, version=ms + 10_000 + n, origin="hub-c", tags=("r",))
+        elif kind == "keyed":
+            # A keyed memory, sometimes holding a local memory's text: never its twin.
+            key = f"key-{rng.randint(0, 4)}"
+            text = known_text if rng.random() < 0.5 else f"keyed page {number}-{n}"
+            keyed_id = keyed_memory_id("default", key)
+            item = attrs.evolve(memory(text, id=keyed_id, version=ms + n, origin="hub-e"), key=key)
         elif kind == "older":
             item = memory(f"old page {n}", id=known_id, version=1_600_000_000_000, origin="o")
         else:
@@ -125,6 +134,9 @@ def _page(
         page.append(item)
     unique = []
     for item in page:
+        if item.key is not None:
+            unique.append(item)
+            continue
         if not item.deleted and item.content_hash in seen:
             continue
         seen.add(item.content_hash)

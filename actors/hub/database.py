@@ -75,7 +75,7 @@ R = TypeVar("R")
 
 _COLUMNS = (
     "id, namespace, content, content_hash, tags, metadata, created_at, updated_at, "
-    "version, origin, deleted"
+    "version, origin, deleted, key"
 )
 
 
@@ -147,6 +147,7 @@ def _row_to_wire(row: Sequence[Any]) -> WireMemory:
         version=row[8],
         origin=row[9],
         deleted=bool(row[10]),
+        key=row[11],
     )
 
 
@@ -327,10 +328,11 @@ class HubDatabase:
                 if incoming < current:
                     results.append(ItemResult(item.id, "stale", row[0]))
                     continue
-            if not item.deleted:
+            # Keyed memories are addressed by key, never deduplicated by content.
+            if not item.deleted and item.key is None:
                 twin = db.execute(
                     "SELECT id, version FROM memories WHERE tenant = ? AND namespace = ? "
-                    "AND content_hash = ? AND deleted = 0 AND id != ?",
+                    "AND content_hash = ? AND deleted = 0 AND key IS NULL AND id != ?",
                     (tenant, item.namespace, item.content_hash, item.id),
                 ).fetchone()
                 if twin is not None:
@@ -350,12 +352,13 @@ class HubDatabase:
                 int(item.deleted),
                 seq,
                 now,
+                item.key,
             )
             if row is None:
                 cursor = db.execute(
                     "INSERT INTO memories(namespace, content, content_hash, tags, metadata, "
                     "created_at, updated_at, version, origin, deleted, seq, received_at, "
-                    "tenant, id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "key, tenant, id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (*values, tenant, item.id),
                 )
                 if not item.deleted:
@@ -364,7 +367,7 @@ class HubDatabase:
                 db.execute(
                     "UPDATE memories SET namespace = ?, content = ?, content_hash = ?, tags = ?, "
                     "metadata = ?, created_at = ?, updated_at = ?, version = ?, origin = ?, "
-                    "deleted = ?, seq = ?, received_at = ? WHERE tenant = ? AND id = ?",
+                    "deleted = ?, seq = ?, received_at = ?, key = ? WHERE tenant = ? AND id = ?",
                     (*values, tenant, item.id),
                 )
                 self._revector(row[2], item, old_hash=row[3], was_deleted=bool(row[4]))
@@ -756,7 +759,7 @@ class HubDatabase:
         ).fetchall()
         has_more = len(rows) > limit
         rows = rows[:limit]
-        changes = tuple(Change(row[11], _row_to_wire(row)) for row in rows)
+        changes = tuple(Change(row[12], _row_to_wire(row)) for row in rows)
         last = changes[-1].seq if changes else start
         return ChangesPage(changes, self._cursor(last), has_more)
 

@@ -16,7 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.model import MAX_METADATA_BYTES, MAX_QUERY_CHARS, MAX_TAG_CHARS, MAX_TAGS
+from actors.model import (
+    MAX_KEY_CHARS,
+    MAX_METADATA_BYTES,
+    MAX_QUERY_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+)
 from actors.wire import ORIGIN_RE, PROTOCOL_HEADER, PROTOCOL_VERSION, VERSION_RE, HubLimits
 
 __all__ = ["openapi_document"]
@@ -122,6 +128,16 @@ def _schemas(limits: HubLimits) -> dict[str, Any]:
                     "description": "The replica that wrote this version; breaks version ties.",
                 },
                 "deleted": {"type": "boolean", "default": False},
+                "key": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_KEY_CHARS,
+                    "description": (
+                        "Present on a key-addressed memory: its id must be the UUIDv5 of "
+                        "namespace and key; it takes no part in content dedup. Tombstones "
+                        "keep it."
+                    ),
+                },
             },
         },
         "PushRequest": {

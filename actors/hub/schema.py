@@ -126,6 +126,18 @@ HUB_STEPS: tuple[Step, ...] = (
         ),
         rewrites_data=True,
     ),
+    Step(
+        3,
+        "hub: key-addressed memories (content dedup for unkeyed memories only)",
+        (
+            # A keyed memory's id is derived from (namespace, key), which the wire
+            # parser checks, so the key needs no unique index of its own.
+            "ALTER TABLE memories ADD COLUMN key TEXT",
+            "DROP INDEX memories_dedup",
+            """CREATE UNIQUE INDEX memories_dedup ON memories(tenant, namespace, content_hash)
+               WHERE deleted = 0 AND key IS NULL""",
+        ),
+    ),
 )
 
 HUB_LATEST_VERSION: Final = HUB_STEPS[-1].version

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import string
 import unicodedata
 from collections.abc import Generator, Iterable, Mapping
@@ -79,6 +78,7 @@ from actors.model import (
     RecallResult,
     normalize_metadata,
     normalize_tags,
+    validate_key,
 )
 from actors.system import MemorySystem
 
@@ -105,10 +105,6 @@ _HEX = frozenset("0123456789abcdef")
 #: or digit (our names must): that character is escaped, so the name starts
 #: ``0..``, which no escape can produce (an escape is ``.`` and two hex digits).
 _LEAD = "0."
-#: Same limits as memory-actors' keyed memories (checked here too, so that a
-#: batch with one bad key stores nothing).
-_MAX_KEY_CHARS = 512
-_KEY_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # -- the namespace escape ------------------------------------------------------------
@@ -253,33 +249,9 @@ def _encoded_or_none(namespace: tuple[str, ...]) -> str | None:
 # -- keys, values, filters -----------------------------------------------------------
 
 
-def _check_key(key: object) -> str:
-    """The rule of memory-actors' keys, checked before any write of a batch is sent."""
-    if not isinstance(key, str):
-        raise InvalidMemory(f"key must be a string, not {type(key).__name__}")
-    if not key:
-        raise InvalidMemory("key is empty")
-    if len(key) > _MAX_KEY_CHARS:
-        raise InvalidMemory(
-            f"key {key[:40]!r}... is {len(key)} characters; the limit is {_MAX_KEY_CHARS}"
-        )
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidMemory(
-            f"key is not valid UTF-8 (unpaired surrogate at position {exc.start})"
-        ) from None
-    control = _KEY_CONTROL_RE.search(key)
-    if control is not None:
-        raise InvalidMemory(
-            f"key {key[:40]!r} contains a control character at position {control.start()}"
-        )
-    return key
-
-
 def _key_or_none(key: object) -> str | None:
     try:
-        return _check_key(key)
+        return validate_key(key)
     except InvalidMemory:
         return None
 
@@ -558,7 +530,7 @@ class MemoryActorsStore(BaseStore):
             )
         namespace = _check_put_namespace(op.namespace)
         name = encode_namespace(namespace)
-        key = _check_key(op.key)
+        key = validate_key(op.key)  # here too, so that a batch with a bad key stores nothing
         metadata = normalize_metadata(op.value)
         call = _Call(
             "store",
