@@ -95,6 +95,14 @@ def test_only_remote_speaks_http_to_the_hub() -> None:
     assert users <= {"remote.py"} | {n for n in users if n.startswith(("hub/", "sim/"))}
 
 
+def test_only_the_langgraph_adapter_imports_langgraph() -> None:
+    """LangGraph is an optional extra: one module imports it, and ``import actors`` does not."""
+    users = {n for n, src in _sources().items() if "langgraph" in _imports(src)}
+    assert users == {"integrations/langgraph.py"}
+    loaded = _loaded_after("import actors, actors.integrations")
+    assert {m for m in loaded if m.split(".")[0] == "langgraph"} == set()
+
+
 def test_the_mcp_folder_is_data_only() -> None:
     """An __init__.py in mcp/ would shadow the MCP SDK."""
     assert not (ROOT / "mcp" / "__init__.py").exists()

@@ -1,6 +1,7 @@
-"""Adapters that plug memory-actors into agent frameworks, one module each.
+"""Adapters that plug memory-actors into agent frameworks' memory interfaces, one module each.
 
-Nothing is imported here: each adapter imports its framework, which only its
-own extra installs (``actors.integrations.openai_agents`` needs
-``memory-actors[openai-agents]``). The core package never imports them.
+Each adapter is its own module with its own optional extra, imported only by
+name: ``actors.integrations.langgraph`` (``memory-actors[langgraph]``) and
+``actors.integrations.openai_agents`` (``memory-actors[openai-agents]``).
+``import actors`` loads none of them and none of their frameworks.
 """
