@@ -46,14 +46,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
 
-from actors import session_log
+from actors import keyword_search, session_log
 from actors._sqlite import Connect, Synchronous, is_busy
 from actors._sqlite import connect as sqlite_connect
 from actors.errors import InvalidMemory, MemoryNotFound, SchemaError, StorageBusy, StorageError
@@ -89,8 +88,6 @@ logger = logging.getLogger(__name__)
 #: with :func:`actors._sqlite.is_busy` (only this module names ``sqlite3``).
 DatabaseError = sqlite3.Error
 
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
-_MAX_QUERY_TERMS = 32
 _MEMORY_COLUMNS = (
     "id, namespace, content, content_hash, tags, metadata, created_at, updated_at, "
     "version, origin, deleted, sync_state, key"
@@ -523,36 +520,12 @@ class LocalDatabase:
         limit: int,
         namespace_prefix: str | None = None,
     ) -> tuple[RecallHit, ...]:
-        """Keyword search (FTS5, BM25): any word of ``query``, best first."""
-        terms = _WORD_RE.findall(query)[:_MAX_QUERY_TERMS]
-        if not terms:
-            return ()
-        # Every term is quoted, so user text is never parsed as FTS5 syntax.
-        match = " OR ".join(f'"{term}"' for term in terms)
+        """Keyword search (FTS5, BM25): any word of ``query``, best first.
+
+        The cost per query is bounded: see :mod:`actors.keyword_search`.
+        """
         where, params = _filters(namespace, tags, prefix=namespace_prefix)
-        rows = self.conn.execute(
-            "SELECT m.id, m.namespace, m.content, "
-            "snippet(memories_fts, 0, '[', ']', '…', 16), m.tags, bm25(memories_fts), "
-            "m.created_at "
-            "FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
-            f"WHERE memories_fts MATCH ? AND m.deleted = 0{where} "
-            "ORDER BY bm25(memories_fts) LIMIT ?",
-            [match, *params, limit],
-        ).fetchall()
-        return tuple(
-            RecallHit(
-                id=row[0],
-                namespace=row[1],
-                content=row[2],
-                snippet=row[3],
-                tags=tuple(json.loads(row[4])),
-                # BM25 is tiny on small stores: keep significant digits, not decimals.
-                score=float(f"{-row[5]:.6g}"),
-                source="local",
-                created_at=row[6],
-            )
-            for row in rows
-        )
+        return keyword_search.search(self.conn, query, where, params, limit)
 
     def list_memories(
         self,

@@ -1,6 +1,8 @@
 """Recall benchmark (a script, not a test): ``python benchmarks/recall.py``.
 
-1. Local keyword recall p50/p99 on a file of N memories (default 100k).
+1. Local keyword recall p50/p99 on a file of N memories (default 100k), by
+   query shape, through ``MemorySystem.recall`` and, in the same run, the
+   plain statement it replaced (every match scored, then ``LIMIT``).
 2. Recall wall time against a real hub behind a proxy adding random latency
    (0 to 2x the recall timeout): the maximum must stay under timeout + 50 ms.
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -21,10 +24,15 @@ from pathlib import Path
 # The hub process and the slow proxy are the test suite's fixtures.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+import pykka
 from hub_fixtures import HubProcess
 from slow_proxy import SlowProxy
 
 from actors import MemorySystem
+from actors.local_db import LocalDatabase
+from actors.messages import StoreMemory, WriteRequest
+from actors.migrations import migrate
+from actors.model import content_hash, uuid7
 from actors.sync_model import RemoteConfig
 from actors.system import Config
 
@@ -47,36 +55,96 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def local_recall(count: int, queries: int) -> None:
+#: Query shapes: which words a query draws (ranks in the Zipf vocabulary).
+SHAPES = {
+    "frequent pair": lambda rng: [rng.choice(VOCABULARY[:20]), rng.choice(VOCABULARY[:20])],
+    "frequent + rare": lambda rng: [rng.choice(VOCABULARY[:20]), rng.choice(VOCABULARY[2000:])],
+    "one frequent": lambda rng: [rng.choice(VOCABULARY[:20])],
+    "zipf 2 words": lambda rng: rng.choices(VOCABULARY, WEIGHTS, k=2),
+    "zipf 3 words": lambda rng: rng.choices(VOCABULARY, WEIGHTS, k=3),
+    "rare": lambda rng: [rng.choice(VOCABULARY[2000:])],
+}
+
+
+def build_corpus(path: Path, count: int) -> None:
+    """``count`` memories of 12 Zipf words, written in 5,000-row transactions."""
+    migrate(str(path), now=time.time)
     rng = random.Random(7)
-    with (
-        tempfile.TemporaryDirectory() as folder,
-        MemorySystem.open(Path(folder) / "bench.db", config=Config(synchronous="OFF")) as m,
-    ):
-        if True:
-            started = time.perf_counter()
+    ids = iter(range(10**12))
+    db = LocalDatabase.open(
+        str(path),
+        new_id=lambda: uuid7(
+            1_700_000_000_000 + next(ids), rng.getrandbits(12), rng.getrandbits(62)
+        ),
+        wall_time=time.time,
+        monotonic=time.monotonic,
+        jitter=rng.random,
+        synchronous="OFF",
+    )
+    try:
+        started = time.perf_counter()
+        for start in range(0, count, 5_000):
+            batch: list[WriteRequest] = []
+            for i in range(start, min(count, start + 5_000)):
+                text = _text(rng, 12) + f" n{i}"
+                batch.append(
+                    StoreMemory(
+                        pykka.ThreadingFuture(), text, content_hash(text), "default", (), "{}"
+                    )
+                )
+            db.commit_writes(batch)
+        print(f"built {count} memories in {time.perf_counter() - started:.1f}s")
+    finally:
+        db.close()
 
-            def writer(offset: int) -> None:
-                local = random.Random(offset)
-                for i in range(offset, count, 32):
-                    m.store(_text(local, 12) + f" #{i}")
 
-            pool = [threading.Thread(target=writer, args=(n,)) for n in range(32)]
-            for thread in pool:
-                thread.start()
-            for thread in pool:
-                thread.join()
-            print(f"loaded {m.count().total} memories in {time.perf_counter() - started:.1f}s")
-            latencies = []
-            for _ in range(queries):
-                query = _text(rng, 2)
-                t0 = time.perf_counter()
-                m.recall(query, limit=10)
-                latencies.append((time.perf_counter() - t0) * 1000)
-            print(
-                f"local keyword recall at {count}: p50 {statistics.median(latencies):.2f} ms, "
-                f"p99 {_percentile(latencies, 0.99):.2f} ms ({queries} queries)"
-            )
+def _plain(conn: sqlite3.Connection, words: list[str]) -> list[str]:
+    """The statement keyword_search replaces: every match scored, then LIMIT 10."""
+    match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT m.id FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
+            "WHERE memories_fts MATCH ? AND m.deleted = 0 "
+            "ORDER BY bm25(memories_fts), memories_fts.rowid DESC LIMIT 10",
+            (match,),
+        )
+    ]
+
+
+def local_recall(count: int, queries: int, db: Path | None) -> None:
+    """Keyword recall p50/p99 by query shape: through recall, and the plain statement."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = db or Path(folder) / "bench.db"
+        if not path.exists():
+            build_corpus(path, count)
+        conn = sqlite3.connect(path)
+        with MemorySystem.open(path, config=Config(synchronous="OFF")) as m:
+            total = m.count().total
+            print(f"local keyword recall at {total} memories, {queries} queries per shape")
+            header = f"{'shape':16} {'recall p50':>10} {'p99':>8} {'plain p50':>10} {'p99':>8}"
+            header = f"{'shape':16} {'recall p50':>10} {'p99':>8} {'plain p50':>10} {'p99':>8}"
+            print(f"{header}  same top 10")
+            for shape, draw in SHAPES.items():
+                rng = random.Random(shape)
+                ours: list[float] = []
+                plain: list[float] = []
+                same = 0
+                for _ in range(queries):
+                    words = draw(rng)
+                    t0 = time.perf_counter()
+                    hits = m.recall(" ".join(words), limit=10).hits
+                    ours.append((time.perf_counter() - t0) * 1000)
+                    t0 = time.perf_counter()
+                    reference = _plain(conn, words)
+                    plain.append((time.perf_counter() - t0) * 1000)
+                    same += [hit.id for hit in hits] == reference
+                print(
+                    f"{shape:16} {statistics.median(ours):10.2f} {_percentile(ours, 0.99):8.2f} "
+                    f"{statistics.median(plain):10.2f} {_percentile(plain, 0.99):8.2f}  "
+                    f"{100 * same / queries:.0f} %"
+                )
+        conn.close()
 
 
 class RandomLatencyProxy(SlowProxy):
@@ -148,9 +216,14 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--recalls", type=int, default=1_000)
     parser.add_argument("--timeout", type=float, default=0.25)
+    parser.add_argument(
+        "--db", type=Path, help="Reuse (or build once) this corpus file instead of a temporary one."
+    )
+    parser.add_argument("--local-only", action="store_true", help="Skip the bounded-recall part.")
     args = parser.parse_args()
-    local_recall(args.memories, args.queries)
-    bounded_recall(args.recalls, args.timeout)
+    local_recall(args.memories, args.queries, args.db)
+    if not args.local_only:
+        bounded_recall(args.recalls, args.timeout)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "sync_model remote",  # sync records; the hub client (httpx)
         "messages",  # the client's protocol
         "_base _ask",  # the reply-future invariant; asking from outside
-        "_batch migrations supervisor local_db session_log",  # group commit; schema; ...; SQL
+        "_batch migrations supervisor local_db session_log keyword_search",  # ...; SQL
         "store sync recall",  # the client's actors
         "system",  # MemorySystem
         "aio",  # AsyncMemorySystem: the same verbs on an event loop

@@ -1,0 +1,141 @@
+"""Local keyword recall: FTS5 BM25 over a replica's file, with a bounded cost per query.
+
+Why not one ``MATCH 'a OR b' ORDER BY bm25 LIMIT k``: FTS5 scores every row
+that matches before the ``LIMIT`` can cut, so a query holding a word found
+in a large share of the memories scored tens of thousands of rows (at 100k
+memories: p50 24 ms, p99 190 ms; docs/performance.md).
+
+The rule here. A query word is *selective* when at most :data:`SELECTIVE_ROWS`
+memories hold it (counted with a capped scan, which costs no scoring), else
+*common*.
+
+- Every memory that holds a selective word is scored **exactly**: the same
+  BM25 figure FTS5 gives the whole query (every word's weight, computed over
+  the whole file). Two statements find them, ``(S) AND (C)`` and ``(S) NOT
+  (C)`` for the selective words S and the common words C: each names every
+  query word once, so BM25 sums the same terms as the whole query would, and
+  a row holds either some common word or none.
+- Memories that hold only common words are scored among the newest
+  :data:`COMMON_WINDOW` of them. A common word carries little weight (its
+  inverse document frequency is low), and a memory store's readers prefer
+  the recent among near-ties; an older memory of common words only is still
+  found by a more specific query, by ``list``, or through the hub.
+
+So a query of selective words only is exact, and any query scores at most
+``words × SELECTIVE_ROWS + COMMON_WINDOW`` rows. Ties are broken newest first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Final
+
+from actors.model import RecallHit
+
+__all__ = ["COMMON_WINDOW", "MAX_QUERY_TERMS", "SELECTIVE_ROWS", "search"]
+
+#: At most this many memories hold a selective word.
+SELECTIVE_ROWS: Final = 1_000
+#: Memories holding only common words are scored among this many of the newest.
+COMMON_WINDOW: Final = 500
+MAX_QUERY_TERMS: Final = 32
+
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+_FROM = (
+    "FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
+    "WHERE memories_fts MATCH ? AND m.deleted = 0"
+)
+
+
+def search(
+    conn: sqlite3.Connection, query: str, where: str, params: Sequence[Any], limit: int
+) -> tuple[RecallHit, ...]:
+    """The ``limit`` best memories for any word of ``query``, best first.
+
+    ``where`` and ``params``: extra SQL conditions on ``m`` (the memories
+    row), each with a leading ``AND`` (namespace, prefix, tags).
+    """
+    # Quoted, so user text is never parsed as FTS5 syntax; each word once, so
+    # a repeated word does not count twice.
+    phrases = [f'"{word}"' for word in dict.fromkeys(_WORD_RE.findall(query))]
+    phrases = phrases[:MAX_QUERY_TERMS]
+    if not phrases:
+        return ()
+    every = " OR ".join(phrases)
+    selective = [p for p in phrases if _holders(conn, p) <= SELECTIVE_ROWS]
+    common = [p for p in phrases if p not in selective]
+    if not common:
+        scored = _score(conn, every, where, params, limit)
+    else:
+        some_common = "(" + " OR ".join(common) + ")"
+        scored = []
+        only_common = some_common
+        if selective:
+            some_selective = "(" + " OR ".join(selective) + ")"
+            scored += _score(conn, f"{some_selective} AND {some_common}", where, params, limit)
+            scored += _score(conn, f"{some_selective} NOT {some_common}", where, params, limit)
+            only_common = f"{some_common} NOT {some_selective}"
+        floor = _newest_floor(conn, only_common, where, params)
+        scored += _score(
+            conn, only_common, f"{where} AND memories_fts.rowid >= ?", [*params, floor], limit
+        )
+        # BM25 is negative, better is smaller; ties newest (largest rowid) first.
+        scored.sort(key=lambda row: (row[1], -row[0]))
+        scored = scored[:limit]
+    return tuple(_hit(conn, every, rowid, score) for rowid, score in scored)
+
+
+def _holders(conn: sqlite3.Connection, phrase: str) -> int:
+    """How many memories hold ``phrase``, counted up to ``SELECTIVE_ROWS + 1``."""
+    row = conn.execute(
+        "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+        (phrase, SELECTIVE_ROWS + 1),
+    ).fetchone()
+    return int(row[0])
+
+
+def _score(
+    conn: sqlite3.Connection, match: str, where: str, params: Sequence[Any], limit: int
+) -> list[tuple[int, float]]:
+    """The best ``limit`` (rowid, BM25) for ``match``; ties newest first."""
+    return conn.execute(
+        f"SELECT memories_fts.rowid, bm25(memories_fts) {_FROM}{where} "
+        "ORDER BY bm25(memories_fts), memories_fts.rowid DESC LIMIT ?",
+        [match, *params, limit],
+    ).fetchall()
+
+
+def _newest_floor(conn: sqlite3.Connection, match: str, where: str, params: Sequence[Any]) -> int:
+    """The rowid of the ``COMMON_WINDOW``-th newest row matching (0 when fewer match)."""
+    # FTS5 walks its doclists newest first for ORDER BY rowid DESC, scoring nothing.
+    row = conn.execute(
+        f"SELECT memories_fts.rowid {_FROM}{where} "
+        "ORDER BY memories_fts.rowid DESC LIMIT 1 OFFSET ?",
+        [match, *params, COMMON_WINDOW - 1],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _hit(conn: sqlite3.Connection, every: str, rowid: int, score: float) -> RecallHit:
+    """The hit for one chosen row, its snippet highlighting every query word."""
+    row = conn.execute(
+        "SELECT m.id, m.namespace, m.content, "
+        "snippet(memories_fts, 0, '[', ']', '…', 16), m.tags, m.created_at "
+        "FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
+        "WHERE memories_fts MATCH ? AND memories_fts.rowid = ?",
+        (every, rowid),
+    ).fetchone()
+    return RecallHit(
+        id=row[0],
+        namespace=row[1],
+        content=row[2],
+        snippet=row[3],
+        tags=tuple(json.loads(row[4])),
+        # BM25 is tiny on small stores: keep significant digits, not decimals.
+        score=float(f"{-score:.6g}"),
+        source="local",
+        created_at=row[5],
+    )

@@ -1,0 +1,168 @@
+"""Local keyword recall with a bounded cost: checked against FTS5's whole-query BM25.
+
+A real SQLite file of a few hundred memories over a Zipf vocabulary, with the
+module's thresholds made small, so that every path runs: queries of selective
+words only, of common words only, and of both, with and without a namespace
+filter. The reference is the plain statement the search replaces
+(``MATCH 'a OR b' ORDER BY bm25``), run over every matching row.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterator
+
+import pykka
+import pytest
+
+from actors import keyword_search
+from actors.local_db import LocalDatabase, _filters
+from actors.messages import StoreMemory
+from actors.migrations import migrate
+from actors.model import content_hash
+
+VOCABULARY = [f"w{n}" for n in range(60)]
+WEIGHTS = [1 / (rank + 1) for rank in range(len(VOCABULARY))]
+SELECTIVE = 20
+WINDOW = 30
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalDatabase, dict]]:
+    """400 memories in two namespaces; each memory's rowid → (namespace, its words)."""
+    path = str(tmp_path_factory.mktemp("fts") / "memory.db")
+    migrate(path, now=time.time)
+    rng = random.Random(11)
+    counter = iter(range(10**9))
+    db = LocalDatabase.open(
+        path,
+        new_id=lambda: f"01900000-0000-7000-8000-{next(counter):012d}",
+        wall_time=time.time,
+        monotonic=time.monotonic,
+        jitter=rng.random,
+        synchronous="OFF",
+    )
+    batch = []
+    for n in range(400):
+        words = rng.choices(VOCABULARY, WEIGHTS, k=rng.randint(3, 9))
+        text = " ".join(words) + f" unique{n}"
+        batch.append(
+            StoreMemory(pykka.ThreadingFuture(), text, content_hash(text), f"ns{n % 2}", (), "{}")
+        )
+    db.commit_writes(batch)
+    rows = {
+        rowid: (namespace, set(re.findall(r"\w+", content)))
+        for rowid, namespace, content in db.conn.execute(
+            "SELECT rowid, namespace, content FROM memories"
+        )
+    }
+    yield db, rows
+    db.close()
+
+
+@pytest.fixture
+def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keyword_search, "SELECTIVE_ROWS", SELECTIVE)
+    monkeypatch.setattr(keyword_search, "COMMON_WINDOW", WINDOW)
+
+
+def _exact(db: LocalDatabase, words: list[str], namespace: str | None) -> dict[int, float]:
+    """Every matching row's BM25 for the whole query, from the one plain statement."""
+    where, params = _filters(namespace, ())
+    match = " OR ".join(f'"{word}"' for word in dict.fromkeys(words))
+    rows = db.conn.execute(
+        "SELECT memories_fts.rowid, bm25(memories_fts) FROM memories_fts "
+        "JOIN memories m ON m.rowid = memories_fts.rowid "
+        f"WHERE memories_fts MATCH ? AND m.deleted = 0{where}",
+        [match, *params],
+    ).fetchall()
+    return dict(rows)
+
+
+def _expected(
+    exact: dict[int, float],
+    rows: dict[int, tuple[str, set[str]]],
+    words: list[str],
+    namespace: str | None,
+    limit: int,
+) -> list[int]:
+    """The documented rule, computed from first principles over the whole file.
+
+    Selectivity is a word's count in the whole file; the window and the
+    ranking apply to the rows the filter keeps (those in ``exact``).
+    """
+    holders = {w: {r for r in rows if w in rows[r][1]} for w in words}
+    selective = {w for w in words if len(holders[w]) <= SELECTIVE}
+    with_selective = set().union(*(holders[w] for w in selective)) & set(exact)
+    only_common = set(exact) - with_selective
+    window = sorted(only_common, reverse=True)[:WINDOW] if selective != set(words) else []
+    candidates = with_selective | set(window)
+    return sorted(candidates & set(exact), key=lambda r: (exact[r], -r))[:limit]
+
+
+@pytest.mark.usefixtures("small_thresholds")
+@pytest.mark.parametrize("seed", range(6))
+def test_search_follows_its_rule_with_whole_query_scores(
+    corpus: tuple[LocalDatabase, dict], seed: int
+) -> None:
+    """Selective words exact, common-only words newest window: ids, order and scores."""
+    db, rows = corpus
+    rng = random.Random(seed)
+    kinds = {"selective only": 0, "common only": 0, "both": 0}
+    for _ in range(40):
+        words = rng.choices(VOCABULARY, WEIGHTS, k=rng.randint(1, 3))
+        if rng.random() < 0.2:
+            words.append(f"unique{rng.randrange(400)}")
+        namespace = rng.choice([None, "ns1"])
+        limit = rng.choice([1, 5, 10])
+        where, params = _filters(namespace, ())
+        hits = keyword_search.search(db.conn, " ".join(words), where, params, limit)
+        exact = _exact(db, words, namespace)
+        expected = _expected(exact, rows, list(dict.fromkeys(words)), namespace, limit)
+        rowids = [
+            db.conn.execute("SELECT rowid FROM memories WHERE id = ?", (hit.id,)).fetchone()[0]
+            for hit in hits
+        ]
+        assert rowids == expected, words
+        assert [hit.score for hit in hits] == [float(f"{-exact[r]:.6g}") for r in rowids]
+        holders = [sum(1 for _, ws in rows.values() if w in ws) for w in words]
+        common = sum(h > SELECTIVE for h in holders)
+        kinds[
+            "common only" if common == len(words) else "both" if common else "selective only"
+        ] += 1
+    # The seeds are chosen so that every path ran.
+    assert all(kinds.values()), kinds
+
+
+def test_with_default_thresholds_a_small_file_is_searched_exactly(
+    corpus: tuple[LocalDatabase, dict],
+) -> None:
+    """Below the thresholds every word is selective: the plain statement's top k, exactly."""
+    db, _ = corpus
+    for words in (["w0"], ["w0", "w1"], ["w3", "w40", "unique7"]):
+        hits = keyword_search.search(db.conn, " ".join(words), "", [], 10)
+        exact = _exact(db, words, None)
+        top = sorted(exact, key=lambda r: (exact[r], -r))[:10]
+        ids = [
+            db.conn.execute("SELECT id FROM memories WHERE rowid = ?", (r,)).fetchone()[0]
+            for r in top
+        ]
+        assert [hit.id for hit in hits] == ids
+
+
+def test_user_text_is_never_fts5_syntax(corpus: tuple[LocalDatabase, dict]) -> None:
+    """Operators, quotes and stars in a query are words or nothing, never syntax errors."""
+    db, _ = corpus
+    for query in ('w0 AND "w1', "NEAR(w0 w1)", "w0*", "-w0 ^w1", "(", '""'):
+        keyword_search.search(db.conn, query, "", [], 5)
+    assert keyword_search.search(db.conn, "?!", "", [], 5) == ()
+
+
+def test_a_repeated_word_counts_once(corpus: tuple[LocalDatabase, dict]) -> None:
+    """'w5 w5' ranks as 'w5' (the plain OR statement counted it twice)."""
+    db, _ = corpus
+    once = keyword_search.search(db.conn, "w5", "", [], 10)
+    twice = keyword_search.search(db.conn, "w5 w5", "", [], 10)
+    assert once == twice
