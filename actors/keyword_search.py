@@ -123,7 +123,7 @@ def _hit(conn: sqlite3.Connection, every: str, rowid: int, score: float) -> Reca
     """The hit for one chosen row, its snippet highlighting every query word."""
     row = conn.execute(
         "SELECT m.id, m.namespace, m.content, "
-        "snippet(memories_fts, 0, '[', ']', '…', 16), m.tags, m.created_at "
+        "snippet(memories_fts, 0, '[', ']', '…', 16), m.tags, m.created_at, m.sync_state "
         "FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
         "WHERE memories_fts MATCH ? AND memories_fts.rowid = ?",
         (every, rowid),
@@ -138,4 +138,5 @@ def _hit(conn: sqlite3.Connection, every: str, rowid: int, score: float) -> Reca
         score=float(f"{-score:.6g}"),
         source="local",
         created_at=row[5],
+        sync_state=row[6],
     )

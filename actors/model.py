@@ -479,6 +479,8 @@ class RecallHit:
     score: float
     source: RecallSource
     created_at: float
+    #: Where the memory stands with the hub (``synced`` for a hit found only on the hub).
+    sync_state: MemorySyncState | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)

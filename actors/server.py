@@ -134,6 +134,10 @@ class RecallHitOutput(BaseModel):
     score: float = Field(description="Relevance; higher is better. Comparable within one answer.")
     source: RecallSource
     created_at: float = Field(description="Unix time in seconds.")
+    sync_state: MemorySyncState | None = Field(
+        default=None,
+        description="committed, sync_pending, synced or sync_failed: whether the hub has it.",
+    )
 
 
 class RecallOutput(BaseModel):

@@ -78,6 +78,7 @@ from actors.model import (
     validate_limit,
     validate_query,
 )
+from actors.ranking import merge_hits
 from actors.recall import RecallRouter, RecallSettings
 from actors.runtime import Runtime, ThreadedRuntime
 from actors.session_log import (
@@ -841,7 +842,7 @@ class _RecallPlan:
             found = tuple(f for f in found if matches_namespace_prefix(f.namespace, prefix))
         return RecallResult(
             self.text,
-            merge_hits(found, local, self.limit),
+            merge_hits(found, local, self.limit, self.text),
             "complete",
             "semantic matches from the hub merged with local keyword matches",
         )
@@ -865,35 +866,3 @@ def _address(memory_id: object, namespace: object, key: object) -> tuple[str, st
 def _prefix(namespace_prefix: object) -> str | None:
     """A validated ``namespace_prefix`` filter, or None for no filter."""
     return None if namespace_prefix is None else normalize_namespace_prefix(namespace_prefix)
-
-
-def merge_hits(
-    remote: tuple[RemoteHit, ...], local: tuple[RecallHit, ...], limit: int
-) -> tuple[RecallHit, ...]:
-    """Reciprocal-rank fusion of the hub's semantic and the local keyword rankings.
-
-    RRF needs no comparable scores (BM25 and cosine are not), and a memory
-    found by both rises to the top. Each hit says which search found it.
-    """
-    fused: dict[str, float] = {}
-    hits: dict[str, RecallHit] = {}
-    for rank, found in enumerate(remote):
-        fused[found.id] = fused.get(found.id, 0.0) + 1.0 / (60 + rank)
-        hits[found.id] = RecallHit(
-            id=found.id,
-            namespace=found.namespace,
-            content=found.content,
-            snippet=found.content if len(found.content) <= 160 else found.content[:159] + "…",
-            tags=found.tags,
-            score=0.0,
-            source="remote",
-            created_at=found.created_at,
-        )
-    for rank, hit in enumerate(local):
-        fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (60 + rank)
-        if hit.id in hits:
-            hits[hit.id] = attrs.evolve(hit, source="both")
-        else:
-            hits[hit.id] = hit
-    ranked = sorted(fused, key=lambda memory_id: -fused[memory_id])[:limit]
-    return tuple(attrs.evolve(hits[i], score=float(f"{fused[i]:.6g}")) for i in ranked)

@@ -28,7 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "model",  # records, validation, ids, the hybrid clock
         "_shapes runtime",  # JSON field readers; the runtime seam
         "wire",  # the shapes client and hub share
-        "sync_model remote",  # sync records; the hub client (httpx)
+        "sync_model remote ranking",  # sync records; the hub client (httpx); recall merge
         "messages",  # the client's protocol
         "_base _ask",  # the reply-future invariant; asking from outside
         "_batch migrations supervisor local_db session_log keyword_search",  # ...; SQL
