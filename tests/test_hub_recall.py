@@ -23,7 +23,16 @@ import httpx
 import pytest
 from embeddings_server import KEY, embeddings_server
 from hub_fixtures import HubProcess, forget, memory, needs_minilm, wait_until
-from recall_eval import DISTRACTORS, LEXICAL, PAIRS, shared_keywords
+from recall_eval import (
+    DISTRACTORS,
+    HARD_DISTRACTORS,
+    HARD_LEXICAL,
+    HARD_PAIRS,
+    LEXICAL,
+    PAIRS,
+    keyword_sets,
+    shared_keywords,
+)
 
 from actors.errors import HubUnsupported
 from actors.hub.search import fts_query
@@ -310,6 +319,70 @@ def test_every_query_of_the_evaluation_set_shares_no_keyword_with_its_target() -
     assert len({m for m, _ in PAIRS} | set(DISTRACTORS)) == len(PAIRS) + len(DISTRACTORS)
     overlaps = {i: shared_keywords(m, q) for i, (m, q) in enumerate(PAIRS)}
     assert {i: o for i, o in overlaps.items() if o} == {}
+
+
+def _all_memories() -> list[str]:
+    return [m for m, _ in PAIRS] + DISTRACTORS + [m for m, _ in HARD_PAIRS] + HARD_DISTRACTORS
+
+
+def test_every_memory_across_the_first_and_hard_sets_is_distinct() -> None:
+    """No memory appears twice, within a set or across the two sets (case aside)."""
+    memories = _all_memories()
+    assert len({m.casefold().strip() for m in memories}) == len(memories)
+    queries = [q for _, q in PAIRS] + [q for _, q in HARD_PAIRS]
+    assert len({q.casefold().strip() for q in queries}) == len(queries)
+
+
+def test_every_hard_query_shares_no_keyword_with_its_target() -> None:
+    """The hard set's rule too: no shared Porter stem or five-letter prefix of a content word."""
+    assert len(HARD_PAIRS) == 80
+    overlaps = {i: shared_keywords(m, q) for i, (m, q) in enumerate(HARD_PAIRS)}
+    assert {i: o for i, o in overlaps.items() if o} == {}
+
+
+def test_hard_distractors_share_words_with_the_queries() -> None:
+    """Each of the 200 distractors shares a content word with some hard query, and each
+    hard query has at least two distractors sharing its words."""
+    assert len(HARD_DISTRACTORS) == 200
+    queries = keyword_sets(q for _, q in HARD_PAIRS)
+    sharing = {
+        d: [i for i, (qs, qp) in enumerate(queries) if ds & qs or dp & qp]
+        for d, (ds, dp) in zip(HARD_DISTRACTORS, keyword_sets(HARD_DISTRACTORS), strict=True)
+    }
+    assert [d for d, hit in sharing.items() if not hit] == []
+    per_query = {i: sum(i in hit for hit in sharing.values()) for i in range(len(queries))}
+    assert {i: n for i, n in per_query.items() if n < 2} == {}
+
+
+def test_hard_lexical_identifiers_are_unique_to_their_target() -> None:
+    """Each identifier query names a token found verbatim in its target and in no other memory."""
+    assert len(HARD_LEXICAL) == 15
+    memories = _all_memories()
+    offset = len(PAIRS) + len(DISTRACTORS)
+    failures = []
+    for target, query in HARD_LEXICAL:
+        own = HARD_PAIRS[target][0].casefold()
+        others = [m.casefold() for i, m in enumerate(memories) if i != offset + target]
+        tokens = [t.strip(".,;:!?()\"'").casefold() for t in query.split()]
+        unique = [t for t in tokens if t and t in own and not any(t in m for m in others)]
+        if not unique:
+            failures.append((target, query))
+    assert failures == []
+
+
+def test_keyword_search_alone_misses_the_hard_targets() -> None:
+    """Keyword BM25 over the 280 hard memories puts at most 20 % of the targets in the top 3,
+    with the hub's query (stop words dropped) and the client's (every word): the distractors
+    bite. The identifier queries, in contrast, find their target."""
+    memories = [m for m, _ in HARD_PAIRS] + HARD_DISTRACTORS
+    queries = list(enumerate(q for _, q in HARD_PAIRS))
+    hub = _keyword_top3(memories, queries, hub_style=True) / len(queries)
+    client = _keyword_top3(memories, queries, hub_style=False) / len(queries)
+    print(f"\nhard set, keyword BM25 alone top-3: {client:.0%} (every word) / {hub:.0%} (hub)")
+    assert hub <= 0.2
+    assert client <= 0.2
+    lexical = _keyword_top3(memories, HARD_LEXICAL, hub_style=True)
+    assert lexical == len(HARD_LEXICAL)
 
 
 @needs_minilm
