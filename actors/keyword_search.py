@@ -23,6 +23,10 @@ memories hold it (counted with a capped scan, which costs no scoring), else
 
 So a query of selective words only is exact, and any query scores at most
 ``words × SELECTIVE_ROWS + COMMON_WINDOW`` rows. Ties are broken newest first.
+
+Snippets are cut by FTS5's own ``snippet()`` on a :class:`Snippets` table in
+memory that holds just the chosen rows: asked of the file, each snippet
+re-read the doclists of the query's common words (0.5-0.8 ms a hit at 100k).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any, Final
 
 from actors.model import RecallHit
 
-__all__ = ["COMMON_WINDOW", "MAX_QUERY_TERMS", "SELECTIVE_ROWS", "search"]
+__all__ = ["COMMON_WINDOW", "MAX_QUERY_TERMS", "SELECTIVE_ROWS", "Snippets", "search"]
 
 #: At most this many memories hold a selective word.
 SELECTIVE_ROWS: Final = 1_000
@@ -50,13 +54,52 @@ _FROM = (
 )
 
 
+class Snippets:
+    """An in-memory FTS5 table with the file's tokenizer, to cut snippets of a few rows.
+
+    Not thread-safe, like the connection it holds: one per owner of a file's
+    connection (the StoreActor's :class:`~actors.local_db.LocalDatabase`).
+    """
+
+    def __init__(self) -> None:
+        self.conn = sqlite3.connect(":memory:")
+        self.conn.execute(
+            "CREATE VIRTUAL TABLE cut USING fts5("
+            "content, tokenize='porter unicode61 remove_diacritics 2')"
+        )
+
+    def cut(self, match: str, contents: Sequence[str]) -> list[str]:
+        """The snippet of each of ``contents`` for ``match``, marked ``[...]``, in order."""
+        db = self.conn
+        db.execute("DELETE FROM cut")
+        db.executemany(
+            "INSERT INTO cut(rowid, content) VALUES (?, ?)", enumerate(contents, start=1)
+        )
+        found = dict(
+            db.execute(
+                "SELECT rowid, snippet(cut, 0, '[', ']', '…', 16) FROM cut WHERE cut MATCH ?",
+                (match,),
+            ).fetchall()
+        )
+        return [found.get(n, content) for n, content in enumerate(contents, start=1)]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def search(
-    conn: sqlite3.Connection, query: str, where: str, params: Sequence[Any], limit: int
+    conn: sqlite3.Connection,
+    query: str,
+    where: str,
+    params: Sequence[Any],
+    limit: int,
+    snippets: Snippets | None = None,
 ) -> tuple[RecallHit, ...]:
     """The ``limit`` best memories for any word of ``query``, best first.
 
     ``where`` and ``params``: extra SQL conditions on ``m`` (the memories
     row), each with a leading ``AND`` (namespace, prefix, tags).
+    ``snippets``: the owner's :class:`Snippets` (a throwaway one if None).
     """
     # Quoted, so user text is never parsed as FTS5 syntax; each word once, so
     # a repeated word does not count twice.
@@ -85,7 +128,7 @@ def search(
         # BM25 is negative, better is smaller; ties newest (largest rowid) first.
         scored.sort(key=lambda row: (row[1], -row[0]))
         scored = scored[:limit]
-    return tuple(_hit(conn, every, rowid, score) for rowid, score in scored)
+    return _hits(conn, every, scored, snippets)
 
 
 def _holders(conn: sqlite3.Connection, phrase: str) -> int:
@@ -119,24 +162,43 @@ def _newest_floor(conn: sqlite3.Connection, match: str, where: str, params: Sequ
     return int(row[0]) if row else 0
 
 
-def _hit(conn: sqlite3.Connection, every: str, rowid: int, score: float) -> RecallHit:
-    """The hit for one chosen row, its snippet highlighting every query word."""
-    row = conn.execute(
-        "SELECT m.id, m.namespace, m.content, "
-        "snippet(memories_fts, 0, '[', ']', '…', 16), m.tags, m.created_at, m.sync_state "
-        "FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
-        "WHERE memories_fts MATCH ? AND memories_fts.rowid = ?",
-        (every, rowid),
-    ).fetchone()
-    return RecallHit(
-        id=row[0],
-        namespace=row[1],
-        content=row[2],
-        snippet=row[3],
-        tags=tuple(json.loads(row[4])),
-        # BM25 is tiny on small stores: keep significant digits, not decimals.
-        score=float(f"{-score:.6g}"),
-        source="local",
-        created_at=row[5],
-        sync_state=row[6],
+def _hits(
+    conn: sqlite3.Connection,
+    every: str,
+    scored: Sequence[tuple[int, float]],
+    snippets: Snippets | None,
+) -> tuple[RecallHit, ...]:
+    """The hits for the chosen rows, in order, each snippet marking every query word."""
+    if not scored:
+        return ()
+    marks = ",".join("?" * len(scored))
+    rows = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT rowid, id, namespace, content, tags, created_at, sync_state FROM memories "
+            f"WHERE rowid IN ({marks})",
+            [rowid for rowid, _ in scored],
+        )
+    }
+    chosen = [(rows[rowid], score) for rowid, score in scored]
+    cutter = snippets or Snippets()
+    try:
+        cuts = cutter.cut(every, [row[2] for row, _ in chosen])
+    finally:
+        if snippets is None:
+            cutter.close()
+    return tuple(
+        RecallHit(
+            id=row[0],
+            namespace=row[1],
+            content=row[2],
+            snippet=cut,
+            tags=tuple(json.loads(row[3])),
+            # BM25 is tiny on small stores: keep significant digits, not decimals.
+            score=float(f"{-score:.6g}"),
+            source="local",
+            created_at=row[4],
+            sync_state=row[5],
+        )
+        for (row, score), cut in zip(chosen, cuts, strict=True)
     )

@@ -167,6 +167,8 @@ class LocalDatabase:
         self._monotonic = monotonic
         self._jitter = jitter
         self._write_state: MemorySyncState = "sync_pending" if sync_configured else "committed"
+        # Made on first search, by the owner's thread: sqlite3 connections stay on theirs.
+        self._snippets: keyword_search.Snippets | None = None
 
     def __repr__(self) -> str:
         return f"<LocalDatabase {self.path} origin={self.origin} clock={self.clock.version}>"
@@ -214,6 +216,8 @@ class LocalDatabase:
         )
 
     def close(self) -> None:
+        if self._snippets is not None:
+            self._snippets.close()
         self.conn.close()
 
     # -- the one way to write ------------------------------------------------------------
@@ -525,7 +529,9 @@ class LocalDatabase:
         The cost per query is bounded: see :mod:`actors.keyword_search`.
         """
         where, params = _filters(namespace, tags, prefix=namespace_prefix)
-        return keyword_search.search(self.conn, query, where, params, limit)
+        if self._snippets is None:
+            self._snippets = keyword_search.Snippets()
+        return keyword_search.search(self.conn, query, where, params, limit, self._snippets)
 
     def list_memories(
         self,
