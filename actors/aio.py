@@ -66,7 +66,7 @@ from actors.model import (
     RecallResult,
     StoreReceipt,
 )
-from actors.runtime import NotifyingFuture
+from actors.runtime import NotifyingFuture, after_notifications
 from actors.sync_model import SyncReport
 from actors.system import Config, MemorySystem, _Call, _restarting
 
@@ -115,6 +115,10 @@ class _Wakeups:
             if self._scheduled:
                 return  # the drain already on its way takes this one too
             self._scheduled = True
+        # Inside a group commit's answers, the wake-up waits for the whole batch.
+        after_notifications(self._kick)
+
+    def _kick(self) -> None:
         loop = self._loop()
         try:
             if loop is None:

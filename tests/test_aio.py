@@ -531,3 +531,61 @@ def test_a_notifying_future_lets_go_of_its_callback_once_answered_or_cancelled()
     cancelled = NotifyingFuture(lambda: None)
     cancelled.cancel()
     assert (answered._on_settled, cancelled._on_settled) == (None, None)
+
+
+def test_held_notifications_call_back_once_each_after_the_block_then_run_the_kicks() -> None:
+    """Answers are stored at once; callbacks wait for the block's end; kicks wait for them."""
+    from actors.runtime import after_notifications, notifications_held
+
+    events: list[str] = []
+
+    def callback(name: str) -> Callable[[], None]:
+        def called() -> None:
+            events.append(name)
+            after_notifications(lambda: events.append(f"kick {name}"))
+
+        return called
+
+    first, second = NotifyingFuture(callback("first")), NotifyingFuture(callback("second"))
+
+    def answer_then_fail() -> None:
+        with notifications_held():
+            first.set(1)
+            with notifications_held():  # nested: joins the outer block
+                second.set_exception((RuntimeError, RuntimeError("answer"), None))
+            assert first.get(timeout=0) == 1  # settled already; only the callback waits
+            assert events == []
+            raise RuntimeError("the block failed")
+
+    with pytest.raises(RuntimeError, match="the block failed"):
+        answer_then_fail()
+    assert events == ["first", "second", "kick first", "kick second"]
+    after_notifications(lambda: events.append("now"))  # outside a block: at once
+    assert events[-1] == "now"
+
+
+def test_a_group_commit_reaches_a_running_loop_in_one_wake_up(system: MemorySystem) -> None:
+    """A batch answered on the actor's thread while the loop runs: one drain for all of it."""
+    from actors.aio import _Pending, _wakeups_for
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wakeups = _wakeups_for(loop)
+        pendings: list[_Pending[Any]] = [_Pending(system, loop) for _ in range(32)]
+        group: GroupCommit[StoreMemory] = GroupCommit(
+            lambda batch: [w.content for w in batch],
+            schedule=lambda: None,
+            translate=lambda exc: exc,
+            is_busy=lambda exc: False,
+            database_errors=(sqlite3.Error,),
+        )
+        for n, pending in enumerate(pendings):
+            group.add(StoreMemory(pending.reply, f"fact {n}", f"h{n}", "default", (), "{}"))
+        before = wakeups.drains
+        flushing = asyncio.ensure_future(asyncio.to_thread(group.flush))  # the loop runs on
+        values = await asyncio.gather(*(p.waiter for p in pendings))
+        await flushing
+        assert values == [f"fact {n}" for n in range(32)]
+        assert wakeups.drains - before == 1
+
+    run(main)
