@@ -42,10 +42,10 @@ threaded runtime: a simulated world answers futures only while a caller's
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
-import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -90,19 +90,23 @@ class _Wakeups:
     thread in a row. One ``call_soon_threadsafe`` per reply would write the
     loop's self-pipe once per reply and queue one handle each; here the first
     answer of a burst schedules a single :meth:`_drain`, and every answer
-    posted before that drain runs joins it. An answer posted after the drain
-    took the list schedules the next one, so none is ever left behind.
+    posted before that drain empties the queue joins it.
+
+    No lock: ``deque.append``/``popleft`` are atomic, and the drain clears
+    ``_scheduled`` *before* it empties the queue, so an answer appended after
+    the drain's last ``popleft`` finds the flag clear and schedules the next
+    drain. Two threads posting at once may schedule one drain too many (it
+    finds the queue empty); no answer is ever left behind.
     """
 
-    __slots__ = ("__weakref__", "_lock", "_loop", "_ready", "_scheduled", "drains")
+    __slots__ = ("__weakref__", "_loop", "_ready", "_scheduled", "drains")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # Weak: a loop's entry in ``_wakeups`` must not keep that loop alive.
         self._loop = weakref.ref(loop)
-        self._lock = threading.Lock()
-        self._ready: list[_Pending[Any]] = []
+        self._ready: collections.deque[_Pending[Any]] = collections.deque()
         self._scheduled = False
-        #: Drains run, for the benchmark and the tests: replies per wake-up.
+        #: Drains run, for the tests: answers per wake-up.
         self.drains = 0
 
     def __repr__(self) -> str:
@@ -110,11 +114,10 @@ class _Wakeups:
 
     def post(self, pending: _Pending[Any]) -> None:
         """Hand ``pending``'s answer to the loop (any thread; never raises)."""
-        with self._lock:
-            self._ready.append(pending)
-            if self._scheduled:
-                return  # the drain already on its way takes this one too
-            self._scheduled = True
+        self._ready.append(pending)
+        if self._scheduled:
+            return  # the drain on its way takes this one too
+        self._scheduled = True
         # Inside a group commit's answers, the wake-up waits for the whole batch.
         after_notifications(self._kick)
 
@@ -125,36 +128,31 @@ class _Wakeups:
                 raise RuntimeError("event loop is gone")
             loop.call_soon_threadsafe(self._drain)
         except RuntimeError:  # the loop is closed: nobody awaits these any more
-            with self._lock:
-                dropped, self._ready = len(self._ready), []
-                self._scheduled = False
+            dropped = len(self._ready)
+            self._ready.clear()
+            self._scheduled = False
             logger.debug("%d answer(s) dropped: their event loop is closed", dropped)
 
     def _drain(self) -> None:
-        # On the loop. Taken under the lock, so a post racing this drain either
-        # made it into this list or sees ``_scheduled`` False and schedules another.
-        with self._lock:
-            ready, self._ready = self._ready, []
-            self._scheduled = False
+        # On the loop. The flag first: see the class docstring.
+        self._scheduled = False
         self.drains += 1
-        for pending in ready:
-            pending._transfer()
+        ready = self._ready
+        while ready:
+            ready.popleft()._transfer()
 
 
 #: One hand-over point per running loop (a facade may serve several loops).
 _wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = (
     weakref.WeakKeyDictionary()
 )
-_wakeups_lock = threading.Lock()
 
 
 def _wakeups_for(loop: asyncio.AbstractEventLoop) -> _Wakeups:
+    # Only the loop's own thread asks for its entry, so two never race to create one.
     found = _wakeups.get(loop)
     if found is None:
-        with _wakeups_lock:
-            found = _wakeups.get(loop)
-            if found is None:
-                found = _wakeups[loop] = _Wakeups(loop)
+        found = _wakeups[loop] = _Wakeups(loop)
     return found
 
 
