@@ -35,7 +35,7 @@ from typing import Generic, TypeVar
 from actors._base import settle, settle_error
 from actors.errors import StorageError
 from actors.messages import Request
-from actors.runtime import is_cancelled
+from actors.runtime import is_cancelled, notifications_held
 
 __all__ = ["GroupCommit"]
 
@@ -175,8 +175,10 @@ class GroupCommit(Generic[W]):
 
     @staticmethod
     def _answer(batch: Sequence[W], results: Sequence[object]) -> None:
-        for write, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                settle_error(write.reply, result)
-            else:
-                settle(write.reply, result)
+        # Asyncio callers hear of the batch once it is all answered: one loop wake-up.
+        with notifications_held():
+            for write, result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    settle_error(write.reply, result)
+                else:
+                    settle(write.reply, result)

@@ -4,10 +4,13 @@ Every major agent runtime is asyncio, and awaiting a Pykka future blocks the
 event loop (its ``__await__`` calls the blocking ``get()``). Here no await
 blocks the loop and none parks a thread: each request carries a
 :class:`~actors.runtime.NotifyingFuture`, which the answering actor settles
-on its own thread and which then schedules, with
-``loop.call_soon_threadsafe``, the settling of an :class:`asyncio.Future`
-the caller awaits. Thousands of requests in flight cost thousands of small
-futures, not threads.
+on its own thread and which then hands the answer to the caller's loop,
+which settles an :class:`asyncio.Future` the caller awaits. The answers of
+one group commit reach a loop together, in one ``loop.call_soon_threadsafe``
+(one wake-up per burst, not per reply). Thousands of requests in flight cost
+thousands of small futures, not threads, and no reference cycles: each
+request's objects are freed as soon as it is answered, never left to the
+cyclic garbage collector.
 
 Both facades share one submit path: each verb is validated and its request
 built once (:class:`actors.system.MemorySystem`'s ``_prepare_*`` steps and
@@ -39,13 +42,16 @@ threaded runtime: a simulated world answers futures only while a caller's
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+import attrs
 import pykka
 
 from actors._ask import _LIVENESS_POLL, send
@@ -60,7 +66,7 @@ from actors.model import (
     RecallResult,
     StoreReceipt,
 )
-from actors.runtime import NotifyingFuture
+from actors.runtime import NotifyingFuture, after_notifications
 from actors.session_log import SessionItems
 from actors.sync_model import SyncReport
 from actors.system import Config, MemorySystem, _Call, _restarting
@@ -78,29 +84,116 @@ _ADMISSION_POLL = (0.001, 0.05)
 _abandoned: set[asyncio.Task[None]] = set()
 
 
+class _Wakeups:
+    """The answers bound for one event loop, handed over in one wake-up per burst.
+
+    A group commit settles a whole batch of reply futures on the StoreActor's
+    thread in a row. One ``call_soon_threadsafe`` per reply would write the
+    loop's self-pipe once per reply and queue one handle each; here the first
+    answer of a burst schedules a single :meth:`_drain`, and every answer
+    posted before that drain empties the queue joins it.
+
+    No lock: ``deque.append``/``popleft`` are atomic, and the drain clears
+    ``_scheduled`` *before* it empties the queue, so an answer appended after
+    the drain's last ``popleft`` finds the flag clear and schedules the next
+    drain. Two threads posting at once may schedule one drain too many (it
+    finds the queue empty); no answer is ever left behind.
+    """
+
+    __slots__ = ("__weakref__", "_loop", "_ready", "_scheduled", "drains")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Weak: a loop's entry in ``_wakeups`` must not keep that loop alive.
+        self._loop = weakref.ref(loop)
+        self._ready: collections.deque[_Pending[Any]] = collections.deque()
+        self._scheduled = False
+        #: Drains run, for the tests: answers per wake-up.
+        self.drains = 0
+
+    def __repr__(self) -> str:
+        return f"<_Wakeups ready={len(self._ready)} drains={self.drains}>"
+
+    def post(self, pending: _Pending[Any]) -> None:
+        """Hand ``pending``'s answer to the loop (any thread; never raises)."""
+        self._ready.append(pending)
+        if self._scheduled:
+            return  # the drain on its way takes this one too
+        self._scheduled = True
+        # Inside a group commit's answers, the wake-up waits for the whole batch.
+        after_notifications(self._kick)
+
+    def _kick(self) -> None:
+        loop = self._loop()
+        try:
+            if loop is None:
+                raise RuntimeError("event loop is gone")
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: nobody awaits these any more
+            dropped = len(self._ready)
+            self._ready.clear()
+            self._scheduled = False
+            logger.debug("%d answer(s) dropped: their event loop is closed", dropped)
+
+    def _drain(self) -> None:
+        # On the loop. The flag first: see the class docstring.
+        self._scheduled = False
+        self.drains += 1
+        ready = self._ready
+        while ready:
+            ready.popleft()._transfer()
+
+
+#: One hand-over point per running loop (a facade may serve several loops).
+_wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _wakeups_for(loop: asyncio.AbstractEventLoop) -> _Wakeups:
+    # Only the loop's own thread asks for its entry, so two never race to create one.
+    found = _wakeups.get(loop)
+    if found is None:
+        found = _wakeups[loop] = _Wakeups(loop)
+    return found
+
+
+@attrs.frozen
+class _Guard:
+    """What :meth:`_Pending.guard` watches: the actor, the deadline, how to say it failed."""
+
+    ref: pykka.ActorRef[Any]
+    deadline: float
+    timeout: float
+    what: str
+    clock: Callable[[], float]
+
+
 class _Pending(Generic[R]):
     """One request in flight from the loop: the actor's future and the loop's twin.
 
-    The actor settles ``reply`` on its thread; ``on_settled`` then schedules
-    :meth:`_transfer` on the loop, which settles ``waiter`` unless the caller
-    gave up (``waiter`` already cancelled). Exactly once: ``reply`` takes one
-    answer, and ``waiter`` is settled only while pending.
+    The actor settles ``reply`` on its thread; ``on_settled`` then posts this
+    request to its loop's :class:`_Wakeups`, whose drain runs :meth:`_transfer`
+    on the loop, which settles ``waiter`` unless the caller gave up
+    (``waiter`` already cancelled). Exactly once: ``reply`` takes one answer,
+    and ``waiter`` is settled only while pending.
     """
+
+    __slots__ = ("_guard", "_timer", "_wakeups", "loop", "reply", "waiter")
 
     def __init__(self, system: MemorySystem, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.waiter: asyncio.Future[R] = loop.create_future()
+        self._wakeups = _wakeups_for(loop)
         self.reply: NotifyingFuture = system.runtime.new_notifying_future(self._on_settled)
+        self._guard: _Guard | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<_Pending {self.reply!r}>"
 
     def _on_settled(self) -> None:
-        # On the actor's thread: schedule only; never raise into the actor.
-        try:
-            self.loop.call_soon_threadsafe(self._transfer)
-        except RuntimeError:  # the loop is closed: nobody awaits this any more
-            logger.debug("answer dropped: its event loop is closed")
+        # On the actor's thread: hand over only; never raise into the actor.
+        self._wakeups.post(self)
 
     def _transfer(self) -> None:
         if self.waiter.done():
@@ -120,6 +213,35 @@ class _Pending(Generic[R]):
             self._transfer()  # answered, and the loop has not run the transfer yet
         return self.waiter.done()
 
+    def guard(
+        self, ref: pykka.ActorRef[Any], timeout: float, what: str, clock: Callable[[], float]
+    ) -> None:
+        """Settle ``waiter`` with ``Unavailable`` if ``ref`` dies unanswering, or with
+        ``AskTimeout`` after ``timeout`` seconds: a timer on the loop looks every 0.25 s.
+
+        One timer per request, armed here and cancelled by :meth:`abandon`: an
+        answer in time (nearly every one) costs no wake-up of the waiting task.
+        """
+        self._guard = _Guard(ref, clock() + timeout, timeout, what, clock)
+        self._timer = self.loop.call_later(min(_LIVENESS_POLL, max(0.0, timeout)), self._check)
+
+    def _check(self) -> None:
+        # Fired: drop the handle first, so no cycle through it outlives this request.
+        self._timer = None
+        guard = self._guard
+        if guard is None or self.waiter.done():
+            return
+        if self.reply.done:
+            self._transfer()  # answered just now; its hand-over has not run yet
+        elif not guard.ref.is_alive():
+            self.waiter.set_exception(Unavailable(f"{guard.what} stopped before answering; retry"))
+        elif (left := guard.deadline - guard.clock()) <= 0:
+            self.waiter.set_exception(
+                AskTimeout(f"no answer from {guard.what} within {guard.timeout:g}s")
+            )
+        else:
+            self._timer = self.loop.call_later(min(_LIVENESS_POLL, left), self._check)
+
     def value(self, what: str) -> R:
         """The answer, or the actor's error re-raised (a dead actor as ``Unavailable``)."""
         try:
@@ -129,6 +251,9 @@ class _Pending(Generic[R]):
 
     def abandon(self, *, cancel: bool) -> None:
         """Stop waiting; with ``cancel``, also mark the request cancelled for the actor."""
+        if self._timer is not None:
+            self._timer.cancel()  # also drops its reference back to this request
+            self._timer = None
         if cancel and self.reply.cancel():
             logger.debug("%r cancelled by its caller", self)
         self.waiter.cancel()  # an answer arriving later is dropped, never "unretrieved"
@@ -435,21 +560,18 @@ class AsyncMemorySystem:
         self, pending: _Pending[R], ref: pykka.ActorRef[Any], timeout: float, what: str
     ) -> R:
         """:func:`actors._ask.wait_alive` on the loop: the answer, ``Unavailable`` or
-        ``AskTimeout``; cancelling the caller cancels the request."""
-        runtime = self.system.runtime
-        deadline = runtime.monotonic() + timeout
+        ``AskTimeout``; cancelling the caller cancels the request.
+
+        The task sleeps on its answer alone and wakes once; the liveness polls
+        and the deadline are :meth:`_Pending.guard`'s timer.
+        """
         cancelled = False
         try:
-            while True:
-                slice_ = min(_LIVENESS_POLL, max(0.0, deadline - runtime.monotonic()))
-                if await pending.settled_within(slice_):
-                    return pending.value(what)
-                if not ref.is_alive():
-                    if await pending.settled_within(0):  # answered just before it died
-                        return pending.value(what)
-                    raise Unavailable(f"{what} stopped before answering; retry")
-                if runtime.monotonic() >= deadline:
-                    raise AskTimeout(f"no answer from {what} within {timeout:g}s")
+            if not pending.waiter.done():
+                pending.guard(ref, timeout, what, self.system.runtime.monotonic)
+                with contextlib.suppress(Exception):  # an error answer is raised by value()
+                    await pending.waiter
+            return pending.value(what)
         except asyncio.CancelledError:
             cancelled = True
             raise

@@ -11,6 +11,7 @@ direct use.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import heapq
 import inspect
 import itertools
@@ -19,7 +20,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar, cast
 
 import pykka
@@ -33,8 +34,10 @@ __all__ = [
     "NotifyingFuture",
     "Runtime",
     "ThreadedRuntime",
+    "after_notifications",
     "at_interpreter_exit",
     "is_cancelled",
+    "notifications_held",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,7 +81,11 @@ class NotifyingFuture(pykka.ThreadingFuture[Any]):
 
     def __init__(self, on_settled: Callable[[], None]) -> None:
         super().__init__()
-        self._on_settled = on_settled
+        # Dropped once used (or cancelled): the callback is usually a bound method of
+        # an object that holds this future, and a cycle per request would leave all of
+        # them to the cyclic GC, whose full passes stalled 64 async writers for up to
+        # 47 ms each (docs/performance.md).
+        self._on_settled: Callable[[], None] | None = on_settled
         self._cancelled = False
 
     def __repr__(self) -> str:
@@ -101,17 +108,82 @@ class NotifyingFuture(pykka.ThreadingFuture[Any]):
             if self._result is not None:
                 return False
             self._cancelled = True
+            self._on_settled = None
             error = concurrent.futures.CancelledError("the caller cancelled this request")
             super().set_exception(exc_info=(type(error), error, None))
         return True
 
     def set(self, value: Any | None = None) -> None:
         super().set(value)
-        self._on_settled()
+        self._notify()
 
     def set_exception(self, exc_info: Any = None) -> None:
         super().set_exception(exc_info)
-        self._on_settled()
+        self._notify()
+
+    def _notify(self) -> None:
+        # Only the one answer that was stored gets here (a second raises queue.Full).
+        callback, self._on_settled = self._on_settled, None
+        if callback is None:
+            return
+        held: list[Callable[[], None]] | None = getattr(_held, "callbacks", None)
+        if held is not None:
+            held.append(callback)
+        else:
+            callback()
+
+
+#: Per thread: ``callbacks`` of the NotifyingFutures settled inside ``notifications_held``,
+#: and ``kicks`` deferred by ``after_notifications`` while those callbacks run.
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def notifications_held() -> Iterator[None]:
+    """NotifyingFutures settled on this thread inside the block call back at its end, in order.
+
+    A group commit answers its whole batch inside one. Every answer is stored
+    before the first callback runs, and what the callbacks defer with
+    :func:`after_notifications` (waking an event loop) runs once after all of
+    them: the loop takes the whole batch in one wake-up. Without that, the
+    first wake-up's system call let the loop take the GIL and drain one
+    answer, and the rest of the batch needed a second wake-up. Nested blocks
+    join the outermost one. Futures are settled at once; only the callbacks
+    wait, and they run even if the block raises.
+    """
+    if getattr(_held, "callbacks", None) is not None:
+        yield
+        return
+    callbacks: list[Callable[[], None]] = []
+    _held.callbacks = callbacks
+    try:
+        yield
+    finally:
+        _held.callbacks = None
+        kicks: list[Callable[[], None]] = []
+        _held.kicks = kicks
+        try:
+            _run_each(callbacks)
+        finally:
+            _held.kicks = None
+        _run_each(kicks)
+
+
+def after_notifications(kick: Callable[[], None]) -> None:
+    """Run ``kick`` now, or, while a held batch's callbacks run, once they all have."""
+    kicks: list[Callable[[], None]] | None = getattr(_held, "kicks", None)
+    if kicks is None:
+        kick()
+    else:
+        kicks.append(kick)
+
+
+def _run_each(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # callbacks must not raise; the others still run
+            logger.exception("notifying callback %r failed", callback)
 
 
 def is_cancelled(future: pykka.Future[Any]) -> bool:

@@ -397,3 +397,195 @@ def test_an_actor_dead_without_answering_gives_unavailable_within_a_poll(
         return asyncio.get_running_loop().time() - started
 
     assert run(main) < 1.0
+
+
+def _answer_from_another_thread(pendings: list[Any], values: list[Any]) -> None:
+    """Settle each reply on a thread of its own, as an actor would; join it."""
+
+    def answer() -> None:
+        for pending, value in zip(pendings, values, strict=True):
+            pending.reply.set(value)
+
+    worker = threading.Thread(target=answer)
+    worker.start()
+    worker.join(BOUND)
+    assert not worker.is_alive()
+
+
+def test_a_burst_of_answers_wakes_the_loop_once_and_settles_each_exactly_once(
+    system: MemorySystem,
+) -> None:
+    """32 replies settled while the loop is busy: one drain; a later burst: one more."""
+    from actors.aio import _Pending, _wakeups_for
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wakeups = _wakeups_for(loop)
+        before = wakeups.drains
+        pendings: list[_Pending[Any]] = [_Pending(system, loop) for _ in range(32)]
+        # The loop is blocked while the "actor" answers: every post joins one drain.
+        _answer_from_another_thread(pendings, list(range(32)))
+        assert not any(p.waiter.done() for p in pendings)
+        values = await asyncio.gather(*(p.waiter for p in pendings))
+        assert values == list(range(32))
+        assert wakeups.drains - before == 1
+        for pending in pendings:  # a second answer is refused; the waiter keeps the first
+            with pytest.raises(queue.Full):
+                pending.reply.set("again")
+            pending._transfer()
+            assert pending.waiter.result() == values[pendings.index(pending)]
+        # The loop ran the drain, so the next answers schedule a drain of their own.
+        later = [_Pending(system, loop) for _ in range(3)]
+        _answer_from_another_thread(later, ["a", "b", "c"])
+        assert await asyncio.gather(*(p.waiter for p in later)) == ["a", "b", "c"]
+        assert wakeups.drains - before == 2
+
+    run(main)
+
+
+def test_an_answer_for_an_abandoned_request_is_dropped_and_the_others_still_land(
+    system: MemorySystem,
+) -> None:
+    """A cancelled caller's waiter stays cancelled; its neighbours in the burst are answered."""
+    from actors.aio import _Pending
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pendings: list[_Pending[Any]] = [_Pending(system, loop) for _ in range(3)]
+        pendings[1].abandon(cancel=False)  # gave up (a timeout): the request still runs
+        _answer_from_another_thread(pendings, [1, 2, 3])
+        assert await pendings[0].waiter == 1
+        assert await pendings[2].waiter == 3
+        assert pendings[1].waiter.cancelled()
+
+    run(main)
+
+
+def test_answers_posted_to_a_closed_loop_are_dropped_without_raising(
+    system: MemorySystem,
+) -> None:
+    """The actor's thread never sees the closed loop's RuntimeError."""
+    from actors.aio import _Pending
+
+    loop = asyncio.new_event_loop()
+    pending: _Pending[Any] = _Pending(system, loop)
+    loop.close()
+    _answer_from_another_thread([pending], ["late"])  # asserts the thread ended cleanly
+    assert pending.reply.get(timeout=0) == "late"
+    assert not pending.waiter.done()
+
+
+def test_the_guard_hands_over_an_answer_whose_drain_has_not_run_yet(
+    system: MemorySystem,
+) -> None:
+    """Liveness check and drain race for one answer: it is delivered once."""
+    from actors.aio import _Pending
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pending: _Pending[Any] = _Pending(system, loop)
+        ref = system._ready("store")
+        pending.guard(ref, BOUND, "the store actor", system.runtime.monotonic)
+        pending.reply.set("answer")  # on the loop's thread: its drain is only scheduled
+        pending._check()  # the guard looks first
+        assert pending.waiter.result() == "answer"
+        await asyncio.sleep(0)  # the drain runs and finds the waiter settled
+        assert pending.waiter.result() == "answer"
+        pending.abandon(cancel=False)
+
+    run(main)
+
+
+def test_requests_leave_no_reference_cycles_for_the_garbage_collector(
+    db_path: Path,
+) -> None:
+    """Every request's objects are freed by reference counting: no GC pauses per store."""
+    import gc
+
+    from actors.aio import _Pending
+
+    async def main() -> None:
+        async with AsyncMemorySystem.open(db_path) as memory:
+            await memory.store("warm-up")
+            gc.collect()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                await asyncio.gather(*(memory.store(f"fact {n}") for n in range(50)))
+                await memory.count()
+                with pytest.raises(MemoryNotFound):
+                    await memory.get("0190d6a0-0000-7000-8000-000000000000")
+                gc.collect()
+                leaked = [o for o in gc.garbage if isinstance(o, (_Pending, NotifyingFuture))]
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+            assert leaked == []
+
+    run(main)
+
+
+def test_a_notifying_future_lets_go_of_its_callback_once_answered_or_cancelled() -> None:
+    """The callback (a bound method of its holder) is dropped: no cycle outlives the answer."""
+    answered = NotifyingFuture(lambda: None)
+    answered.set(1)
+    cancelled = NotifyingFuture(lambda: None)
+    cancelled.cancel()
+    assert (answered._on_settled, cancelled._on_settled) == (None, None)
+
+
+def test_held_notifications_call_back_once_each_after_the_block_then_run_the_kicks() -> None:
+    """Answers are stored at once; callbacks wait for the block's end; kicks wait for them."""
+    from actors.runtime import after_notifications, notifications_held
+
+    events: list[str] = []
+
+    def callback(name: str) -> Callable[[], None]:
+        def called() -> None:
+            events.append(name)
+            after_notifications(lambda: events.append(f"kick {name}"))
+
+        return called
+
+    first, second = NotifyingFuture(callback("first")), NotifyingFuture(callback("second"))
+
+    def answer_then_fail() -> None:
+        with notifications_held():
+            first.set(1)
+            with notifications_held():  # nested: joins the outer block
+                second.set_exception((RuntimeError, RuntimeError("answer"), None))
+            assert first.get(timeout=0) == 1  # settled already; only the callback waits
+            assert events == []
+            raise RuntimeError("the block failed")
+
+    with pytest.raises(RuntimeError, match="the block failed"):
+        answer_then_fail()
+    assert events == ["first", "second", "kick first", "kick second"]
+    after_notifications(lambda: events.append("now"))  # outside a block: at once
+    assert events[-1] == "now"
+
+
+def test_a_group_commit_reaches_a_running_loop_in_one_wake_up(system: MemorySystem) -> None:
+    """A batch answered on the actor's thread while the loop runs: one drain for all of it."""
+    from actors.aio import _Pending, _wakeups_for
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wakeups = _wakeups_for(loop)
+        pendings: list[_Pending[Any]] = [_Pending(system, loop) for _ in range(32)]
+        group: GroupCommit[StoreMemory] = GroupCommit(
+            lambda batch: [w.content for w in batch],
+            schedule=lambda: None,
+            translate=lambda exc: exc,
+            is_busy=lambda exc: False,
+            database_errors=(sqlite3.Error,),
+        )
+        for n, pending in enumerate(pendings):
+            group.add(StoreMemory(pending.reply, f"fact {n}", f"h{n}", "default", (), "{}"))
+        before = wakeups.drains
+        flushing = asyncio.ensure_future(asyncio.to_thread(group.flush))  # the loop runs on
+        values = await asyncio.gather(*(p.waiter for p in pendings))
+        await flushing
+        assert values == [f"fact {n}" for n in range(32)]
+        assert wakeups.drains - before == 1
+
+    run(main)

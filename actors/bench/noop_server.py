@@ -1,8 +1,10 @@
 """Internal: the floor for ``memory-actors bench --mcp``, an MCP server whose store does nothing.
 
-It exposes one tool with the same name, parameters, execution model (a plain
-``def``, run by the SDK on a worker thread) and answer shape (text plus
-structured content) as the real ``memory_store``, and answers a constant. The
+It exposes one tool with the same name, parameters, execution model (an
+``async def`` run on the server's event loop, as every tool of
+:mod:`actors.server` is) and answer shape (text plus structured content,
+validated against the same output model) as the real ``memory_store``, and
+answers a constant. The
 benchmark launches it over stdio exactly as it launches ``memory-actors
 serve``, so the ratio of the two isolates what storing costs on top of the
 SDK and the transport.
@@ -38,11 +40,12 @@ def build_noop_server() -> MCPServer:
     server: MCPServer = MCPServer("noop", log_level="WARNING")
 
     @server.tool()
-    def memory_store(
+    async def memory_store(
         content: str,
         tags: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
         namespace: str | None = None,
+        key: str | None = None,
     ) -> Annotated[CallToolResult, StoreOutput]:
         """Pretend to store ``content``; always answers the same receipt."""
         return CallToolResult(
