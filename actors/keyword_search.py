@@ -37,6 +37,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Final
 
+from actors._sqlite import connect
 from actors.model import RecallHit
 
 __all__ = ["COMMON_WINDOW", "MAX_QUERY_TERMS", "SELECTIVE_ROWS", "Snippets", "search"]
@@ -62,7 +63,7 @@ class Snippets:
     """
 
     def __init__(self) -> None:
-        self.conn = sqlite3.connect(":memory:")
+        self.conn = connect(":memory:")
         self.conn.execute(
             "CREATE VIRTUAL TABLE cut USING fts5("
             "content, tokenize='porter unicode61 remove_diacritics 2')"
