@@ -318,22 +318,7 @@ class LocalDatabase:
                 if fresh:
                     memory_id = self._new_id()
                     version = self.clock.tick(now_ms)
-                    rows.append(
-                        (
-                            memory_id,
-                            request.namespace,
-                            request.content,
-                            request.content_hash,
-                            json.dumps(request.tags) if request.tags else "[]",
-                            request.metadata_json,
-                            now,
-                            now,
-                            version,
-                            self.origin,
-                            state,
-                            None,
-                        )
-                    )
+                    rows.append(self._new_row(request, memory_id, version, now))
                     outbox.append((memory_id, "upsert", version, now))
                     results.append(
                         StoreReceipt(memory_id, request.namespace, False, request.tags, state)
@@ -423,23 +408,29 @@ class LocalDatabase:
         version = self.clock.tick(int(now * 1000))
         db.execute(
             f"INSERT INTO memories({_MEMORY_COLUMNS}) VALUES {_MEMORY_VALUES}",
-            (
-                memory_id,
-                req.namespace,
-                req.content,
-                req.content_hash,
-                json.dumps(req.tags),
-                req.metadata_json,
-                now,
-                now,
-                version,
-                self.origin,
-                state,
-                None,
-            ),
+            self._new_row(req, memory_id, version, now),
         )
         db.execute(_ENQUEUE, (memory_id, "upsert", version, now))
         return StoreReceipt(memory_id, req.namespace, False, req.tags, state)
+
+    def _new_row(
+        self, req: StoreMemory, memory_id: str, version: str, now: float
+    ) -> tuple[Any, ...]:
+        """The ``memories`` row of a local store (``_MEMORY_COLUMNS``' values, written now)."""
+        return (
+            memory_id,
+            req.namespace,
+            req.content,
+            req.content_hash,
+            json.dumps(req.tags) if req.tags else "[]",
+            req.metadata_json,
+            now,
+            now,
+            version,
+            self.origin,
+            self._write_state,
+            req.key,
+        )
 
     def _apply_keyed_store(self, req: StoreMemory, key: str, now: float) -> StoreReceipt:
         """Create, replace or revive the memory under ``(namespace, key)``; its id is fixed.
@@ -452,23 +443,7 @@ class LocalDatabase:
         state = self._write_state
         version = self.clock.tick(int(now * 1000))
         row = db.execute("SELECT deleted FROM memories WHERE id = ?", (memory_id,)).fetchone()
-        db.execute(
-            _UPSERT_KEYED,
-            (
-                memory_id,
-                req.namespace,
-                req.content,
-                req.content_hash,
-                json.dumps(req.tags) if req.tags else "[]",
-                req.metadata_json,
-                now,
-                now,
-                version,
-                self.origin,
-                state,
-                key,
-            ),
-        )
+        db.execute(_UPSERT_KEYED, self._new_row(req, memory_id, version, now))
         db.execute(_ENQUEUE, (memory_id, "upsert", version, now))
         replaced = row is not None and not row[0]
         return StoreReceipt(memory_id, req.namespace, False, req.tags, state, key, replaced)
