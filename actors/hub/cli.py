@@ -1,8 +1,10 @@
 """The ``hub`` command group: ``serve`` and ``keys add|list|revoke``.
 
 Loaded by ``memory-actors`` only when ``hub`` is asked for; also runs on its
-own as ``python -m actors.hub``. The database defaults to ``hub.db`` in the
-current directory, or ``$MEMORY_ACTORS_HUB_DB``.
+own as ``python -m actors.hub``. The database defaults to the SQLite file
+``hub.db`` in the current directory, or ``$MEMORY_ACTORS_HUB_DB``;
+``--database postgresql://...`` (or ``$MEMORY_ACTORS_HUB_DATABASE``) puts the
+hub on PostgreSQL instead, where several hub processes may share it.
 
 The hub is an optional part: its commands need ``memory-actors[hub]`` (NumPy,
 for the vector index and the embedders), and without it they exit 1 with one
@@ -26,30 +28,77 @@ import click
 
 from actors.errors import MemoryActorsError
 
-__all__ = ["DB_ENV_VAR", "DEFAULT_PORT", "HUB_EXTRA_INSTALL", "hub", "require_hub_extra"]
+__all__ = [
+    "DATABASE_ENV_VAR",
+    "DB_ENV_VAR",
+    "DEFAULT_PORT",
+    "HUB_EXTRA_INSTALL",
+    "hub",
+    "require_hub_extra",
+]
 
 #: Environment variable naming the hub's database file.
 DB_ENV_VAR = "MEMORY_ACTORS_HUB_DB"
+#: Environment variable naming the hub's PostgreSQL database (a URL).
+DATABASE_ENV_VAR = "MEMORY_ACTORS_HUB_DATABASE"
 DEFAULT_PORT = 8765
 
-_db_option = click.option(
-    "--db",
-    default="hub.db",
-    show_default=True,
-    envvar=DB_ENV_VAR,
-    show_envvar=True,
-    type=click.Path(dir_okay=False),
-    help="The hub's SQLite file (created if missing).",
-)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _db_option(command: Callable[..., _R]) -> Callable[..., _R]:
+    """``--db FILE`` (SQLite) and ``--database URL`` (PostgreSQL), passed on as one ``db``."""
+
+    @functools.wraps(command)
+    def run(*args: object, db: str, database: str | None, **kwargs: object) -> _R:
+        ctx = click.get_current_context()
+        if database is not None:
+            explicit = ctx.get_parameter_source("db") == click.core.ParameterSource.COMMANDLINE
+            if explicit and ctx.get_parameter_source("database") in (
+                click.core.ParameterSource.COMMANDLINE,
+            ):
+                raise click.UsageError("give --db (a SQLite file) or --database (a URL), not both")
+            if not explicit:
+                if not database.startswith(("postgresql://", "postgres://")):
+                    raise click.UsageError(
+                        f"--database takes a postgresql:// URL, not {database[:60]!r}; "
+                        "use --db for a SQLite file"
+                    )
+                db = database
+        return command(*args, db=db, **kwargs)
+
+    run = click.option(
+        "--database",
+        default=None,
+        envvar=DATABASE_ENV_VAR,
+        show_envvar=True,
+        metavar="URL",
+        help="A PostgreSQL database (postgresql://user@host/dbname) instead of --db: "
+        "several hub processes may serve it at once. Needs memory-actors[postgres].",
+    )(run)
+    return click.option(
+        "--db",
+        default="hub.db",
+        show_default=True,
+        envvar=DB_ENV_VAR,
+        show_envvar=True,
+        type=click.Path(dir_okay=False),
+        help="The hub's SQLite file (created if missing).",
+    )(run)
+
+
+def _shown(db: str) -> str:
+    """The database for the terminal: a URL without its password."""
+    from actors.hub.engines import describe_target
+
+    return describe_target(db)
 
 
 #: The modules only the hub needs, which ``memory-actors[hub]`` brings.
 _HUB_MODULES = ("numpy",)
 #: How to install them, as the error says it.
 HUB_EXTRA_INSTALL = 'python -m pip install "memory-actors[hub]"'
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
 
 def _importable(module: str) -> bool:
@@ -179,7 +228,7 @@ def serve(
     import uvicorn
 
     from actors.hub.app import create_app
-    from actors.hub.schema import prepare_hub_file
+    from actors.hub.engines import prepare_target
     from actors.hub.search import EmbedderSpec
     from actors.hub.service import HubConfig
     from actors.runtime import ThreadedRuntime
@@ -217,7 +266,7 @@ def serve(
             )
     try:
         # Fail with a clear message before binding the port.
-        prepare_hub_file(db, now=ThreadedRuntime().wall_time)
+        prepare_target(db, now=ThreadedRuntime().wall_time)
     except MemoryActorsError as exc:
         raise click.ClickException(str(exc)) from exc
     if not host.startswith("127.") and host not in ("localhost", "::1"):
@@ -263,7 +312,7 @@ def keys_add(db: str, tenant: str) -> None:
     except (ValueError, MemoryActorsError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
-        f"Created key {key_id_of(key)} for tenant {tenant!r} in {db}. Copy it now: "
+        f"Created key {key_id_of(key)} for tenant {tenant!r} in {_shown(db)}. Copy it now: "
         "only its hash is stored, it cannot be shown again.",
         err=True,
     )
@@ -299,7 +348,7 @@ def keys_list(db: str, as_json: bool) -> None:
         )
         return
     if not rows:
-        click.echo(f"no keys in {db}; add one with `keys add TENANT`", err=True)
+        click.echo(f"no keys in {_shown(db)}; add one with `keys add TENANT`", err=True)
         return
     width = max(len("tenant"), *(len(k.tenant) for k in rows))
     click.echo(f"{'key id':<12}  {'tenant':<{width}}  {'created':<20}  revoked")
@@ -322,5 +371,5 @@ def keys_revoke(db: str, key_id: str) -> None:
     except MemoryActorsError as exc:
         raise click.ClickException(str(exc)) from exc
     if info is None:
-        raise click.ClickException(f"{db} has no key {key_id!r}; see `keys list`")
+        raise click.ClickException(f"{_shown(db)} has no key {key_id!r}; see `keys list`")
     click.echo(f"Revoked key {info.key_id} of tenant {info.tenant!r} ({_when(info.revoked_at)}).")
