@@ -1,9 +1,10 @@
 """Real hub processes for tests: a free loopback port, /healthz readiness, stop, kill, restart.
 
-A hub runs as ``python -m actors.hub serve --db <file> --port <port>``, exactly
-as an operator would run it. Keys are minted with the key functions straight
-on the hub's file, before or while it serves (SQLite's locking makes that
-safe; the hub reads key rows on every request).
+A hub runs as ``python -m actors.hub serve --db <file> --port <port>`` (or
+``--database <postgresql URL>``), exactly as an operator would run it. Keys
+are minted with the key functions straight on the hub's database, before or
+while it serves (the engine's locking makes that safe; the hub reads key rows
+on every request).
 
 Use it from a test module (fixtures are not imported by name, so that ruff
 does not see them as redefined)::
@@ -30,6 +31,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -132,30 +134,47 @@ def free_port() -> int:
         return port
 
 
+def is_postgres(db: Path | str) -> bool:
+    """Whether a hub target is a PostgreSQL URL (else a SQLite file)."""
+    return isinstance(db, str) and db.startswith("postgresql://")
+
+
 class HubProcess:
-    """One hub server process on ``db`` and a fixed loopback port (kept across restarts)."""
+    """One hub server process on ``db`` and a fixed loopback port (kept across restarts).
+
+    ``db`` is a SQLite file or a PostgreSQL URL (``tests/pg_fixtures.py``);
+    several HubProcesses may serve one PostgreSQL database at once.
+    """
 
     def __init__(
         self,
-        db: Path,
+        db: Path | str,
         *,
         port: int | None = None,
         args: Sequence[str] = HASHING,
         env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
     ) -> None:
-        self.db = Path(db)
+        self.db: Path | str = db if is_postgres(db) else Path(db)
         self.port = port or free_port()
         #: Extra ``hub serve`` options. The default embedder is the cheap hashing
         #: one: a hub test that is not about recall should not spend its CPU on a model.
         self.args = tuple(args)
         self.env = dict(env or {})
-        self.log_path = self.db.with_suffix(".log")
+        if log_path is None:
+            log_path = (
+                Path(tempfile.mkdtemp(prefix="hub-log-")) / f"hub-{self.port}.log"
+                if isinstance(self.db, str)
+                else self.db.with_suffix(".log")
+            )
+        self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
     def __repr__(self) -> str:
         state = "running" if self.alive else "stopped"
-        return f"<HubProcess {self.url} {self.db.name} {state}>"
+        where = "postgresql" if isinstance(self.db, str) else self.db.name
+        return f"<HubProcess {self.url} {where} {state}>"
 
     @property
     def url(self) -> str:
@@ -167,7 +186,7 @@ class HubProcess:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, db: Path, *, port: int | None = None, **options: Any) -> Iterator[Self]:
+    def running(cls, db: Path | str, *, port: int | None = None, **options: Any) -> Iterator[Self]:
         """Start a hub, yield it, and stop it with SIGTERM (asserting a clean exit)."""
         hub = cls(db, port=port, **options)
         hub.start()
@@ -181,7 +200,7 @@ class HubProcess:
     # -- keys ------------------------------------------------------------------------
 
     def add_key(self, tenant: str) -> str:
-        """Mint a key for ``tenant`` in the hub's file (works before and while it runs)."""
+        """Mint a key for ``tenant`` in the hub's database (works before and while it runs)."""
         return add_key(self.db, tenant)
 
     def revoke(self, key: str) -> None:
@@ -208,7 +227,7 @@ class HubProcess:
                 "-m",
                 "actors.hub",
                 "serve",
-                "--db",
+                "--database" if isinstance(self.db, str) else "--db",
                 str(self.db),
                 "--port",
                 str(self.port),

@@ -22,13 +22,6 @@ from actors.hub.openapi import openapi_document
 from actors.wire import ChangesPage, WireMemory
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    """One real hub process for the module, stopped with SIGTERM at the end."""
-    with HubProcess.running(tmp_path_factory.mktemp("hub") / "hub.db") as proc:
-        yield proc
-
-
 class Tenant:
     """A fresh tenant on the shared hub: its name, key and client."""
 

@@ -114,6 +114,8 @@ _WORD_RE: Final = re.compile(r"\w+", re.UNICODE)
 
 
 def _is_busy(exc: psycopg.Error) -> bool:
+    if isinstance(exc, psycopg_pool.PoolClosed):
+        return False  # this engine was closed: no retry will help
     state = exc.sqlstate
     if state is None:
         # No SQLSTATE: the connection itself failed (refused, reset, pool timeout).
