@@ -217,6 +217,11 @@ class HubProcess:
 
     def start(self, deadline: float = START_DEADLINE) -> None:
         """Start the process and wait until /healthz answers 200 (bounded by ``deadline``)."""
+        self.launch()
+        self.wait_healthy(deadline)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (then :meth:`wait_healthy`)."""
         assert not self.alive, "already running"
         self.close_log()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while the hub runs
@@ -240,7 +245,6 @@ class HubProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self.wait_healthy(deadline)
 
     def wait_healthy(self, deadline: float = START_DEADLINE) -> None:
         end = time.monotonic() + deadline
