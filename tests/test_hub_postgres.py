@@ -11,7 +11,9 @@ by recovery without restarting the hub.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import subprocess
 import sys
 import threading
@@ -26,7 +28,7 @@ from hub_fixtures import ROOT, HubProcess, hub_digest, memory, wait_until
 from pg_fixtures import TestPostgres, own_postgres
 
 from actors.errors import HubError, HubServerError, NotADatabase, SchemaTooNew, StorageBusy
-from actors.hub.pg_schema import PG_LATEST_VERSION, prepare_pg_database
+from actors.hub.pg_schema import PG_LATEST_VERSION, describe_database, prepare_pg_database
 from actors.hub.postgres import PostgresEngine
 from actors.runtime import ThreadedRuntime
 from actors.wire import WireMemory
@@ -42,10 +44,10 @@ def database(postgres: TestPostgres) -> str:
     return postgres.new_database()
 
 
-@pytest.fixture
-def three_hubs(database: str, tmp_path: Path) -> Iterator[list[HubProcess]]:
-    """Three hub processes on one database, started together, stopped (and checked) after."""
-    hubs = [HubProcess(database, log_path=tmp_path / f"hub-{n}.log") for n in range(3)]
+@contextlib.contextmanager
+def hubs_together(database: str, count: int, logs: Path) -> Iterator[list[HubProcess]]:
+    """``count`` hub processes on one database, launched at once, stopped (and checked) after."""
+    hubs = [HubProcess(database, log_path=logs / f"hub-{n}.log") for n in range(count)]
     try:
         for hub in hubs:
             hub.launch()
@@ -57,6 +59,13 @@ def three_hubs(database: str, tmp_path: Path) -> Iterator[list[HubProcess]]:
             if hub.alive:
                 hub.stop()
             hub.close_log()
+
+
+@pytest.fixture
+def three_hubs(database: str, tmp_path: Path) -> Iterator[list[HubProcess]]:
+    """Three hub processes on one database."""
+    with hubs_together(database, 3, tmp_path) as hubs:
+        yield hubs
 
 
 # -- several hub processes on one database ------------------------------------------------------
@@ -149,12 +158,7 @@ def test_two_hub_processes_started_together_on_an_empty_database_migrate_it_once
     database: str, postgres: TestPostgres, tmp_path: Path
 ) -> None:
     """Both serve; the schema steps were applied exactly once; both are one hub (one hub id)."""
-    hubs = [HubProcess(database, log_path=tmp_path / f"hub-{n}.log") for n in range(2)]
-    try:
-        for hub in hubs:
-            hub.launch()
-        for hub in hubs:
-            hub.wait_healthy()
+    with hubs_together(database, 2, tmp_path) as hubs:
         rows = postgres.query(database, "SELECT version FROM hub_schema ORDER BY version")
         assert rows == [(v,) for v in range(1, PG_LATEST_VERSION + 1)]
         assert postgres.query(database, "SELECT count(*) FROM hub_meta WHERE key = 'hub_id'") == [
@@ -169,11 +173,6 @@ def test_two_hub_processes_started_together_on_an_empty_database_migrate_it_once
             assert [c.memory.content for c in second.changes(since=cursor).changes] == [
                 "written through the second hub"
             ]
-    finally:
-        for hub in hubs:
-            if hub.alive:
-                hub.stop()
-            hub.close_log()
 
 
 def test_concurrent_migrations_apply_each_step_exactly_once(database: str) -> None:
@@ -348,3 +347,42 @@ def test_postgresql_stopped_under_load_answers_503_with_retry_after_then_the_hub
             with hub.client(key) as client:
                 stored = {e.id for e in hub_digest(client) if not e.deleted}
             assert {m.id for m in acked} <= stored <= {m.id for m in attempted}
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def test_the_database_is_named_by_database_or_its_environment_variable_and_never_twice(
+    database: str, tmp_path: Path
+) -> None:
+    """``--database URL`` or ``$MEMORY_ACTORS_HUB_DATABASE`` selects PostgreSQL; an explicit
+    ``--db`` wins over the variable; both flags, or a path given as a URL, are usage errors."""
+    from click.testing import CliRunner
+
+    from actors.hub.cli import hub as hub_command
+
+    runner = CliRunner()
+    env = {"MEMORY_ACTORS_HUB_DATABASE": database}
+    added = runner.invoke(hub_command, ["keys", "add", "acme"], env=env)
+    assert added.exit_code == 0, added.output
+    assert "postgresql://" in added.stderr
+    listed = runner.invoke(hub_command, ["keys", "list", "--json", "--database", database])
+    assert [row["tenant"] for row in json.loads(listed.stdout)] == ["acme"]
+    local = tmp_path / "hub.db"
+    sqlite_list = runner.invoke(
+        hub_command, ["keys", "list", "--json", "--db", str(local)], env=env
+    )
+    assert json.loads(sqlite_list.stdout) == []
+    assert local.exists()
+    both = runner.invoke(hub_command, ["keys", "list", "--db", str(local), "--database", database])
+    assert both.exit_code == 2
+    assert "not both" in both.output
+    path = runner.invoke(hub_command, ["keys", "list", "--database", str(local)])
+    assert path.exit_code == 2
+    assert "postgresql:// URL" in path.output
+
+
+def test_messages_name_the_database_but_never_its_password() -> None:
+    """What logs and errors print of a URL: user, host, port, database; never the password."""
+    shown = describe_database("postgresql://hub:s3cret@db.internal:6432/team?sslmode=require")
+    assert shown == "postgresql://hub@db.internal:6432/team"
