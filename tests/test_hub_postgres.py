@@ -154,6 +154,62 @@ def test_three_hub_processes_take_concurrent_pushes_and_every_puller_converges_e
         assert replica == expected
 
 
+def test_a_hub_process_killed_mid_push_loses_nothing_when_clients_retry_through_another(
+    three_hubs: list[HubProcess],
+) -> None:
+    """kill -9 one of three processes amid pushes: the client retries each failed batch through
+    the next process; every memory is stored exactly once, and the feed holds each once."""
+    first, second, third = three_hubs
+    key = first.add_key("acme")
+    batches = [[memory(f"batch {b} item {i}") for i in range(20)] for b in range(60)]
+    statuses: list[str] = []
+    retried: list[int] = []
+    acked = threading.Event()
+
+    def pusher() -> None:
+        clients = [hub.client(key, timeout=10.0) for hub in (first, second)]
+        try:
+            for index, batch in enumerate(batches):
+                for client in clients:  # the first process, then the next one
+                    try:
+                        result = client.push(batch)
+                    except HubError:
+                        retried.append(index)
+                        continue
+                    statuses.extend(r.status for r in result.results)
+                    break
+                else:
+                    raise AssertionError(f"batch {index} failed on both processes")
+                if index == 5:
+                    acked.set()
+        finally:
+            for client in clients:
+                client.close()
+
+    thread = threading.Thread(target=pusher)
+    thread.start()
+    assert acked.wait(timeout=60)
+    first.kill()
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert retried, "the kill should have failed a push"
+    assert set(statuses) <= {"applied", "unchanged"}
+    with third.client(key) as client:
+        entries = hub_digest(client)
+        feed_ids = []
+        cursor = None
+        while True:
+            page = client.changes(since=cursor, limit=500)
+            feed_ids += [c.memory.id for c in page.changes]
+            cursor = page.next_cursor
+            if not page.has_more:
+                break
+        assert client.count().total == 60 * 20
+    wanted = sorted(item.id for batch in batches for item in batch)
+    assert sorted(e.id for e in entries) == wanted
+    assert sorted(feed_ids) == wanted
+
+
 def test_two_hub_processes_started_together_on_an_empty_database_migrate_it_once(
     database: str, postgres: TestPostgres, tmp_path: Path
 ) -> None:

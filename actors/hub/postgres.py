@@ -571,6 +571,9 @@ class PostgresEngine:
     def _switch_model(self, model: str, dimension: int) -> None:
         """Make (model, dimension) current and queue every memory without such a vector."""
         with self._tx() as cur:
+            # Background work that may queue every memory of the hub: not bounded
+            # by the request-sized statement timeout.
+            cur.execute(b"SET LOCAL statement_timeout = 0")
             # The vector feed's lock also guards the vector space: a concurrent
             # save_vectors sees the space before or after the switch, never half.
             cur.execute("SELECT last_vseq FROM vector_feed FOR UPDATE")
