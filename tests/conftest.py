@@ -84,5 +84,6 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     from hub_fixtures import HubProcess
     from pg_fixtures import target_for
 
-    with HubProcess.running(target_for(request, tmp_path_factory.mktemp("hub"))) as proc:
+    directory = tmp_path_factory.mktemp("hub")
+    with HubProcess.running(target_for(request, directory), log_path=directory / "hub.log") as proc:
         yield proc

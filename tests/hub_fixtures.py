@@ -24,6 +24,7 @@ that the process exits by itself within a few seconds of SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -139,6 +140,12 @@ def is_postgres(db: Path | str) -> bool:
     return isinstance(db, str) and db.startswith("postgresql://")
 
 
+@functools.cache
+def _url_log_dir() -> Path:
+    """Where hubs on a database URL log unless told (a file's hub logs beside its file)."""
+    return Path(tempfile.mkdtemp(prefix="hub-logs-"))
+
+
 class HubProcess:
     """One hub server process on ``db`` and a fixed loopback port (kept across restarts).
 
@@ -163,7 +170,7 @@ class HubProcess:
         self.env = dict(env or {})
         if log_path is None:
             log_path = (
-                Path(tempfile.mkdtemp(prefix="hub-log-")) / f"hub-{self.port}.log"
+                _url_log_dir() / f"hub-{self.port}.log"
                 if isinstance(self.db, str)
                 else self.db.with_suffix(".log")
             )

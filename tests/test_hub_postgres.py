@@ -244,6 +244,59 @@ def test_concurrent_migrations_apply_each_step_exactly_once(database: str) -> No
     assert applied == [(), (), (), tuple(range(1, PG_LATEST_VERSION + 1))]
 
 
+def test_embedding_work_is_claimed_by_one_process_and_a_newer_text_voids_the_claim(
+    database: str,
+) -> None:
+    """Two engines (two hub processes) take from one queue: disjoint claims, and a newer text
+    of a claimed memory voids the claim at once (the old vector is refused)."""
+    prepare_pg_database(database, now=_NOW)
+    runtime = ThreadedRuntime()
+    first = PostgresEngine.open(database, new_id=runtime.new_id)
+    second = PostgresEngine.open(database, new_id=runtime.new_id)
+    try:
+        items = [memory(f"to embed {n}") for n in range(5)]
+        first.commit_pushes([("acme", tuple(items))], _NOW())
+        taken_first = first.take_embed_work("m", 4, 3)
+        taken_second = second.take_embed_work("m", 4, 10)
+        assert len(taken_first) == 3
+        assert len(taken_second) == 2
+        assert not {w.key for w in taken_first} & {w.key for w in taken_second}
+        assert first.take_embed_work("m", 4, 10) == ()
+        # A newer text of a claimed memory is queued again, unclaimed.
+        changed = memory("to embed 0, changed", id=items[0].id, version=1_700_000_000_001)
+        second.commit_pushes([("acme", (changed,))], _NOW())
+        again = second.take_embed_work("m", 4, 10)
+        assert [w.content for w in again] == ["to embed 0, changed"]
+        saved = first.save_vectors(
+            "m", 4, [(w.key, w.content_hash, b"\0" * 16) for w in taken_first]
+        )
+        assert saved == 2  # the changed memory's vector of its old text is refused
+        assert first.pending_embeddings("acme") == 3  # two of second's, the changed one
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_embedding_claim_that_is_never_saved_passes_to_another_process(database: str) -> None:
+    """A process that claims work and dies: once the claim lapses, another process takes it."""
+    prepare_pg_database(database, now=_NOW)
+    runtime = ThreadedRuntime()
+    dying = PostgresEngine.open(database, new_id=runtime.new_id)
+    other = PostgresEngine.open(database, new_id=runtime.new_id)
+    try:
+        dying.claim_seconds = 0.3
+        dying.commit_pushes([("acme", (memory("orphaned work"),))], _NOW())
+        assert len(dying.take_embed_work("m", 4, 10)) == 1
+        assert other.take_embed_work("m", 4, 10) == ()
+        taken = wait_until(
+            lambda: other.take_embed_work("m", 4, 10), "the lapsed claim to pass on", deadline=10
+        )
+        assert [w.content for w in taken] == ["orphaned work"]
+    finally:
+        dying.close()
+        other.close()
+
+
 # -- schemas the hub must refuse -----------------------------------------------------------------
 
 

@@ -103,7 +103,9 @@ PG_STEPS: tuple[PgStep, ...] = (
             "CREATE INDEX memories_words ON memories USING gin (words)",
             # Live memories waiting for a vector: written in the push's own
             # transaction (an outbox), drained by the embedders, never by a push.
-            "CREATE TABLE embed_queue (mem_rowid bigint PRIMARY KEY)",
+            # claimed_until: a hub process's embedder took the row; the others
+            # skip it until then (a process that died leaves it to the others).
+            "CREATE TABLE embed_queue (mem_rowid bigint PRIMARY KEY, claimed_until timestamptz)",
             # The vector feed's counter: one row, locked by each transaction that
             # hands out vector-feed positions, so they commit in order.
             """CREATE TABLE vector_feed (

@@ -22,6 +22,9 @@ one writer is taken from PostgreSQL's row locks instead:
 - **The vector feed** (what each process's in-memory vector index follows)
   is ordered the same way by the one row of ``vector_feed``, locked by every
   transaction that hands out vector-feed positions (after its tenant locks).
+- **Embedding work is claimed**, not just read: each process's embedder
+  takes queued memories with ``FOR UPDATE SKIP LOCKED`` and marks them its
+  own for a while, so N processes do not embed each memory N times.
 
 Connections come from a :class:`psycopg_pool.ConnectionPool` that checks a
 connection before lending it and replaces broken ones, so a restarted
@@ -239,6 +242,8 @@ class PostgresEngine:
         self.hub_id = hub_id
         #: How long a call waits for a pooled connection before answering busy.
         self.connection_wait = 3.0
+        #: How long taken embedding work stays this engine's before others may take it.
+        self.claim_seconds = 60.0
 
     def __repr__(self) -> str:
         return f"<PostgresEngine {self.where} hub_id={self.hub_id}>"
@@ -512,8 +517,11 @@ class PostgresEngine:
 
     @staticmethod
     def _enqueue_embedding(cur: _Cur, key: int) -> None:
+        # A claim on the old text is void: the memory must be embedded again.
         cur.execute(
-            "INSERT INTO embed_queue (mem_rowid) VALUES (%s) ON CONFLICT DO NOTHING", (key,)
+            "INSERT INTO embed_queue (mem_rowid) VALUES (%s) "
+            "ON CONFLICT (mem_rowid) DO UPDATE SET claimed_until = NULL",
+            (key,),
         )
 
     @staticmethod
@@ -593,6 +601,8 @@ class PostgresEngine:
                 "ON CONFLICT DO NOTHING",
                 (model, dimension),
             ).rowcount
+            # Claims taken for the previous space will never be saved.
+            cur.execute(b"UPDATE embed_queue SET claimed_until = NULL")
         if previous is not None:
             logger.warning(
                 "hub: the embedder changed from %s (%d) to %s (%d); re-embedding %d memories "
@@ -606,17 +616,28 @@ class PostgresEngine:
 
     @_speaks("take embedding work")
     def take_embed_work(self, model: str, dimension: int, limit: int) -> tuple[EmbedItem, ...]:
-        """Up to ``limit`` live memories waiting for a (model, dimension) vector, oldest first."""
+        """Claim up to ``limit`` live memories waiting for a vector of (model, dimension).
+
+        Several hub processes embed from one queue: each claims its rows for
+        :attr:`claim_seconds` (``SKIP LOCKED``: two claims never wait for, or
+        overlap, each other), so a memory is embedded by one process; a claim
+        that is not saved in time (the process died) passes to another.
+        """
         if self.embed_space() != (model, dimension):
             self._switch_model(model, dimension)
         with self._tx() as cur:
             rows = cur.execute(
-                "SELECT q.mem_rowid, m.content, m.content_hash FROM embed_queue q "
+                "WITH next AS (SELECT q.mem_rowid FROM embed_queue q "
                 "JOIN memories m ON m.rowid = q.mem_rowid WHERE NOT m.deleted "
-                "ORDER BY q.mem_rowid LIMIT %s",
-                (limit,),
+                "AND (q.claimed_until IS NULL OR q.claimed_until < clock_timestamp()) "
+                "ORDER BY q.mem_rowid LIMIT %s FOR UPDATE OF q SKIP LOCKED) "
+                "UPDATE embed_queue q "
+                "SET claimed_until = clock_timestamp() + make_interval(secs => %s) "
+                "FROM next, memories m WHERE q.mem_rowid = next.mem_rowid "
+                "AND m.rowid = q.mem_rowid RETURNING q.mem_rowid, m.content, m.content_hash",
+                (limit, self.claim_seconds),
             ).fetchall()
-        return tuple(EmbedItem(int(r[0]), r[1], r[2]) for r in rows)
+        return tuple(sorted((EmbedItem(int(r[0]), r[1], r[2]) for r in rows), key=_by_key))
 
     @_speaks("store vectors")
     def save_vectors(
@@ -839,6 +860,10 @@ class PostgresEngine:
         by_namespace = {str(row[0]): int(row[2]) for row in rows if not row[1]}
         forgotten = sum(int(row[2]) for row in rows if row[1])
         return HubCounts(sum(by_namespace.values()), by_namespace, forgotten, cursor)
+
+
+def _by_key(item: EmbedItem) -> int:
+    return item.key
 
 
 class _VectorFeed:
