@@ -23,8 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
-from hub_fixtures import ROOT, HubProcess, hub_digest, memory, wait_until
+from hub_fixtures import ROOT, HubProcess, forget, hub_digest, memory, wait_until
 from pg_fixtures import TestPostgres, own_postgres
 
 from actors.errors import HubError, HubServerError, NotADatabase, SchemaTooNew, StorageBusy
@@ -495,3 +496,75 @@ def test_messages_name_the_database_but_never_its_password() -> None:
     """What logs and errors print of a URL: user, host, port, database; never the password."""
     shown = describe_database("postgresql://hub:s3cret@db.internal:6432/team?sslmode=require")
     assert shown == "postgresql://hub@db.internal:6432/team"
+
+
+# -- moving a SQLite hub to PostgreSQL -----------------------------------------------------------
+
+
+def test_migrate_to_copies_a_sqlite_hub_exactly_and_refuses_a_target_that_is_not_empty(
+    database: str, tmp_path: Path
+) -> None:
+    """``hub migrate-to``: keys (revoked ones stay revoked), every memory of every tenant with its
+    version and origin, tombstones and keyed memories; counts checked; a second run refused."""
+    from click.testing import CliRunner
+
+    from actors.hub.cli import hub as hub_command
+    from actors.hub.direct import DirectBackend
+    from actors.hub.engines import open_engine
+    from actors.hub.key_admin import add_key, revoke_key
+    from actors.model import keyed_memory_id
+
+    source = tmp_path / "hub.db"
+    runtime = ThreadedRuntime(seed=11)
+    keys = {tenant: add_key(source, tenant) for tenant in ("acme", "beta")}
+    revoked = add_key(source, "acme")
+    revoke_key(source, revoked.split("_")[1])
+    backend = DirectBackend.open(source, new_id=runtime.new_id, now=runtime.wall_time)
+    try:
+        items = [memory(f"fact {n}", namespace=f"ns{n % 3}", logical=n) for n in range(1_200)]
+        for start in range(0, len(items), 400):
+            backend.push("acme", tuple(items[start : start + 400]), 10)
+        newer = memory("fact 7, corrected", id=items[7].id, version=1_700_000_000_009)
+        keyed = attrs.evolve(
+            memory("editor is helix", namespace="users/alice"),
+            id=keyed_memory_id("users/alice", "editor"),
+            key="editor",
+        )
+        backend.push("acme", (newer, forget(items[8]), keyed), 10)
+        backend.push("beta", (memory("beta's only memory"),), 10)
+    finally:
+        backend.close()
+    runner = CliRunner()
+    moved = runner.invoke(hub_command, ["migrate-to", "--db", str(source), "--database", database])
+    assert moved.exit_code == 0, moved.output
+    assert "Copied 1202 memories of 2 tenants and 3 keys" in moved.stdout
+    assert "the counts match" in moved.stdout
+
+    def state(engine: Any, tenant: str) -> list[Any]:
+        entries, after = [], None
+        while True:
+            page = engine.digest(tenant, after, 500)
+            entries += page.entries
+            if not page.has_more:
+                return entries
+            after = page.next_after
+
+    old = open_engine(source, new_id=runtime.new_id)
+    new = open_engine(database, new_id=runtime.new_id)
+    try:
+        for tenant in ("acme", "beta"):
+            assert state(new, tenant) == state(old, tenant)
+        assert [(k.key_id, k.tenant, k.revoked) for k in new.list_keys()] == [
+            (k.key_id, k.tenant, k.revoked) for k in old.list_keys()
+        ]
+        for key in (*keys.values(), revoked):
+            key_id = key.split("_")[1]
+            assert new.lookup_key(key_id) == old.lookup_key(key_id)
+        assert new.hub_id != old.hub_id  # old cursors are refused (409): clients resync
+        assert new.pending_embeddings("acme") == 1_200  # re-embedded in the background
+    finally:
+        old.close()
+        new.close()
+    again = runner.invoke(hub_command, ["migrate-to", "--db", str(source), "--database", database])
+    assert again.exit_code == 1
+    assert "already holds a hub's keys or memories" in again.output

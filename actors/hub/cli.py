@@ -1,4 +1,4 @@
-"""The ``hub`` command group: ``serve`` and ``keys add|list|revoke``.
+"""The ``hub`` command group: ``serve``, ``keys add|list|revoke`` and ``migrate-to``.
 
 Loaded by ``memory-actors`` only when ``hub`` is asked for; also runs on its
 own as ``python -m actors.hub``. The database defaults to the SQLite file
@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import ParamSpec, TypeVar
@@ -373,3 +374,56 @@ def keys_revoke(db: str, key_id: str) -> None:
     if info is None:
         raise click.ClickException(f"{_shown(db)} has no key {key_id!r}; see `keys list`")
     click.echo(f"Revoked key {info.key_id} of tenant {info.tenant!r} ({_when(info.revoked_at)}).")
+
+
+@hub.command("migrate-to")
+@click.option(
+    "--db",
+    default="hub.db",
+    show_default=True,
+    envvar=DB_ENV_VAR,
+    show_envvar=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The SQLite hub file to copy (stop its hub first).",
+)
+@click.option(
+    "--database",
+    required=True,
+    envvar=DATABASE_ENV_VAR,
+    show_envvar=True,
+    metavar="URL",
+    help="The empty PostgreSQL database to copy it into.",
+)
+@_needs_hub_extra
+def migrate_to(db: str, database: str) -> None:
+    """Copy a SQLite hub (keys, memories, tombstones) into an empty PostgreSQL database.
+
+    Stop the SQLite hub first: what it takes during the copy would not be
+    copied. Ends with an exact count check per tenant. Clients' cursors are
+    reset by the new hub (409), and they resync by themselves.
+    """
+    from actors.hub.engines import describe_target, is_postgres
+    from actors.hub.transfer import copy_hub, count_memories
+    from actors.runtime import ThreadedRuntime
+
+    if not is_postgres(database):
+        raise click.UsageError(f"--database takes a postgresql:// URL, not {database[:60]!r}")
+    runtime = ThreadedRuntime()
+    try:
+        total = count_memories(db)
+        with click.progressbar(
+            length=total, label=f"copying {total} memories", file=sys.stderr
+        ) as bar:
+
+            def advance(copied: int) -> None:
+                bar.update(copied)
+
+            done = copy_hub(
+                db, database, now=runtime.wall_time, new_id=runtime.new_id, progress=advance
+            )
+    except MemoryActorsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"Copied {done.memories} memories of {done.tenants} tenants and {done.keys} keys "
+        f"from {db} to {describe_target(database)}; the counts match."
+    )

@@ -692,6 +692,12 @@ class HubDatabase:
         next_after = entries[-1].id if has_more and entries else None
         return DigestPage(entries, next_after, has_more, cursor)
 
+    @_speaks("list tenants")
+    def tenants(self) -> list[str]:
+        """Every tenant that has a change feed, by name."""
+        rows = self.conn.execute("SELECT tenant FROM tenants ORDER BY tenant").fetchall()
+        return [str(row[0]) for row in rows]
+
     @_speaks("count memories")
     def counts(self, tenant: str) -> HubCounts:
         cursor = self._cursor(self._head(tenant))

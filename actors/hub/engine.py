@@ -124,6 +124,10 @@ class HubEngine(Protocol):
         """Live memories per namespace, tombstones, and the feed position."""
         ...
 
+    def tenants(self) -> list[str]:
+        """Every tenant that has a change feed, by name (for copying a hub)."""
+        ...
+
     # -- semantic recall ------------------------------------------------------------------
 
     def embed_space(self) -> tuple[str, int] | None:

@@ -848,6 +848,16 @@ class PostgresEngine:
         next_after = entries[-1].id if has_more and entries else None
         return DigestPage(entries, next_after, has_more, cursor)
 
+    @_speaks("list tenants")
+    def tenants(self) -> list[str]:
+        """Every tenant that has a change feed, by name."""
+        with self._tx() as cur:
+            # A row at 0: a push of that tenant that applied nothing (no feed yet).
+            rows = cur.execute(
+                "SELECT tenant FROM tenants WHERE last_seq > 0 ORDER BY tenant"
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
     @_speaks("count memories")
     def counts(self, tenant: str) -> HubCounts:
         with self._tx(snapshot=True) as cur:
