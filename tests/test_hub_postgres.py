@@ -568,3 +568,22 @@ def test_migrate_to_copies_a_sqlite_hub_exactly_and_refuses_a_target_that_is_not
     again = runner.invoke(hub_command, ["migrate-to", "--db", str(source), "--database", database])
     assert again.exit_code == 1
     assert "already holds a hub's keys or memories" in again.output
+
+
+def test_user_text_never_becomes_full_text_query_syntax(database: str) -> None:
+    """Queries full of tsquery operators and quotes rank by their words; none is an error."""
+    from actors.hub.direct import DirectBackend
+    from actors.wire import RecallQuery
+
+    runtime = ThreadedRuntime(seed=4)
+    backend = DirectBackend.open(database, new_id=runtime.new_id, now=runtime.wall_time)
+    try:
+        stored = memory("the deploy key of db-prod-1 is in the vault")
+        backend.push("acme", (stored,), 10)
+        engine = backend.engine
+        for text in ("deploy & | ! <-> key", "'deploy':* (key)", 'the "vault" OR *', "db-prod-1"):
+            hits = engine.recall("acme", RecallQuery(text), None).hits
+            assert [hit.id for hit in hits] == [stored.id], text
+        assert engine.recall("acme", RecallQuery("?! & |"), None).hits == ()
+    finally:
+        backend.close()
