@@ -7,8 +7,8 @@
     │   ├── Unavailable(..., ConnectionError)   an actor is restarting or the system is degraded
     │   │   └── Overloaded                       too many requests in flight (admission control)
     │   ├── AskTimeout(..., TimeoutError)        an actor did not answer within the deadline
-    │   ├── StorageBusy                          SQLite stayed locked by another process
-    │   ├── StorageError                         SQLite failed (I/O error, disk full, ...)
+    │   ├── StorageBusy                          locked past the timeout; PostgreSQL unreachable
+    │   ├── StorageError                         the database failed (I/O error, disk full, ...)
     │   ├── SchemaError
     │   │   ├── SchemaTooNew                     the file was written by a newer memory-actors
     │   │   ├── NotADatabase                     the file is not a SQLite database
@@ -32,7 +32,8 @@ Foreign exceptions are translated where the foreign library is owned: only
 ``actors/_sqlite.py``, ``actors/local_db.py`` and ``actors/session_log.py``
 (the StoreActor's SQL) and ``actors/migrations.py`` see ``sqlite3`` (and, on
 the hub's side, its SQLite engine: ``actors/hub/database.py`` and
-``actors/hub/schema.py``); only
+``actors/hub/schema.py``); only the hub's PostgreSQL engine
+(``actors/hub/postgres.py``, ``actors/hub/pg_schema.py``) sees ``psycopg``; only
 ``actors/remote.py`` turns ``httpx`` failures into the ``HubError`` family.
 A recall that runs out of time is a value (a ``retry`` status), not an exception.
 """
@@ -87,11 +88,16 @@ class AskTimeout(MemoryActorsError, TimeoutError):
 
 
 class StorageBusy(MemoryActorsError):
-    """SQLite stayed locked by another process past the busy timeout and backoff."""
+    """Storage cannot answer right now; retry shortly.
+
+    SQLite stayed locked by another process past the busy timeout and backoff;
+    or PostgreSQL was unreachable, shutting down, or a statement or lock
+    wait ran out (the hub answers 503 with ``Retry-After``).
+    """
 
 
 class StorageError(MemoryActorsError):
-    """SQLite reported an error; the transaction was rolled back and nothing changed."""
+    """The database reported an error; the transaction was rolled back and nothing changed."""
 
 
 class SchemaError(MemoryActorsError):

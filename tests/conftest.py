@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pykka
 import pytest
@@ -41,3 +42,48 @@ def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
         with contextlib.suppress(pykka.ActorDeadError):
             ref.stop(block=True, timeout=5)
     rt.close()
+
+
+# -- the hub's engines: SQLite files and a real PostgreSQL -------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """The session's PostgreSQL (``tests/pg_fixtures.py``): started on first use, stopped at end."""
+    import tempfile
+
+    from pg_fixtures import TestPostgres
+
+    server = TestPostgres.from_environment(Path(tempfile.mkdtemp(prefix="ma-pg-")))
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def hub_engine(request: pytest.FixtureRequest) -> str:
+    """Each hub test that takes it runs once per engine: SQLite and PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+def hub_db(hub_engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """A fresh hub database on ``hub_engine``: a file in the test's dir, or a new database's URL."""
+    from pg_fixtures import hub_target
+
+    postgres = request.getfixturevalue("postgres") if hub_engine == "postgres" else None
+    return hub_target(hub_engine, tmp_path, postgres)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real hub process per module and engine (hashing embedder), stopped at the end.
+
+    Each test works in tenants of its own on it. A module that needs another
+    hub defines its own ``hub`` fixture.
+    """
+    from hub_fixtures import HubProcess
+    from pg_fixtures import target_for
+
+    directory = tmp_path_factory.mktemp("hub")
+    with HubProcess.running(target_for(request, directory), log_path=directory / "hub.log") as proc:
+        yield proc

@@ -1,9 +1,10 @@
 """Real hub processes for tests: a free loopback port, /healthz readiness, stop, kill, restart.
 
-A hub runs as ``python -m actors.hub serve --db <file> --port <port>``, exactly
-as an operator would run it. Keys are minted with the key functions straight
-on the hub's file, before or while it serves (SQLite's locking makes that
-safe; the hub reads key rows on every request).
+A hub runs as ``python -m actors.hub serve --db <file> --port <port>`` (or
+``--database <postgresql URL>``), exactly as an operator would run it. Keys
+are minted with the key functions straight on the hub's database, before or
+while it serves (the engine's locking makes that safe; the hub reads key rows
+on every request).
 
 Use it from a test module (fixtures are not imported by name, so that ruff
 does not see them as redefined)::
@@ -23,6 +24,7 @@ that the process exits by itself within a few seconds of SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -30,6 +32,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -132,30 +135,53 @@ def free_port() -> int:
         return port
 
 
+def is_postgres(db: Path | str) -> bool:
+    """Whether a hub target is a PostgreSQL URL (else a SQLite file)."""
+    return isinstance(db, str) and db.startswith("postgresql://")
+
+
+@functools.cache
+def _url_log_dir() -> Path:
+    """Where hubs on a database URL log unless told (a file's hub logs beside its file)."""
+    return Path(tempfile.mkdtemp(prefix="hub-logs-"))
+
+
 class HubProcess:
-    """One hub server process on ``db`` and a fixed loopback port (kept across restarts)."""
+    """One hub server process on ``db`` and a fixed loopback port (kept across restarts).
+
+    ``db`` is a SQLite file or a PostgreSQL URL (``tests/pg_fixtures.py``);
+    several HubProcesses may serve one PostgreSQL database at once.
+    """
 
     def __init__(
         self,
-        db: Path,
+        db: Path | str,
         *,
         port: int | None = None,
         args: Sequence[str] = HASHING,
         env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
     ) -> None:
-        self.db = Path(db)
+        self.db: Path | str = db if is_postgres(db) else Path(db)
         self.port = port or free_port()
         #: Extra ``hub serve`` options. The default embedder is the cheap hashing
         #: one: a hub test that is not about recall should not spend its CPU on a model.
         self.args = tuple(args)
         self.env = dict(env or {})
-        self.log_path = self.db.with_suffix(".log")
+        if log_path is None:
+            log_path = (
+                _url_log_dir() / f"hub-{self.port}.log"
+                if isinstance(self.db, str)
+                else self.db.with_suffix(".log")
+            )
+        self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
     def __repr__(self) -> str:
         state = "running" if self.alive else "stopped"
-        return f"<HubProcess {self.url} {self.db.name} {state}>"
+        where = "postgresql" if isinstance(self.db, str) else self.db.name
+        return f"<HubProcess {self.url} {where} {state}>"
 
     @property
     def url(self) -> str:
@@ -167,7 +193,7 @@ class HubProcess:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, db: Path, *, port: int | None = None, **options: Any) -> Iterator[Self]:
+    def running(cls, db: Path | str, *, port: int | None = None, **options: Any) -> Iterator[Self]:
         """Start a hub, yield it, and stop it with SIGTERM (asserting a clean exit)."""
         hub = cls(db, port=port, **options)
         hub.start()
@@ -181,7 +207,7 @@ class HubProcess:
     # -- keys ------------------------------------------------------------------------
 
     def add_key(self, tenant: str) -> str:
-        """Mint a key for ``tenant`` in the hub's file (works before and while it runs)."""
+        """Mint a key for ``tenant`` in the hub's database (works before and while it runs)."""
         return add_key(self.db, tenant)
 
     def revoke(self, key: str) -> None:
@@ -198,6 +224,11 @@ class HubProcess:
 
     def start(self, deadline: float = START_DEADLINE) -> None:
         """Start the process and wait until /healthz answers 200 (bounded by ``deadline``)."""
+        self.launch()
+        self.wait_healthy(deadline)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (then :meth:`wait_healthy`)."""
         assert not self.alive, "already running"
         self.close_log()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while the hub runs
@@ -208,7 +239,7 @@ class HubProcess:
                 "-m",
                 "actors.hub",
                 "serve",
-                "--db",
+                "--database" if isinstance(self.db, str) else "--db",
                 str(self.db),
                 "--port",
                 str(self.port),
@@ -221,7 +252,6 @@ class HubProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self.wait_healthy(deadline)
 
     def wait_healthy(self, deadline: float = START_DEADLINE) -> None:
         end = time.monotonic() + deadline

@@ -88,6 +88,16 @@ def test_only_the_hubs_sqlite_engine_sees_sqlite3() -> None:
     assert users == {"hub/database.py", "hub/schema.py"}
 
 
+def test_only_the_hubs_postgresql_engine_sees_psycopg() -> None:
+    """psycopg (and its pool) are imported by the PostgreSQL engine and its schema only."""
+    users = {
+        n
+        for n, src in _sources().items()
+        if any(m.split(".")[0] in ("psycopg", "psycopg_pool") for m in _imports(src))
+    }
+    assert users == {"hub/postgres.py", "hub/pg_schema.py"}
+
+
 def test_only_remote_speaks_http_to_the_hub() -> None:
     """httpx is used only in the hub client module (when it exists)."""
     users = {n for n, src in _sources().items() if "httpx" in _imports(src)}

@@ -19,6 +19,7 @@ import pytest
 from hub_fixtures import HubProcess, memory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pg_fixtures import HUB_ENGINES, target_for
 from starlette.testclient import TestClient
 
 from actors.errors import StorageBusy, StorageError, Unavailable
@@ -26,6 +27,8 @@ from actors.hub.app import create_app
 from actors.hub.core import HubCore, HubRequest
 from actors.hub.database import HubDatabase
 from actors.hub.direct import DirectBackend
+from actors.hub.engine import EngineOpener, HubEngine
+from actors.hub.engines import prepare_target, target_opener
 from actors.hub.key_admin import add_key
 from actors.hub.messages import HubPush, HubReadCounts
 from actors.hub.schema import prepare_hub_file
@@ -40,17 +43,19 @@ IDS = [f"00000000-0000-7000-8000-00000000000{i}" for i in range(4)]
 _TENANTS = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DirectBackend, Path]]:
-    """A hub database served in the test's own thread (no actor, no socket)."""
+@pytest.fixture(scope="module", params=HUB_ENGINES)
+def direct(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[DirectBackend, Path | str]]:
+    """A hub database (per engine) served in the test's own thread (no actor, no socket)."""
     runtime = ThreadedRuntime(seed=7)
-    db = tmp_path_factory.mktemp("direct") / "hub.db"
+    db = target_for(request, tmp_path_factory.mktemp("direct"))
     backend = DirectBackend.open(db, new_id=runtime.new_id, now=runtime.wall_time)
     yield backend, db
     backend.close()
 
 
-def _client(backend: DirectBackend, db: Path, tenant: str) -> HubClient:
+def _client(backend: DirectBackend, db: Path | str, tenant: str) -> HubClient:
     return HubClient(
         "http://hub.test", add_key(db, tenant), transport=mock_transport(HubCore(backend))
     )
@@ -83,7 +88,7 @@ writes = st.lists(
 )
 @given(history=writes, order=st.randoms(use_true_random=False), cut=st.integers(1, 5))
 def test_any_delivery_order_and_batching_converges_to_the_greatest_version(
-    direct: tuple[DirectBackend, Path], history: list[WireMemory], order: Any, cut: int
+    direct: tuple[DirectBackend, Path | str], history: list[WireMemory], order: Any, cut: int
 ) -> None:
     """Writes pushed in any order and batching, twice over: the hub holds max(version, origin)."""
     backend, db = direct
@@ -119,22 +124,44 @@ def _connect_calling(on_commit: Callable[[], None]) -> Any:
 
 
 def _spawn_store(
-    tmp_path: Path, on_commit: Callable[[], None] = lambda: None
+    db: Path | str, on_commit: Callable[[], None] = lambda: None
 ) -> tuple[ThreadedRuntime, pykka.ActorRef[Any]]:
-    """A HubStoreActor on a new hub file whose connection calls ``on_commit()`` before COMMIT."""
+    """A HubStoreActor on a new hub database that calls ``on_commit()`` before each commit.
+
+    On SQLite the hook sits in the connection, before COMMIT (so it may raise
+    as SQLite would); on PostgreSQL it wraps the engine's ``commit_pushes``.
+    """
     runtime = ThreadedRuntime()
-    db = str(tmp_path / "hub.db")
-    prepare_hub_file(db, now=runtime.wall_time)
-    opener = HubDatabase.opener(db, connect=_connect_calling(on_commit))
+    if isinstance(db, str):
+        prepare_target(db, now=runtime.wall_time)
+        opener = _hooked_engine(target_opener(db), on_commit)
+    else:
+        prepare_hub_file(str(db), now=runtime.wall_time)
+        opener = HubDatabase.opener(str(db), connect=_connect_calling(on_commit))
     return runtime, runtime.spawn(HubStoreActor, runtime, HubStoreConfig(opener))
 
 
+def _hooked_engine(opener: EngineOpener, on_commit: Callable[[], None]) -> EngineOpener:
+    def open_engine(new_id: Callable[[], str]) -> HubEngine:
+        engine = opener(new_id)
+        commit_pushes = engine.commit_pushes
+
+        def hooked(*args: Any, **kwargs: Any) -> list[tuple[ItemResult, ...]]:
+            on_commit()
+            return commit_pushes(*args, **kwargs)
+
+        engine.commit_pushes = hooked  # type: ignore[method-assign]
+        return engine
+
+    return open_engine
+
+
 def test_concurrent_pushes_are_group_committed_and_each_answered_after_commit(
-    tmp_path: Path,
+    hub_db: Path | str,
 ) -> None:
     """32 threads push at once: every push is answered ``applied``, in fewer commits than pushes."""
     commits: list[int] = []
-    runtime, ref = _spawn_store(tmp_path, lambda: commits.append(1))
+    runtime, ref = _spawn_store(hub_db, lambda: commits.append(1))
     start = threading.Barrier(32)
 
     def push(index: int) -> tuple[ItemResult, ...]:
@@ -154,9 +181,9 @@ def test_concurrent_pushes_are_group_committed_and_each_answered_after_commit(
     assert 1 <= len(commits) < 32
 
 
-def test_stopping_the_store_answers_every_queued_push(tmp_path: Path) -> None:
+def test_stopping_the_store_answers_every_queued_push(hub_db: Path | str) -> None:
     """Pushes queued when the store stops are committed or failed with Unavailable, never lost."""
-    runtime, ref = _spawn_store(tmp_path)
+    runtime, ref = _spawn_store(hub_db)
     replies = []
     for index in range(200):
         reply = runtime.new_future()
@@ -182,14 +209,18 @@ def test_stopping_the_store_answers_every_queued_push(tmp_path: Path) -> None:
 def test_the_store_answers_sqlite_failures_as_our_storage_errors_and_serves_on(
     tmp_path: Path,
 ) -> None:
-    """A locked file answers StorageBusy, an I/O error StorageError, never sqlite3; it serves on."""
+    """A locked file answers StorageBusy, an I/O error StorageError, never sqlite3; it serves on.
+
+    SQLite's own errors, injected in its connection; PostgreSQL's real ones
+    (a held lock, a stopped server) are tests/test_hub_postgres.py's.
+    """
     failures: list[str] = []
 
     def commit() -> None:
         if failures:
             raise sqlite3.OperationalError(failures.pop())
 
-    runtime, ref = _spawn_store(tmp_path, commit)
+    runtime, ref = _spawn_store(tmp_path / "hub.db", commit)
 
     def push(text: str) -> tuple[ItemResult, ...]:
         reply = runtime.new_future()
@@ -214,20 +245,21 @@ def test_the_store_answers_sqlite_failures_as_our_storage_errors_and_serves_on(
         runtime.close()
 
 
-def test_a_direct_read_that_sqlite_refuses_raises_a_storage_error_naming_it(
-    tmp_path: Path,
+def test_a_direct_read_that_the_database_refuses_raises_a_storage_error_naming_it(
+    hub_db: Path | str,
 ) -> None:
-    """DirectBackend's callers get StorageError (what failed, where), never sqlite3's error."""
+    """DirectBackend's callers get StorageError (what failed, where), never the driver's error."""
     runtime = ThreadedRuntime(seed=3)
-    backend = DirectBackend.open(tmp_path / "hub.db", new_id=runtime.new_id, now=runtime.wall_time)
+    backend = DirectBackend.open(hub_db, new_id=runtime.new_id, now=runtime.wall_time)
     backend.close()
-    with pytest.raises(StorageError, match=r"the hub could not count memories in .*hub\.db"):
+    where = r"postgresql://.*/hub_" if isinstance(hub_db, str) else r".*hub\.db"
+    with pytest.raises(StorageError, match=rf"the hub could not count memories in {where}"):
         backend.counts("acme", 1.0)
 
 
-def test_the_service_serves_the_core_and_stops_its_actors(tmp_path: Path) -> None:
+def test_the_service_serves_the_core_and_stops_its_actors(hub_db: Path | str) -> None:
     """HubService in-process: requests through mock_transport, then a bounded, complete stop."""
-    db = tmp_path / "hub.db"
+    db = hub_db
     key = add_key(db, "acme")
     before = set(threading.enumerate())
     with (
@@ -242,10 +274,10 @@ def test_the_service_serves_the_core_and_stops_its_actors(tmp_path: Path) -> Non
 
 
 def test_many_clients_pushing_at_once_over_http_get_one_feed_without_gaps(
-    tmp_path: Path,
+    hub_db: Path | str,
 ) -> None:
     """8 threads × 25 pushes to a real hub: 200 memories at sequence numbers exactly 1..200."""
-    with HubProcess.running(tmp_path / "hub.db") as hub:
+    with HubProcess.running(hub_db) as hub:
         key = hub.add_key("acme")
 
         def pusher(index: int) -> list[str]:
@@ -262,9 +294,9 @@ def test_many_clients_pushing_at_once_over_http_get_one_feed_without_gaps(
             assert [c.seq for c in client.changes(limit=1000).changes] == list(range(1, 201))
 
 
-def test_the_starlette_app_serves_an_open_service_it_does_not_own(tmp_path: Path) -> None:
+def test_the_starlette_app_serves_an_open_service_it_does_not_own(hub_db: Path | str) -> None:
     """``create_app(service=...)`` answers over ASGI and leaves the service open for its owner."""
-    db = tmp_path / "hub.db"
+    db = hub_db
     key = add_key(db, "acme")
     with HubService.open(HubConfig(db=str(db))) as service:
         with TestClient(create_app(service=service)) as http:

@@ -24,15 +24,17 @@ from actors.runtime import ThreadedRuntime
 
 
 @pytest.fixture
-def hub_process(tmp_path: Path) -> Iterator[HubProcess]:
-    """A hub process of its own, stopped with SIGTERM (and checked) after the test."""
-    with HubProcess.running(tmp_path / "hub.db") as hub:
+def hub_process(hub_db: Path | str) -> Iterator[HubProcess]:
+    """A hub process of its own (per engine), stopped with SIGTERM (and checked) after the test."""
+    with HubProcess.running(hub_db) as hub:
         yield hub
 
 
-def test_sigterm_and_sigint_stop_the_hub_cleanly_within_seconds(tmp_path: Path) -> None:
+def test_sigterm_and_sigint_stop_the_hub_cleanly_within_seconds(
+    hub_db: Path | str,
+) -> None:
     """Either signal: uvicorn drains, the actors stop, the process exits 0 in well under 5 s."""
-    hub = HubProcess(tmp_path / "hub.db")
+    hub = HubProcess(hub_db)
     try:
         for sig in (signal.SIGTERM, signal.SIGINT):
             hub.start()
@@ -45,9 +47,11 @@ def test_sigterm_and_sigint_stop_the_hub_cleanly_within_seconds(tmp_path: Path) 
     assert "Traceback" not in hub.log_text()
 
 
-def test_a_killed_hub_restarts_on_the_same_file_with_its_data_and_cursors(tmp_path: Path) -> None:
+def test_a_killed_hub_restarts_on_the_same_file_with_its_data_and_cursors(
+    hub_db: Path | str,
+) -> None:
     """SIGKILL, restart on the same file and port: every acknowledged push is kept, cursors hold."""
-    with HubProcess.running(tmp_path / "hub.db") as hub:
+    with HubProcess.running(hub_db) as hub:
         key = hub.add_key("acme")
         items = [memory(f"durable {i}") for i in range(20)]
         with hub.client(key) as client:
@@ -67,10 +71,10 @@ def test_a_killed_hub_restarts_on_the_same_file_with_its_data_and_cursors(tmp_pa
 
 
 def test_a_hub_killed_mid_push_loses_no_acknowledged_push_and_a_replay_duplicates_nothing(
-    tmp_path: Path,
+    hub_db: Path | str,
 ) -> None:
     """SIGKILL amid pushes: after restart every acked batch is there, and replays are no-ops."""
-    with HubProcess.running(tmp_path / "hub.db") as hub:
+    with HubProcess.running(hub_db) as hub:
         key = hub.add_key("acme")
         batches = [[memory(f"batch {b} item {i}") for i in range(20)] for b in range(100)]
         acked: list[int] = []
@@ -113,31 +117,41 @@ def test_a_hub_killed_mid_push_loses_no_acknowledged_push_and_a_replay_duplicate
             assert client.count().total == 100 * 20
 
 
-def test_keys_are_added_listed_and_revoked_from_the_command_line(tmp_path: Path) -> None:
+def test_keys_are_added_listed_and_revoked_from_the_command_line(
+    hub_db: Path | str, request: pytest.FixtureRequest
+) -> None:
     """``hub keys add|list|revoke``: the key prints once, only ids are listed, revoke is final."""
-    db = str(tmp_path / "hub.db")
+    db = ["--database", hub_db] if isinstance(hub_db, str) else ["--db", str(hub_db)]
     runner = CliRunner()
-    added = runner.invoke(hub_command, ["keys", "add", "--db", db, "acme"])
+    added = runner.invoke(hub_command, ["keys", "add", *db, "acme"])
     assert added.exit_code == 0, added.output
     key = added.stdout.strip()
     assert key.startswith("mah_")
     assert "cannot be shown again" in added.stderr
     key_id = key.split("_")[1]
-    listed = runner.invoke(hub_command, ["keys", "list", "--db", db, "--json"])
+    listed = runner.invoke(hub_command, ["keys", "list", *db, "--json"])
     rows = json.loads(listed.stdout)
     assert [(r["key_id"], r["tenant"], r["revoked_at"]) for r in rows] == [(key_id, "acme", None)]
-    assert key.split("_", 2)[2] not in (tmp_path / "hub.db").read_bytes().decode("latin-1")
-    table = runner.invoke(hub_command, ["keys", "list", "--db", db])
+    secret = key.split("_", 2)[2]
+    if isinstance(hub_db, str):
+        stored = request.getfixturevalue("postgres").query(
+            hub_db, "SELECT api_keys::text FROM api_keys"
+        )
+        assert stored
+        assert all(secret not in row[0] for row in stored)
+    else:
+        assert secret not in hub_db.read_bytes().decode("latin-1")
+    table = runner.invoke(hub_command, ["keys", "list", *db])
     assert key_id in table.stdout
     assert "acme" in table.stdout
-    revoked = runner.invoke(hub_command, ["keys", "revoke", "--db", db, key_id])
+    revoked = runner.invoke(hub_command, ["keys", "revoke", *db, key_id])
     assert revoked.exit_code == 0
     assert "Revoked" in revoked.stdout
-    assert list_keys(db)[0].revoked
-    unknown = runner.invoke(hub_command, ["keys", "revoke", "--db", db, "ffffffffffff"])
+    assert list_keys(hub_db)[0].revoked
+    unknown = runner.invoke(hub_command, ["keys", "revoke", *db, "ffffffffffff"])
     assert unknown.exit_code == 1
     assert "no key" in unknown.stderr
-    bad = runner.invoke(hub_command, ["keys", "add", "--db", db, "bad tenant!"])
+    bad = runner.invoke(hub_command, ["keys", "add", *db, "bad tenant!"])
     assert bad.exit_code == 1
     assert "invalid" in bad.stderr
 

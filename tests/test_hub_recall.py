@@ -42,13 +42,6 @@ from actors.wire import RecallHits
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    """One hub (hashing embedder) for the module; each test uses tenants of its own."""
-    with HubProcess.running(tmp_path_factory.mktemp("hub") / "hub.db") as proc:
-        yield proc
-
-
 @pytest.fixture
 def client(hub: HubProcess) -> Iterator[HubClient]:
     """A client of a fresh tenant."""
@@ -227,11 +220,11 @@ def test_bad_recall_input_gets_a_precise_4xx_never_a_5xx(
 
 
 def test_a_hub_started_without_an_embedder_answers_501_and_the_client_says_unsupported(
-    tmp_path: Path,
+    hub_db: Path | str,
 ) -> None:
     """``--embedder none``: 501 ``not_implemented``; ``HubClient.recall`` raises HubUnsupported."""
     with (
-        HubProcess.running(tmp_path / "hub.db", args=("--embedder", "none")) as hub,
+        HubProcess.running(hub_db, args=("--embedder", "none")) as hub,
         hub.client(hub.add_key("acme")) as client,
     ):
         client.push([memory("stored fine")])
@@ -243,7 +236,9 @@ def test_a_hub_started_without_an_embedder_answers_501_and_the_client_says_unsup
 # -- a stalled embeddings service --------------------------------------------------------------
 
 
-def test_pushes_are_acknowledged_while_the_embedder_is_stalled(tmp_path: Path) -> None:
+def test_pushes_are_acknowledged_while_the_embedder_is_stalled(
+    hub_db: Path | str,
+) -> None:
     """The embeddings service holds every backlog request: pushes still answer, recall still
     answers (pending > 0); once the service answers, the backlog is embedded and ranked."""
     with embeddings_server(dimension=64) as server:
@@ -261,7 +256,7 @@ def test_pushes_are_acknowledged_while_the_embedder_is_stalled(tmp_path: Path) -
         )
         env = {"MEMORY_ACTORS_HUB_EMBEDDER_KEY": KEY}
         with (
-            HubProcess.running(tmp_path / "hub.db", args=args, env=env) as hub,
+            HubProcess.running(hub_db, args=args, env=env) as hub,
             hub.client(hub.add_key("acme"), timeout=10.0) as client,
         ):
             for start in range(0, len(texts), 5):
@@ -386,12 +381,14 @@ def test_keyword_search_alone_misses_the_hard_targets() -> None:
 
 
 @needs_minilm
-def test_semantic_recall_finds_paraphrases_that_keyword_search_cannot(tmp_path: Path) -> None:
+def test_semantic_recall_finds_paraphrases_that_keyword_search_cannot(
+    hub_db: Path | str,
+) -> None:
     """all-MiniLM-L6-v2 through a real hub: ≥ 90 % of 60 no-shared-keyword paraphrases find
     their memory in the top 3 of 100; keyword search alone finds almost none."""
     memories = [m for m, _ in PAIRS] + DISTRACTORS
     with (
-        HubProcess.running(tmp_path / "hub.db", args=("--embedder", "minilm")) as hub,
+        HubProcess.running(hub_db, args=("--embedder", "minilm")) as hub,
         hub.client(hub.add_key("eval"), timeout=30.0) as client,
     ):
         items = [memory(text) for text in memories]

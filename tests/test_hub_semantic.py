@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,7 +23,6 @@ from hypothesis import strategies as st
 
 from actors.errors import EmbedderError
 from actors.hub.core import HubCore
-from actors.hub.database import HubDatabase
 from actors.hub.direct import DirectBackend
 from actors.hub.embedders import (
     MINILM_NAME,
@@ -35,6 +33,7 @@ from actors.hub.embedders import (
     load_embedder,
     minilm_available,
 )
+from actors.hub.engines import open_engine
 from actors.hub.key_admin import add_key
 from actors.hub.search import (
     IDENTIFIER_BOOST,
@@ -314,11 +313,11 @@ def test_vectors_round_trip_through_their_stored_form() -> None:
 
 
 @pytest.fixture
-def direct(tmp_path: Path) -> Iterator[DirectBackend]:
-    """A hub database with the hashing embedder, served in the test's thread."""
+def direct(hub_db: Path | str) -> Iterator[DirectBackend]:
+    """A hub database (per engine) with the hashing embedder, served in the test's thread."""
     runtime = ThreadedRuntime(seed=5)
     backend = DirectBackend.open(
-        tmp_path / "hub.db",
+        hub_db,
         new_id=runtime.new_id,
         now=runtime.wall_time,
         embedder=HashingEmbedder(),
@@ -368,12 +367,13 @@ def test_recall_filters_by_namespace_and_tags_and_never_answers_the_forgotten(
     assert _recall(direct, "acme", "deploy", tags=("ops", "nope")).hits == ()
     direct.push("acme", (forget(deploy),), 10)
     assert deploy.id not in {h.id for h in _recall(direct, "acme", "deploy key vault").hits}
-    assert isinstance(direct.engine, HubDatabase)
-    row = direct.engine.conn.execute(
-        "SELECT v.vector FROM vectors v JOIN memories m ON m.rowid = v.mem_rowid WHERE m.id = ?",
-        (deploy.id,),
-    ).fetchone()
-    assert row == (None,)  # the vector is gone; the row tells the index to drop it
+    # The vector is gone; its row stays in the feed and tells the index to drop it.
+    feed = direct.engine.vector_changes(0, 10_000).changes
+    assert [(c.namespace, c.tags, c.vector is None) for c in feed] == [
+        ("work", ("ops",), False),
+        ("default", (), False),
+        ("default", (), True),
+    ]
 
 
 def test_recall_never_crosses_tenants(direct: DirectBackend) -> None:
@@ -427,11 +427,11 @@ class TableEmbedder:
         pass
 
 
-def _identifier_scenario(tmp_path: Path, embedder: Embedder) -> tuple[RecallHits, str]:
+def _identifier_scenario(db: Path | str, embedder: Embedder) -> tuple[RecallHits, str]:
     """Three memories, one holding E1234; recall "what does E1234 mean" (and its id)."""
     runtime = ThreadedRuntime(seed=6)
     backend = DirectBackend.open(
-        tmp_path / "hub.db", new_id=runtime.new_id, now=runtime.wall_time, embedder=embedder
+        db, new_id=runtime.new_id, now=runtime.wall_time, embedder=embedder
     )
     try:
         items = (
@@ -446,7 +446,7 @@ def _identifier_scenario(tmp_path: Path, embedder: Embedder) -> tuple[RecallHits
 
 
 def test_identifier_queries_find_their_memory_even_when_its_vector_ranks_it_last(
-    tmp_path: Path,
+    hub_db: Path | str,
 ) -> None:
     """Codes and hosts in a query are matched exactly: E1234 lifts its memory from last to first."""
     embedder = TableEmbedder(
@@ -457,7 +457,7 @@ def test_identifier_queries_find_their_memory_even_when_its_vector_ranks_it_last
             E1234: 0.4,
         }
     )
-    answer, wanted = _identifier_scenario(tmp_path, embedder)
+    answer, wanted = _identifier_scenario(hub_db, embedder)
     assert answer.ranking == "vector"
     assert [h.similarity for h in answer.hits] == pytest.approx([0.4, 0.6, 0.5])
     assert answer.hits[0].id == wanted
@@ -465,18 +465,22 @@ def test_identifier_queries_find_their_memory_even_when_its_vector_ranks_it_last
 
 
 @needs_minilm
-def test_with_the_minilm_model_an_identifier_query_finds_its_memory_first(tmp_path: Path) -> None:
+def test_with_the_minilm_model_an_identifier_query_finds_its_memory_first(
+    hub_db: Path | str,
+) -> None:
     """The same query through the real model: the E1234 memory first, boosted above its cosine."""
-    answer, wanted = _identifier_scenario(tmp_path, MiniLMEmbedder())
+    answer, wanted = _identifier_scenario(hub_db, MiniLMEmbedder())
     assert answer.ranking == "vector"
     assert answer.hits[0].id == wanted
     assert answer.hits[0].score > answer.hits[0].similarity  # type: ignore[operator]
 
 
-def test_a_backend_without_an_embedder_answers_recall_with_501(tmp_path: Path) -> None:
+def test_a_backend_without_an_embedder_answers_recall_with_501(
+    hub_db: Path | str,
+) -> None:
     """No embedder, no semantic recall: RecallUnsupported, which HubCore answers 501."""
     runtime = ThreadedRuntime(seed=8)
-    db = tmp_path / "hub.db"
+    db = hub_db
     backend = DirectBackend.open(db, new_id=runtime.new_id, now=runtime.wall_time)
     try:
         with pytest.raises(RecallUnsupported):
@@ -493,7 +497,7 @@ def test_a_backend_without_an_embedder_answers_recall_with_501(tmp_path: Path) -
 # -- the actors ------------------------------------------------------------------------------
 
 
-def _open(db: Path, spec: EmbedderSpec, **config: object) -> HubService:
+def _open(db: Path | str, spec: EmbedderSpec, **config: object) -> HubService:
     return HubService.open(
         HubConfig(db=str(db), embedder=spec, embed_poll=0.05, index_poll=0.05, **config)  # type: ignore[arg-type]
     )
@@ -509,9 +513,11 @@ def _settled(client: HubClient, query: str, **kwargs: object) -> RecallHits:
     return wait_until(ready, f"recall of {query!r} to settle", deadline=60.0)
 
 
-def test_the_service_embeds_in_the_background_and_recall_follows(tmp_path: Path) -> None:
+def test_the_service_embeds_in_the_background_and_recall_follows(
+    hub_db: Path | str,
+) -> None:
     """Pushes through the real actors: every memory gets a vector; recall ranks by it."""
-    db = tmp_path / "hub.db"
+    db = hub_db
     key = add_key(db, "acme")
     items = [memory(f"note {i}: the {word} is blue") for i, word in enumerate("abcdefgh")]
     before = set(threading.enumerate())
@@ -528,9 +534,11 @@ def test_the_service_embeds_in_the_background_and_recall_follows(tmp_path: Path)
     assert leftover == []
 
 
-def test_changing_the_model_re_embeds_everything_in_the_background(tmp_path: Path) -> None:
+def test_changing_the_model_re_embeds_everything_in_the_background(
+    hub_db: Path | str,
+) -> None:
     """Restart with another embedder: vectors of the old one are replaced, recall keeps working."""
-    db = tmp_path / "hub.db"
+    db = hub_db
     key = add_key(db, "acme")
     items = [memory(f"fact {i} about the {w} service") for i, w in enumerate("mnopqrst")]
     with (
@@ -549,20 +557,22 @@ def test_changing_the_model_re_embeds_everything_in_the_background(tmp_path: Pat
         assert after.hits[0].id == items[2].id
         assert after.embedder is not None
         assert after.embedder.dimension == 256
-    conn = sqlite3.connect(db)
+    engine = open_engine(db, new_id=ThreadedRuntime().new_id)
     try:
-        models = conn.execute("SELECT model, count(*) FROM vectors GROUP BY model").fetchall()
+        feed = engine.vector_changes(0, 10_000)
     finally:
-        conn.close()
-    assert models == [("hashing-ngrams-v1-256", len(items))]
+        engine.close()
+    assert feed.model == "hashing-ngrams-v1-256"
+    assert len(feed.changes) == len(items)
+    assert all(change.vector is not None for change in feed.changes)
 
 
 def test_a_restarted_index_reloads_and_a_failing_embedder_only_delays_vectors(
-    tmp_path: Path,
+    hub_db: Path | str,
 ) -> None:
     """Kill the index actor: the supervisor restarts it, it reloads the feed; an embeddings
     service that fails keeps its batch (retried with backoff) while pushes and recall go on."""
-    db = tmp_path / "hub.db"
+    db = hub_db
     key = add_key(db, "acme")
     with embeddings_server(dimension=32) as server:
         spec = EmbedderSpec("openai", url=server.url, api_key=KEY, model="m", dimension=32)
@@ -590,9 +600,11 @@ def test_a_restarted_index_reloads_and_a_failing_embedder_only_delays_vectors(
             assert _settled(client, "delta epsilon").hits[0].id == second.id
 
 
-def test_a_hub_started_without_numpy_or_embedder_says_why_recall_is_501(tmp_path: Path) -> None:
+def test_a_hub_started_without_numpy_or_embedder_says_why_recall_is_501(
+    hub_db: Path | str,
+) -> None:
     """``--embedder none``: every other endpoint serves; recall is 501 with the reason."""
-    db = tmp_path / "hub.db"
+    db = hub_db
     key = add_key(db, "acme")
     with (
         _open(db, EmbedderSpec("none")) as service,
@@ -603,7 +615,7 @@ def test_a_hub_started_without_numpy_or_embedder_says_why_recall_is_501(tmp_path
         assert response.status_code == 501
         assert "--embedder none" in response.json()["error"]["message"]
     assert sorted(service._cells) == ["hub-store"]
-    assert os.path.exists(db)
+    assert isinstance(db, str) or os.path.exists(db)
 
 
 def test_hub_serve_refuses_an_incomplete_embedder_configuration_before_binding(

@@ -11,7 +11,6 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -25,12 +24,7 @@ from actors.server import memory_forget, memory_get, memory_store
 from actors.system import Config
 from actors.wire import WireMemory
 
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    """One hub process for the module; each test takes a tenant of its own."""
-    with HubProcess.running(tmp_path_factory.mktemp("hub") / "hub.db") as proc:
-        yield proc
+# The hub tests use conftest's module-scoped ``hub``: one hub process per engine.
 
 
 def _rows(path: Path) -> list[tuple[object, ...]]:

@@ -1,8 +1,10 @@
-"""The ``hub`` command group: ``serve`` and ``keys add|list|revoke``.
+"""The ``hub`` command group: ``serve``, ``keys add|list|revoke`` and ``migrate-to``.
 
 Loaded by ``memory-actors`` only when ``hub`` is asked for; also runs on its
-own as ``python -m actors.hub``. The database defaults to ``hub.db`` in the
-current directory, or ``$MEMORY_ACTORS_HUB_DB``.
+own as ``python -m actors.hub``. The database defaults to the SQLite file
+``hub.db`` in the current directory, or ``$MEMORY_ACTORS_HUB_DB``;
+``--database postgresql://...`` (or ``$MEMORY_ACTORS_HUB_DATABASE``) puts the
+hub on PostgreSQL instead, where several hub processes may share it.
 
 The hub is an optional part: its commands need ``memory-actors[hub]`` (NumPy,
 for the vector index and the embedders), and without it they exit 1 with one
@@ -18,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import ParamSpec, TypeVar
@@ -26,30 +29,77 @@ import click
 
 from actors.errors import MemoryActorsError
 
-__all__ = ["DB_ENV_VAR", "DEFAULT_PORT", "HUB_EXTRA_INSTALL", "hub", "require_hub_extra"]
+__all__ = [
+    "DATABASE_ENV_VAR",
+    "DB_ENV_VAR",
+    "DEFAULT_PORT",
+    "HUB_EXTRA_INSTALL",
+    "hub",
+    "require_hub_extra",
+]
 
 #: Environment variable naming the hub's database file.
 DB_ENV_VAR = "MEMORY_ACTORS_HUB_DB"
+#: Environment variable naming the hub's PostgreSQL database (a URL).
+DATABASE_ENV_VAR = "MEMORY_ACTORS_HUB_DATABASE"
 DEFAULT_PORT = 8765
 
-_db_option = click.option(
-    "--db",
-    default="hub.db",
-    show_default=True,
-    envvar=DB_ENV_VAR,
-    show_envvar=True,
-    type=click.Path(dir_okay=False),
-    help="The hub's SQLite file (created if missing).",
-)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _db_option(command: Callable[..., _R]) -> Callable[..., _R]:
+    """``--db FILE`` (SQLite) and ``--database URL`` (PostgreSQL), passed on as one ``db``."""
+
+    @functools.wraps(command)
+    def run(*args: object, db: str, database: str | None, **kwargs: object) -> _R:
+        ctx = click.get_current_context()
+        if database is not None:
+            explicit = ctx.get_parameter_source("db") == click.core.ParameterSource.COMMANDLINE
+            if explicit and ctx.get_parameter_source("database") in (
+                click.core.ParameterSource.COMMANDLINE,
+            ):
+                raise click.UsageError("give --db (a SQLite file) or --database (a URL), not both")
+            if not explicit:
+                if not database.startswith(("postgresql://", "postgres://")):
+                    raise click.UsageError(
+                        f"--database takes a postgresql:// URL, not {database[:60]!r}; "
+                        "use --db for a SQLite file"
+                    )
+                db = database
+        return command(*args, db=db, **kwargs)
+
+    run = click.option(
+        "--database",
+        default=None,
+        envvar=DATABASE_ENV_VAR,
+        show_envvar=True,
+        metavar="URL",
+        help="A PostgreSQL database (postgresql://user@host/dbname) instead of --db: "
+        "several hub processes may serve it at once. Needs memory-actors[postgres].",
+    )(run)
+    return click.option(
+        "--db",
+        default="hub.db",
+        show_default=True,
+        envvar=DB_ENV_VAR,
+        show_envvar=True,
+        type=click.Path(dir_okay=False),
+        help="The hub's SQLite file (created if missing).",
+    )(run)
+
+
+def _shown(db: str) -> str:
+    """The database for the terminal: a URL without its password."""
+    from actors.hub.engines import describe_target
+
+    return describe_target(db)
 
 
 #: The modules only the hub needs, which ``memory-actors[hub]`` brings.
 _HUB_MODULES = ("numpy",)
 #: How to install them, as the error says it.
 HUB_EXTRA_INSTALL = 'python -m pip install "memory-actors[hub]"'
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
 
 def _importable(module: str) -> bool:
@@ -179,7 +229,7 @@ def serve(
     import uvicorn
 
     from actors.hub.app import create_app
-    from actors.hub.schema import prepare_hub_file
+    from actors.hub.engines import prepare_target
     from actors.hub.search import EmbedderSpec
     from actors.hub.service import HubConfig
     from actors.runtime import ThreadedRuntime
@@ -217,7 +267,7 @@ def serve(
             )
     try:
         # Fail with a clear message before binding the port.
-        prepare_hub_file(db, now=ThreadedRuntime().wall_time)
+        prepare_target(db, now=ThreadedRuntime().wall_time)
     except MemoryActorsError as exc:
         raise click.ClickException(str(exc)) from exc
     if not host.startswith("127.") and host not in ("localhost", "::1"):
@@ -263,7 +313,7 @@ def keys_add(db: str, tenant: str) -> None:
     except (ValueError, MemoryActorsError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
-        f"Created key {key_id_of(key)} for tenant {tenant!r} in {db}. Copy it now: "
+        f"Created key {key_id_of(key)} for tenant {tenant!r} in {_shown(db)}. Copy it now: "
         "only its hash is stored, it cannot be shown again.",
         err=True,
     )
@@ -299,7 +349,7 @@ def keys_list(db: str, as_json: bool) -> None:
         )
         return
     if not rows:
-        click.echo(f"no keys in {db}; add one with `keys add TENANT`", err=True)
+        click.echo(f"no keys in {_shown(db)}; add one with `keys add TENANT`", err=True)
         return
     width = max(len("tenant"), *(len(k.tenant) for k in rows))
     click.echo(f"{'key id':<12}  {'tenant':<{width}}  {'created':<20}  revoked")
@@ -322,5 +372,58 @@ def keys_revoke(db: str, key_id: str) -> None:
     except MemoryActorsError as exc:
         raise click.ClickException(str(exc)) from exc
     if info is None:
-        raise click.ClickException(f"{db} has no key {key_id!r}; see `keys list`")
+        raise click.ClickException(f"{_shown(db)} has no key {key_id!r}; see `keys list`")
     click.echo(f"Revoked key {info.key_id} of tenant {info.tenant!r} ({_when(info.revoked_at)}).")
+
+
+@hub.command("migrate-to")
+@click.option(
+    "--db",
+    default="hub.db",
+    show_default=True,
+    envvar=DB_ENV_VAR,
+    show_envvar=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The SQLite hub file to copy (stop its hub first).",
+)
+@click.option(
+    "--database",
+    required=True,
+    envvar=DATABASE_ENV_VAR,
+    show_envvar=True,
+    metavar="URL",
+    help="The empty PostgreSQL database to copy it into.",
+)
+@_needs_hub_extra
+def migrate_to(db: str, database: str) -> None:
+    """Copy a SQLite hub (keys, memories, tombstones) into an empty PostgreSQL database.
+
+    Stop the SQLite hub first: what it takes during the copy would not be
+    copied. Ends with an exact count check per tenant. Clients' cursors are
+    reset by the new hub (409), and they resync by themselves.
+    """
+    from actors.hub.engines import describe_target, is_postgres
+    from actors.hub.transfer import copy_hub, count_memories
+    from actors.runtime import ThreadedRuntime
+
+    if not is_postgres(database):
+        raise click.UsageError(f"--database takes a postgresql:// URL, not {database[:60]!r}")
+    runtime = ThreadedRuntime()
+    try:
+        total = count_memories(db)
+        with click.progressbar(
+            length=total, label=f"copying {total} memories", file=sys.stderr
+        ) as bar:
+
+            def advance(copied: int) -> None:
+                bar.update(copied)
+
+            done = copy_hub(
+                db, database, now=runtime.wall_time, new_id=runtime.new_id, progress=advance
+            )
+    except MemoryActorsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"Copied {done.memories} memories of {done.tenants} tenants and {done.keys} keys "
+        f"from {db} to {describe_target(database)}; the counts match."
+    )

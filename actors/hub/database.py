@@ -32,20 +32,14 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from actors._sqlite import Connect, Synchronous, is_busy
 from actors._sqlite import connect as sqlite_connect
 from actors.errors import SchemaError, StorageBusy, StorageError
-from actors.hub.backend import Cursor, CursorUnknown
+from actors.hub.backend import Cursor
+from actors.hub.engine import HitRow, feed_start, hits_of, rank, vector_page
 from actors.hub.keys import KeyInfo, StoredKey
 from actors.hub.schema import HUB_LATEST_VERSION
 from actors.hub.search import (
-    IDENTIFIER_BOOST,
-    KEYWORD_WEIGHT,
-    RANK_DEPTH,
     EmbedItem,
-    VectorChange,
     VectorChanges,
     fts_query,
-    fuse,
-    identifier_phrases,
-    round_score,
 )
 from actors.model import namespace_prefix_range
 from actors.wire import (
@@ -58,8 +52,6 @@ from actors.wire import (
     ItemResult,
     RecallHits,
     RecallQuery,
-    RecallRanking,
-    RemoteHit,
     WireMemory,
 )
 
@@ -533,33 +525,7 @@ class HubDatabase:
             "JOIN memories m ON m.rowid = v.mem_rowid WHERE v.vseq > ? ORDER BY v.vseq LIMIT ?",
             (after, limit + 1),
         ).fetchall()
-        has_more = len(rows) > limit
-        rows = rows[:limit]
-        changes = []
-        for row in rows:
-            current = (
-                space is not None
-                and (row[3], row[4]) == space
-                and row[5] is not None
-                and not row[8]
-                and bool(row[9])
-            )
-            changes.append(
-                VectorChange(
-                    key=int(row[1]),
-                    tenant=row[2],
-                    namespace=row[6],
-                    tags=tuple(json.loads(row[7])),
-                    vector=bytes(row[5]) if current else None,
-                )
-            )
-        return VectorChanges(
-            model=None if space is None else space[0],
-            dimension=0 if space is None else space[1],
-            changes=tuple(changes),
-            next_after=int(rows[-1][0]) if rows else after,
-            has_more=has_more,
-        )
+        return vector_page(space, rows, after, limit, tags_of=lambda t: tuple(json.loads(t)))
 
     @_speaks("count pending embeddings")
     def pending_embeddings(self, tenant: str, indexed_through: int | None = None) -> int:
@@ -633,34 +599,6 @@ class HubDatabase:
                 found[int(key)] = found.get(int(key), 0) + 1
         return found
 
-    def _rank(
-        self,
-        tenant: str,
-        query: RecallQuery,
-        vector_hits: Sequence[tuple[int, float]] | None,
-        semantic: bool,
-    ) -> tuple[RecallRanking, list[tuple[int, float]]]:
-        """The ranking (see :mod:`actors.hub.search`) as (row id, score), best first."""
-        depth = max(RANK_DEPTH, query.limit)
-        if vector_hits is None:
-            return "keyword", self._keyword_ranking(tenant, query, depth, scored=True)
-        if not semantic:
-            keyword = self._keyword_ranking(tenant, query, depth)
-            by_vector = [key for key, _ in vector_hits]
-            return "hybrid", fuse([by_vector, [key for key, _ in keyword]], [1.0, KEYWORD_WEIGHT])
-        phrases = identifier_phrases(query.query)
-        if not phrases:
-            return "vector", list(vector_hits)
-        scores = dict(vector_hits)
-        # A memory found only by its identifiers gets the lowest similarity the
-        # vector ranking returned: a lower bound of its own, which is lower still.
-        floor = min(scores.values(), default=0.0)
-        order = {key: rank for rank, (key, _) in enumerate(vector_hits)}
-        for key, count in self._identifier_matches(tenant, query, phrases, depth).items():
-            scores[key] = scores.get(key, floor) + IDENTIFIER_BOOST * count / len(phrases)
-        ranked = sorted(scores.items(), key=lambda item: (-item[1], order.get(item[0], depth)))
-        return "vector", ranked
-
     @_speaks("recall")
     def recall(
         self,
@@ -679,10 +617,19 @@ class HubDatabase:
         a moment, the store never does.
         """
         semantic = embedder is not None and embedder.semantic
-        ranking, ranked = self._rank(tenant, query, vector_hits, semantic)
-        similarity = dict(vector_hits or ())
+        ranking, ranked = rank(
+            query,
+            vector_hits,
+            semantic,
+            keyword=lambda depth, scored: self._keyword_ranking(
+                tenant, query, depth, scored=scored
+            ),
+            identifiers=lambda phrases, depth: self._identifier_matches(
+                tenant, query, phrases, depth
+            ),
+        )
         wanted = [key for key, _ in ranked]
-        rows: dict[int, Sequence[Any]] = {}
+        rows: dict[int, HitRow] = {}
         where, params = _recall_filters(query.namespace, query.tags, query.namespace_prefix)
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
@@ -695,28 +642,9 @@ class HubDatabase:
                 f"AND m.deleted = 0{where}",
                 [*chunk, tenant, *params],
             ).fetchall():
-                rows[int(row[0])] = row
-        hits = []
-        for key, score in ranked:
-            row = rows.get(key)
-            if row is None:
-                continue
-            sim = similarity.get(key)
-            hits.append(
-                RemoteHit(
-                    id=row[1],
-                    namespace=row[2],
-                    content=row[3],
-                    tags=tuple(json.loads(row[4])),
-                    score=round_score(score),
-                    created_at=row[5],
-                    similarity=None if sim is None else round_score(sim),
-                )
-            )
-            if len(hits) == query.limit:
-                break
+                rows[int(row[0])] = (row[1], row[2], row[3], tuple(json.loads(row[4])), row[5])
         return RecallHits(
-            tuple(hits),
+            hits_of(ranked, rows, vector_hits, query.limit),
             ranking=ranking,
             embedder=embedder,
             pending=self._pending(tenant, indexed_through),
@@ -736,22 +664,7 @@ class HubDatabase:
 
     @_speaks("read changes")
     def changes(self, tenant: str, since: Cursor | None, limit: int) -> ChangesPage:
-        head = self._head(tenant)
-        start = 0
-        if since is not None:
-            if since.hub_id != self.hub_id:
-                raise CursorUnknown(
-                    f"cursor {since.encode()} was issued by another hub database (this one is "
-                    f"{self.hub_id}): the hub was rebuilt or replaced; pull again from the "
-                    "beginning (omit since)"
-                )
-            if since.seq > head:
-                raise CursorUnknown(
-                    f"cursor {since.encode()} is ahead of this hub's change feed, which ends at "
-                    f"{head}: the hub's database was restored from an older copy; pull again "
-                    "from the beginning (omit since)"
-                )
-            start = since.seq
+        start = feed_start(since, self.hub_id, self._head(tenant))
         rows = self.conn.execute(
             f"SELECT {_COLUMNS}, seq FROM memories WHERE tenant = ? AND seq > ? "
             "ORDER BY seq LIMIT ?",
@@ -778,6 +691,12 @@ class HubDatabase:
         )
         next_after = entries[-1].id if has_more and entries else None
         return DigestPage(entries, next_after, has_more, cursor)
+
+    @_speaks("list tenants")
+    def tenants(self) -> list[str]:
+        """Every tenant that has a change feed, by name."""
+        rows = self.conn.execute("SELECT tenant FROM tenants ORDER BY tenant").fetchall()
+        return [str(row[0]) for row in rows]
 
     @_speaks("count memories")
     def counts(self, tenant: str) -> HubCounts:

@@ -19,6 +19,7 @@ from actors._sqlite import Connect
 from actors._sqlite import connect as sqlite_connect
 from actors.hub.backend import Cursor
 from actors.hub.database import HubDatabase
+from actors.hub.engines import is_postgres, open_engine, prepare_target
 from actors.hub.keys import StoredKey
 from actors.hub.schema import prepare_hub_file
 from actors.hub.search import RANK_DEPTH, RecallUnsupported
@@ -72,7 +73,13 @@ class DirectBackend:
         connect: Connect = sqlite_connect,
         embedder: Embedder | None = None,
     ) -> DirectBackend:
-        """Migrate (or create) the hub file at ``path`` and drive its SQLite engine."""
+        """Migrate (or create) the hub database at ``path`` and drive its engine.
+
+        ``path``: a SQLite file (``connect`` opens it) or a ``postgresql://`` URL.
+        """
+        if is_postgres(path):
+            prepare_target(path, now=now)
+            return cls(open_engine(path, new_id=new_id), now=now, embedder=embedder)
         db_path = os.fspath(path)
         prepare_hub_file(db_path, now=now, connect=connect)
         return cls(

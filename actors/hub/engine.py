@@ -33,13 +33,25 @@ Not thread-safe: one owner at a time, each call completes before it returns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+from actors.hub.backend import Cursor, CursorUnknown
+from actors.hub.search import (
+    IDENTIFIER_BOOST,
+    KEYWORD_WEIGHT,
+    RANK_DEPTH,
+    VectorChange,
+    VectorChanges,
+    fuse,
+    identifier_phrases,
+    round_score,
+)
+from actors.wire import RecallQuery, RecallRanking, RemoteHit
 
 if TYPE_CHECKING:
-    from actors.hub.backend import Cursor
     from actors.hub.keys import KeyInfo, StoredKey
-    from actors.hub.search import EmbedItem, VectorChanges
+    from actors.hub.search import EmbedItem
     from actors.wire import (
         ChangesPage,
         DigestPage,
@@ -47,11 +59,18 @@ if TYPE_CHECKING:
         HubCounts,
         ItemResult,
         RecallHits,
-        RecallQuery,
         WireMemory,
     )
 
-__all__ = ["EngineOpener", "HubEngine"]
+__all__ = [
+    "EngineOpener",
+    "HitRow",
+    "HubEngine",
+    "feed_start",
+    "hits_of",
+    "rank",
+    "vector_page",
+]
 
 
 class HubEngine(Protocol):
@@ -103,6 +122,10 @@ class HubEngine(Protocol):
 
     def counts(self, tenant: str) -> HubCounts:
         """Live memories per namespace, tombstones, and the feed position."""
+        ...
+
+    def tenants(self) -> list[str]:
+        """Every tenant that has a change feed, by name (for copying a hub)."""
         ...
 
     # -- semantic recall ------------------------------------------------------------------
@@ -167,3 +190,138 @@ class HubEngine(Protocol):
 #: hub id on first open). The HubStoreActor calls it in ``setup``, on its own
 #: thread, again after each restart; it raises our storage or schema errors.
 EngineOpener: TypeAlias = Callable[[Callable[[], str]], HubEngine]
+
+
+# -- what every engine shares: the engine-neutral halves of its answers ------------------------
+#
+# Each engine reads rows in its own SQL; these turn them into the same
+# records, so that the two engines cannot drift apart in what they answer.
+
+#: A recall row as the hit needs it: (id, namespace, content, tags, created_at).
+HitRow: TypeAlias = tuple[str, str, str, tuple[str, ...], float]
+
+
+def feed_start(since: Cursor | None, hub_id: str, head: int) -> int:
+    """The sequence number a feed read starts after; ``CursorUnknown`` for a foreign cursor."""
+    if since is None:
+        return 0
+    if since.hub_id != hub_id:
+        raise CursorUnknown(
+            f"cursor {since.encode()} was issued by another hub database (this one is "
+            f"{hub_id}): the hub was rebuilt or replaced; pull again from the "
+            "beginning (omit since)"
+        )
+    if since.seq > head:
+        raise CursorUnknown(
+            f"cursor {since.encode()} is ahead of this hub's change feed, which ends at "
+            f"{head}: the hub's database was restored from an older copy; pull again "
+            "from the beginning (omit since)"
+        )
+    return since.seq
+
+
+def rank(
+    query: RecallQuery,
+    vector_hits: Sequence[tuple[int, float]] | None,
+    semantic: bool,
+    *,
+    keyword: Callable[[int, bool], list[tuple[int, float]]],
+    identifiers: Callable[[Sequence[str], int], dict[int, int]],
+) -> tuple[RecallRanking, list[tuple[int, float]]]:
+    """The ranking (see :mod:`actors.hub.search`) as (row id, score), best first.
+
+    ``keyword(depth, scored)`` is the engine's keyword ranking;
+    ``identifiers(phrases, depth)`` counts the phrases each memory holds.
+    """
+    depth = max(RANK_DEPTH, query.limit)
+    if vector_hits is None:
+        return "keyword", keyword(depth, True)
+    if not semantic:
+        by_keyword = [key for key, _ in keyword(depth, False)]
+        by_vector = [key for key, _ in vector_hits]
+        return "hybrid", fuse([by_vector, by_keyword], [1.0, KEYWORD_WEIGHT])
+    phrases = identifier_phrases(query.query)
+    if not phrases:
+        return "vector", list(vector_hits)
+    scores = dict(vector_hits)
+    # A memory found only by its identifiers gets the lowest similarity the
+    # vector ranking returned: a lower bound of its own, which is lower still.
+    floor = min(scores.values(), default=0.0)
+    order = {key: position for position, (key, _) in enumerate(vector_hits)}
+    for key, count in identifiers(phrases, depth).items():
+        scores[key] = scores.get(key, floor) + IDENTIFIER_BOOST * count / len(phrases)
+    ranked = sorted(scores.items(), key=lambda item: (-item[1], order.get(item[0], depth)))
+    return "vector", ranked
+
+
+def hits_of(
+    ranked: Sequence[tuple[int, float]],
+    rows: Mapping[int, HitRow],
+    vector_hits: Sequence[tuple[int, float]] | None,
+    limit: int,
+) -> tuple[RemoteHit, ...]:
+    """The first ``limit`` ranked memories that ``rows`` holds (those that passed the filters)."""
+    similarity = dict(vector_hits or ())
+    hits = []
+    for key, score in ranked:
+        row = rows.get(key)
+        if row is None:
+            continue
+        sim = similarity.get(key)
+        hits.append(
+            RemoteHit(
+                id=row[0],
+                namespace=row[1],
+                content=row[2],
+                tags=row[3],
+                score=round_score(score),
+                created_at=row[4],
+                similarity=None if sim is None else round_score(sim),
+            )
+        )
+        if len(hits) == limit:
+            break
+    return tuple(hits)
+
+
+def vector_page(
+    space: tuple[str, int] | None,
+    rows: Sequence[Sequence[Any]],
+    after: int,
+    limit: int,
+    *,
+    tags_of: Callable[[Any], tuple[str, ...]],
+) -> VectorChanges:
+    """A page of the vector feed from up to ``limit + 1`` rows read after ``after``.
+
+    Each row: (vseq, key, tenant, model, dimension, vector, namespace, tags,
+    memory deleted, vector made from the memory's current content); ``tags_of``
+    reads the engine's stored tags.
+    """
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    changes = []
+    for _, key, tenant, model, dimension, vector, namespace, tags, deleted, same in rows:
+        current = (
+            space is not None
+            and (model, dimension) == space
+            and vector is not None
+            and not deleted
+            and same
+        )
+        changes.append(
+            VectorChange(
+                key=int(key),
+                tenant=tenant,
+                namespace=namespace,
+                tags=tags_of(tags),
+                vector=bytes(vector) if current and vector is not None else None,
+            )
+        )
+    return VectorChanges(
+        model=None if space is None else space[0],
+        dimension=0 if space is None else space[1],
+        changes=tuple(changes),
+        next_after=int(rows[-1][0]) if rows else after,
+        has_more=has_more,
+    )

@@ -1,10 +1,12 @@
-"""Key administration on a hub file, for the CLI: add, list and revoke API keys.
+"""Key administration on a hub database, for the CLI: add, list and revoke API keys.
 
-Each call migrates the file if needed, opens its engine, does one thing
-through the :class:`~actors.hub.engine.HubEngine` interface and closes it.
-SQLite's locking makes this safe while a hub serves the same file; a revoked
-key is refused from the next request on, because the hub reads the key row
-on every request (no cache).
+``db`` is a SQLite file's path or a ``postgresql://`` URL
+(:mod:`actors.hub.engines`). Each call migrates the database if needed,
+opens its engine, does one thing through the
+:class:`~actors.hub.engine.HubEngine` interface and closes it. The engine's
+locking (SQLite's file lock, PostgreSQL's transactions) makes this safe
+while hubs serve the same database; a revoked key is refused from the next
+request on, because the hub reads the key row on every request (no cache).
 
 Not in :mod:`actors.hub.keys`: that module holds the pure key helpers that
 the engine itself imports, and this one opens the engine; together they
@@ -17,10 +19,9 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from actors.hub.database import HubDatabase
 from actors.hub.engine import HubEngine
+from actors.hub.engines import open_engine, prepare_target
 from actors.hub.keys import KeyInfo, hash_key, new_key, validate_tenant
-from actors.hub.schema import prepare_hub_file
 from actors.runtime import ThreadedRuntime
 
 __all__ = ["add_key", "list_keys", "revoke_key"]
@@ -62,10 +63,9 @@ def revoke_key(
 
 @contextmanager
 def _engine(db: str | os.PathLike[str], now: Callable[[], float]) -> Iterator[HubEngine]:
-    path = os.fspath(db)
-    prepare_hub_file(path, now=now)
-    # new_id is called only if no hub has opened this file yet: then the CLI mints its id.
-    engine = HubDatabase.open(path, new_id=ThreadedRuntime().new_id)
+    prepare_target(db, now=now)
+    # new_id is called only if no hub has opened this database yet: then the CLI mints its id.
+    engine = open_engine(db, new_id=ThreadedRuntime().new_id)
     try:
         yield engine
     finally:

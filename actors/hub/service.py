@@ -19,7 +19,6 @@ from the calling (worker) thread. It never runs on an event loop.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -31,7 +30,7 @@ from actors._sqlite import Synchronous
 from actors.errors import AskTimeout, EmbedderError, Unavailable
 from actors.hub.backend import Cursor
 from actors.hub.core import HubCore
-from actors.hub.database import HubDatabase
+from actors.hub.engines import describe_target, prepare_target, target_opener
 from actors.hub.keys import StoredKey
 from actors.hub.messages import (
     HubLookupKey,
@@ -42,7 +41,6 @@ from actors.hub.messages import (
     HubRecall,
     HubVectorSearch,
 )
-from actors.hub.schema import prepare_hub_file
 from actors.hub.search import RANK_DEPTH, EmbedderSpec, RecallUnsupported, VectorSearchResult
 from actors.hub.store import HubStoreActor, HubStoreConfig
 from actors.messages import Ping, Request, Shutdown, StartChildren
@@ -77,7 +75,12 @@ _EMBEDDER = "hub-embedder"
 
 @attrs.frozen
 class HubConfig:
-    """Everything a hub needs; every field but ``db`` has a working default."""
+    """Everything a hub needs; every field but ``db`` has a working default.
+
+    ``db`` is the SQLite file's path or a ``postgresql://`` URL
+    (:mod:`actors.hub.engines`); ``synchronous`` is SQLite's only, and
+    ``busy_timeout`` bounds a lock wait on either engine.
+    """
 
     db: str
     synchronous: Synchronous = "FULL"
@@ -285,20 +288,19 @@ class HubService:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else self._cells[_STORE].status
-        return f"<HubService {self.config.db} {state}>"
+        return f"<HubService {describe_target(self.config.db)} {state}>"
 
     @classmethod
     def open(cls, config: HubConfig, *, runtime: Runtime | None = None) -> Self:
         """Migrate the hub file and start the store; raises our schema or storage errors."""
         rt: Runtime = runtime if runtime is not None else ThreadedRuntime()
-        db = os.path.abspath(config.db)
         embedder: Embedder | None = None
         try:
-            report = prepare_hub_file(db, now=rt.wall_time)
+            report = prepare_target(config.db, now=rt.wall_time)
             embedder, no_recall = _load_embedder(config.embedder)
             store_config = HubStoreConfig(
-                HubDatabase.opener(
-                    db, synchronous=config.synchronous, busy_timeout=config.busy_timeout
+                target_opener(
+                    config.db, synchronous=config.synchronous, busy_timeout=config.busy_timeout
                 )
             )
 
@@ -346,7 +348,7 @@ class HubService:
         except BaseException:
             service.close()
             raise
-        logger.info("hub store ready on %s", db)
+        logger.info("hub store ready on %s", describe_target(config.db))
         return service
 
     def close(self) -> None:

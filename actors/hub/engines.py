@@ -1,0 +1,103 @@
+"""Which engine a database target names, and how to prepare and open it.
+
+A *target* is what ``hub serve --db/--database`` and :class:`~actors.hub.service.HubConfig`
+take: a ``postgresql://`` (or ``postgres://``) URL names a PostgreSQL database
+(:mod:`actors.hub.postgres`); anything else is the path of a SQLite file
+(:mod:`actors.hub.database`). The PostgreSQL modules are imported only for a
+URL, so a SQLite hub runs without ``psycopg`` installed (it comes with the
+``memory-actors[postgres]`` extra).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from actors._sqlite import Synchronous
+from actors.errors import StorageError
+from actors.model import MigrationReport
+
+if TYPE_CHECKING:
+    from actors.hub.engine import EngineOpener, HubEngine
+
+__all__ = [
+    "POSTGRES_EXTRA_INSTALL",
+    "describe_target",
+    "is_postgres",
+    "open_engine",
+    "prepare_target",
+    "target_opener",
+]
+
+#: How to install the PostgreSQL driver, as the error says it.
+POSTGRES_EXTRA_INSTALL: Final = 'python -m pip install "memory-actors[postgres]"'
+
+_URL_PREFIXES: Final = ("postgresql://", "postgres://")
+
+
+def is_postgres(target: str | os.PathLike[str]) -> bool:
+    """Whether ``target`` is a PostgreSQL URL (else: a SQLite file's path)."""
+    return isinstance(target, str) and target.startswith(_URL_PREFIXES)
+
+
+def _require_psycopg() -> None:
+    # find_spec, not import: only the engine's own modules see psycopg.
+    missing = [m for m in ("psycopg", "psycopg_pool") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise StorageError(
+            f"a PostgreSQL hub needs {' and '.join(missing)} (not installed): "
+            f"{POSTGRES_EXTRA_INSTALL}"
+        )
+
+
+def describe_target(target: str | os.PathLike[str]) -> str:
+    """The target for messages and logs: a SQLite path as given, a URL without its password."""
+    if not is_postgres(target):
+        return os.fspath(target)
+    _require_psycopg()
+    from actors.hub.pg_schema import describe_database
+
+    return describe_database(os.fspath(target))
+
+
+def prepare_target(target: str | os.PathLike[str], *, now: Callable[[], float]) -> MigrationReport:
+    """Create or migrate the hub's schema in ``target``; raises our schema or storage errors."""
+    if is_postgres(target):
+        _require_psycopg()
+        from actors.hub.pg_schema import prepare_pg_database
+
+        return prepare_pg_database(os.fspath(target), now=now)
+    from actors.hub.schema import prepare_hub_file
+
+    return prepare_hub_file(os.path.abspath(target), now=now)
+
+
+def target_opener(
+    target: str | os.PathLike[str],
+    *,
+    synchronous: Synchronous = "FULL",
+    busy_timeout: float = 5.0,
+) -> EngineOpener:
+    """How an owner opens ``target``'s engine (``HubStoreConfig.open_engine``).
+
+    ``synchronous`` and ``busy_timeout`` are SQLite's; PostgreSQL's
+    durability is the server's (``synchronous_commit``), and its waits are
+    bounded by the engine's statement and lock timeouts instead.
+    """
+    if is_postgres(target):
+        _require_psycopg()
+        from actors.hub.postgres import PostgresEngine
+
+        return PostgresEngine.opener(os.fspath(target), lock_timeout=busy_timeout)
+    from actors.hub.database import HubDatabase
+
+    return HubDatabase.opener(
+        os.path.abspath(target), synchronous=synchronous, busy_timeout=busy_timeout
+    )
+
+
+def open_engine(target: str | os.PathLike[str], *, new_id: Callable[[], str]) -> HubEngine:
+    """Open ``target``'s engine (already prepared) in the caller's thread."""
+    return target_opener(target)(new_id)

@@ -1,0 +1,907 @@
+"""The hub's PostgreSQL engine: :class:`PostgresEngine`, for several hub processes on one database.
+
+It answers every :class:`~actors.hub.engine.HubEngine` call exactly as the
+SQLite engine (:mod:`actors.hub.database`, the reference) does: same
+last-writer-wins, same content dedup (unkeyed memories only), same feed,
+digest, counts and recall records. What differs is that any number of hub
+processes may write at once, so the ordering the SQLite engine gets from its
+one writer is taken from PostgreSQL's row locks instead:
+
+- **The change feed never skips a change.** A push first locks its tenants'
+  rows of ``tenants`` (``SELECT ... FOR UPDATE``, in tenant order so that two
+  pushes never deadlock) and holds them until it commits. So a tenant's
+  sequence numbers are handed out one transaction at a time, and the
+  transaction that takes 7 starts only after the one that took 6 is
+  committed and visible: a reader (one snapshot per read) sees a prefix of
+  the tenant's feed, never 7 without 6.
+- **Last writer wins in the database.** Under that lock each item is compared
+  with the stored row, and the write itself is
+  ``INSERT ... ON CONFLICT (tenant, id) DO UPDATE ... WHERE (excluded.version,
+  excluded.origin) > (memories.version, memories.origin)``: no process can
+  overwrite a greater version, whatever it believed.
+- **The vector feed** (what each process's in-memory vector index follows)
+  is ordered the same way by the one row of ``vector_feed``, locked by every
+  transaction that hands out vector-feed positions (after its tenant locks).
+- **Embedding work is claimed**, not just read: each process's embedder
+  takes queued memories with ``FOR UPDATE SKIP LOCKED`` and marks them its
+  own for a while, so N processes do not embed each memory N times.
+
+Connections come from a :class:`psycopg_pool.ConnectionPool` that checks a
+connection before lending it and replaces broken ones, so a restarted
+PostgreSQL is used again without restarting the hub. Each connection runs
+with a statement timeout and a lock timeout.
+
+Error contract: every public method raises our storage errors, never
+``psycopg``'s. PostgreSQL unreachable, shutting down, a statement or lock
+timeout, a deadlock or a serialization failure: :class:`~actors.errors.StorageBusy`
+(retry shortly; the hub answers 503 with ``Retry-After``). Anything else the
+database refuses: :class:`~actors.errors.StorageError`. A method that writes
+has then rolled back. With :mod:`actors.hub.pg_schema`, the only module of
+the hub that sees ``psycopg``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, TypeAlias, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg.conninfo import conninfo_to_dict
+
+from actors.errors import SchemaError, StorageBusy, StorageError
+from actors.hub.backend import Cursor
+from actors.hub.engine import HitRow, feed_start, hits_of, rank, vector_page
+from actors.hub.keys import KeyInfo, StoredKey
+from actors.hub.pg_schema import PG_LATEST_VERSION, describe_database, read_schema_version
+from actors.hub.search import (
+    MAX_QUERY_TERMS,
+    STOP_WORDS,
+    EmbedItem,
+    VectorChanges,
+)
+from actors.model import namespace_prefix_range
+from actors.wire import (
+    Change,
+    ChangesPage,
+    DigestEntry,
+    DigestPage,
+    EmbedderInfo,
+    HubCounts,
+    ItemResult,
+    RecallHits,
+    RecallQuery,
+    WireMemory,
+)
+
+if TYPE_CHECKING:
+    from actors.hub.engine import EngineOpener, HubEngine
+
+__all__ = ["PostgresEngine"]
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_Cur: TypeAlias = "psycopg.Cursor[tuple[Any, ...]]"
+
+_COLUMNS: Final = (
+    "id, namespace, content, content_hash, tags, metadata, created_at, updated_at, "
+    "version, origin, deleted, key"
+)
+
+#: SQLSTATEs that mean "not now": the server is going away or starting, or a
+#: wait ran out (statement or lock timeout), or PostgreSQL chose this
+#: transaction as a deadlock or serialization victim. A retry can succeed.
+_BUSY_STATES: Final = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "53300",  # too_many_connections
+        "55P03",  # lock_not_available (lock_timeout)
+        "57014",  # query_canceled (statement_timeout)
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now (starting up, recovering)
+    }
+)
+
+#: A word as FTS5's unicode61 tokenizer and :func:`actors.hub.search.fts_query` see one.
+_WORD_RE: Final = re.compile(r"\w+", re.UNICODE)
+
+
+def _is_busy(exc: psycopg.Error) -> bool:
+    if isinstance(exc, psycopg_pool.PoolClosed):
+        return False  # this engine was closed: no retry will help
+    state = exc.sqlstate
+    if state is None:
+        # No SQLSTATE: the connection itself failed (refused, reset, pool timeout).
+        return isinstance(exc, psycopg.OperationalError)
+    return state in _BUSY_STATES or state.startswith("08")
+
+
+def _translate(exc: psycopg.Error, where: str, what: str) -> StorageError | StorageBusy:
+    """Our error for a failed ``what`` ("read changes"): busy (retry shortly) or failed."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if _is_busy(exc):
+        return StorageBusy(
+            f"PostgreSQL ({where}) could not {what} right now ({detail}); retry shortly"
+        )
+    return StorageError(f"the hub could not {what} in {where}: {detail}")
+
+
+def _speaks(
+    what: str,
+) -> Callable[
+    [Callable[Concatenate[PostgresEngine, P], R]], Callable[Concatenate[PostgresEngine, P], R]
+]:
+    """Make a public method raise our storage errors instead of ``psycopg.Error``.
+
+    At the method's edge: its transaction has rolled back by then (the
+    pool's connection context rolls back on any exception), so the error
+    means "nothing of this call was written".
+    """
+
+    def wrap(
+        method: Callable[Concatenate[PostgresEngine, P], R],
+    ) -> Callable[Concatenate[PostgresEngine, P], R]:
+        @functools.wraps(method)
+        def call(self: PostgresEngine, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(self, *args, **kwargs)
+            except psycopg.Error as exc:
+                raise _translate(exc, self.where, what) from exc
+
+        return call
+
+    return wrap
+
+
+def _search_texts(item: WireMemory) -> tuple[str, str]:
+    """(text for the English keyword vector, the exact words for identifier phrases)."""
+    if item.deleted:
+        return "", ""
+    text = " ".join((item.content, *item.tags))
+    # The SQLite engine's FTS5 tokenizer splits on anything but letters and
+    # digits, casefolded; identifier phrases ("db prod 1") match that word
+    # sequence, so the words vector is built the same way, not by PostgreSQL's
+    # parser (which keeps "db-prod-1" or "api.example.com" whole).
+    return text, " ".join(_WORD_RE.findall(text.casefold()))
+
+
+def _ts_query(text: str) -> str | None:
+    """A ``to_tsquery`` expression for ``text``: its words OR-ed, stop words dropped.
+
+    The same words as :func:`actors.hub.search.fts_query` gives FTS5; each
+    is a quoted lexeme (``\\w+`` holds no quote), so user text is never
+    parsed as query syntax.
+    """
+    words = [w.casefold() for w in _WORD_RE.findall(text)]
+    kept = [w for w in dict.fromkeys(words) if w not in STOP_WORDS] or list(dict.fromkeys(words))
+    if not kept:
+        return None
+    return " | ".join(f"'{word}'" for word in kept[:MAX_QUERY_TERMS])
+
+
+def _recall_filters(
+    namespace: str | None, tags: Sequence[str], prefix: str | None = None
+) -> tuple[str, list[Any]]:
+    """SQL conditions on ``m`` (each with a leading AND) for a namespace, a prefix, all-of tags."""
+    sql = ""
+    params: list[Any] = []
+    if namespace is not None:
+        sql += " AND m.namespace = %s"
+        params.append(namespace)
+    if prefix is not None:
+        # A range, not LIKE: user text is never a pattern (see namespace_prefix_range).
+        low, high = namespace_prefix_range(prefix)
+        sql += " AND (m.namespace = %s OR (m.namespace >= %s AND m.namespace < %s))"
+        params.extend((prefix, low, high))
+    if tags:
+        sql += " AND m.tags @> %s::text[]"
+        params.append(list(tags))
+    return sql, params
+
+
+def _row_to_wire(row: Sequence[Any]) -> WireMemory:
+    return WireMemory(
+        id=row[0],
+        namespace=row[1],
+        content=row[2],
+        content_hash=row[3],
+        tags=tuple(row[4]),
+        metadata=json.loads(row[5]),
+        created_at=row[6],
+        updated_at=row[7],
+        version=row[8],
+        origin=row[9],
+        deleted=bool(row[10]),
+        key=row[11],
+    )
+
+
+class PostgresEngine:
+    """The hub's data in a PostgreSQL database: a :class:`~actors.hub.engine.HubEngine`.
+
+    One owner at a time per engine (each hub process has its own, over its
+    own pool); any number of engines, in any number of processes, on one
+    database. Public methods raise :class:`~actors.errors.StorageError` or
+    :class:`~actors.errors.StorageBusy` (``changes`` also
+    :class:`~actors.hub.backend.CursorUnknown`), never ``psycopg.Error``.
+    """
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool, *, where: str, hub_id: str) -> None:
+        self.pool = pool
+        self.where = where
+        self.hub_id = hub_id
+        #: How long a call waits for a pooled connection before answering busy.
+        self.connection_wait = 3.0
+        #: How long taken embedding work stays this engine's before others may take it.
+        self.claim_seconds = 60.0
+
+    def __repr__(self) -> str:
+        return f"<PostgresEngine {self.where} hub_id={self.hub_id}>"
+
+    @classmethod
+    def open(
+        cls,
+        conninfo: str,
+        *,
+        new_id: Callable[[], str],
+        statement_timeout: float = 5.0,
+        lock_timeout: float = 5.0,
+        connection_wait: float = 3.0,
+        max_connections: int = 4,
+    ) -> PostgresEngine:
+        """Open a pool on a migrated hub database; mint its hub id on first open.
+
+        Raises :class:`~actors.errors.SchemaError` for a database at another
+        schema version, our storage errors when PostgreSQL cannot be reached.
+        """
+        where = describe_database(conninfo)
+        settings = (
+            f"SET statement_timeout = {round(statement_timeout * 1000)}; "
+            f"SET lock_timeout = {round(lock_timeout * 1000)}"
+        )
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            # Per connection, so a connection the pool opens after a restart gets them too.
+            conn.execute(settings.encode())
+            conn.commit()
+
+        kwargs: dict[str, Any] = {}
+        if "connect_timeout" not in conninfo_to_dict(conninfo):
+            kwargs["connect_timeout"] = max(1, round(connection_wait))
+        pool = psycopg_pool.ConnectionPool(
+            conninfo,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=max_connections,
+            configure=configure,
+            # Lend only a connection that answers: after PostgreSQL restarted,
+            # the first request gets a fresh connection instead of an error.
+            check=psycopg_pool.ConnectionPool.check_connection,
+            # Keep trying to reconnect for as long as the hub runs.
+            reconnect_timeout=365 * 24 * 3600.0,
+            name=f"hub-{where}",
+            open=False,
+        )
+        try:
+            pool.open(wait=True, timeout=max(connection_wait, 5.0))
+            with pool.connection(timeout=connection_wait) as conn:
+                version = read_schema_version(conn)
+                if version != PG_LATEST_VERSION:
+                    raise SchemaError(
+                        f"{where} is at hub schema {version}, this code needs "
+                        f"{PG_LATEST_VERSION}; start the hub with `memory-actors hub serve "
+                        "--database ...`, which migrates it"
+                    )
+                conn.execute(
+                    "INSERT INTO hub_meta (key, value) VALUES ('hub_id', %s) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (new_id(),),
+                )
+                row = conn.execute("SELECT value FROM hub_meta WHERE key = 'hub_id'").fetchone()
+                assert row is not None
+                hub_id = str(row[0])
+        except BaseException as exc:
+            pool.close()
+            if isinstance(exc, psycopg_pool.PoolTimeout):
+                raise StorageError(
+                    f"cannot connect to the hub database {where} within "
+                    f"{max(connection_wait, 5.0):g}s"
+                ) from exc
+            if isinstance(exc, psycopg.Error):
+                raise StorageError(f"cannot open the hub database {where}: {exc}") from exc
+            raise
+        engine = cls(pool, where=where, hub_id=hub_id)
+        engine.connection_wait = connection_wait
+        return engine
+
+    @classmethod
+    def opener(cls, conninfo: str, **options: Any) -> EngineOpener:
+        """How an owner opens this database, again after each restart (``HubStoreConfig``)."""
+
+        def open_engine(new_id: Callable[[], str]) -> HubEngine:
+            return cls.open(conninfo, new_id=new_id, **options)
+
+        return open_engine
+
+    def close(self) -> None:
+        self.pool.close(timeout=5.0)
+
+    @contextlib.contextmanager
+    def _tx(self, *, snapshot: bool = False) -> Iterator[_Cur]:
+        """One transaction on a pooled connection: committed on exit, rolled back on error.
+
+        ``snapshot``: a read-only REPEATABLE READ transaction, so that several
+        statements (the feed's head and its rows) see one state.
+        """
+        with self.pool.connection(timeout=self.connection_wait) as conn, conn.cursor() as cur:
+            if snapshot:
+                cur.execute(b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield cur
+
+    # -- keys ---------------------------------------------------------------------------
+
+    @_speaks("read an API key")
+    def lookup_key(self, key_id: str) -> StoredKey | None:
+        with self._tx() as cur:
+            row = cur.execute(
+                "SELECT key_id, tenant, key_hash, revoked_at FROM api_keys WHERE key_id = %s",
+                (key_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return StoredKey(row[0], row[1], row[2], row[3] is not None)
+
+    @_speaks("add a key")
+    def add_key(self, key_id: str, tenant: str, key_hash: str, created_at: float) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO api_keys (key_id, tenant, key_hash, created_at) "
+                "VALUES (%s, %s, %s, %s)",
+                (key_id, tenant, key_hash, created_at),
+            )
+
+    @_speaks("list keys")
+    def list_keys(self) -> list[KeyInfo]:
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT key_id, tenant, created_at, revoked_at FROM api_keys "
+                "ORDER BY created_at, key_id"
+            ).fetchall()
+        return [KeyInfo(row[0], row[1], row[2], row[3]) for row in rows]
+
+    @_speaks("revoke a key")
+    def revoke_key(self, key_id: str, revoked_at: float) -> KeyInfo | None:
+        with self._tx() as cur:
+            row = cur.execute(
+                # COALESCE: the first revocation time stands (idempotent).
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, %s) WHERE key_id = %s "
+                "RETURNING key_id, tenant, created_at, revoked_at",
+                (revoked_at, key_id),
+            ).fetchone()
+        return None if row is None else KeyInfo(row[0], row[1], row[2], row[3])
+
+    # -- writes ---------------------------------------------------------------------------
+
+    @_speaks("store a push")
+    def commit_pushes(
+        self, pushes: Sequence[tuple[str, tuple[WireMemory, ...]]], now: float
+    ) -> list[tuple[ItemResult, ...]]:
+        """Apply several pushes in one transaction; all commit or none does."""
+        with self._tx() as cur:
+            heads = self._lock_tenants(cur, sorted({tenant for tenant, _ in pushes}))
+            vseq = _VectorFeed(cur)
+            results = [
+                tuple(self._apply_push(cur, vseq, heads, tenant, items, now))
+                for tenant, items in pushes
+            ]
+            for tenant, seq in heads.items():
+                cur.execute(
+                    "UPDATE tenants SET last_seq = %s WHERE tenant = %s AND last_seq < %s",
+                    (seq, tenant, seq),
+                )
+        return results
+
+    @staticmethod
+    def _lock_tenants(cur: _Cur, tenants: Sequence[str]) -> dict[str, int]:
+        """Lock the tenants' feed counters until commit, in tenant order; their heads."""
+        # A tenant's first push creates its row; a concurrent first push of the
+        # same tenant waits for this insert and then does nothing.
+        cur.execute(
+            "INSERT INTO tenants (tenant, last_seq) SELECT t, 0 FROM unnest(%s::text[]) AS t "
+            "ORDER BY t ON CONFLICT (tenant) DO NOTHING",
+            (list(tenants),),
+        )
+        rows = cur.execute(
+            "SELECT tenant, last_seq FROM tenants WHERE tenant = ANY(%s::text[]) "
+            "ORDER BY tenant FOR UPDATE",
+            (list(tenants),),
+        ).fetchall()
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    def _apply_push(
+        self,
+        cur: _Cur,
+        vseq: _VectorFeed,
+        heads: dict[str, int],
+        tenant: str,
+        items: tuple[WireMemory, ...],
+        now: float,
+    ) -> list[ItemResult]:
+        seq = heads[tenant]
+        results: list[ItemResult] = []
+        for item in items:
+            row = cur.execute(
+                "SELECT version, origin, rowid, content_hash, deleted FROM memories "
+                "WHERE tenant = %s AND id = %s",
+                (tenant, item.id),
+            ).fetchone()
+            if row is not None:
+                # Last writer wins: the greater (version, origin) pair, compared as
+                # strings (the columns' "C" collation orders them as Python does).
+                current, incoming = (row[0], row[1]), (item.version, item.origin)
+                if incoming == current:
+                    results.append(ItemResult(item.id, "unchanged", row[0]))
+                    continue
+                if incoming < current:
+                    results.append(ItemResult(item.id, "stale", row[0]))
+                    continue
+            # Keyed memories are addressed by key, never deduplicated by content.
+            if not item.deleted and item.key is None:
+                twin = cur.execute(
+                    "SELECT id, version FROM memories WHERE tenant = %s AND namespace = %s "
+                    "AND content_hash = %s AND NOT deleted AND key IS NULL AND id <> %s",
+                    (tenant, item.namespace, item.content_hash, item.id),
+                ).fetchone()
+                if twin is not None:
+                    results.append(ItemResult(item.id, "duplicate", twin[1], twin[0]))
+                    continue
+            text, words = _search_texts(item)
+            written = cur.execute(
+                "INSERT INTO memories (tenant, id, namespace, content, content_hash, tags, "
+                "metadata, created_at, updated_at, version, origin, deleted, key, seq, "
+                "received_at, fts, words) VALUES (%s, %s, %s, %s, %s, %s::text[], %s, %s, %s, "
+                "%s, %s, %s, %s, %s, %s, to_tsvector('english', %s), to_tsvector('simple', %s)) "
+                "ON CONFLICT (tenant, id) DO UPDATE SET namespace = excluded.namespace, "
+                "content = excluded.content, content_hash = excluded.content_hash, "
+                "tags = excluded.tags, metadata = excluded.metadata, "
+                "created_at = excluded.created_at, updated_at = excluded.updated_at, "
+                "version = excluded.version, origin = excluded.origin, "
+                "deleted = excluded.deleted, key = excluded.key, seq = excluded.seq, "
+                "received_at = excluded.received_at, fts = excluded.fts, words = excluded.words "
+                # The database itself refuses to overwrite a greater version.
+                "WHERE (excluded.version, excluded.origin) > (memories.version, memories.origin) "
+                "RETURNING rowid",
+                (
+                    tenant,
+                    item.id,
+                    item.namespace,
+                    item.content,
+                    item.content_hash,
+                    list(item.tags),
+                    item.metadata_json(),
+                    item.created_at,
+                    item.updated_at,
+                    item.version,
+                    item.origin,
+                    item.deleted,
+                    item.key,
+                    seq + 1,
+                    now,
+                    text,
+                    words,
+                ),
+            ).fetchone()
+            if written is None:  # pragma: no cover - the tenant lock makes it unreachable
+                raise StorageError(f"memory {item.id} changed under the tenant lock")
+            seq += 1
+            if row is None:
+                if not item.deleted:
+                    self._enqueue_embedding(cur, int(written[0]))
+            else:
+                self._revector(cur, vseq, int(row[2]), item, old_hash=row[3], was_deleted=row[4])
+            results.append(ItemResult(item.id, "applied", item.version))
+        heads[tenant] = seq
+        return results
+
+    # -- semantic recall: the embedding queue and the vector feed -----------------------
+
+    @staticmethod
+    def _enqueue_embedding(cur: _Cur, key: int) -> None:
+        # A claim on the old text is void: the memory must be embedded again.
+        cur.execute(
+            "INSERT INTO embed_queue (mem_rowid) VALUES (%s) "
+            "ON CONFLICT (mem_rowid) DO UPDATE SET claimed_until = NULL",
+            (key,),
+        )
+
+    @staticmethod
+    def _has_vector(cur: _Cur, key: int) -> bool:
+        row = cur.execute(
+            "SELECT 1 FROM vectors WHERE mem_rowid = %s AND vector IS NOT NULL", (key,)
+        ).fetchone()
+        return row is not None
+
+    def _revector(
+        self,
+        cur: _Cur,
+        vseq: _VectorFeed,
+        key: int,
+        item: WireMemory,
+        *,
+        old_hash: str,
+        was_deleted: bool,
+    ) -> None:
+        """Keep the queue and the vectors true to a memory row that a push just changed."""
+        if item.deleted:
+            cur.execute("DELETE FROM embed_queue WHERE mem_rowid = %s", (key,))
+        elif was_deleted or item.content_hash != old_hash:
+            self._enqueue_embedding(cur, key)
+        # Only a memory with a vector takes a vector-feed position (and its lock).
+        if not self._has_vector(cur, key):
+            return
+        if item.deleted or was_deleted or item.content_hash != old_hash:
+            cur.execute(
+                "UPDATE vectors SET vector = NULL, vseq = %s WHERE mem_rowid = %s",
+                (vseq.next(), key),
+            )
+        else:
+            # Same text: the vector stands; the index re-reads namespace and tags.
+            cur.execute("UPDATE vectors SET vseq = %s WHERE mem_rowid = %s", (vseq.next(), key))
+
+    @_speaks("read the embedding space")
+    def embed_space(self) -> tuple[str, int] | None:
+        """The (model, dimension) of the stored vectors, or None before any embedder ran."""
+        with self._tx() as cur:
+            return self._embed_space(cur)
+
+    @staticmethod
+    def _embed_space(cur: _Cur) -> tuple[str, int] | None:
+        rows: dict[str, str] = {
+            str(key): str(value)
+            for key, value in cur.execute(
+                "SELECT key, value FROM hub_meta WHERE key IN ('embed_model', 'embed_dimension')"
+            ).fetchall()
+        }
+        if "embed_model" not in rows:
+            return None
+        return str(rows["embed_model"]), int(rows["embed_dimension"])
+
+    def _switch_model(self, model: str, dimension: int) -> None:
+        """Make (model, dimension) current and queue every memory without such a vector."""
+        with self._tx() as cur:
+            # Background work that may queue every memory of the hub: not bounded
+            # by the request-sized statement timeout.
+            cur.execute(b"SET LOCAL statement_timeout = 0")
+            # The vector feed's lock also guards the vector space: a concurrent
+            # save_vectors sees the space before or after the switch, never half.
+            cur.execute("SELECT last_vseq FROM vector_feed FOR UPDATE")
+            previous = self._embed_space(cur)
+            if previous == (model, dimension):
+                return  # another hub process switched first
+            cur.execute(
+                "INSERT INTO hub_meta (key, value) VALUES ('embed_model', %s), "
+                "('embed_dimension', %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (model, str(dimension)),
+            )
+            queued = cur.execute(
+                "INSERT INTO embed_queue (mem_rowid) SELECT m.rowid FROM memories m "
+                "WHERE NOT m.deleted AND NOT EXISTS (SELECT 1 FROM vectors v "
+                "WHERE v.mem_rowid = m.rowid AND v.vector IS NOT NULL AND v.model = %s "
+                "AND v.dimension = %s AND v.content_hash = m.content_hash) "
+                "ON CONFLICT DO NOTHING",
+                (model, dimension),
+            ).rowcount
+            # Claims taken for the previous space will never be saved.
+            cur.execute(b"UPDATE embed_queue SET claimed_until = NULL")
+        if previous is not None:
+            logger.warning(
+                "hub: the embedder changed from %s (%d) to %s (%d); re-embedding %d memories "
+                "in the background (recall uses keywords for them meanwhile)",
+                previous[0],
+                previous[1],
+                model,
+                dimension,
+                queued,
+            )
+
+    @_speaks("take embedding work")
+    def take_embed_work(self, model: str, dimension: int, limit: int) -> tuple[EmbedItem, ...]:
+        """Claim up to ``limit`` live memories waiting for a vector of (model, dimension).
+
+        Several hub processes embed from one queue: each claims its rows for
+        :attr:`claim_seconds` (``SKIP LOCKED``: two claims never wait for, or
+        overlap, each other), so a memory is embedded by one process; a claim
+        that is not saved in time (the process died) passes to another.
+        """
+        if self.embed_space() != (model, dimension):
+            self._switch_model(model, dimension)
+        with self._tx() as cur:
+            rows = cur.execute(
+                "WITH next AS (SELECT q.mem_rowid FROM embed_queue q "
+                "JOIN memories m ON m.rowid = q.mem_rowid WHERE NOT m.deleted "
+                "AND (q.claimed_until IS NULL OR q.claimed_until < clock_timestamp()) "
+                "ORDER BY q.mem_rowid LIMIT %s FOR UPDATE OF q SKIP LOCKED) "
+                "UPDATE embed_queue q "
+                "SET claimed_until = clock_timestamp() + make_interval(secs => %s) "
+                "FROM next, memories m WHERE q.mem_rowid = next.mem_rowid "
+                "AND m.rowid = q.mem_rowid RETURNING q.mem_rowid, m.content, m.content_hash",
+                (limit, self.claim_seconds),
+            ).fetchall()
+        return tuple(sorted((EmbedItem(int(r[0]), r[1], r[2]) for r in rows), key=_by_key))
+
+    @_speaks("store vectors")
+    def save_vectors(
+        self, model: str, dimension: int, rows: Sequence[tuple[int, str, bytes]]
+    ) -> int:
+        """Store vectors for queued memories whose content is unchanged; one transaction."""
+        if not rows:
+            return 0
+        keys = [key for key, _, _ in rows]
+        saved = 0
+        with self._tx() as cur:
+            # The same lock order as a push (tenants, then the vector feed): a
+            # memory cannot change between the check below and the write.
+            tenants = cur.execute(
+                "SELECT DISTINCT tenant FROM memories WHERE rowid = ANY(%s::bigint[])", (keys,)
+            ).fetchall()
+            self._lock_tenants(cur, sorted(str(t[0]) for t in tenants))
+            vseq = _VectorFeed(cur)
+            vseq.lock()
+            if self._embed_space(cur) != (model, dimension):
+                return 0  # from an embedder that is no longer current
+            for key, digest, blob in rows:
+                memory = cur.execute(
+                    "SELECT tenant, id, content_hash, deleted FROM memories WHERE rowid = %s",
+                    (key,),
+                ).fetchone()
+                if memory is None or memory[3]:
+                    cur.execute("DELETE FROM embed_queue WHERE mem_rowid = %s", (key,))
+                    continue
+                if memory[2] != digest or len(blob) != 4 * dimension:
+                    continue  # changed since it was taken: it is still queued
+                cur.execute(
+                    "INSERT INTO vectors (mem_rowid, tenant, id, model, dimension, content_hash, "
+                    "vector, vseq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (mem_rowid) DO UPDATE SET tenant = excluded.tenant, "
+                    "id = excluded.id, model = excluded.model, dimension = excluded.dimension, "
+                    "content_hash = excluded.content_hash, vector = excluded.vector, "
+                    "vseq = excluded.vseq",
+                    (key, memory[0], memory[1], model, dimension, digest, blob, vseq.next()),
+                )
+                cur.execute("DELETE FROM embed_queue WHERE mem_rowid = %s", (key,))
+                saved += 1
+        return saved
+
+    @_speaks("read the vector feed")
+    def vector_changes(self, after: int, limit: int) -> VectorChanges:
+        """The vector feed after position ``after``: each changed memory's current vector."""
+        with self._tx(snapshot=True) as cur:
+            space = self._embed_space(cur)
+            rows = cur.execute(
+                "SELECT v.vseq, v.mem_rowid, v.tenant, v.model, v.dimension, v.vector, "
+                "m.namespace, m.tags, m.deleted, v.content_hash = m.content_hash FROM vectors v "
+                "JOIN memories m ON m.rowid = v.mem_rowid WHERE v.vseq > %s ORDER BY v.vseq "
+                "LIMIT %s",
+                (after, limit + 1),
+            ).fetchall()
+        return vector_page(space, rows, after, limit, tags_of=tuple)
+
+    @_speaks("count pending embeddings")
+    def pending_embeddings(self, tenant: str, indexed_through: int | None = None) -> int:
+        """The tenant's live memories still waiting for a vector, or for the index to read it."""
+        with self._tx(snapshot=True) as cur:
+            return self._pending(cur, tenant, indexed_through)
+
+    @staticmethod
+    def _pending(cur: _Cur, tenant: str, indexed_through: int | None) -> int:
+        row = cur.execute(
+            "SELECT count(*) FROM embed_queue q JOIN memories m ON m.rowid = q.mem_rowid "
+            "WHERE m.tenant = %s AND NOT m.deleted",
+            (tenant,),
+        ).fetchone()
+        queued = int(row[0]) if row else 0
+        if indexed_through is None:
+            return queued
+        unread = cur.execute(
+            "SELECT count(*) FROM vectors WHERE vseq > %s AND tenant = %s AND vector IS NOT NULL",
+            (indexed_through, tenant),
+        ).fetchone()
+        return queued + (int(unread[0]) if unread else 0)
+
+    @staticmethod
+    def _keyword_ranking(
+        cur: _Cur, tenant: str, query: RecallQuery, depth: int, *, scored: bool = False
+    ) -> list[tuple[int, float]]:
+        """The tenant's live memories matching ``query``'s words: (row id, relevance), best first.
+
+        Relevance is PostgreSQL's ``ts_rank`` (higher is better), where the
+        SQLite engine reports BM25: the order of the hits is comparable,
+        the scores' scale is not.
+        """
+        match = _ts_query(query.query)
+        if match is None:
+            return []
+        where, params = _recall_filters(query.namespace, query.tags, query.namespace_prefix)
+        rows = cur.execute(
+            "SELECT m.rowid, ts_rank(m.fts, q) AS rank FROM memories m, "
+            "to_tsquery('english', %s) AS q "
+            f"WHERE m.fts @@ q AND m.tenant = %s AND NOT m.deleted{where} "
+            "ORDER BY rank DESC, m.rowid LIMIT %s",
+            [match, tenant, *params, depth],
+        ).fetchall()
+        return [(int(row[0]), float(row[1]) if scored else 0.0) for row in rows]
+
+    @staticmethod
+    def _identifier_matches(
+        cur: _Cur, tenant: str, query: RecallQuery, phrases: Sequence[str], depth: int
+    ) -> dict[int, int]:
+        """How many of ``phrases`` each of the tenant's matching live memories holds."""
+        where, params = _recall_filters(query.namespace, query.tags, query.namespace_prefix)
+        found: dict[int, int] = {}
+        for phrase in phrases:
+            for (key,) in cur.execute(
+                "SELECT m.rowid FROM memories m "
+                "WHERE m.words @@ phraseto_tsquery('simple', %s) AND m.tenant = %s "
+                f"AND NOT m.deleted{where} LIMIT %s",
+                [phrase, tenant, *params, depth],
+            ).fetchall():
+                found[int(key)] = found.get(int(key), 0) + 1
+        return found
+
+    @_speaks("recall")
+    def recall(
+        self,
+        tenant: str,
+        query: RecallQuery,
+        vector_hits: Sequence[tuple[int, float]] | None,
+        *,
+        embedder: EmbedderInfo | None = None,
+        note: str = "",
+        indexed_through: int | None = None,
+    ) -> RecallHits:
+        """Rank (vector hits, None: none; see :mod:`actors.hub.search`), filter, fetch the hits.
+
+        Only the tenant's live memories that pass the filters are answered,
+        whatever the vector index believed.
+        """
+        semantic = embedder is not None and embedder.semantic
+        with self._tx(snapshot=True) as cur:
+            ranking, ranked = rank(
+                query,
+                vector_hits,
+                semantic,
+                keyword=lambda depth, scored: self._keyword_ranking(
+                    cur, tenant, query, depth, scored=scored
+                ),
+                identifiers=lambda phrases, depth: self._identifier_matches(
+                    cur, tenant, query, phrases, depth
+                ),
+            )
+            where, params = _recall_filters(query.namespace, query.tags, query.namespace_prefix)
+            rows: dict[int, HitRow] = {
+                int(row[0]): (row[1], row[2], row[3], tuple(row[4]), row[5])
+                for row in cur.execute(
+                    "SELECT m.rowid, m.id, m.namespace, m.content, m.tags, m.created_at "
+                    "FROM memories m WHERE m.rowid = ANY(%s::bigint[]) AND m.tenant = %s "
+                    f"AND NOT m.deleted{where}",
+                    [[key for key, _ in ranked], tenant, *params],
+                ).fetchall()
+            }
+            pending = self._pending(cur, tenant, indexed_through)
+        return RecallHits(
+            hits_of(ranked, rows, vector_hits, query.limit),
+            ranking=ranking,
+            embedder=embedder,
+            pending=pending,
+            note=note,
+        )
+
+    # -- reads ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _head(cur: _Cur, tenant: str) -> int:
+        row = cur.execute("SELECT last_seq FROM tenants WHERE tenant = %s", (tenant,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _cursor(self, seq: int) -> str:
+        return Cursor(self.hub_id, seq).encode()
+
+    @_speaks("read changes")
+    def changes(self, tenant: str, since: Cursor | None, limit: int) -> ChangesPage:
+        with self._tx(snapshot=True) as cur:
+            start = feed_start(since, self.hub_id, self._head(cur, tenant))
+            rows = cur.execute(
+                f"SELECT {_COLUMNS}, seq FROM memories WHERE tenant = %s AND seq > %s "
+                "ORDER BY seq LIMIT %s",
+                (tenant, start, limit + 1),
+            ).fetchall()
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        changes = tuple(Change(int(row[12]), _row_to_wire(row)) for row in rows)
+        last = changes[-1].seq if changes else start
+        return ChangesPage(changes, self._cursor(last), has_more)
+
+    @_speaks("read a digest")
+    def digest(self, tenant: str, after: str | None, limit: int) -> DigestPage:
+        with self._tx(snapshot=True) as cur:
+            cursor = self._cursor(self._head(cur, tenant))
+            rows = cur.execute(
+                "SELECT id, namespace, content_hash, version, origin, deleted FROM memories "
+                "WHERE tenant = %s AND id > %s ORDER BY id LIMIT %s",
+                (tenant, after or "", limit + 1),
+            ).fetchall()
+        has_more = len(rows) > limit
+        entries = tuple(
+            DigestEntry(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+            for row in rows[:limit]
+        )
+        next_after = entries[-1].id if has_more and entries else None
+        return DigestPage(entries, next_after, has_more, cursor)
+
+    @_speaks("list tenants")
+    def tenants(self) -> list[str]:
+        """Every tenant that has a change feed, by name."""
+        with self._tx() as cur:
+            # A row at 0: a push of that tenant that applied nothing (no feed yet).
+            rows = cur.execute(
+                "SELECT tenant FROM tenants WHERE last_seq > 0 ORDER BY tenant"
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    @_speaks("count memories")
+    def counts(self, tenant: str) -> HubCounts:
+        with self._tx(snapshot=True) as cur:
+            cursor = self._cursor(self._head(cur, tenant))
+            rows = cur.execute(
+                "SELECT namespace, deleted, count(*) FROM memories WHERE tenant = %s "
+                "GROUP BY namespace, deleted ORDER BY namespace",
+                (tenant,),
+            ).fetchall()
+        by_namespace = {str(row[0]): int(row[2]) for row in rows if not row[1]}
+        forgotten = sum(int(row[2]) for row in rows if row[1])
+        return HubCounts(sum(by_namespace.values()), by_namespace, forgotten, cursor)
+
+
+def _by_key(item: EmbedItem) -> int:
+    return item.key
+
+
+class _VectorFeed:
+    """Vector-feed positions for one transaction, under the ``vector_feed`` row lock.
+
+    The lock is taken on first use and held until the transaction ends, so
+    positions commit in the order they are handed out (as tenant feed
+    sequence numbers do under the tenant locks).
+    """
+
+    def __init__(self, cur: _Cur) -> None:
+        self.cur = cur
+        self.last: int | None = None
+
+    def lock(self) -> None:
+        if self.last is None:
+            row = self.cur.execute("SELECT last_vseq FROM vector_feed FOR UPDATE").fetchone()
+            assert row is not None, "the vector_feed row is created by the schema"
+            self.last = int(row[0])
+
+    def next(self) -> int:
+        self.lock()
+        assert self.last is not None
+        self.last += 1
+        self.cur.execute("UPDATE vector_feed SET last_vseq = %s", (self.last,))
+        return self.last
+
+
+if TYPE_CHECKING:
+    # mypy proves here that PostgresEngine is a HubEngine (the Protocol is structural).
+    _ENGINE: type[HubEngine] = PostgresEngine
