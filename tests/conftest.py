@@ -12,6 +12,21 @@ import pytest
 
 from actors import MemorySystem
 from actors.runtime import Runtime, ThreadedRuntime
+from actors.system import SEMANTIC_ENV_VAR
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _semantic_recall_opt_in() -> Iterator[None]:
+    """The suite's many systems run keyword-only; the tests of local semantic recall opt in.
+
+    With the model installed every MemorySystem would load it (~0.4 s, 90 MB)
+    and embed its memories in the background, on a 2-core machine shared by
+    the whole suite. ``tests/test_local_semantic.py`` passes
+    ``Config(semantic=True)`` (and its subprocesses set the variable).
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SEMANTIC_ENV_VAR, "off")
+        yield
 
 
 @pytest.fixture
