@@ -16,18 +16,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_fixtures import HubProcess, fast_remote, needs_minilm, wait_until
-from recall_eval import DISTRACTORS, HARD_DISTRACTORS, HARD_LEXICAL, HARD_PAIRS, LEXICAL, PAIRS
+from hub_fixtures import needs_minilm, wait_until
 
-from actors import MemorySystem, keyword_search
+from actors import MemorySystem
 from actors.embedding import EmbedderLoader, EmbeddingSettings
-from actors.ranking import identifier_tokens
-from actors.remote import HubClient
 from actors.system import SEMANTIC_ENV_VAR, Config
 
 WORKERS = Path(__file__).with_name("workers.py")
@@ -260,81 +256,3 @@ def test_status_says_semantic_recall_is_on_with_its_model_and_progress(tmp_path:
         assert status["model"] == "hashing-ngrams-v1-32"
         assert status["dimension"] == 32
         assert memory.count().semantic.startswith("semantic recall on (hashing-ngrams-v1-32, 10")
-
-
-QUALITY_SETS = {
-    "paraphrases": (PAIRS, DISTRACTORS, LEXICAL),
-    "paraphrases among word-sharing distractors": (HARD_PAIRS, HARD_DISTRACTORS, HARD_LEXICAL),
-}
-
-
-@pytest.fixture(scope="module")
-def minilm_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    with HubProcess.running(
-        tmp_path_factory.mktemp("hub") / "hub.db", args=("--embedder", "minilm")
-    ) as proc:
-        yield proc
-
-
-@needs_minilm
-@pytest.mark.timeout(1800)
-@pytest.mark.parametrize("name", list(QUALITY_SETS))
-def test_local_semantic_recall_comes_close_to_the_hub_without_one(
-    minilm_hub: HubProcess, tmp_path: Path, name: str
-) -> None:
-    """Top-1/top-3 on the eval set: keyword only, local semantic (no hub), hub alone, merged."""
-    pairs, distractors, lexical = QUALITY_SETS[name]
-    key = minilm_hub.add_key(f"local-{len(pairs)}-{len(distractors)}")
-    db = tmp_path / "replica.db"
-    config = Config(remote=fast_remote(minilm_hub.url, key), recall_timeout=30.0, semantic=True)
-    queries = [query for _, query in pairs]
-    rankings: dict[str, list[list[str]]] = {}
-    with (
-        MemorySystem.open(db, config=config) as replica,
-        HubClient(minilm_hub.url, key, timeout=60.0) as client,
-    ):
-        ids = [replica.store(text).id for text, _ in pairs]
-        for text in distractors:
-            replica.store(text)
-        total = len(pairs) + len(distractors)
-
-        def ready() -> bool:
-            if replica.count().outbox_pending or not _all_embedded(db, MINILM_NAME):
-                return False
-            answer = client.recall(pairs[0][1], limit=3)
-            return answer.pending == 0 and answer.ranking != "keyword"
-
-        wait_until(ready, "pushed, embedded on the hub and here", deadline=1200)
-        rankings["hub alone"] = [[h.id for h in client.recall(q, limit=3).hits] for q in queries]
-        merged = [replica.recall(q, limit=3) for q in queries]
-        assert {r.status for r in merged} == {"complete"}
-        rankings["merged (hub + local)"] = [[h.id for h in r.hits] for r in merged]
-    with sqlite3.connect(db) as conn:
-        rankings["keyword only"] = [
-            [h.id for h in keyword_search.search(conn, q, "", [], 3)] for q in queries
-        ]
-    with MemorySystem.open(db, config=Config(semantic=True)) as alone:
-        wait_until(lambda: alone.status()["semantic"]["indexed"] == total, "the index loaded")
-        local = [alone.recall(q, limit=3) for q in queries]
-        assert {r.status for r in local} == {"local"}
-        rankings["local semantic (no hub)"] = [[h.id for h in r.hits] for r in local]
-        firsts = {}
-        for i, query in lexical:
-            ranking = [h.id for h in alone.recall(query, limit=3).hits]
-            firsts[query] = (
-                ranking[:1] == [ids[i]] if identifier_tokens(query) else ids[i] in ranking
-            )
-
-    n = len(pairs)
-    top3 = {way: sum(t in r for t, r in zip(ids, rs, strict=True)) for way, rs in rankings.items()}
-    top1 = {
-        way: sum(r[:1] == [t] for t, r in zip(ids, rs, strict=True)) for way, rs in rankings.items()
-    }
-    print(
-        f"\n{name} ({n} queries, {total} memories): "
-        + "; ".join(f"{w} top-1 {top1[w] / n:.1%} top-3 {top3[w] / n:.1%}" for w in rankings)
-        + f"; identifier queries as required (local) {sum(firsts.values())}/{len(firsts)}"
-    )
-    assert top3["local semantic (no hub)"] >= top3["hub alone"] - 0.02 * n
-    assert top3["merged (hub + local)"] >= top3["hub alone"] - 0.02 * n
-    assert all(firsts.values()), [query for query, ok in firsts.items() if not ok]
