@@ -250,7 +250,8 @@ def test_status_says_semantic_recall_is_on_with_its_model_and_progress(tmp_path:
     with MemorySystem.open(tmp_path / "m.db", config=config) as memory:
         for i in range(10):
             memory.store(f"fact {i}")
-        wait_until(lambda: _idle(memory) and memory.status()["semantic"]["indexed"] == 10, "idle")
+        wait_until(lambda: memory.status()["semantic"].get("indexed") == 10, "all indexed")
+        wait_until(lambda: _idle(memory), "idle")
         status = memory.status()["semantic"]
         assert status["enabled"] is True
         assert status["model"] == "hashing-ngrams-v1-32"
