@@ -117,7 +117,8 @@ def test_no_module_imports_a_module_above_it() -> None:
 
 
 def test_the_client_never_imports_the_hub() -> None:
-    """The hub is optional (its own extra): the client shares only :mod:`actors.wire` with it."""
+    """The hub is optional (its own extra): the client never imports it (the hub imports the
+    shared modules: wire, and for semantic recall embedders and vectors)."""
     leaks = sorted(
         f"{name} -> {dep}"
         for name, deps in _graph().items()
