@@ -561,7 +561,7 @@ def recall_scenario(sim: SimRuntime) -> None:
     try:
         for fact in ("the staging database listens on port 5433", "deploys happen on tuesday"):
             system.store(fact)
-        for n in range(12):
+        for n in range(7):
             system.store(f"backlog note {n} about the release train")
         started = sim.now
         during = system.recall("release train notes")
