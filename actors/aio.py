@@ -471,7 +471,9 @@ class AsyncMemorySystem:
         result = await self._run(
             self.system._prepare_count(namespace, tags, timeout, namespace_prefix)
         )
-        return self.system._with_sync(result, await self.sync_report())
+        return self.system._with_sync(
+            result, await self.sync_report(), await self.semantic_report()
+        )
 
     async def sync_report(self) -> SyncReport | None:
         """As :meth:`MemorySystem.sync_report`."""
@@ -510,8 +512,19 @@ class AsyncMemorySystem:
 
     async def status(self) -> dict[str, Any]:
         """As :meth:`MemorySystem.status`."""
-        report = None if self.system.closed else await self.sync_report()
-        return self.system._status(report)
+        if self.system.closed:
+            return self.system._status(None, await self.semantic_report())
+        return self.system._status(await self.sync_report(), await self.semantic_report())
+
+    async def semantic_report(self) -> dict[str, Any]:
+        """As :meth:`MemorySystem.semantic_report`."""
+        call = self.system._prepare_semantic_status()
+        if call is None or self.system.closed:
+            return self.system.semantic_report()  # answered without asking an actor
+        try:
+            return (await self._run(call)).to_dict()
+        except (Unavailable, AskTimeout) as exc:
+            return self.system._semantic_unknown(exc)
 
     # -- plumbing --------------------------------------------------------------------
 

@@ -40,7 +40,14 @@ from typing import Any, Final
 from actors._sqlite import connect
 from actors.model import RecallHit
 
-__all__ = ["COMMON_WINDOW", "MAX_QUERY_TERMS", "SELECTIVE_ROWS", "Snippets", "search"]
+__all__ = [
+    "COMMON_WINDOW",
+    "MAX_QUERY_TERMS",
+    "SELECTIVE_ROWS",
+    "Snippets",
+    "ranked_hits",
+    "search",
+]
 
 #: At most this many memories hold a selective word.
 SELECTIVE_ROWS: Final = 1_000
@@ -102,10 +109,7 @@ def search(
     row), each with a leading ``AND`` (namespace, prefix, tags).
     ``snippets``: the owner's :class:`Snippets` (a throwaway one if None).
     """
-    # Quoted, so user text is never parsed as FTS5 syntax; each word once, so
-    # a repeated word does not count twice.
-    phrases = [f'"{word}"' for word in dict.fromkeys(_WORD_RE.findall(query))]
-    phrases = phrases[:MAX_QUERY_TERMS]
+    phrases = _phrases(query)
     if not phrases:
         return ()
     every = " OR ".join(phrases)
@@ -130,6 +134,25 @@ def search(
         scored.sort(key=lambda row: (row[1], -row[0]))
         scored = scored[:limit]
     return _hits(conn, every, scored, snippets)
+
+
+def ranked_hits(
+    conn: sqlite3.Connection,
+    query: str,
+    scored: Sequence[tuple[int, float]],
+    snippets: Snippets | None = None,
+) -> tuple[RecallHit, ...]:
+    """The hits for rows another search ranked (vector search): ``scored`` is (rowid,
+    score), best first, higher better; each snippet marks the query's words it holds."""
+    every = " OR ".join(_phrases(query))
+    return _hits(conn, every, [(rowid, -score) for rowid, score in scored], snippets)
+
+
+def _phrases(query: str) -> list[str]:
+    # Quoted, so user text is never parsed as FTS5 syntax; each word once, so
+    # a repeated word does not count twice.
+    phrases = [f'"{word}"' for word in dict.fromkeys(_WORD_RE.findall(query))]
+    return phrases[:MAX_QUERY_TERMS]
 
 
 def _holders(conn: sqlite3.Connection, phrase: str) -> int:
@@ -181,10 +204,11 @@ def _hits(
             [rowid for rowid, _ in scored],
         )
     }
-    chosen = [(rows[rowid], score) for rowid, score in scored]
+    chosen = [(rows[rowid], score) for rowid, score in scored if rowid in rows]
     cutter = snippets or Snippets()
     try:
-        cuts = cutter.cut(every, [row[2] for row, _ in chosen])
+        contents = [row[2] for row, _ in chosen]
+        cuts = cutter.cut(every, contents) if every else contents
     finally:
         if snippets is None:
             cutter.close()

@@ -67,12 +67,15 @@ from actors.messages import (
 from actors.migrations import LATEST_VERSION
 from actors.model import (
     CountResult,
+    EmbedItem,
     ForgetResult,
     HybridClock,
     Memory,
     MemoryPage,
     MemorySyncState,
     RecallHit,
+    SemanticQuery,
+    StoredVector,
     StoreReceipt,
     keyed_memory_id,
     namespace_prefix_range,
@@ -1023,6 +1026,97 @@ class LocalDatabase:
             (after or "", limit),
         ).fetchall()
         return tuple(DigestRow(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows)
+
+    # -- vectors for local semantic recall (asked by the EmbeddingActor) -------------------
+
+    def embed_backlog(self, model: str, after: int, limit: int) -> tuple[EmbedItem, ...]:
+        """Up to ``limit`` live memories after row ``after`` without a vector of ``model``."""
+        rows = self.conn.execute(
+            "SELECT m.rowid, m.content_hash, m.content, m.namespace, m.tags FROM memories m "
+            "WHERE m.rowid > ? AND m.deleted = 0 AND NOT EXISTS (SELECT 1 FROM memory_vectors v "
+            "WHERE v.memory_rowid = m.rowid AND v.model = ?) ORDER BY m.rowid LIMIT ?",
+            (after, model, limit),
+        ).fetchall()
+        return tuple(EmbedItem(r[0], r[1], r[2], r[3], tuple(json.loads(r[4]))) for r in rows)
+
+    def write_vectors(
+        self, model: str, dimension: int, vectors: Sequence[StoredVector]
+    ) -> tuple[StoredVector, ...]:
+        """Store each vector whose memory is live and still holds the text it is of.
+
+        Answers the vectors written: a memory forgotten or replaced while its
+        vector was computed gets none (its new text is in the backlog).
+        """
+        written = []
+        with self._sync_transaction():
+            for found in vectors:
+                cursor = self.conn.execute(
+                    "INSERT OR REPLACE INTO memory_vectors"
+                    "(memory_rowid, content_hash, model, dimension, vector) "
+                    "SELECT rowid, content_hash, ?, ?, ? FROM memories "
+                    "WHERE rowid = ? AND content_hash = ? AND deleted = 0",
+                    (model, dimension, found.vector, found.rowid, found.content_hash),
+                )
+                if cursor.rowcount == 1:
+                    written.append(found)
+        return tuple(written)
+
+    def read_vectors(self, model: str, after: int, limit: int) -> tuple[StoredVector, ...]:
+        """A page of the live memories' vectors of ``model`` after row ``after``."""
+        rows = self.conn.execute(
+            "SELECT v.memory_rowid, v.content_hash, m.namespace, m.tags, v.vector "
+            "FROM memory_vectors v JOIN memories m ON m.rowid = v.memory_rowid "
+            "WHERE v.memory_rowid > ? AND v.model = ? AND m.deleted = 0 "
+            "AND m.content_hash = v.content_hash ORDER BY v.memory_rowid LIMIT ?",
+            (after, model, limit),
+        ).fetchall()
+        return tuple(StoredVector(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4]) for r in rows)
+
+    def vector_hits(
+        self,
+        query: str,
+        semantic: SemanticQuery,
+        *,
+        namespace: str | None,
+        tags: tuple[str, ...],
+        limit: int,
+        namespace_prefix: str | None = None,
+    ) -> tuple[RecallHit, ...]:
+        """The candidates still true (live, same text as their vector, inside the filters)."""
+        if not semantic.candidates:
+            return ()
+        where, params = _filters(namespace, tags, prefix=namespace_prefix)
+        current: set[tuple[int, str]] = set()
+        for part in _chunks([str(c.rowid) for c in semantic.candidates]):
+            current.update(
+                self.conn.execute(
+                    "SELECT m.rowid, m.content_hash FROM memories m JOIN memory_vectors v "
+                    "ON v.memory_rowid = m.rowid AND v.content_hash = m.content_hash "
+                    f"WHERE m.rowid IN ({_marks(part)}) AND v.model = ? AND m.deleted = 0{where}",
+                    [*(int(r) for r in part), semantic.model, *params],
+                ).fetchall()
+            )
+        scored = [
+            (c.rowid, c.score) for c in semantic.candidates if (c.rowid, c.content_hash) in current
+        ][:limit]
+        if self._snippets is None:
+            self._snippets = keyword_search.Snippets()
+        return keyword_search.ranked_hits(self.conn, query, scored, self._snippets)
+
+    def embedded_ids(self, model: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` hold a vector of ``model`` of their current text."""
+        found: set[str] = set()
+        for part in _chunks(list(ids)):
+            found.update(
+                row[0]
+                for row in self.conn.execute(
+                    "SELECT m.id FROM memories m JOIN memory_vectors v ON v.memory_rowid = m.rowid "
+                    f"AND v.content_hash = m.content_hash WHERE m.id IN ({_marks(part)}) "
+                    "AND v.model = ?",
+                    [*part, model],
+                )
+            )
+        return found
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -21,11 +21,14 @@ import pykka
 
 from actors.model import (
     CountResult,
+    EmbeddingReport,
     ForgetResult,
     Memory,
     MemoryPage,
     MigrationReport,
     RecallHit,
+    SemanticQuery,
+    StoredVector,
     StoreReceipt,
 )
 from actors.sync_model import SyncReport
@@ -55,6 +58,8 @@ __all__ = [
     "ChildStopped",
     "ClearSession",
     "CountMemories",
+    "EmbedNudge",
+    "EmbeddingStatus",
     "ExpireRecallCache",
     "FetchOutbox",
     "Flush",
@@ -65,9 +70,11 @@ __all__ = [
     "Migrate",
     "Ping",
     "PopSessionItem",
+    "ReadEmbedBacklog",
     "ReadLocalDigest",
     "ReadSessionItems",
     "ReadSyncMeta",
+    "ReadVectors",
     "RecallJob",
     "RecordPush",
     "ReleaseLease",
@@ -86,6 +93,7 @@ __all__ = [
     "SyncTick",
     "TellBack",
     "WriteRequest",
+    "WriteVectors",
 ]
 
 
@@ -166,7 +174,11 @@ class GetMemory(Request[Memory]):
 
 @attrs.frozen(eq=False)
 class SearchMemories(Request[tuple[RecallHit, ...]]):
-    """Caller → StoreActor: local keyword search (FTS5, BM25) → tuple of RecallHit."""
+    """Caller → StoreActor (or → EmbeddingActor → StoreActor): local recall → RecallHits.
+
+    Keyword search (FTS5, BM25), fused with the vector candidates in
+    ``semantic`` when the EmbeddingActor forwarded it.
+    """
 
     query: str
     namespace: str | None
@@ -174,6 +186,10 @@ class SearchMemories(Request[tuple[RecallHit, ...]]):
     limit: int
     #: This namespace and every one below it (``a`` holds ``a`` and ``a/b``, not ``ab``).
     namespace_prefix: str | None = None
+    #: Set by the EmbeddingActor, which receives the caller's request first when
+    #: semantic recall is on: the store checks these rows and fuses them with its
+    #: keyword hits (:func:`actors.ranking.fuse_local`); None: keyword only.
+    semantic: SemanticQuery | None = None
 
 
 @attrs.frozen(eq=False)
@@ -489,3 +505,51 @@ class RecallJob(TellBack):
 @attrs.frozen
 class ExpireRecallCache:
     """Timer → RecallRouter: drop cached answers older than the TTL."""
+
+
+# -- Local semantic recall: EmbeddingActor ↔ StoreActor ---------------------------------------
+
+
+@attrs.frozen(eq=False)
+class ReadEmbedBacklog(TellBack):
+    """EmbeddingActor → StoreActor: up to ``limit`` live memories after row ``after``
+    without a vector of ``model``; answered with a tuple of :class:`~actors.model.EmbedItem`.
+    """
+
+    model: str
+    after: int
+    limit: int
+
+
+@attrs.frozen(eq=False)
+class WriteVectors(TellBack):
+    """EmbeddingActor → StoreActor: store these vectors of ``model`` in one transaction.
+
+    Answered with the tuple of :class:`~actors.model.StoredVector` written: a
+    memory forgotten or replaced meanwhile gets none.
+    """
+
+    model: str
+    dimension: int
+    vectors: tuple[StoredVector, ...]
+
+
+@attrs.frozen(eq=False)
+class ReadVectors(TellBack):
+    """EmbeddingActor → StoreActor: a page of the stored vectors of ``model`` after row
+    ``after`` (live memories, of their current text); answered with StoredVectors.
+    """
+
+    model: str
+    after: int
+    limit: int
+
+
+@attrs.frozen
+class EmbedNudge:
+    """Caller → EmbeddingActor: memories were written; embed the new ones soon."""
+
+
+@attrs.frozen(eq=False)
+class EmbeddingStatus(Request[EmbeddingReport]):
+    """Caller → EmbeddingActor: its state → :class:`~actors.model.EmbeddingReport`."""

@@ -171,6 +171,35 @@ STEPS: tuple[Step, ...] = (
             "CREATE INDEX session_items_by_session ON session_items(session_id, seq)",
         ),
     ),
+    Step(
+        6,
+        "memory vectors for local semantic recall (model name and dimension with each)",
+        (
+            # One vector per memory row, of the model that made it: a model change
+            # overwrites them one by one in the background (rows of another model are
+            # the backlog). content_hash says which text the vector is of: it is
+            # written only if the memory still holds that text (actors.local_db).
+            """CREATE TABLE memory_vectors (
+                memory_rowid INTEGER PRIMARY KEY,
+                content_hash TEXT NOT NULL,
+                model TEXT NOT NULL,
+                dimension INTEGER NOT NULL,
+                vector BLOB NOT NULL
+            )""",
+            "CREATE INDEX memory_vectors_model ON memory_vectors(model, memory_rowid)",
+            # No stale vector survives its text, whoever changes it (forget, keyed
+            # replace, sync applying a remote change, another process): the trigger
+            # runs in the transaction that changes the memory.
+            """CREATE TRIGGER memories_vectors_ad AFTER DELETE ON memories BEGIN
+                DELETE FROM memory_vectors WHERE memory_rowid = old.rowid;
+            END""",
+            """CREATE TRIGGER memories_vectors_au
+                AFTER UPDATE OF content, content_hash, deleted ON memories
+                WHEN new.content_hash IS NOT old.content_hash OR new.deleted <> 0 BEGIN
+                DELETE FROM memory_vectors WHERE memory_rowid = old.rowid;
+            END""",
+        ),
+    ),
 )
 
 LATEST_VERSION = STEPS[-1].version

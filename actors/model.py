@@ -30,6 +30,8 @@ __all__ = [
     "MAX_TAGS",
     "MAX_TAG_CHARS",
     "CountResult",
+    "EmbedItem",
+    "EmbeddingReport",
     "ForgetResult",
     "HybridClock",
     "Memory",
@@ -40,7 +42,10 @@ __all__ = [
     "RecallResult",
     "RecallSource",
     "RecallStatus",
+    "SemanticQuery",
     "StoreReceipt",
+    "StoredVector",
+    "VectorCandidate",
     "content_hash",
     "format_version",
     "keyed_memory_id",
@@ -539,6 +544,8 @@ class CountResult:
     schema_version: int
     database: str
     sync: str
+    #: Local semantic recall: on (its model and progress) or off, and then how to turn it on.
+    semantic: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -603,3 +610,72 @@ class MigrationReport:
     to_version: int
     applied: tuple[int, ...]
     backups: tuple[str, ...]
+
+
+# -- local semantic recall (the EmbeddingActor and the StoreActor) ---------------------------
+
+
+@attrs.frozen
+class EmbedItem:
+    """A live memory without a vector of the current model: the embedding backlog."""
+
+    rowid: int
+    #: The text the vector will be of: it is stored only if the memory still holds it.
+    content_hash: str
+    text: str
+    namespace: str
+    tags: tuple[str, ...]
+
+
+@attrs.frozen
+class StoredVector:
+    """A memory's vector as the local file keeps it: float32, little-endian bytes."""
+
+    rowid: int
+    content_hash: str
+    namespace: str
+    tags: tuple[str, ...]
+    vector: bytes
+
+
+@attrs.frozen
+class VectorCandidate:
+    """One vector search hit: the row, the text its vector is of, the cosine similarity."""
+
+    rowid: int
+    content_hash: str
+    score: float
+
+
+@attrs.frozen
+class SemanticQuery:
+    """The embedding actor's best rows for a query, best first, for the store to check and fuse.
+
+    The store keeps a candidate only if the memory is live and still holds
+    the text its vector is of (:func:`actors.ranking.fuse_local` has the rule).
+    """
+
+    model: str
+    candidates: tuple[VectorCandidate, ...]
+
+
+@attrs.frozen
+class EmbeddingReport:
+    """Where local semantic recall stands (``status``'s ``semantic`` entry).
+
+    ``state``: ``loading`` (reading the stored vectors), ``catching up``
+    (embedding the backlog), ``idle`` (every memory embedded at the last
+    look), ``failed`` (the model did not load: ``reason`` says why).
+    """
+
+    state: str
+    model: str
+    dimension: int
+    #: Vectors in the in-memory index (what recall searches).
+    indexed: int
+    #: Memories embedded by this process since it started.
+    embedded: int
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"enabled": self.state != "failed", **attrs.asdict(self)}

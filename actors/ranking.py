@@ -26,11 +26,22 @@ The rule, in order:
 
 A merged hit's ``score`` is its reciprocal rank in the answer (1, 1/2, 1/3,
 ...): comparable within one answer, as the two source scores are not.
+
+**Local semantic recall** (:func:`fuse_local`, no hub needed, the model
+installed) applies the same rule to the local file: the local vector search
+takes the hub's place (its order stands: it is the same model, and exact),
+and "not on the hub yet" becomes "not embedded yet" (the embedding backlog),
+so a note stored a second ago is found by its words at once. With a hub,
+the fused local ranking is the local side of :func:`merge_hits`: memories on
+the hub are ranked by the hub, local vectors rank only what the hub cannot
+have (unsynced memories) and answer alone when the hub is late or down, so
+no memory is counted twice.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence, Set
 from typing import Final
 
 import attrs
@@ -38,7 +49,7 @@ import attrs
 from actors.model import RecallHit
 from actors.wire import RemoteHit
 
-__all__ = ["IDENTIFYING_HITS", "identifier_tokens", "merge_hits"]
+__all__ = ["IDENTIFYING_HITS", "fuse_local", "identifier_tokens", "merge_hits"]
 
 #: An identifier held by more local hits than this identifies nothing.
 IDENTIFYING_HITS: Final = 3
@@ -72,6 +83,56 @@ def merge_hits(
     remote: tuple[RemoteHit, ...], local: tuple[RecallHit, ...], limit: int, query: str = ""
 ) -> tuple[RecallHit, ...]:
     """The hub's and the local hits in one ranking of at most ``limit`` (see the module doc)."""
+    remote_ids = {found.id for found in remote}
+
+    def mark(hit: RecallHit) -> RecallHit:
+        return attrs.evolve(hit, source="both") if hit.id in remote_ids else hit
+
+    return _ordered(
+        query,
+        [_from_remote(found) for found in remote],
+        local,
+        limit,
+        unseen=lambda hit: hit.sync_state != "synced",
+        mark=mark,
+    )
+
+
+def fuse_local(
+    semantic: tuple[RecallHit, ...],
+    keyword: tuple[RecallHit, ...],
+    embedded: Set[str],
+    limit: int,
+    query: str = "",
+) -> tuple[RecallHit, ...]:
+    """Local vector and keyword hits in one ranking of at most ``limit``.
+
+    The same rule as :func:`merge_hits`, the local vector search in the
+    hub's place: identifiers first, then the vector order, then keyword hits
+    of memories not embedded yet (not in ``embedded``) at their keyword rank,
+    then the other keyword hits.
+    """
+    return _ordered(
+        query, semantic, keyword, limit, unseen=lambda hit: hit.id not in embedded, mark=_same
+    )
+
+
+def _same(hit: RecallHit) -> RecallHit:
+    return hit
+
+
+def _ordered(
+    query: str,
+    meaning: Sequence[RecallHit],
+    keyword: Sequence[RecallHit],
+    limit: int,
+    *,
+    unseen: Callable[[RecallHit], bool],
+    mark: Callable[[RecallHit], RecallHit],
+) -> tuple[RecallHit, ...]:
+    """The rule of the module doc: ``meaning`` is the semantic ranking (the hub's or the
+    local vectors'), ``unseen`` says which keyword hits it cannot hold, ``mark`` how a
+    keyword hit looks when both rankings found it."""
     ranked: list[RecallHit] = []
     placed: set[str] = set()
 
@@ -84,22 +145,22 @@ def merge_hits(
         else:
             ranked.insert(at, hit)
 
-    remote_ids = {found.id for found in remote}
+    meaning_ids = {found.id for found in meaning}
     for token in identifier_tokens(query):
-        holders = [hit for hit in local if _holds(hit.content, token)]
+        holders = [hit for hit in keyword if _holds(hit.content, token)]
         if 0 < len(holders) <= IDENTIFYING_HITS:
             for hit in holders:
-                place(attrs.evolve(hit, source="both") if hit.id in remote_ids else hit)
-    local_by_id = {hit.id: hit for hit in local}
-    for found in remote:
-        mine = local_by_id.get(found.id)
-        # The local copy has the snippet with the query's words marked.
-        place(attrs.evolve(mine, source="both") if mine else _from_remote(found))
-    for rank, hit in enumerate(local):
-        if hit.sync_state != "synced" and hit.id not in remote_ids:
+                place(mark(hit))
+    keyword_by_id = {hit.id: hit for hit in keyword}
+    for found in meaning:
+        mine = keyword_by_id.get(found.id)
+        # The keyword copy has the snippet with the query's words marked.
+        place(mark(mine) if mine else found)
+    for rank, hit in enumerate(keyword):
+        if unseen(hit) and hit.id not in meaning_ids:
             place(hit, at=rank)
-    for hit in local:
-        place(attrs.evolve(hit, source="both") if hit.id in remote_ids else hit)
+    for hit in keyword:
+        place(mark(hit))
     return tuple(
         attrs.evolve(hit, score=float(f"{1 / (position + 1):.6g}"))
         for position, hit in enumerate(ranked[:limit])

@@ -200,6 +200,9 @@ class CountOutput(BaseModel):
     schema_version: int
     database: str
     sync: str
+    semantic: str = Field(
+        default="", description="Local semantic recall: on (model, progress) or off, and how."
+    )
 
 
 # -- tool arguments ---------------------------------------------------------------------
@@ -449,7 +452,7 @@ async def memory_count(
         f"{f' ({spread})' if spread else ''}; "
         f"{counts.forgotten} forgotten; {counts.outbox_pending} waiting to sync; "
         f"{counts.dead_letters} dead letters; schema {counts.schema_version}; "
-        f"{counts.sync}; database {counts.database}"
+        f"{counts.sync}; {counts.semantic}; database {counts.database}"
     )
     return _result(text, counts.to_dict())
 

@@ -48,16 +48,21 @@ from actors.messages import (
     GetMemory,
     ListMemories,
     Ping,
+    ReadEmbedBacklog,
     ReadLocalDigest,
     ReadSessionItems,
     ReadSyncMeta,
+    ReadVectors,
     RecordPush,
     ReleaseLease,
     RequeueForPush,
     RetryDeadLetters,
     SearchMemories,
     WriteRequest,
+    WriteVectors,
 )
+from actors.model import RecallHit
+from actors.ranking import fuse_local
 from actors.runtime import Runtime
 
 __all__ = ["StoreActor", "StoreConfig"]
@@ -173,13 +178,7 @@ class StoreActor(ReplyingActor):
                 return self._db.get(memory_id, label)
             case SearchMemories():
                 self._flush_for_read()
-                return self._db.search(
-                    message.query,
-                    namespace=message.namespace,
-                    tags=message.tags,
-                    limit=message.limit,
-                    namespace_prefix=message.namespace_prefix,
-                )
+                return self._search(message)
             case ListMemories():
                 self._flush_for_read()
                 return self._db.list_memories(
@@ -229,7 +228,33 @@ class StoreActor(ReplyingActor):
             case RetryDeadLetters():
                 self._flush_for_read()
                 return self._db.retry_dead()
+            # The EmbeddingActor's requests: reads of the committed file, and one
+            # short transaction per batch of vectors (never in a store's batch).
+            case ReadEmbedBacklog(model=model, after=after, limit=limit):
+                self._flush_for_read()
+                return self._db.embed_backlog(model, after, limit)
+            case WriteVectors(model=model, dimension=dimension, vectors=vectors):
+                self._flush_for_read()
+                return self._db.write_vectors(model, dimension, vectors)
+            case ReadVectors(model=model, after=after, limit=limit):
+                return self._db.read_vectors(model, after, limit)
         return super().handle(message)
+
+    def _search(self, message: SearchMemories) -> tuple[RecallHit, ...]:
+        """Keyword hits, fused with the vector candidates when the EmbeddingActor sent some."""
+        db, semantic = self._db, message.semantic
+        filters: dict[str, Any] = {
+            "namespace": message.namespace,
+            "tags": message.tags,
+            "limit": message.limit,
+            "namespace_prefix": message.namespace_prefix,
+        }
+        keyword = db.search(message.query, **filters)
+        if semantic is None:
+            return keyword
+        meaning = db.vector_hits(message.query, semantic, **filters)
+        embedded = db.embedded_ids(semantic.model, [hit.id for hit in keyword])
+        return fuse_local(meaning, keyword, embedded, message.limit, message.query)
 
     @property
     def _db(self) -> LocalDatabase:

@@ -34,7 +34,7 @@ from actors.messages import (
 )
 from actors.runtime import Runtime
 
-__all__ = ["ChildCell", "ChildSpec", "SupervisorActor"]
+__all__ = ["ChildCell", "ChildSpec", "SupervisorActor", "tell_child"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,22 @@ class ChildCell:
 
     def __repr__(self) -> str:
         return f"<ChildCell {self.name} status={self.status} restarts={self.restarts}>"
+
+
+def tell_child(cell: ChildCell, message: Any) -> bool:
+    """Tell ``message`` to the child's current ref; False if it is not running.
+
+    A child still starting queues the message; a dead one refuses it (the
+    sender retries later, on its own timer).
+    """
+    ref = cell.ref
+    if ref is None:
+        return False
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True
 
 
 class SupervisorActor(ReplyingActor):

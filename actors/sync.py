@@ -67,7 +67,7 @@ from actors.messages import (
 )
 from actors.remote import HubClient
 from actors.runtime import Runtime
-from actors.supervisor import ChildCell
+from actors.supervisor import ChildCell, tell_child
 from actors.sync_model import (
     DigestRow,
     OutboxEntry,
@@ -226,15 +226,7 @@ class SyncActor(ReplyingActor):
         self.runtime.call_later(delay, self.actor_ref, message)
 
     def _to_store(self, message: Any) -> bool:
-        # A store still starting queues the message; a dead one refuses it.
-        ref = self.store.ref
-        if ref is None:
-            return False
-        try:
-            ref.tell(message)
-        except pykka.ActorDeadError:
-            return False
-        return True
+        return tell_child(self.store, message)
 
     def _active(self) -> bool:
         if self.lease and self.runtime.monotonic() >= self.lease_expires:

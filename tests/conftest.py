@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,28 @@ import pytest
 
 from actors import MemorySystem
 from actors.runtime import Runtime, ThreadedRuntime
+from actors.system import SEMANTIC_ENV_VAR
+
+# Before anything imports NumPy: one BLAS thread per process. On this 2-core machine,
+# shared, OpenBLAS's own pool made embedding 16 texts take 17.6 s instead of 0.7 s;
+# the EmbeddingActor caps it the same way when it is the first to import NumPy
+# (actors/embedding.py), which collection (hub tests import NumPy) prevents here.
+for _knob in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_knob, "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _semantic_recall_opt_in() -> Iterator[None]:
+    """The suite's many systems run keyword-only; the tests of local semantic recall opt in.
+
+    With the model installed every MemorySystem would load it (~0.4 s, 90 MB)
+    and embed its memories in the background, on a 2-core machine shared by
+    the whole suite. ``tests/test_local_semantic.py`` passes
+    ``Config(semantic=True)`` (and its subprocesses set the variable).
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SEMANTIC_ENV_VAR, "off")
+        yield
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ def needs_minilm(test: _Test) -> _Test:
     The suite passes on a fresh machine without the package (the README's
     command); ``.ci/run`` then installs it and runs ``pytest -m minilm``.
     """
-    from actors.hub.embedders import minilm_available
+    from actors.model_package import minilm_available  # found without importing NumPy
 
     skip = pytest.mark.skipif(not minilm_available(), reason=MINILM_MISSING)
     marked: _Test = pytest.mark.minilm(skip(test))

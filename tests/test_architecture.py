@@ -196,12 +196,77 @@ def _loaded_after(code: str) -> set[str]:
     return set(json.loads(out.stdout.splitlines()[-1]))
 
 
-#: What only the hub needs (the memory-actors[hub] extra); an MCP user never installs it.
-HUB_ONLY = ("numpy", "tokenizers", "safetensors")
+#: What runs the semantic model: the hub always needs it; the client only for local
+#: semantic recall, once the model is installed (``memory-actors install-model``).
+MODEL_STACK = ("numpy", "tokenizers", "safetensors")
+HUB_ONLY = MODEL_STACK  # the name the hub's rules below use
+
+#: The client modules that hold the model and the vector index: they import the
+#: model's stack at module level, and the client imports them only lazily.
+MODEL_MODULES = {"embedders.py", "vectors.py"}
+#: The one client module that imports them: inside functions, when its actor starts.
+MODEL_OWNER = "embedding.py"
+
+
+def _imported_modules(nodes: list[ast.stmt] | ast.Module) -> set[str]:
+    """Full names of the modules imported by ``nodes`` (a whole module: everywhere)."""
+    walked = ast.walk(nodes) if isinstance(nodes, ast.Module) else iter(nodes)
+    names: set[str] = set()
+    for node in walked:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_only_the_embedding_modules_touch_the_model_stack_and_the_client_imports_them_lazily() -> (
+    None
+):
+    """NumPy, tokenizers, safetensors: in embedders.py and vectors.py (and the hub); the
+    client reaches those two only from embedding.py, inside its functions."""
+    model_modules = {f"actors.{name.removesuffix('.py')}" for name in MODEL_MODULES}
+    for name, source in _sources().items():
+        if name.startswith(("hub/", "bench/", "sim/")) or name in MODEL_MODULES:
+            continue  # the hub, the harnesses, the model's own modules
+        tree = ast.parse(source)
+        stack = _imports(source) & set(MODEL_STACK)
+        assert stack == set(), f"{name} imports {stack}"
+        reached = _imported_modules(tree) & model_modules
+        if name == MODEL_OWNER:
+            at_top = _imported_modules(tree.body) & model_modules
+            assert at_top == set(), f"{name} imports {at_top} at module level: import lazily"
+        else:
+            assert reached == set(), f"{name} imports {reached}: only {MODEL_OWNER} may, lazily"
+
+
+def test_a_system_loads_the_model_stack_only_with_semantic_recall_on() -> None:
+    """Keyword-only (off, or the model not installed): none of it; on: NumPy, in the actor."""
+    off = _loaded_after(
+        "import tempfile, os\n"
+        "from actors import MemorySystem\n"
+        "from actors.system import Config\n"
+        "d = tempfile.mkdtemp()\n"
+        "with MemorySystem.open(os.path.join(d, 'm.db'), config=Config(semantic=False)) as m:\n"
+        "    m.store('x'); m.recall('x'); m.status()\n"
+    )
+    assert {m for m in off if m.split(".")[0] in MODEL_STACK} == set()
+    on = _loaded_after(
+        "import tempfile, os\n"
+        "from actors import MemorySystem\n"
+        "from actors.embedders import HashingEmbedder\n"
+        "from actors.system import Config\n"
+        "d = tempfile.mkdtemp()\n"
+        "config = Config(embedder=HashingEmbedder)\n"
+        "with MemorySystem.open(os.path.join(d, 'm.db'), config=config) as m:\n"
+        "    m.store('x'); m.recall('x')\n"
+    )
+    assert "numpy" in on
+    assert {m for m in on if m.startswith(("actors.hub", "actors.bench"))} == set()
 
 
 def test_the_client_side_never_imports_numpy() -> None:
-    """The library, the MCP server, the CLI, sync and recall load nothing of the hub's extra."""
+    """The library, the MCP server, the CLI, sync and recall load nothing of the model's stack."""
     loaded = _loaded_after("import actors, actors.server, actors.cli, actors.sync, actors.recall")
     assert {m for m in loaded if m.split(".")[0] in HUB_ONLY} == set()
     assert {m for m in loaded if m.startswith(("actors.hub", "actors.bench"))} == set()

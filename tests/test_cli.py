@@ -61,6 +61,9 @@ REPO = Path(__file__).resolve().parent.parent
 ID = r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 SUBPROCESS_DEADLINE = 30.0
 
+#: What status and count say with semantic recall off, as the suite runs (tests/conftest.py).
+SEMANTIC_OFF = "turned off in this process (Config.semantic=False or $MEMORY_ACTORS_SEMANTIC=off)"
+
 
 def console_script() -> str:
     """The installed ``memory-actors`` script next to this interpreter, else on PATH."""
@@ -344,6 +347,7 @@ def _counts(db: Path, *, total: int, outbox: int, **extra: object) -> dict[str, 
         "schema_version": LATEST_VERSION,
         "database": str(db),
         "sync": "local-only: no remote configured",
+        "semantic": f"semantic recall off: {SEMANTIC_OFF}",
     }
     expected.update(extra)
     return expected
@@ -374,6 +378,7 @@ def test_count_reports_exact_numbers_in_human_and_json_form(db: Path) -> None:
         f"schema version: {LATEST_VERSION}",
         f"database:       {db}",
         "sync:           local-only: no remote configured",
+        f"semantic:       semantic recall off: {SEMANTIC_OFF}",
     ]
 
 
@@ -386,6 +391,7 @@ def test_status_reports_ready_actors_and_the_counts(db: Path) -> None:
         "database": str(db),
         "runtime": "threaded",
         "sync": {"state": "local-only"},
+        "semantic": {"enabled": False, "state": "off", "reason": SEMANTIC_OFF},
         "actors": {"store": {"status": "READY", "restarts": 0, "reason": ""}},
         "counts": _counts(db, total=1, outbox=1),
     }

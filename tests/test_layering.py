@@ -25,14 +25,15 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
         "errors _sqlite",  # the exception tree; how SQLite is opened
-        "model",  # records, validation, ids, the hybrid clock
+        "model model_package",  # records, validation, ids, the hybrid clock; is the model installed
         "_shapes runtime",  # JSON field readers; the runtime seam
         "wire",  # the shapes client and hub share
         "sync_model remote ranking",  # sync records; the hub client (httpx); recall merge
         "messages",  # the client's protocol
         "_base _ask",  # the reply-future invariant; asking from outside
-        "_batch migrations supervisor local_db session_log keyword_search",  # ...; SQL
-        "store sync recall",  # the client's actors
+        # ...; SQL; the model (NumPy: imported by the client only lazily), the vector index
+        "_batch migrations supervisor local_db session_log keyword_search embedders vectors",
+        "store sync recall embedding",  # the client's actors
         "system",  # MemorySystem
         "aio",  # AsyncMemorySystem: the same verbs on an event loop
         "server hub integrations",  # the MCP server; the reference hub; framework adapters
@@ -116,7 +117,8 @@ def test_no_module_imports_a_module_above_it() -> None:
 
 
 def test_the_client_never_imports_the_hub() -> None:
-    """The hub is optional (its own extra): the client shares only :mod:`actors.wire` with it."""
+    """The hub is optional (its own extra): the client never imports it (the hub imports the
+    shared modules: wire, and for semantic recall embedders and vectors)."""
     leaks = sorted(
         f"{name} -> {dep}"
         for name, deps in _graph().items()

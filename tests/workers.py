@@ -203,6 +203,14 @@ def sync_serve(plan_path: str) -> None:
     print(json.dumps({"stopped": True, "stored": stored}))
 
 
+def embed_until_killed(db: str) -> None:
+    """Open the file with local semantic recall on and let it embed until SIGKILLed."""
+    with MemorySystem.open(db, config=Config(semantic=True)) as memory:
+        print(json.dumps({"open": memory.path}), flush=True)
+        while True:
+            time.sleep(1.0)  # the embedding actor works; this process waits to be killed
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "store":
@@ -217,5 +225,7 @@ if __name__ == "__main__":
         sync_plan(args[0])
     elif command == "sync-serve":
         sync_serve(args[0])
+    elif command == "embed":
+        embed_until_killed(args[0])
     else:
         sys.exit(f"unknown worker command {command!r}")

@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import pykka
 
+from actors.embedding import EmbeddingSettings
 from actors.errors import MemoryActorsError, MemoryNotFound, Unavailable
 from actors.messages import ForgetMemory, GetMemory, Migrate, Ping, RemoteRecall, StoreMemory
 from actors.migrations import MigrationActor, migrate
@@ -265,6 +266,7 @@ def _open_system(sim: SimRuntime, path: str) -> MemorySystem:
         runtime=sim,
         config=Config(
             synchronous="OFF",
+            semantic=False,
             busy_timeout=0,
             busy_retries=3,
             connect=sqlite_connector(sim),
@@ -418,6 +420,7 @@ def lease_scenario(sim: SimRuntime) -> None:
     ttl = 1.0
     config = Config(
         synchronous="OFF",
+        semantic=False,
         busy_timeout=0,
         remote=hub.remote(hub.add_key("tenant"), lease_ttl=ttl),
         hub_client=hub.client_factory,
@@ -486,15 +489,55 @@ def lease_scenario(sim: SimRuntime) -> None:
     check_named_errors_only(sim)
 
 
-def recall_scenario(sim: SimRuntime) -> None:
-    """Recall against a hub whose answers take up to 2 s: bounded, honest, then cached.
+def _sim_embedder() -> Any:
+    """The local EmbeddingActor's model in the simulation: the hashing embedder.
 
-    Checks: every recall answers within ``recall_timeout`` of virtual time;
-    a late hub answer gives ``retry`` with local hits, and asking again after
-    ``retry_after`` gives ``complete`` without a second hub request; identical
-    concurrent requests share one hub request.
+    Deterministic (BLAKE2b features, pure NumPy sums) and fast. The real
+    MiniLM is not deterministic-runtime material: its floats depend on the
+    BLAS build and thread count, and it costs ~10 ms a text; the tests of
+    ``tests/test_local_semantic.py`` run it for real.
     """
-    from actors.hub.embedders import HashingEmbedder
+    from actors.embedders import HashingEmbedder
+
+    return HashingEmbedder(64)
+
+
+def _check_every_memory_embedded_once(sim: SimRuntime, system: MemorySystem, path: str) -> None:
+    """After a crash mid-backlog: every live memory ends with one vector of its text."""
+    deadline = sim.now + 60
+
+    def embedded() -> bool:
+        conn = sqlite3.connect(path)
+        try:
+            live = set(conn.execute("SELECT rowid, content_hash FROM memories WHERE deleted = 0"))
+            vectors = conn.execute(
+                "SELECT memory_rowid, content_hash FROM memory_vectors"
+            ).fetchall()
+        finally:
+            conn.close()
+        return set(vectors) == live and len(vectors) == len(live)
+
+    while not embedded():
+        if system.status()["actors"]["embedding"]["status"] == "DEGRADED":
+            raise CheckFailed("the embedding actor gave up: its restarts exceeded the limit")
+        if sim.now >= deadline:
+            raise CheckFailed(f"a memory lost its vector or never got one: {system.status()}")
+        sim.run(until=sim.now + 0.5)
+
+
+def recall_scenario(sim: SimRuntime) -> None:
+    """Recall against a hub whose answers take up to 2 s: bounded, honest, then cached;
+    local semantic recall embedding its backlog while its actor crashes.
+
+    Checks: every recall answers within ``recall_timeout`` of virtual time,
+    also while the EmbeddingActor crashes mid-backlog (``FAULT_FOCUS``); a
+    late hub answer gives ``retry`` with local hits, and asking again after
+    ``retry_after`` gives ``complete`` without a second hub request; identical
+    concurrent requests share one hub request; after the crashes every live
+    memory holds exactly one vector, of its current text (none lost, none
+    duplicated, none stale).
+    """
+    from actors.embedders import HashingEmbedder
 
     folder = _scratch_dir()
     hub_path = os.path.join(folder, f"recall-hub-{sim.seed}.db")
@@ -509,11 +552,22 @@ def recall_scenario(sim: SimRuntime) -> None:
         remote=hub.remote(hub.add_key("tenant")),
         hub_client=hub.client_factory,
         recall_timeout=timeout,
+        embedder=_sim_embedder,
+        # Small batches: the backlog takes many steps, so crashes land mid-backlog.
+        embedding=EmbeddingSettings(batch=3),
+        restart_intensity=50,
     )
     system = _open_until_up(sim, path, config)
     try:
         for fact in ("the staging database listens on port 5433", "deploys happen on tuesday"):
             system.store(fact)
+        for n in range(7):
+            system.store(f"backlog note {n} about the release train")
+        started = sim.now
+        during = system.recall("release train notes")
+        sim.trace.record("recall", "recall", "ok", during.status)
+        if sim.now - started > timeout + 0.01:
+            raise CheckFailed(f"recall mid-backlog took {sim.now - started:.3f}s")
         deadline = sim.now + 10
         while system.count().outbox_pending:
             if sim.now >= deadline:
@@ -552,6 +606,7 @@ def recall_scenario(sim: SimRuntime) -> None:
             raise CheckFailed("a shared recall was never answered")
         if hub.by_path.get("/api/recall", 0) - before > 1:
             raise CheckFailed("identical in-flight recalls did not share one hub request")
+        _check_every_memory_embedded_once(sim, system, path)
     finally:
         system.close()
         hub.close()
@@ -592,6 +647,7 @@ def sync_scenario(sim: SimRuntime) -> None:
     try:
         config = Config(
             synchronous="OFF",
+            semantic=False,
             busy_timeout=0,
             remote=remote,
             hub_client=hub.client_factory,
@@ -757,9 +813,15 @@ FAULT_FOCUS: dict[str, Callable[[FaultPlan], FaultPlan]] = {
     ),
     # Restart storms: frequent crashes of the store (and the seed's SQLite faults).
     "storm": lambda plan: attrs.evolve(plan, crash=0.3),
-    # Recall is about latency: every hub request is slow, and nothing else fails.
+    # Recall is about latency: every hub request is slow; the EmbeddingActor crashes
+    # (mid-backlog: 1 message in 8); nothing else fails.
     "recall": lambda plan: FaultPlan(
-        hub_latency=1.0, hub_latency_max=2.0, stall=plan.stall, clock_skew=plan.clock_skew
+        hub_latency=1.0,
+        hub_latency_max=2.0,
+        stall=plan.stall,
+        clock_skew=plan.clock_skew,
+        crash=0.125,
+        crash_actors=("embedding",),
     ),
 }
 
