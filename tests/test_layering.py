@@ -26,16 +26,17 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     for layer in (
         "errors _sqlite",  # the exception tree; how SQLite is opened
         "model",  # records, validation, ids, the hybrid clock
-        "_shapes runtime",  # JSON field readers; the runtime seam
+        "_shapes runtime ownership",  # JSON field readers; the runtime seam; the owner lock
         "wire",  # the shapes client and hub share
         "sync_model remote ranking",  # sync records; the hub client (httpx); recall merge
-        "messages",  # the client's protocol
-        "_base _ask",  # the reply-future invariant; asking from outside
+        "messages owner_protocol",  # the client's protocol; calls across processes
+        "_base _ask owner_link",  # the reply-future invariant; asking from outside (or the owner)
         "_batch migrations supervisor local_db session_log keyword_search",  # ...; SQL
         "store sync recall",  # the client's actors
         "system",  # MemorySystem
         "aio",  # AsyncMemorySystem: the same verbs on an event loop
-        "server hub integrations",  # the MCP server; the reference hub; framework adapters
+        # the MCP server; the reference hub; framework adapters; serving followers
+        "server hub integrations owner_service",
         "sim bench",  # the deterministic runtime; the benchmarks
         "_cli_base",  # exit codes, logging, the global options
         "cli",  # the command line
@@ -43,7 +44,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 )
 
 #: The client: everything a user of MemorySystem or the MCP server runs.
-CLIENT = frozenset().union(*LAYERS[:11]) | {"server", "integrations"}
+CLIENT = frozenset().union(*LAYERS[:11]) | {"server", "integrations", "owner_service"}
 
 
 def _unit(module: str) -> str | None:
