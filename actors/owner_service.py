@@ -2,43 +2,49 @@
 
 :class:`OwnerService` runs in the file's owner: it listens on the owner's
 socket (:class:`~actors.owner_link.LinkServer`) and runs each follower's call
-as a task on one event loop of its own, through the owner's
-:class:`~actors.aio.AsyncMemorySystem`. So a follower's calls are answered
-as they complete, many in flight on one connection, with no thread parked
-per call, and they join the owner's group commits.
+on the owner's blocking facade, on a bounded pool of worker threads. So the
+follower's caller gets the owner's validation, admission control, timeouts
+and group commit: the calls of all followers and the owner's own callers
+share the StoreActor's batches.
 
-The follower's end is :class:`actors.owner_link.OwnerProxy`.
+Threads, because a follower's call waits on the facade exactly as a local
+caller does; the pool bounds them (calls beyond it queue, unanswered, and
+the owner's admission gate still bounds what reaches the actors). The
+follower's end is :class:`actors.owner_link.OwnerProxy`.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import inspect
 import logging
-import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Final
 
-from actors.aio import AsyncMemorySystem
 from actors.errors import InvalidMemory
 from actors.owner_link import LinkServer, Message, Reply
 from actors.owner_protocol import VERBS, encode_error, encode_result
-from actors.system import MemorySystem
 
 __all__ = ["OwnerService"]
 
 logger = logging.getLogger(__name__)
 
+#: Follower calls served at once; as many as a busy group commit gathers.
+WORKERS: Final = 64
+
 
 class OwnerService:
-    """Serves the owner's facade to followers over the owner's socket until ``close``."""
+    """Serves ``facade`` (the owner's MemorySystem) to followers until ``close``.
 
-    def __init__(self, system: MemorySystem, socket_path: str | Path) -> None:
-        self._memory = AsyncMemorySystem(system)
-        self._loop = asyncio.new_event_loop()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="owner-service", daemon=True
-        )
-        self._thread.start()
+    ``facade`` is any object with the verbs of :data:`~actors.owner_protocol.VERBS`
+    as methods taking keyword arguments.
+    """
+
+    def __init__(self, facade: object, socket_path: str | Path, *, workers: int = WORKERS) -> None:
+        self._facade = facade
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="owner-service")
         self._server = LinkServer(socket_path, self._handle)
 
     def __repr__(self) -> str:
@@ -53,41 +59,37 @@ class OwnerService:
         return self._server.path
 
     def _handle(self, verb: str, args: Message, reply: Reply) -> None:
-        """On a link thread: hand the call to the loop; the task replies."""
-        self._loop.call_soon_threadsafe(self._start, verb, args, reply)
+        """On a link thread: queue the call; a worker answers it."""
+        # Shutting down (RuntimeError): the follower sees the link close instead.
+        with contextlib.suppress(RuntimeError):
+            self._pool.submit(self._run, verb, args, reply)
 
-    def _start(self, verb: str, args: Message, reply: Reply) -> None:
-        task = self._loop.create_task(self._run(verb, args, reply))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, verb: str, args: Message, reply: Reply) -> None:
+    def _run(self, verb: str, args: Message, reply: Reply) -> None:
         try:
-            if verb not in VERBS:
-                raise InvalidMemory(f"unknown verb {verb!r} (expected one of {sorted(VERBS)})")
-            method = getattr(self._memory, verb)
+            method = self._method(verb)
             try:
-                call = method(**args)
+                bound = _bind(method, args)
             except TypeError as exc:
-                # Keyword arguments that the verb does not take (binding fails before
-                # the coroutine runs): the follower's bug, told as such.
+                # Keyword arguments the verb does not take: the follower's bug, told as such.
                 raise InvalidMemory(f"{verb}: {exc}") from None
-            value = await call
-            answer: Message = {"ok": encode_result(verb, value)}
+            answer: Message = {"ok": encode_result(verb, bound())}
         except Exception as exc:  # every error goes back to the caller that caused it
             answer = {"error": encode_error(exc)}
         reply(answer)
 
+    def _method(self, verb: str) -> Callable[..., Any]:
+        if verb not in VERBS:
+            raise InvalidMemory(f"unknown verb {verb!r} (expected one of {sorted(VERBS)})")
+        method: Callable[..., Any] = getattr(self._facade, verb)
+        return method
+
     def close(self) -> None:
-        """Stop listening (followers see the link break and fail over), then stop the loop."""
+        """Stop listening (followers see the link break and fail over); finish running calls."""
         self._server.close()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
-        async def drain() -> None:
-            # Calls already running finish and reply, or their followers retry.
-            if self._tasks:
-                await asyncio.wait(set(self._tasks), timeout=5)
 
-        asyncio.run_coroutine_threadsafe(drain(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+def _bind(method: Callable[..., Any], args: Message) -> Callable[[], Any]:
+    """``method`` with ``args`` bound, or TypeError if the verb does not take them."""
+    inspect.signature(method).bind(**args)
+    return lambda: method(**args)

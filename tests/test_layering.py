@@ -32,11 +32,11 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "messages owner_protocol",  # the client's protocol; calls across processes
         "_base _ask owner_link",  # the reply-future invariant; asking from outside (or the owner)
         "_batch migrations supervisor local_db session_log keyword_search",  # ...; SQL
-        "store sync recall",  # the client's actors
+        # the client's actors; serving followers, following the owner
+        "store sync recall owner_service sharing",
         "system",  # MemorySystem
         "aio",  # AsyncMemorySystem: the same verbs on an event loop
-        # the MCP server; the reference hub; framework adapters; serving followers
-        "server hub integrations owner_service",
+        "server hub integrations",  # the MCP server; the reference hub; framework adapters
         "sim bench",  # the deterministic runtime; the benchmarks
         "_cli_base",  # exit codes, logging, the global options
         "cli",  # the command line
@@ -44,7 +44,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 )
 
 #: The client: everything a user of MemorySystem or the MCP server runs.
-CLIENT = frozenset().union(*LAYERS[:11]) | {"server", "integrations", "owner_service"}
+CLIENT = frozenset().union(*LAYERS[:11]) | {"server", "integrations"}
 
 
 def _unit(module: str) -> str | None:
