@@ -575,7 +575,7 @@ class AsyncMemorySystem:
                 raise system._owner_late(verb, wait) from None
         finally:
             system._gate.release()
-        return OwnerProxy.answer(verb, message)
+        return system._as_follower(verb, OwnerProxy.answer(verb, message))
 
     # -- plumbing --------------------------------------------------------------------
 

@@ -539,6 +539,9 @@ class CountResult:
     schema_version: int
     database: str
     sync: str
+    #: This process's part in sharing the file: ``owner (2 followers)``,
+    #: ``follower of pid 4242``, or ``direct: <why>``.
+    sharing: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -136,6 +136,7 @@ class LinkServer:
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._closed = False
+        self._draining = False
         # The caller holds the file's owner lock, so a socket file here is a
         # dead owner's: nobody else can be listening on it.
         with contextlib.suppress(FileNotFoundError):
@@ -196,6 +197,10 @@ class LinkServer:
                 verb, args = request.get("verb"), request.get("args", {})
                 if not isinstance(verb, str) or not isinstance(args, dict):
                     raise FrameError("a request needs a string verb and an object of args")
+                if self._draining:
+                    # Closing: never started, so the follower may repeat it elsewhere
+                    # (it learns so when the connection closes).
+                    continue
                 self._handler(verb, args, replier(request["id"]))
         except FrameError as exc:
             logger.warning("closed a follower's connection on %s: %s", self.path, exc)
@@ -206,12 +211,17 @@ class LinkServer:
                 self._connections.discard(conn)
             conn.close()
 
+    def drain(self) -> None:
+        """Stop listening and starting requests; replies to those started still go out."""
+        self._draining = True
+        self._listener.close()
+
     def close(self) -> None:
         """Stop listening and drop every follower's connection (they fail over)."""
+        self.drain()
         with self._lock:
             self._closed = True
             connections = list(self._connections)
-        self._listener.close()
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)

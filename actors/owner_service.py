@@ -84,9 +84,14 @@ class OwnerService:
         return method
 
     def close(self) -> None:
-        """Stop listening (followers see the link break and fail over); finish running calls."""
-        self._server.close()
+        """Finish and answer the calls begun, then drop the followers (they fail over).
+
+        Calls received but not begun are never run: their followers repeat
+        them with the next owner, or report them (see ``SAFE_TO_REPEAT``).
+        """
+        self._server.drain()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._server.close()
 
 
 def _bind(method: Callable[..., Any], args: Message) -> Callable[[], Any]:

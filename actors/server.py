@@ -200,6 +200,10 @@ class CountOutput(BaseModel):
     schema_version: int
     database: str
     sync: str
+    sharing: str = Field(
+        description="This server's part in sharing the file with other processes: "
+        "'owner (N followers)', 'follower of pid P', or 'direct: <why>'."
+    )
 
 
 # -- tool arguments ---------------------------------------------------------------------
@@ -449,7 +453,7 @@ async def memory_count(
         f"{f' ({spread})' if spread else ''}; "
         f"{counts.forgotten} forgotten; {counts.outbox_pending} waiting to sync; "
         f"{counts.dead_letters} dead letters; schema {counts.schema_version}; "
-        f"{counts.sync}; database {counts.database}"
+        f"{counts.sync}; database {counts.database} ({counts.sharing})"
     )
     return _result(text, counts.to_dict())
 

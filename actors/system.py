@@ -713,7 +713,8 @@ class MemorySystem:
         return _Call("store", lambda reply: CountMemories(reply, ns, tag_tuple, prefix), timeout)
 
     def _with_sync(self, result: CountResult, report: SyncReport | None) -> CountResult:
-        """``count``'s answer with the sync summary filled in."""
+        """``count``'s answer with the sync summary and this process's sharing filled in."""
+        result = attrs.evolve(result, sharing=self._sharing_summary())
         if report is not None:
             return attrs.evolve(result, sync=report.summary())
         if self.config.remote is not None:
@@ -723,6 +724,15 @@ class MemorySystem:
                 "`serve` pushes the outbox)",
             )
         return result
+
+    def _sharing_summary(self) -> str:
+        """One line of :meth:`_sharing_state`, for ``count``."""
+        state = self._sharing_state()
+        if state["role"] == "owner":
+            return f"owner ({state['followers']} followers)"
+        if state["role"] == "follower":
+            return f"follower of pid {state['owner_pid']}"
+        return f"direct: {state['reason']}"
 
     def _prepare_sync_status(self) -> _Call[SyncReport] | None:
         if self.config.remote is None or "sync" not in self._cells:
@@ -846,7 +856,13 @@ class MemorySystem:
                 raise self._owner_late(verb, wait) from None
         finally:
             self._gate.release()
-        return OwnerProxy.answer(verb, message)
+        return self._as_follower(verb, OwnerProxy.answer(verb, message))
+
+    def _as_follower(self, verb: str, answer: Any) -> Any:
+        """The owner's answer, told from this process: ``count`` names this one's part."""
+        if verb == "count":
+            return attrs.evolve(answer, sharing=self._sharing_summary())
+        return answer
 
     def _forward(
         self, verb: str, arguments: dict[str, Any], budget: float | None
