@@ -561,6 +561,7 @@ def _count_lines(counts: dict[str, Any]) -> list[str]:
         f"{'schema version:':<16}{counts['schema_version']}",
         f"{'database:':<16}{counts['database']}",
         f"{'sync:':<16}{counts['sync']}",
+        f"{'sharing:':<16}{counts['sharing']}",
     ]
     return lines
 

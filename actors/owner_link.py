@@ -42,6 +42,7 @@ from actors.owner_protocol import decode_error, decode_result
 __all__ = [
     "MAX_REPLY_BYTES",
     "MAX_REQUEST_BYTES",
+    "NOT_BEGUN",
     "FrameError",
     "LinkClient",
     "LinkServer",
@@ -54,11 +55,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _HEADER: Final = struct.Struct(">I")
-#: A request holds one memory (64 KiB content, 16 KiB metadata) or a query:
-#: far below this; a larger frame is a broken or hostile peer.
-MAX_REQUEST_BYTES: Final = 1 << 20
-#: A reply may hold a page of 200 full memories.
-MAX_REPLY_BYTES: Final = 64 << 20
+#: The largest request is a session append (1000 items of 64 KiB); a larger
+#: frame is a broken or hostile peer.
+MAX_REQUEST_BYTES: Final = 80 << 20
+#: Replies come from the owner, the same user's process: bounded only against
+#: a corrupt length (a whole session log may be read at once).
+MAX_REPLY_BYTES: Final = 1 << 30
+#: The answer to a request the owner received while closing and never began:
+#: safe to repeat with the next owner, whatever the verb.
+NOT_BEGUN: Final = "not_begun"
 #: How much longer than the call's own timeout a follower waits for the owner's
 #: answer: the owner answers a timeout itself (AskTimeout), which says more.
 _TRANSIT_GRACE: Final = 2.0
@@ -198,8 +203,8 @@ class LinkServer:
                 if not isinstance(verb, str) or not isinstance(args, dict):
                     raise FrameError("a request needs a string verb and an object of args")
                 if self._draining:
-                    # Closing: never started, so the follower may repeat it elsewhere
-                    # (it learns so when the connection closes).
+                    # Closing: never begun, so the follower may repeat it elsewhere.
+                    replier(request["id"])({NOT_BEGUN: True})
                     continue
                 self._handler(verb, args, replier(request["id"]))
         except FrameError as exc:
@@ -349,6 +354,9 @@ class OwnerProxy:
 
     @staticmethod
     def answer(verb: str, message: Message) -> Any:
+        """The record (or error) in the owner's answer to ``verb``."""
+        if message.get(NOT_BEGUN):
+            raise OwnerGone(f"the owner was closing and did not begin {verb}; repeat it")
         if "error" in message:
             raise decode_error(message["error"])
         return decode_result(verb, message.get("ok"))

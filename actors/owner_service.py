@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from actors.errors import InvalidMemory
-from actors.owner_link import LinkServer, Message, Reply
+from actors.owner_link import NOT_BEGUN, LinkServer, Message, Reply
 from actors.owner_protocol import VERBS, encode_error, encode_result
 
 __all__ = ["OwnerService"]
@@ -45,6 +45,7 @@ class OwnerService:
     def __init__(self, facade: object, socket_path: str | Path, *, workers: int = WORKERS) -> None:
         self._facade = facade
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="owner-service")
+        self._closing = False
         self._server = LinkServer(socket_path, self._handle)
 
     def __repr__(self) -> str:
@@ -65,6 +66,9 @@ class OwnerService:
             self._pool.submit(self._run, verb, args, reply)
 
     def _run(self, verb: str, args: Message, reply: Reply) -> None:
+        if self._closing:
+            reply({NOT_BEGUN: True})  # queued when the owner began to close
+            return
         try:
             method = self._method(verb)
             try:
@@ -86,11 +90,12 @@ class OwnerService:
     def close(self) -> None:
         """Finish and answer the calls begun, then drop the followers (they fail over).
 
-        Calls received but not begun are never run: their followers repeat
-        them with the next owner, or report them (see ``SAFE_TO_REPEAT``).
+        Calls received but not begun are answered ``not_begun``: their
+        followers repeat them with the next owner, whatever the verb.
         """
+        self._closing = True
         self._server.drain()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=True)
         self._server.close()
 
 

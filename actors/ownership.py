@@ -212,15 +212,28 @@ class OwnerLock:
                 return False
             if self._held:
                 return True
-            fd = self._open()
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    return False
-                raise
-            self._held = True
-            return True
+            while True:
+                fd = self._open()
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        return False
+                    raise
+                if self._still_at_path(fd):
+                    self._held = True
+                    return True
+                # The owner we waited on removed the file as it left: this lock is
+                # on a file nobody else will open. Again, on the path's file.
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+                self._fd = None
+
+    def _still_at_path(self, fd: int) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
 
     def publish(self, info: OwnerInfo) -> None:
         """Write the owner's pid and socket into the lock file (the owner only)."""
@@ -263,9 +276,11 @@ class OwnerLock:
             if fd is None:
                 return
             if self._held:
-                # Empty the file first so that nobody dials a socket about to vanish.
+                # Removed while still locked, so the directory keeps no trace of a
+                # clean exit; a waiter that locks the removed file sees it is no
+                # longer at the path and starts again (try_claim).
                 with contextlib.suppress(OSError):
-                    os.ftruncate(fd, 0)
+                    os.unlink(self.path)
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 self._held = False
             os.close(fd)

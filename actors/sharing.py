@@ -30,7 +30,7 @@ from typing import Any, Final
 import attrs
 
 from actors.errors import OwnerGone, Unavailable
-from actors.owner_link import Message, OwnerProxy
+from actors.owner_link import NOT_BEGUN, Message, OwnerProxy
 from actors.owner_protocol import SAFE_TO_REPEAT
 from actors.owner_service import OwnerService
 from actors.ownership import (
@@ -194,7 +194,9 @@ class Sharing:
 
     def _settle(self, call: _Parked, done: Future[Message]) -> None:
         exc = done.exception()
-        if exc is None:
+        if exc is None and done.result().get(NOT_BEGUN) and time.monotonic() < call.deadline:
+            self._park(call)  # the owner is closing: the next one runs it
+        elif exc is None:
             _answer(call.outer, done.result())
         elif (
             isinstance(exc, OwnerGone)
@@ -205,6 +207,10 @@ class Sharing:
             self._attempt(call)  # parked now: the proxy is broken
         else:
             _fail(call.outer, exc)
+
+    def _park(self, call: _Parked) -> None:
+        with self._mutex:
+            self._parked.append(call)
 
     def _connect(self, info: OwnerInfo) -> bool:
         """Connect to the owner ``info`` names; whether that worked."""

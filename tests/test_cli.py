@@ -344,6 +344,8 @@ def _counts(db: Path, *, total: int, outbox: int, **extra: object) -> dict[str, 
         "schema_version": LATEST_VERSION,
         "database": str(db),
         "sync": "local-only: no remote configured",
+        # The command's process opened the file alone, so it owned it.
+        "sharing": "owner (0 followers)",
     }
     expected.update(extra)
     return expected
@@ -374,6 +376,7 @@ def test_count_reports_exact_numbers_in_human_and_json_form(db: Path) -> None:
         f"schema version: {LATEST_VERSION}",
         f"database:       {db}",
         "sync:           local-only: no remote configured",
+        "sharing:        owner (0 followers)",
     ]
 
 
@@ -381,6 +384,10 @@ def test_status_reports_ready_actors_and_the_counts(db: Path) -> None:
     """status shows the supervisor's view plus the count diagnostics."""
     store_id(db, "one")
     data = invoke_json(db, "status")
+    assert isinstance(data, dict)
+    sharing = data.pop("sharing")
+    assert (sharing["role"], sharing["followers"]) == ("owner", 0)
+    assert isinstance(sharing["owner_pid"], int)
     assert data == {
         "state": "ready",
         "database": str(db),

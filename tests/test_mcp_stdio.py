@@ -118,6 +118,7 @@ OUTPUT_FIELDS = {
         "schema_version",
         "database",
         "sync",
+        "sharing",
     },
 }
 UNKNOWN_ID = "01900000-0000-7000-8000-000000000000"
@@ -357,6 +358,7 @@ def test_store_dedups_and_recall_get_list_count_see_it(tmp_path: Path, mode: str
                 "schema_version": LATEST_VERSION,
                 "database": str(db),
                 "sync": "local-only: no remote configured",
+                "sharing": "owner (0 followers)",
             }
             assert text_of(counted).startswith("2 memories (default: 1, work: 1); 0 forgotten")
             tagged = await ok(client, "memory_count", {"tags": ["editor"]})
