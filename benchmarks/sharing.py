@@ -19,6 +19,7 @@ acknowledged store of any follower.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import multiprocessing as mp
 import os
 import signal
@@ -28,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from actors import Config, MemorySystem
@@ -38,6 +40,8 @@ def _worker(
     results: Any, db: str, design: str, name: str, seconds: float, in_flight: int, start: Any
 ) -> None:
     """One process: open, wait for the start signal, store for ``seconds``; report latencies."""
+    # `kill -USR1 <pid>` prints every thread's stack: a stuck run can be read.
+    faulthandler.register(signal.SIGUSR1)
     config = Config(sharing="direct" if design == "direct" else "auto", synchronous="FULL")
     latencies: list[float] = []
     errors = 0
@@ -73,7 +77,7 @@ def _worker(
 def _run(db: Path, design: str, processes: int, seconds: float, in_flight: int) -> dict[str, Any]:
     context = mp.get_context("spawn")
     start = context.Event()
-    queue = context.SimpleQueue()
+    queue = context.Queue()
     procs = []
     for n in range(processes):
         proc = context.Process(
@@ -85,7 +89,15 @@ def _run(db: Path, design: str, processes: int, seconds: float, in_flight: int) 
             time.sleep(1.0)  # the first process opens (and owns) the file first
     time.sleep(1.0 + 0.2 * processes)  # everyone open
     start.set()
-    results = [queue.get() for _ in procs]
+    results = []
+    while len(results) < len(procs):
+        try:
+            results.append(queue.get(timeout=1.0))
+        except Empty:
+            failed = [p for p in procs if p.exitcode not in (None, 0)]
+            if len(results) + len(failed) >= len(procs) and failed:
+                # A worker died (its traceback is on stderr): count it, do not hang.
+                results += [{"role": "failed", "latencies": [], "errors": 1} for _ in failed]
     for proc in procs:
         proc.join()
     latencies = sorted(x for r in results for x in r["latencies"])
@@ -179,13 +191,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--in-flight", type=int, default=8, help="calls outstanding per process")
     parser.add_argument("--handover-rounds", type=int, default=5)
+    parser.add_argument("--designs", default="direct,shared", help="direct, shared or both")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; synchronous=FULL")
     columns = ("stores/s", 10), ("p50 ms", 9), ("p99 ms", 9), ("errors", 8)
     print(f"{'design':<8}{'procs':>6}{'mode':>12}" + "".join(f"{c:>{w}}" for c, w in columns))
     for processes in (int(p) for p in args.processes.split(",")):
         for in_flight, mode in ((1, "sequential"), (args.in_flight, f"{args.in_flight} in flight")):
-            for design in ("direct", "shared"):
+            for design in args.designs.split(","):
                 with tempfile.TemporaryDirectory() as tmp:
                     r = _run(Path(tmp) / "memory.db", design, processes, args.seconds, in_flight)
                 print(
