@@ -44,12 +44,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
+import inspect
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import attrs
 import pykka
@@ -66,16 +68,19 @@ from actors.model import (
     RecallResult,
     StoreReceipt,
 )
+from actors.owner_link import OwnerProxy
 from actors.runtime import NotifyingFuture, after_notifications
 from actors.session_log import SessionItems
+from actors.sharing import NowOwner
 from actors.sync_model import SyncReport
-from actors.system import Config, MemorySystem, _Call, _restarting
+from actors.system import Config, MemorySystem, _Call, _restarting, _timeout_of
 
 __all__ = ["AsyncMemorySystem"]
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
+P = ParamSpec("P")
 
 #: First and longest pause of an async caller waiting for an admission slot.
 _ADMISSION_POLL = (0.001, 0.05)
@@ -259,6 +264,28 @@ class _Pending(Generic[R]):
         self.waiter.cancel()  # an answer arriving later is dropped, never "unretrieved"
 
 
+def _shared(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """An async verb that a follower sends to the file's owner (as the blocking facade's)."""
+    verb = method.__name__
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        memory = args[0]
+        assert isinstance(memory, AsyncMemorySystem)
+        if memory.system._following():
+            arguments = signature.bind(*args, **kwargs).arguments
+            arguments.pop("self")
+            try:
+                answer: R = await memory._follower_call(verb, arguments)
+                return answer
+            except NowOwner:
+                pass  # this process owns the file now: its own actors answer
+        return await method(*args, **kwargs)
+
+    return call
+
+
 class AsyncMemorySystem:
     """Persistent memory for asyncio agents: the verbs of :class:`MemorySystem`, awaited.
 
@@ -355,6 +382,7 @@ class AsyncMemorySystem:
 
     # -- the memory API ------------------------------------------------------------
 
+    @_shared
     async def store(
         self,
         content: str | None,
@@ -373,6 +401,7 @@ class AsyncMemorySystem:
             )
         )
 
+    @_shared
     async def recall(
         self,
         query: str,
@@ -422,6 +451,7 @@ class AsyncMemorySystem:
                 # Not cancelled: the hub request runs on and fills the cache for a retry.
                 remote.abandon(cancel=cancelled)
 
+    @_shared
     async def get(
         self,
         memory_id: str | None = None,
@@ -433,6 +463,7 @@ class AsyncMemorySystem:
         """As :meth:`MemorySystem.get`: by id, or by key in a namespace."""
         return await self._run(self.system._prepare_get(memory_id, timeout, namespace, key))
 
+    @_shared
     async def forget(
         self,
         memory_id: str | None = None,
@@ -444,6 +475,7 @@ class AsyncMemorySystem:
         """As :meth:`MemorySystem.forget`: by id, or by key in a namespace."""
         return await self._run(self.system._prepare_forget(memory_id, timeout, namespace, key))
 
+    @_shared
     async def list(
         self,
         *,
@@ -459,6 +491,7 @@ class AsyncMemorySystem:
             self.system._prepare_list(namespace, tags, limit, before, timeout, namespace_prefix)
         )
 
+    @_shared
     async def count(
         self,
         *,
@@ -475,6 +508,7 @@ class AsyncMemorySystem:
             result, await self.sync_report(), await self.semantic_report()
         )
 
+    @_shared
     async def sync_report(self) -> SyncReport | None:
         """As :meth:`MemorySystem.sync_report`."""
         call = self.system._prepare_sync_status()
@@ -485,37 +519,50 @@ class AsyncMemorySystem:
         except (Unavailable, AskTimeout) as exc:
             return self.system._sync_unknown(exc)
 
+    @_shared
     async def retry_dead_letters(self, *, timeout: float | None = None) -> int:
         """As :meth:`MemorySystem.retry_dead_letters`."""
         return await self._run(self.system._prepare_retry_dead(timeout))
 
+    @_shared
     async def session_add(
         self, session_id: str, items: Sequence[Any], *, timeout: float | None = None
     ) -> int:
         """As :meth:`MemorySystem.session_add`: answered after commit."""
         return await self._run(self.system._prepare_session_add(session_id, items, timeout))
 
+    @_shared
     async def session_items(
         self, session_id: str, *, limit: int | None = None, timeout: float | None = None
     ) -> SessionItems:
         """As :meth:`MemorySystem.session_items`."""
         return await self._run(self.system._prepare_session_items(session_id, limit, timeout))
 
+    @_shared
     async def session_pop(self, session_id: str, *, timeout: float | None = None) -> Any:
         """As :meth:`MemorySystem.session_pop`. Cancelled after its transaction began,
         the item is removed and the answer dropped (as for any write)."""
         return await self._run(self.system._prepare_session_pop(session_id, timeout))
 
+    @_shared
     async def session_clear(self, session_id: str, *, timeout: float | None = None) -> int:
         """As :meth:`MemorySystem.session_clear`."""
         return await self._run(self.system._prepare_session_clear(session_id, timeout))
 
     async def status(self) -> dict[str, Any]:
         """As :meth:`MemorySystem.status`."""
-        if self.system.closed:
-            return self.system._status(None, await self.semantic_report())
-        return self.system._status(await self.sync_report(), await self.semantic_report())
+        system = self.system
+        if system._following():
+            try:
+                state: dict[str, Any] = await self._follower_call("status", {})
+                return state | {"sharing": system._sharing_state()}
+            except NowOwner:
+                pass
+        if system.closed:
+            return system._status(None, await self.semantic_report())
+        return system._status(await self.sync_report(), await self.semantic_report())
 
+    @_shared
     async def semantic_report(self) -> dict[str, Any]:
         """As :meth:`MemorySystem.semantic_report`."""
         call = self.system._prepare_semantic_status()
@@ -525,6 +572,24 @@ class AsyncMemorySystem:
             return (await self._run(call)).to_dict()
         except (Unavailable, AskTimeout) as exc:
             return self.system._semantic_unknown(exc)
+
+    async def _follower_call(self, verb: str, arguments: dict[str, Any]) -> Any:
+        """As the blocking facade's: validated here, answered by the file's owner."""
+        system = self.system
+        if verb != "status":
+            system._validate_only(verb, arguments)
+        await self._admit()
+        try:
+            future, wait = system._forward(
+                verb, arguments, _timeout_of(verb, arguments, system.config)
+            )
+            try:
+                message = await asyncio.wait_for(asyncio.wrap_future(future), wait)
+            except TimeoutError:
+                raise system._owner_late(verb, wait) from None
+        finally:
+            system._gate.release()
+        return system._as_follower(verb, OwnerProxy.answer(verb, message))
 
     # -- plumbing --------------------------------------------------------------------
 

@@ -562,6 +562,7 @@ def _count_lines(counts: dict[str, Any]) -> list[str]:
         f"{'database:':<16}{counts['database']}",
         f"{'sync:':<16}{counts['sync']}",
         f"{'semantic:':<16}{counts['semantic']}",
+        f"{'sharing:':<16}{counts['sharing']}",
     ]
     return lines
 

@@ -58,6 +58,7 @@ __all__ = [
     "MigrationFailed",
     "NotADatabase",
     "Overloaded",
+    "OwnerGone",
     "SchemaError",
     "SchemaTooNew",
     "StorageBusy",
@@ -77,6 +78,16 @@ class Unavailable(MemoryActorsError, ConnectionError):
 
 class Overloaded(Unavailable):
     """Admission control refused the request: too many are already in flight."""
+
+
+class OwnerGone(Unavailable):
+    """The process that owns the database file went away before answering.
+
+    Whether it applied the request first cannot be known: a follower retries
+    only requests that are safe to repeat (reads, forgets, keyed and
+    content-deduplicated stores) with the next owner, and raises this for
+    the rest.
+    """
 
 
 class AskTimeout(MemoryActorsError, TimeoutError):

@@ -546,6 +546,9 @@ class CountResult:
     sync: str
     #: Local semantic recall: on (its model and progress) or off, and then how to turn it on.
     semantic: str = ""
+    #: This process's part in sharing the file: ``owner (2 followers)``,
+    #: ``follower of pid 4242``, or ``direct: <why>``.
+    sharing: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -203,6 +203,11 @@ class CountOutput(BaseModel):
     semantic: str = Field(
         default="", description="Local semantic recall: on (model, progress) or off, and how."
     )
+    sharing: str = Field(
+        default="",
+        description="This server's part in sharing the file with other processes: "
+        "'owner (N followers)', 'follower of pid P', or 'direct: <why>'.",
+    )
 
 
 # -- tool arguments ---------------------------------------------------------------------
@@ -452,7 +457,7 @@ async def memory_count(
         f"{f' ({spread})' if spread else ''}; "
         f"{counts.forgotten} forgotten; {counts.outbox_pending} waiting to sync; "
         f"{counts.dead_letters} dead letters; schema {counts.schema_version}; "
-        f"{counts.sync}; {counts.semantic}; database {counts.database}"
+        f"{counts.sync}; {counts.semantic}; database {counts.database} ({counts.sharing})"
     )
     return _result(text, counts.to_dict())
 

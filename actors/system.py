@@ -13,11 +13,16 @@ mutable state of its own beyond what it reads from the supervisor's cells.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar
 
 import attrs
 import platformdirs
@@ -31,6 +36,7 @@ from actors.errors import (
     InvalidMemory,
     MemoryActorsError,
     Overloaded,
+    SchemaTooNew,
     SystemClosed,
     Unavailable,
 )
@@ -56,7 +62,7 @@ from actors.messages import (
     SyncNudge,
     SyncStatus,
 )
-from actors.migrations import MigrationActor
+from actors.migrations import LATEST_VERSION, MigrationActor
 from actors.model import (
     CountResult,
     EmbeddingReport,
@@ -83,6 +89,7 @@ from actors.model import (
     validate_query,
 )
 from actors.model_package import INSTALL_HINT, minilm_available
+from actors.owner_link import Message, OwnerProxy
 from actors.ranking import merge_hits
 from actors.recall import RecallRouter, RecallSettings
 from actors.runtime import Runtime, ThreadedRuntime
@@ -92,6 +99,7 @@ from actors.session_log import (
     validate_items_limit,
     validate_session_id,
 )
+from actors.sharing import NowOwner, Sharing
 from actors.store import StoreActor, StoreConfig
 from actors.supervisor import ChildCell, ChildSpec, SupervisorActor
 from actors.sync import ClientFactory, SyncActor, default_client
@@ -103,6 +111,7 @@ __all__ = ["DB_ENV_VAR", "SEMANTIC_ENV_VAR", "Config", "MemorySystem", "default_
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
+P = ParamSpec("P")
 
 #: Environment variable that names the database file.
 DB_ENV_VAR = "MEMORY_ACTORS_DB"
@@ -118,6 +127,61 @@ def default_db_path() -> str:
     if from_env:
         return os.path.abspath(os.path.expanduser(from_env))
     return os.path.join(platformdirs.user_data_dir("memory-actors", appauthor=False), "memory.db")
+
+
+#: True while a follower runs a verb only to validate its arguments (per thread
+#: and per task, so concurrent callers never see each other's flag).
+_dry_run: ContextVar[bool] = ContextVar("memory_actors_dry_run", default=False)
+
+#: How much longer than the call's own budget a follower waits for the owner's
+#: answer: the owner answers a timeout itself (AskTimeout), which says more.
+_TRANSIT_GRACE = 2.0
+
+
+class _Validated(Exception):
+    """Internal: a verb run to validate its arguments got as far as asking an actor."""
+
+
+def _shared(method: Callable[P, R]) -> Callable[P, R]:
+    """A verb that a follower sends to the file's owner (see ``_follower_call``)."""
+    verb = method.__name__
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        system = args[0]
+        assert isinstance(system, MemorySystem)
+        if system._following() and not _dry_run.get(False):
+            arguments = signature.bind(*args, **kwargs).arguments
+            arguments.pop("self")
+            try:
+                answer: R = system._follower_call(verb, arguments)
+                return answer
+            except NowOwner:
+                pass  # this process owns the file now: its own actors answer
+        return method(*args, **kwargs)
+
+    return call
+
+
+def _timeout_of(verb: str, arguments: Mapping[str, Any], config: Config) -> float | None:
+    """The caller's budget for ``verb`` (None: the default ask timeout)."""
+    timeout = arguments.get("timeout")
+    if verb == "recall" and timeout is None:
+        return config.recall_timeout
+    return timeout if isinstance(timeout, (int, float)) else None
+
+
+def _jsonable(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments as JSON carries them: any iterable (tags, items, fields) as a list."""
+    out: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+            value = list(value)
+        out[name] = value
+    return out
 
 
 @attrs.frozen
@@ -160,6 +224,11 @@ class Config:
     #: simulation passes a deterministic one; tests may pass another model.
     embedder: EmbedderLoader | None = None
     embedding: EmbeddingSettings = attrs.field(factory=EmbeddingSettings)
+    #: ``auto``: the first process on a file owns it and serves the others
+    #: (followers), so one StoreActor commits for all (docs/architecture.md,
+    #: "Across processes"); ``direct``: this process runs its own actors on the
+    #: file whatever others do, contending through SQLite's lock.
+    sharing: Literal["auto", "direct"] = "auto"
 
 
 class MemorySystem:
@@ -173,20 +242,16 @@ class MemorySystem:
     """
 
     def __init__(
-        self,
-        path: str,
-        runtime: Runtime,
-        config: Config,
-        supervisor: pykka.ActorRef[Any],
-        cells: dict[str, ChildCell],
-        migration: MigrationReport,
+        self, path: str, runtime: Runtime, config: Config, sharing: Sharing | None = None
     ) -> None:
         self.path = path
         self.runtime = runtime
         self.config = config
-        self.migration = migration
-        self._supervisor = supervisor
-        self._cells = cells
+        #: What opening the file migrated (a follower: the owner's schema, nothing applied).
+        self.migration = MigrationReport(path, 0, 0, (), ())
+        self._supervisor: pykka.ActorRef[Any] | None = None
+        self._cells: dict[str, ChildCell] = {}
+        self._sharing = sharing
         self._gate = runtime.gate(config.max_in_flight)
         self._closed = False
         self._owns_runtime = False
@@ -216,91 +281,124 @@ class MemorySystem:
         owns_runtime = runtime is None
         rt: Runtime = runtime if runtime is not None else ThreadedRuntime()
         try:
-            report = cls._migrate(rt, db_path, config)
-            remote = config.remote
-            store_config = StoreConfig(
-                path=db_path,
-                synchronous=config.synchronous,
-                busy_timeout=config.busy_timeout,
-                busy_retries=config.busy_retries,
-                group_commit=config.group_commit,
-                connect=config.connect,
-                sync_configured=remote is not None,
-                sync_max_attempts=remote.max_attempts if remote else 5,
-            )
-            cells = {"store": ChildCell("store")}
-
-            def spawn_store(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
-                return rt.spawn(StoreActor, rt, store_config, supervisor=supervisor)
-
-            specs: dict[str, ChildSpec] = {"store": spawn_store}
-            if _semantic_on(config):
-                loader = config.embedder or load_minilm
-                cells["embedding"] = ChildCell("embedding")
-
-                def spawn_embedding(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
-                    return rt.spawn(
-                        EmbeddingActor,
-                        rt,
-                        cells["store"],
-                        config.embedding,
-                        loader=loader,
-                        supervisor=supervisor,
-                    )
-
-                specs["embedding"] = spawn_embedding
-            if remote is not None:
-                factory = config.hub_client or default_client
-
-                def spawn_sync(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
-                    return rt.spawn(
-                        SyncActor,
-                        rt,
-                        remote,
-                        cells["store"],
-                        client_factory=factory,
-                        supervisor=supervisor,
-                    )
-
-                if config.sync:
-                    cells["sync"] = ChildCell("sync")
-                    specs["sync"] = spawn_sync
-                cells["recall"] = ChildCell("recall")
-                recall_settings = config.recall
-
-                def spawn_recall(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
-                    return rt.spawn(
-                        RecallRouter,
-                        rt,
-                        remote,
-                        recall_settings,
-                        factory,
-                        supervisor=supervisor,
-                    )
-
-                specs["recall"] = spawn_recall
-            supervisor = rt.spawn(
-                SupervisorActor,
-                rt,
-                specs,
-                cells,
-                intensity=config.restart_intensity,
-                window=config.restart_window,
-                backoff=config.restart_backoff,
-            )
+            # Sharing needs real processes and sockets: never in a simulated world.
+            shared = config.sharing == "auto" and isinstance(rt, ThreadedRuntime)
+            sharing = Sharing.join(db_path, wait=config.migrate_timeout) if shared else None
         except BaseException:
             if owns_runtime:
                 rt.close()
             raise
-        system = cls(db_path, rt, config, supervisor, cells, report)
+        system = cls(db_path, rt, config, sharing)
         system._owns_runtime = owns_runtime
         try:
-            ask(rt, supervisor, StartChildren, config.migrate_timeout, "the store to open")
+            if sharing is not None and sharing.role.name == "follower":
+                system._follow(sharing)
+            else:
+                system._start_actors()
+                if sharing is not None:
+                    sharing.serve(system)
         except BaseException:
             system.close()
             raise
         rt.at_process_exit(system.close)
         return system
+
+    def _start_actors(self) -> None:
+        """Migrate the file and start this process's actors on it (owner or direct)."""
+        rt, config, db_path = self.runtime, self.config, self.path
+        report = self._migrate(rt, db_path, config)
+        remote = config.remote
+        store_config = StoreConfig(
+            path=db_path,
+            synchronous=config.synchronous,
+            busy_timeout=config.busy_timeout,
+            busy_retries=config.busy_retries,
+            group_commit=config.group_commit,
+            connect=config.connect,
+            sync_configured=remote is not None,
+            sync_max_attempts=remote.max_attempts if remote else 5,
+        )
+        cells = {"store": ChildCell("store")}
+
+        def spawn_store(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+            return rt.spawn(StoreActor, rt, store_config, supervisor=supervisor)
+
+        specs: dict[str, ChildSpec] = {"store": spawn_store}
+        if _semantic_on(config):
+            loader = config.embedder or load_minilm
+            cells["embedding"] = ChildCell("embedding")
+
+            def spawn_embedding(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+                return rt.spawn(
+                    EmbeddingActor,
+                    rt,
+                    cells["store"],
+                    config.embedding,
+                    loader=loader,
+                    supervisor=supervisor,
+                )
+
+            specs["embedding"] = spawn_embedding
+        if remote is not None:
+            factory = config.hub_client or default_client
+
+            def spawn_sync(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+                return rt.spawn(
+                    SyncActor,
+                    rt,
+                    remote,
+                    cells["store"],
+                    client_factory=factory,
+                    supervisor=supervisor,
+                )
+
+            if config.sync:
+                cells["sync"] = ChildCell("sync")
+                specs["sync"] = spawn_sync
+            cells["recall"] = ChildCell("recall")
+            recall_settings = config.recall
+
+            def spawn_recall(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+                return rt.spawn(
+                    RecallRouter,
+                    rt,
+                    remote,
+                    recall_settings,
+                    factory,
+                    supervisor=supervisor,
+                )
+
+            specs["recall"] = spawn_recall
+        supervisor = rt.spawn(
+            SupervisorActor,
+            rt,
+            specs,
+            cells,
+            intensity=config.restart_intensity,
+            window=config.restart_window,
+            backoff=config.restart_backoff,
+        )
+        self.migration = report
+        self._cells, self._supervisor = cells, supervisor
+        ask(rt, supervisor, StartChildren, config.migrate_timeout, "the store to open")
+
+    def _follow(self, sharing: Sharing) -> None:
+        """As a follower: check the owner's schema, and stand by to take the file over."""
+        counted = self._forwarded("count", {}, None)
+        if counted.schema_version > LATEST_VERSION:
+            raise SchemaTooNew(self.path, counted.schema_version, LATEST_VERSION)
+        self.migration = MigrationReport(
+            self.path, counted.schema_version, counted.schema_version, (), ()
+        )
+        sharing.follow(self._take_over)
+
+    def _take_over(self) -> None:
+        """On the sharing watcher: the owner went and this process holds the lock now."""
+        assert self._sharing is not None
+        if self._closed:
+            return
+        self._start_actors()
+        self._sharing.serve(self)
 
     @staticmethod
     def _migrate(rt: Runtime, path: str, config: Config) -> MigrationReport:
@@ -316,20 +414,28 @@ class MemorySystem:
         if self._closed:
             return
         self._closed = True
+        if self._sharing is not None:
+            # First: followers fail over while this process commits and stops.
+            self._sharing.close()
+        if self._supervisor is not None:
+            self._stop_actors(self._supervisor)
+        if self._sharing is not None:
+            # Last: the next owner opens the file only after this one let go of it.
+            self._sharing.release()
+        if self._owns_runtime:
+            # A runtime passed in may serve other systems (or a simulated world).
+            self.runtime.close()
+
+    def _stop_actors(self, supervisor: pykka.ActorRef[Any]) -> None:
         try:
-            ask(
-                self.runtime, self._supervisor, Shutdown, self.config.stop_timeout, "the supervisor"
-            )
+            ask(self.runtime, supervisor, Shutdown, self.config.stop_timeout, "the supervisor")
         except (AskTimeout, Unavailable) as exc:
             logger.warning("supervisor did not acknowledge shutdown: %s", exc)
         for cell in reversed(list(self._cells.values())):
             if cell.ref is not None:
                 stop(cell.ref, self.config.stop_timeout)
             cell.status = ChildCell.STOPPED
-        stop(self._supervisor, self.config.stop_timeout)
-        if self._owns_runtime:
-            # A runtime passed in may serve other systems (or a simulated world).
-            self.runtime.close()
+        stop(supervisor, self.config.stop_timeout)
 
     def __enter__(self) -> Self:
         return self
@@ -353,6 +459,7 @@ class MemorySystem:
     # blocking wait, in actors.aio with an await. What happens after the answer
     # (a sync nudge, the sync summary of count, recall's merge) is shared too.
 
+    @_shared
     def store(
         self,
         content: str | None,
@@ -379,6 +486,7 @@ class MemorySystem:
             self._prepare_store(content, tags, metadata, namespace, timeout, key, search_fields)
         )
 
+    @_shared
     def recall(
         self,
         query: str,
@@ -430,6 +538,7 @@ class MemorySystem:
             return plan.hub_failed(local, exc)
         return plan.complete(local, found)
 
+    @_shared
     def get(
         self,
         memory_id: str | None = None,
@@ -444,6 +553,7 @@ class MemorySystem:
         """
         return self._run(self._prepare_get(memory_id, timeout, namespace, key))
 
+    @_shared
     def forget(
         self,
         memory_id: str | None = None,
@@ -455,6 +565,7 @@ class MemorySystem:
         """Tombstone the memory, by id or by key: its content is erased, the tombstone syncs."""
         return self._run(self._prepare_forget(memory_id, timeout, namespace, key))
 
+    @_shared
     def list(
         self,
         *,
@@ -473,6 +584,7 @@ class MemorySystem:
             self._prepare_list(namespace, tags, limit, before, timeout, namespace_prefix)
         )
 
+    @_shared
     def count(
         self,
         *,
@@ -488,6 +600,7 @@ class MemorySystem:
         result = self._run(self._prepare_count(namespace, tags, timeout, namespace_prefix))
         return self._with_sync(result, self.sync_report(), self.semantic_report())
 
+    @_shared
     def sync_report(self) -> SyncReport | None:
         """The SyncActor's state (None without a remote); never waits more than 2 s."""
         call = self._prepare_sync_status()
@@ -498,12 +611,14 @@ class MemorySystem:
         except (Unavailable, AskTimeout) as exc:
             return self._sync_unknown(exc)
 
+    @_shared
     def retry_dead_letters(self, *, timeout: float | None = None) -> int:
         """Put every dead letter back in the outbox; returns how many memories were requeued."""
         return self._run(self._prepare_retry_dead(timeout))
 
     # -- the session log: an ordered list of JSON items per agent session (local only)
 
+    @_shared
     def session_add(
         self, session_id: str, items: Sequence[Any], *, timeout: float | None = None
     ) -> int:
@@ -514,16 +629,19 @@ class MemorySystem:
         """
         return self._run(self._prepare_session_add(session_id, items, timeout))
 
+    @_shared
     def session_items(
         self, session_id: str, *, limit: int | None = None, timeout: float | None = None
     ) -> SessionItems:
         """The session's latest ``limit`` items (all when None), oldest first."""
         return self._run(self._prepare_session_items(session_id, limit, timeout))
 
+    @_shared
     def session_pop(self, session_id: str, *, timeout: float | None = None) -> Any:
         """Remove and return the session's newest item (None when empty), atomically."""
         return self._run(self._prepare_session_pop(session_id, timeout))
 
+    @_shared
     def session_clear(self, session_id: str, *, timeout: float | None = None) -> int:
         """Delete every item of the session; returns how many there were."""
         return self._run(self._prepare_session_clear(session_id, timeout))
@@ -635,8 +753,10 @@ class MemorySystem:
     def _with_sync(
         self, result: CountResult, report: SyncReport | None, semantic: Mapping[str, Any]
     ) -> CountResult:
-        """``count``'s answer with the sync and semantic recall summaries filled in."""
-        result = attrs.evolve(result, semantic=_semantic_summary(semantic))
+        """``count``'s answer with the sync, semantic recall and sharing summaries filled in."""
+        result = attrs.evolve(
+            result, semantic=_semantic_summary(semantic), sharing=self._sharing_summary()
+        )
         if report is not None:
             return attrs.evolve(result, sync=report.summary())
         if self.config.remote is not None:
@@ -646,6 +766,15 @@ class MemorySystem:
                 "`serve` pushes the outbox)",
             )
         return result
+
+    def _sharing_summary(self) -> str:
+        """One line of :meth:`_sharing_state`, for ``count``."""
+        state = self._sharing_state()
+        if state["role"] == "owner":
+            return f"owner ({state['followers']} followers)"
+        if state["role"] == "follower":
+            return f"follower of pid {state['owner_pid']}"
+        return f"direct: {state['reason']}"
 
     def _prepare_sync_status(self) -> _Call[SyncReport] | None:
         if self.config.remote is None or "sync" not in self._cells:
@@ -666,6 +795,7 @@ class MemorySystem:
     def _semantic_unknown(self, exc: Exception) -> dict[str, Any]:
         return {"enabled": True, "state": "unknown", "reason": str(exc)}
 
+    @_shared
     def semantic_report(self) -> dict[str, Any]:
         """Local semantic recall: on (its state) or off, and then how to turn it on."""
         if self._closed:
@@ -713,10 +843,23 @@ class MemorySystem:
         return value
 
     def status(self) -> dict[str, Any]:
-        """Each actor's status, restarts and reason (the supervisor's view); sync; semantics."""
+        """Each actor's status, restarts and reason (the supervisor's view); sync; semantics;
+        the file's sharing. A follower answers with its owner's view, and its own part in
+        ``sharing``."""
+        if self._following():
+            try:
+                state: dict[str, Any] = self._forwarded("status", {}, None)
+                return state | {"sharing": self._sharing_state()}
+            except NowOwner:
+                pass
         if self._closed:
             return self._status(None, self.semantic_report())
         return self._status(self.sync_report(), self.semantic_report())
+
+    def _sharing_state(self) -> dict[str, Any]:
+        if self._sharing is None:
+            return {"role": "direct", "reason": "sharing is off (Config.sharing or the runtime)"}
+        return self._sharing.describe()
 
     def _status(self, report: SyncReport | None, semantic: dict[str, Any]) -> dict[str, Any]:
         state: Literal["ready", "degraded", "restarting", "closed"] = "ready"
@@ -736,7 +879,68 @@ class MemorySystem:
                 c.name: {"status": c.status, "restarts": c.restarts, "reason": c.reason}
                 for c in self._cells.values()
             },
+            "sharing": self._sharing_state(),
         }
+
+    # -- sharing the file with other processes ------------------------------------------
+
+    def _following(self) -> bool:
+        """Whether calls go to another process that owns the file."""
+        return self._sharing is not None and self._sharing.role.name == "follower"
+
+    def _follower_call(self, verb: str, arguments: dict[str, Any]) -> Any:
+        """A verb of a follower, blocking: validated here, then answered by the owner.
+
+        :class:`NowOwner` when this process has taken the file over meanwhile.
+        """
+        self._validate_only(verb, arguments)
+        return self._forwarded(verb, arguments, _timeout_of(verb, arguments, self.config))
+
+    def _validate_only(self, verb: str, arguments: dict[str, Any]) -> None:
+        """Run the verb's own validation here, so a follower raises a caller's mistake
+        exactly as a direct call does (even for arguments JSON cannot carry)."""
+        self._check_open()
+        token = _dry_run.set(True)
+        try:
+            getattr(type(self), verb).__wrapped__(self, **arguments)
+        except _Validated:
+            pass
+        finally:
+            _dry_run.reset(token)
+
+    def _forwarded(self, verb: str, arguments: dict[str, Any], budget: float | None) -> Any:
+        if not self._gate.acquire(self.config.admission_wait):
+            raise Overloaded(
+                f"{self.config.max_in_flight} requests already in flight; retry shortly"
+            )
+        try:
+            future, wait = self._forward(verb, arguments, budget)
+            try:
+                message = future.result(wait)
+            except FutureTimeout:
+                raise self._owner_late(verb, wait) from None
+        finally:
+            self._gate.release()
+        return self._as_follower(verb, OwnerProxy.answer(verb, message))
+
+    def _as_follower(self, verb: str, answer: Any) -> Any:
+        """The owner's answer, told from this process: ``count`` names this one's part."""
+        if verb == "count":
+            return attrs.evolve(answer, sharing=self._sharing_summary())
+        return answer
+
+    def _forward(
+        self, verb: str, arguments: dict[str, Any], budget: float | None
+    ) -> tuple[Future[Message], float]:
+        """Send a follower's call (both facades); the future and how long to wait for it."""
+        assert self._sharing is not None
+        wait = (self.config.ask_timeout if budget is None else budget) + _TRANSIT_GRACE
+        return self._sharing.submit(verb, _jsonable(arguments), wait), wait
+
+    def _owner_late(self, verb: str, wait: float) -> AskTimeout:
+        return AskTimeout(
+            f"the owner process of {self.path} did not answer {verb} within {wait:g} s"
+        )
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -769,6 +973,8 @@ class MemorySystem:
     def _check_open(self) -> None:
         if self._closed:
             raise SystemClosed("this MemorySystem is closed; open a new one")
+        if _dry_run.get(False):
+            raise _Validated  # a follower's validation reached the point of asking
 
     def _ask(
         self, child: str, make: Callable[[pykka.Future[R]], Request[R]], timeout: float | None

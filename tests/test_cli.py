@@ -348,6 +348,8 @@ def _counts(db: Path, *, total: int, outbox: int, **extra: object) -> dict[str, 
         "database": str(db),
         "sync": "local-only: no remote configured",
         "semantic": f"semantic recall off: {SEMANTIC_OFF}",
+        # The command's process opened the file alone, so it owned it.
+        "sharing": "owner (0 followers)",
     }
     expected.update(extra)
     return expected
@@ -379,6 +381,7 @@ def test_count_reports_exact_numbers_in_human_and_json_form(db: Path) -> None:
         f"database:       {db}",
         "sync:           local-only: no remote configured",
         f"semantic:       semantic recall off: {SEMANTIC_OFF}",
+        "sharing:        owner (0 followers)",
     ]
 
 
@@ -386,6 +389,10 @@ def test_status_reports_ready_actors_and_the_counts(db: Path) -> None:
     """status shows the supervisor's view plus the count diagnostics."""
     store_id(db, "one")
     data = invoke_json(db, "status")
+    assert isinstance(data, dict)
+    sharing = data.pop("sharing")
+    assert (sharing["role"], sharing["followers"]) == ("owner", 0)
+    assert isinstance(sharing["owner_pid"], int)
     assert data == {
         "state": "ready",
         "database": str(db),

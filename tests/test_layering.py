@@ -26,14 +26,15 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     for layer in (
         "errors _sqlite",  # the exception tree; how SQLite is opened
         "model model_package",  # records, validation, ids, the hybrid clock; is the model installed
-        "_shapes runtime",  # JSON field readers; the runtime seam
+        "_shapes runtime ownership",  # JSON field readers; the runtime seam; the owner lock
         "wire",  # the shapes client and hub share
         "sync_model remote ranking",  # sync records; the hub client (httpx); recall merge
-        "messages",  # the client's protocol
-        "_base _ask",  # the reply-future invariant; asking from outside
+        "messages owner_protocol",  # the client's protocol; calls across processes
+        "_base _ask owner_link",  # the reply-future invariant; asking from outside (or the owner)
         # ...; SQL; the model (NumPy: imported by the client only lazily), the vector index
         "_batch migrations supervisor local_db session_log keyword_search embedders vectors",
-        "store sync recall embedding",  # the client's actors
+        # the client's actors; serving followers, following the owner
+        "store sync recall embedding owner_service sharing",
         "system",  # MemorySystem
         "aio",  # AsyncMemorySystem: the same verbs on an event loop
         "server hub integrations",  # the MCP server; the reference hub; framework adapters

@@ -119,6 +119,7 @@ OUTPUT_FIELDS = {
         "database",
         "sync",
         "semantic",
+        "sharing",
     },
 }
 UNKNOWN_ID = "01900000-0000-7000-8000-000000000000"
@@ -361,6 +362,7 @@ def test_store_dedups_and_recall_get_list_count_see_it(tmp_path: Path, mode: str
                 # The suite runs keyword-only (tests/conftest.py); off says why and how.
                 "semantic": "semantic recall off: turned off in this process "
                 "(Config.semantic=False or $MEMORY_ACTORS_SEMANTIC=off)",
+                "sharing": "owner (0 followers)",
             }
             assert text_of(counted).startswith("2 memories (default: 1, work: 1); 0 forgotten")
             tagged = await ok(client, "memory_count", {"tags": ["editor"]})

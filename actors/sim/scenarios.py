@@ -466,6 +466,7 @@ def lease_scenario(sim: SimRuntime) -> None:
             raise CheckFailed(f"expected one lease holder, found {owner}")
         dead = systems[owner[0]]
         survivor = systems[1 - owner[0]]
+        assert dead._supervisor is not None
         sim.kill([*(c.ref for c in dead._cells.values() if c.ref is not None), dead._supervisor])
         killed_at = sim.now
         sim.run_clients([("after", _syncer(sim, "after", survivor, 2, shared))])

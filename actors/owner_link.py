@@ -1,0 +1,365 @@
+"""The local link between a file's owner process and its followers, and the follower's proxy.
+
+A Unix stream socket carrying frames: a 4-byte big-endian length, then that
+many bytes of UTF-8 JSON, one object per frame. A follower sends
+``{"id": n, "verb": ..., "args": {...}}``; the owner answers each with
+``{"id": n, ...}`` whenever it is done, in any order, so one connection
+carries many requests in flight.
+
+Only the same OS user gets in: the socket sits in a 0700 directory
+(:func:`actors.ownership.ensure_private_dir`), is itself 0600, and each side
+checks the other's uid with ``SO_PEERCRED`` where the platform has it. A
+frame that is too long, not JSON, or not an object closes that one
+connection (with a log line) and touches nothing else.
+
+:class:`OwnerProxy` is a follower's end of a facade call: the verb and its
+arguments out, the owner's record or error back (:mod:`actors.owner_protocol`).
+
+Threads, not actors: these block in ``recv`` and ``accept``, which no actor
+may do. They only move frames; the owner's handler answers through the
+actors' futures, never on these threads' time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any, Final, TypeAlias
+
+from actors.errors import AskTimeout, OwnerGone
+from actors.owner_protocol import decode_error, decode_result
+
+__all__ = [
+    "MAX_REPLY_BYTES",
+    "MAX_REQUEST_BYTES",
+    "NOT_BEGUN",
+    "FrameError",
+    "LinkClient",
+    "LinkServer",
+    "OwnerProxy",
+    "Reply",
+    "read_frame",
+    "write_frame",
+]
+
+logger = logging.getLogger(__name__)
+
+_HEADER: Final = struct.Struct(">I")
+#: The largest request is a session append (1000 items of 64 KiB); a larger
+#: frame is a broken or hostile peer.
+MAX_REQUEST_BYTES: Final = 80 << 20
+#: Replies come from the owner, the same user's process: bounded only against
+#: a corrupt length (a whole session log may be read at once).
+MAX_REPLY_BYTES: Final = 1 << 30
+#: The answer to a request the owner received while closing and never began:
+#: safe to repeat with the next owner, whatever the verb.
+NOT_BEGUN: Final = "not_begun"
+#: How much longer than the call's own timeout a follower waits for the owner's
+#: answer: the owner answers a timeout itself (AskTimeout), which says more.
+_TRANSIT_GRACE: Final = 2.0
+
+Message: TypeAlias = dict[str, Any]
+#: How the owner's handler answers one request: call it once, from any thread.
+Reply: TypeAlias = Callable[[Message], None]
+
+
+class FrameError(Exception):
+    """The peer sent something that is not a frame of this protocol."""
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    """``size`` bytes, or None at a clean end of stream before the first byte."""
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        if not chunk:
+            if chunks:
+                raise FrameError(f"the stream ended inside a frame ({len(chunks)} of {size} bytes)")
+            return None
+        chunks += chunk
+    return bytes(chunks)
+
+
+def read_frame(sock: socket.socket, limit: int) -> Message | None:
+    """The next frame's object, or None when the peer closed between frames."""
+    header = _recv_exactly(sock, _HEADER.size)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > limit:
+        raise FrameError(f"a frame of {size} bytes exceeds the limit of {limit}")
+    body = _recv_exactly(sock, size)
+    if body is None:
+        raise FrameError("the stream ended after a frame header")
+    try:
+        message = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FrameError(f"a frame is not UTF-8 JSON: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("id"), int):
+        raise FrameError("a frame is not an object with an integer id")
+    return message
+
+
+def write_frame(sock: socket.socket, message: Message) -> None:
+    """Send ``message`` as one frame (the caller serialises writers of one socket)."""
+    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    sock.sendall(_HEADER.pack(len(body)) + body)
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end (None where the platform cannot tell)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+class LinkServer:
+    """The owner's listener: accepts followers and hands each request to ``handler``.
+
+    ``handler(verb, args, reply)`` must return promptly and call ``reply``
+    once, later, from any thread (typically a future's done-callback).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], handler: Callable[[str, Message, Reply], None]
+    ) -> None:
+        self.path = Path(path)
+        self._handler = handler
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._closed = False
+        self._draining = False
+        # The caller holds the file's owner lock, so a socket file here is a
+        # dead owner's: nobody else can be listening on it.
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        self._listener.listen(64)
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, name=f"owner-link:{self.path.name}", daemon=True
+        )
+        self._acceptor.start()
+
+    def __repr__(self) -> str:
+        return f"<LinkServer {self.path} followers={self.followers}>"
+
+    @property
+    def followers(self) -> int:
+        """Connected followers (connections, strictly: one per follower process)."""
+        with self._lock:
+            return len(self._connections)
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            uid = peer_uid(conn)
+            if uid is not None and uid != os.getuid():
+                logger.warning("refused a connection from uid %d on %s", uid, self.path)
+                conn.close()
+                continue
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    return
+                self._connections.add(conn)
+            threading.Thread(
+                target=self._serve, args=(conn,), name="owner-link-conn", daemon=True
+            ).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        send_lock = threading.Lock()
+
+        def replier(request_id: int) -> Reply:
+            def reply(message: Message) -> None:
+                with send_lock, contextlib.suppress(OSError):
+                    write_frame(conn, {**message, "id": request_id})
+
+            return reply
+
+        try:
+            while True:
+                request = read_frame(conn, MAX_REQUEST_BYTES)
+                if request is None:
+                    return
+                verb, args = request.get("verb"), request.get("args", {})
+                if not isinstance(verb, str) or not isinstance(args, dict):
+                    raise FrameError("a request needs a string verb and an object of args")
+                if self._draining:
+                    # Closing: never begun, so the follower may repeat it elsewhere.
+                    replier(request["id"])({NOT_BEGUN: True})
+                    continue
+                self._handler(verb, args, replier(request["id"]))
+        except FrameError as exc:
+            logger.warning("closed a follower's connection on %s: %s", self.path, exc)
+        except OSError:
+            pass  # the follower went away
+        finally:
+            with self._lock:
+                self._connections.discard(conn)
+            conn.close()
+
+    def drain(self) -> None:
+        """Stop listening and starting requests; replies to those started still go out."""
+        self._draining = True
+        self._listener.close()
+
+    def close(self) -> None:
+        """Stop listening and drop every follower's connection (they fail over)."""
+        self.drain()
+        with self._lock:
+            self._closed = True
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class LinkClient:
+    """A follower's connection to the owner: ``submit`` a request, get a Future of the reply.
+
+    When the connection breaks, every request still waiting fails with
+    :class:`~actors.errors.OwnerGone`; whether the owner applied it first
+    cannot be known, which is why the caller retries only what is safe to
+    repeat. A broken client stays broken: make a new one for the next owner.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, connect_timeout: float = 1.0) -> None:
+        self.path = Path(path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(connect_timeout)
+        try:
+            self._sock.connect(str(self.path))
+        except OSError:
+            self._sock.close()
+            raise
+        self._sock.settimeout(None)
+        uid = peer_uid(self._sock)
+        if uid is not None and uid != os.getuid():
+            self._sock.close()
+            raise PermissionError(f"the socket {self.path} belongs to uid {uid}, not this user")
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._pending: dict[int, Future[Message]] = {}
+        self._ids = itertools.count(1)
+        self._broken: str | None = None
+        self._reader = threading.Thread(
+            target=self._read_loop, name="owner-link-client", daemon=True
+        )
+        self._reader.start()
+
+    def __repr__(self) -> str:
+        return f"<LinkClient {self.path} broken={self._broken is not None}>"
+
+    @property
+    def broken(self) -> bool:
+        return self._broken is not None
+
+    def submit(self, verb: str, args: Message) -> Future[Message]:
+        """Send one request; the Future holds the owner's reply object."""
+        future: Future[Message] = Future()
+        with self._lock:
+            if self._broken is not None:
+                future.set_exception(OwnerGone(self._broken))
+                return future
+            request_id = next(self._ids)
+            self._pending[request_id] = future
+        try:
+            with self._send_lock:
+                write_frame(self._sock, {"id": request_id, "verb": verb, "args": args})
+        except OSError as exc:
+            self._fail(f"the owner's socket {self.path} failed while sending: {exc}")
+        return future
+
+    def _read_loop(self) -> None:
+        reason = f"the owner process of {self.path} closed the connection"
+        try:
+            while True:
+                message = read_frame(self._sock, MAX_REPLY_BYTES)
+                if message is None:
+                    break
+                with self._lock:
+                    future = self._pending.pop(message["id"], None)
+                if future is not None:
+                    future.set_result(message)
+        except (OSError, FrameError) as exc:
+            reason = f"the link to the owner process of {self.path} failed: {exc}"
+        self._fail(reason)
+        # A broken link is never used again (the next owner gets a new client).
+        self._sock.close()
+
+    def _fail(self, reason: str) -> None:
+        with self._lock:
+            if self._broken is None:
+                self._broken = reason
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            future.set_exception(OwnerGone(reason))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._fail(f"the link to {self.path} was closed")
+
+
+class OwnerProxy:
+    """A follower's facade calls, answered by the owner; the records and errors are the owner's."""
+
+    def __init__(self, socket_path: str | Path, *, default_timeout: float) -> None:
+        self._client = LinkClient(socket_path)
+        self._default_timeout = default_timeout
+
+    def __repr__(self) -> str:
+        return f"<OwnerProxy {self._client!r}>"
+
+    @property
+    def broken(self) -> bool:
+        return self._client.broken
+
+    def submit(self, verb: str, args: Message) -> Future[Message]:
+        """Send one call; the Future holds the raw answer (see :meth:`answer`)."""
+        return self._client.submit(verb, args)
+
+    def call(self, verb: str, **args: Any) -> Any:
+        """Run ``verb`` in the owner and return its answer, or raise its error."""
+        timeout = args.get("timeout")
+        budget = (self._default_timeout if timeout is None else timeout) + _TRANSIT_GRACE
+        try:
+            message = self.submit(verb, args).result(budget)
+        except FutureTimeout:
+            raise AskTimeout(
+                f"the owner process did not answer {verb} within {budget:g} s"
+            ) from None
+        return self.answer(verb, message)
+
+    @staticmethod
+    def answer(verb: str, message: Message) -> Any:
+        """The record (or error) in the owner's answer to ``verb``."""
+        if message.get(NOT_BEGUN):
+            raise OwnerGone(f"the owner was closing and did not begin {verb}; repeat it")
+        if "error" in message:
+            raise decode_error(message["error"])
+        return decode_result(verb, message.get("ok"))
+
+    def close(self) -> None:
+        self._client.close()

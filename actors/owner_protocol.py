@@ -1,0 +1,155 @@
+"""What travels between a follower and the owner of a file: facade verbs, records, errors.
+
+The unit is a *facade call* (``store``, ``recall``, ... with the keyword
+arguments the caller gave), not an actor message: the owner runs it through
+its own facade, so a follower's caller gets the owner's validation, group
+commit, admission and timeouts, and the same records and errors as if it
+had called the owner's facade itself.
+
+- a request is ``{"verb": name, "args": {keyword: JSON value}}``;
+- an answer is ``{"ok": value}`` with records as JSON objects (tuples as
+  lists), or ``{"error": {"type": name, "message": text, "fields": {...}}}``
+  with a class from :mod:`actors.errors` (anything else arrives as
+  :class:`~actors.errors.StorageError`, never as a foreign class).
+
+``VERBS`` is the whole vocabulary; ``SAFE_TO_REPEAT`` the verbs a follower
+may send again to the next owner when the first owner died before answering
+(reads, forgets, and stores: a store by content finds its own earlier write
+as a duplicate, a keyed store writes the same content under the same id).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Final, Union
+
+import attrs
+
+from actors import errors
+from actors.errors import MemoryActorsError, StorageError
+from actors.model import (
+    CountResult,
+    ForgetResult,
+    Memory,
+    MemoryPage,
+    RecallResult,
+    StoreReceipt,
+)
+from actors.sync_model import SyncReport
+
+__all__ = [
+    "SAFE_TO_REPEAT",
+    "VERBS",
+    "decode_error",
+    "decode_result",
+    "encode_error",
+    "encode_result",
+]
+
+#: verb → the type of its answer (None: a plain JSON value).
+VERBS: Final[Mapping[str, type | None]] = {
+    "store": StoreReceipt,
+    "recall": RecallResult,
+    "get": Memory,
+    "forget": ForgetResult,
+    "list": MemoryPage,
+    "count": CountResult,
+    "sync_report": SyncReport,
+    "semantic_report": None,
+    "retry_dead_letters": None,
+    "session_add": None,
+    "session_items": None,
+    "session_pop": None,
+    "session_clear": None,
+    "status": None,
+}
+
+#: Verbs a follower repeats with the next owner if the first died mid-request.
+#: Not the session log's appends and pops: a repeated append doubles its items,
+#: a repeated pop takes a second item.
+SAFE_TO_REPEAT: Final = frozenset(
+    {
+        "store",
+        "recall",
+        "get",
+        "forget",
+        "list",
+        "count",
+        "sync_report",
+        "semantic_report",
+        "status",
+    }
+)
+
+
+def _unstructure(value: Any) -> Any:
+    if attrs.has(type(value)):
+        return {f.name: _unstructure(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, (tuple, list)):
+        return [_unstructure(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _unstructure(v) for k, v in value.items()}
+    return value
+
+
+def _structure(kind: Any, data: Any) -> Any:
+    """``data`` (from JSON) as the type ``kind``: attrs records, tuples of them, optionals."""
+    if data is None:
+        return None
+    origin = typing.get_origin(kind)
+    if origin in (Union, types.UnionType):
+        options = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        return _structure(options[0], data) if len(options) == 1 else data
+    if origin is tuple:
+        (item, *_) = typing.get_args(kind)
+        return tuple(_structure(item, element) for element in data)
+    if isinstance(kind, type) and attrs.has(kind):
+        hints = typing.get_type_hints(kind)
+        return kind(**{f.name: _structure(hints[f.name], data[f.name]) for f in attrs.fields(kind)})
+    return data
+
+
+def encode_result(verb: str, value: Any) -> Any:
+    """The JSON of a verb's answer."""
+    return _unstructure(value)
+
+
+def decode_result(verb: str, data: Any) -> Any:
+    """A verb's answer from its JSON: the very record the owner's facade returned."""
+    kind = VERBS[verb]
+    return data if kind is None else _structure(kind, data)
+
+
+def encode_error(exc: BaseException) -> dict[str, Any]:
+    """The JSON of an error the owner's facade raised."""
+    fields = {
+        name: value
+        for name, value in vars(exc).items()
+        if isinstance(value, (str, int, float, bool, type(None)))
+    }
+    if isinstance(exc, MemoryActorsError):
+        return {"type": type(exc).__name__, "message": str(exc), "fields": fields}
+    # A bug in the owner: the follower's caller learns that storage failed, and why.
+    return {
+        "type": "StorageError",
+        "message": f"the owner process failed: {type(exc).__name__}: {exc}",
+        "fields": {},
+    }
+
+
+def decode_error(data: Mapping[str, Any]) -> MemoryActorsError:
+    """The error the owner's facade raised, rebuilt as the same class with the same message."""
+    name, message = str(data.get("type")), str(data.get("message"))
+    kind = getattr(errors, name, None) if name in errors.__all__ else None
+    if not (isinstance(kind, type) and issubclass(kind, MemoryActorsError)):
+        return StorageError(f"the owner answered with an unknown error {name}: {message}")
+    # Built without its own __init__ (some take keyword fields): the message and
+    # the fields are the owner's exactly.
+    exc = kind.__new__(kind)
+    Exception.__init__(exc, message)
+    fields = data.get("fields")
+    if isinstance(fields, Mapping):
+        vars(exc).update(fields)
+    return exc

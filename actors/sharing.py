@@ -1,0 +1,314 @@
+"""This process's part in sharing one database file: owner, follower, or direct.
+
+:meth:`Sharing.join` decides at open (:mod:`actors.ownership` says how); a
+watcher thread keeps the part current afterwards:
+
+- an **owner** serves its facade to followers (:meth:`Sharing.serve`);
+- a **follower** sends calls to the owner (:meth:`Sharing.submit`). When the
+  owner goes, its calls fail with :class:`~actors.errors.OwnerGone`; those
+  safe to repeat are *parked* and sent again to whoever owns the file next:
+  another process (the watcher reconnects to the owner it publishes), or
+  this one (the watcher takes the lock, the MemorySystem starts its actors
+  through ``take_over``, and parked calls are handed back with
+  :class:`NowOwner` to run here). Calls that are not safe to repeat fail;
+- a **direct** process runs its own actors on the file, as before sharing
+  existed; ``reason`` says why.
+
+Only the watcher changes the part; callers read it under a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Final
+
+import attrs
+
+from actors.errors import OwnerGone, Unavailable
+from actors.owner_link import NOT_BEGUN, Message, OwnerProxy
+from actors.owner_protocol import SAFE_TO_REPEAT
+from actors.owner_service import OwnerService
+from actors.ownership import (
+    OwnerInfo,
+    OwnerLock,
+    Role,
+    ensure_private_dir,
+    read_owner,
+    runtime_dir,
+    socket_path_for,
+    unsupported_reason,
+)
+
+__all__ = ["NowOwner", "Sharing"]
+
+logger = logging.getLogger(__name__)
+
+#: How often a follower checks the owner lock and the owner's socket.
+POLL: Final = 0.05
+
+
+class NowOwner(Exception):
+    """Internal: this process owns the file now; run the call on its own actors."""
+
+
+@attrs.define
+class _Parked:
+    verb: str
+    args: Message
+    deadline: float
+    outer: Future[Message]
+
+
+class Sharing:
+    """One process's part in one file's sharing; see the module."""
+
+    def __init__(self, database: str, lock: OwnerLock | None, role: Role) -> None:
+        self.database = database
+        self._lock = lock
+        self._role = role
+        self._mutex = threading.Lock()
+        self._changed = threading.Condition(self._mutex)
+        self._proxy: OwnerProxy | None = None
+        self._owner: OwnerInfo | None = None
+        self._service: OwnerService | None = None
+        self._parked: list[_Parked] = []
+        self._take_over: Callable[[], None] | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"<Sharing {self.database} {self._role.name}>"
+
+    # -- deciding ------------------------------------------------------------------
+
+    @classmethod
+    def join(cls, database: str, *, wait: float) -> Sharing:
+        """Take this process's part for ``database``: owner if the lock is free, else follower.
+
+        A follower is connected to the owner before this returns; waiting up
+        to ``wait`` seconds for an owner still migrating the file to publish
+        its socket (if it dies meanwhile, this process may become the owner).
+        Direct, with the reason, when sharing cannot work here.
+        """
+        reason = unsupported_reason(database)
+        if reason is None:
+            try:
+                ensure_private_dir(runtime_dir())
+            except OSError as exc:
+                reason = f"no private socket directory: {exc}"
+        if reason is not None:
+            logger.warning("%s: direct mode (%s)", database, reason)
+            return cls(database, None, Role("direct", reason))
+        lock = OwnerLock(database)
+        sharing = cls(database, lock, Role("owner"))
+        deadline = time.monotonic() + wait
+        while not lock.try_claim():
+            info = read_owner(database)
+            if info is not None and sharing._connect(info):
+                sharing._role = Role("follower")
+                return sharing
+            if time.monotonic() > deadline:
+                lock.release()
+                raise Unavailable(
+                    f"another process holds {database} but published no socket within "
+                    f"{wait:g} s (still migrating?); retry shortly"
+                )
+            time.sleep(POLL)
+        return sharing
+
+    @property
+    def role(self) -> Role:
+        with self._mutex:
+            return self._role
+
+    @property
+    def owner_pid(self) -> int | None:
+        with self._mutex:
+            return self._owner.pid if self._owner is not None else None
+
+    @property
+    def followers(self) -> int:
+        with self._mutex:
+            return self._service.followers if self._service is not None else 0
+
+    def describe(self) -> dict[str, Any]:
+        """The part for ``status``: role, owner pid, followers (owner), reason (direct)."""
+        role = self.role
+        if role.name == "direct":
+            return {"role": "direct", "reason": role.reason}
+        if role.name == "owner":
+            return {"role": "owner", "owner_pid": self.owner_pid, "followers": self.followers}
+        return {"role": "follower", "owner_pid": self.owner_pid}
+
+    # -- the owner's side ----------------------------------------------------------
+
+    def serve(self, facade: object) -> None:
+        """As the owner: listen for followers and publish where (after the actors started)."""
+        assert self._lock is not None
+        path = socket_path_for(self.database)
+        service = OwnerService(facade, path)
+        info = OwnerInfo(pid=os.getpid(), socket=str(path))
+        self._lock.publish(info)
+        with self._mutex:
+            self._service, self._owner, self._role = service, info, Role("owner")
+        logger.info("%s: owner (pid %d), serving followers on %s", self.database, info.pid, path)
+
+    # -- the follower's side -------------------------------------------------------
+
+    def follow(self, take_over: Callable[[], None]) -> None:
+        """As a follower: start the watcher; ``take_over`` starts this process's actors."""
+        self._take_over = take_over
+        self._watcher = threading.Thread(
+            target=self._watch, name=f"sharing:{self.database}", daemon=True
+        )
+        self._watcher.start()
+
+    def submit(self, verb: str, args: Message, timeout: float) -> Future[Message]:
+        """Send a call to the owner; the Future holds its answer, or raises.
+
+        :class:`NowOwner` when this process took the file over: run the call here.
+        """
+        outer: Future[Message] = Future()
+        self._attempt(_Parked(verb, args, time.monotonic() + timeout, outer))
+        return outer
+
+    def _attempt(self, call: _Parked) -> None:
+        with self._mutex:
+            if self._role.name == "owner":
+                _fail(call.outer, NowOwner())
+                return
+            if self._role.name == "direct":  # taking over failed
+                _fail(call.outer, Unavailable(self._role.reason))
+                return
+            proxy = self._proxy
+            if proxy is None or proxy.broken:
+                self._parked.append(call)
+                return
+        inner = proxy.submit(call.verb, call.args)
+        inner.add_done_callback(lambda done: self._settle(call, done))
+
+    def _settle(self, call: _Parked, done: Future[Message]) -> None:
+        exc = done.exception()
+        if exc is None and done.result().get(NOT_BEGUN) and time.monotonic() < call.deadline:
+            self._park(call)  # the owner is closing: the next one runs it
+        elif exc is None:
+            _answer(call.outer, done.result())
+        elif (
+            isinstance(exc, OwnerGone)
+            and call.verb in SAFE_TO_REPEAT
+            and time.monotonic() < call.deadline
+        ):
+            logger.info("%s: the owner went during %s; repeating it with the next", self, call.verb)
+            self._attempt(call)  # parked now: the proxy is broken
+        else:
+            _fail(call.outer, exc)
+
+    def _park(self, call: _Parked) -> None:
+        with self._mutex:
+            self._parked.append(call)
+
+    def _connect(self, info: OwnerInfo) -> bool:
+        """Connect to the owner ``info`` names; whether that worked."""
+        try:
+            proxy = OwnerProxy(info.socket, default_timeout=0)
+        except OSError:
+            return False  # not listening yet, or gone already
+        with self._mutex:
+            old, self._proxy, self._owner = self._proxy, proxy, info
+        if old is not None:
+            old.close()
+        return True
+
+    def _watch(self) -> None:
+        assert self._lock is not None
+        while not self._stop.wait(POLL):
+            if self._lock.try_claim():
+                self._become_owner()
+                return
+            with self._mutex:
+                proxy = self._proxy
+            if proxy is None or proxy.broken:
+                info = read_owner(self.database)
+                if info is not None and self._connect(info):
+                    logger.info("%s: now following pid %d", self.database, info.pid)
+            self._resend()
+
+    def _resend(self) -> None:
+        """Send parked calls again once there is an owner; expire those out of time."""
+        with self._mutex:
+            proxy = self._proxy
+            if proxy is None or proxy.broken:
+                now = time.monotonic()
+                expired = [c for c in self._parked if now >= c.deadline]
+                self._parked = [c for c in self._parked if now < c.deadline]
+                ready: list[_Parked] = []
+            else:
+                expired, ready, self._parked = [], self._parked, []
+        for call in expired:
+            _fail(
+                call.outer, OwnerGone(f"no owner of {self.database} answered {call.verb} in time")
+            )
+        for call in ready:
+            self._attempt(call)
+
+    def _become_owner(self) -> None:
+        assert self._take_over is not None
+        logger.info("%s: the owner went; this process takes the file over", self.database)
+        try:
+            self._take_over()  # starts the actors, then serve()
+        except Exception as exc:
+            logger.exception("%s: taking over failed; leaving the file to others", self.database)
+            assert self._lock is not None
+            self._lock.release()
+            with self._mutex:
+                self._role = Role("direct", f"taking over as owner failed: {exc}")
+                parked, self._parked = self._parked, []
+            for call in parked:
+                _fail(call.outer, Unavailable(f"taking over {self.database} failed: {exc}"))
+            return
+        with self._mutex:
+            proxy, self._proxy = self._proxy, None
+            parked, self._parked = self._parked, []
+        if proxy is not None:
+            proxy.close()
+        for call in parked:
+            _fail(call.outer, NowOwner())
+
+    # -- closing -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop watching and serving, close the link. The lock is released by :meth:`release`."""
+        self._stop.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(10)
+        with self._mutex:
+            service, self._service = self._service, None
+            proxy, self._proxy = self._proxy, None
+            parked, self._parked = self._parked, []
+        if service is not None:
+            service.close()
+        if proxy is not None:
+            proxy.close()
+        for call in parked:
+            _fail(call.outer, OwnerGone(f"{self.database}: this process is closing"))
+
+    def release(self) -> None:
+        """Give up ownership (after the actors stopped): the next process takes over."""
+        if self._lock is not None:
+            self._lock.release()
+
+
+def _answer(outer: Future[Message], message: Message) -> None:
+    # A caller that gave up (an asyncio task cancelled) cancelled its future.
+    if not outer.done():
+        outer.set_result(message)
+
+
+def _fail(outer: Future[Message], exc: BaseException) -> None:
+    if not outer.done():
+        outer.set_exception(exc)
