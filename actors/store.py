@@ -42,7 +42,9 @@ from actors.local_db import DatabaseError, LocalDatabase
 from actors.messages import (
     AcquireLease,
     ApplyChanges,
+    BackupDatabase,
     CountMemories,
+    ExportPage,
     FetchOutbox,
     Flush,
     GetMemory,
@@ -229,6 +231,21 @@ class StoreActor(ReplyingActor):
             case RetryDeadLetters():
                 self._flush_for_read()
                 return self._db.retry_dead()
+            case ExportPage():
+                self._flush_for_read()
+                return self._db.export_page(
+                    message.after,
+                    message.limit,
+                    namespace_prefix=message.namespace_prefix,
+                    tags=message.tags,
+                    since=message.since,
+                    include_deleted=message.include_deleted,
+                )
+            case BackupDatabase(target=target, pages_per_step=pages):
+                # Acknowledged writes are in the copy: a backup taken after a
+                # store's receipt holds that store.
+                self._flush_for_read()
+                return self._db.backup_to(target, pages)
         return super().handle(message)
 
     @property

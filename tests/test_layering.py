@@ -28,10 +28,10 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "model",  # records, validation, ids, the hybrid clock
         "_shapes runtime",  # JSON field readers; the runtime seam
         "wire",  # the shapes client and hub share
-        "sync_model remote ranking",  # sync records; the hub client (httpx); recall merge
+        "sync_model remote ranking portable",  # sync records; hub client; recall merge; export
         "messages",  # the client's protocol
         "_base _ask",  # the reply-future invariant; asking from outside
-        "_batch migrations supervisor local_db session_log keyword_search",  # ...; SQL
+        "_batch migrations supervisor local_db session_log keyword_search backup",  # ...; SQL
         "store sync recall",  # the client's actors
         "system",  # MemorySystem
         "aio",  # AsyncMemorySystem: the same verbs on an event loop
