@@ -49,12 +49,13 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 import attrs
 import pykka
 
 from actors._ask import _LIVENESS_POLL, send
+from actors.backup import BackupReport
 from actors.errors import AskTimeout, MemoryActorsError, Overloaded, Unavailable
 from actors.messages import Request
 from actors.model import (
@@ -66,6 +67,7 @@ from actors.model import (
     RecallResult,
     StoreReceipt,
 )
+from actors.portable import ExportReport, ImportReport
 from actors.runtime import NotifyingFuture, after_notifications
 from actors.session_log import SessionItems
 from actors.sync_model import SyncReport
@@ -512,6 +514,36 @@ class AsyncMemorySystem:
         """As :meth:`MemorySystem.status`."""
         report = None if self.system.closed else await self.sync_report()
         return self.system._status(report)
+
+    # -- export, import, backup: streams of files, run in a worker thread --------------
+
+    async def export_memories(
+        self,
+        destination: str | os.PathLike[str] | IO[bytes],
+        **filters: Any,
+    ) -> ExportReport:
+        """As :meth:`MemorySystem.export_memories` (same keyword arguments), in a worker thread.
+
+        File I/O blocks, so the whole stream runs off the loop; the StoreActor
+        serves the loop's other requests between its pages.
+        """
+        return await asyncio.to_thread(self.system.export_memories, destination, **filters)
+
+    async def import_memories(
+        self,
+        source: str | os.PathLike[str] | IO[bytes],
+        **options: Any,
+    ) -> ImportReport:
+        """As :meth:`MemorySystem.import_memories` (same keyword arguments), in a worker thread.
+
+        Not cancellable midway: a cancelled caller stops waiting, and the
+        import runs to its end (each batch commits whole or not at all).
+        """
+        return await asyncio.to_thread(self.system.import_memories, source, **options)
+
+    async def backup(self, path: str | os.PathLike[str], **options: Any) -> BackupReport:
+        """As :meth:`MemorySystem.backup`, in a worker thread."""
+        return await asyncio.to_thread(self.system.backup, path, **options)
 
     # -- plumbing --------------------------------------------------------------------
 
