@@ -119,11 +119,12 @@ _PUT_META = (
     "INSERT INTO meta(key, value) VALUES (?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
+#: A multi-row INSERT of pulled rows: add one ``_PULLED_VALUES`` per row (``synced``).
 _INSERT_PULLED = (
     "INSERT INTO memories(id, namespace, content, content_hash, tags, metadata, "
-    "created_at, updated_at, version, origin, deleted, key, sync_state) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?, 'synced')"
+    "created_at, updated_at, version, origin, deleted, key, sync_state) VALUES "
 )
+_PULLED_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?, 'synced')"
 
 #: Which of some ids have an outbox row (live or dead), for :meth:`LocalDatabase._which`.
 _QUEUED = "SELECT DISTINCT memory_id FROM outbox WHERE memory_id IN"
@@ -992,10 +993,19 @@ class LocalDatabase:
         )
 
     def _insert_pulled(self, rows: list[tuple[Any, ...]]) -> None:
-        """Insert pulled rows (FTS5 triggers fire per row) and empty ``rows``."""
-        if rows:
-            self.conn.executemany(_INSERT_PULLED, rows)
-            rows.clear()
+        """Insert pulled rows (FTS5 triggers fire per row) and empty ``rows``.
+
+        Multi-row INSERTs, as the local batch does: 79-93 µs a row against
+        176-305 µs with ``executemany`` (20,000 rows, FTS5 on, A/B in one
+        run at a load of 8 on 2 cores): one statement per chunk, not per row.
+        """
+        for start in range(0, len(rows), _SQL_CHUNK):
+            part = rows[start : start + _SQL_CHUNK]
+            self.conn.execute(
+                _INSERT_PULLED + ",".join([_PULLED_VALUES] * len(part)),
+                [value for row in part for value in row],
+            )
+        rows.clear()
 
     # -- sync: lease and digest -----------------------------------------------------------
 
@@ -1205,7 +1215,7 @@ def _row_to_memory(row: sqlite3.Row | tuple[Any, ...]) -> Memory:
 
 
 def _pulled_row(remote: WireMemory, tags: list[str]) -> tuple[Any, ...]:
-    """The ``memories`` row of a memory pulled from the hub (``_INSERT_PULLED``'s values)."""
+    """The ``memories`` row of a memory pulled from the hub (``_PULLED_VALUES``' values)."""
     return (
         remote.id,
         remote.namespace,

@@ -367,7 +367,7 @@ def _json_object(raw: bytes) -> dict[str, Any]:
             f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
         ) from None
     try:
-        value = json.loads(text, parse_constant=_no_constant)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise _BadLine(f"not JSON: {exc.msg} (column {exc.colno})") from None
     except ValueError as exc:
@@ -379,6 +379,10 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"not JSON: {name} is not a JSON number")
+
+
+#: One decoder for every line: ``json.loads`` with an option builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def _parse_memory(raw: bytes) -> WireMemory:
