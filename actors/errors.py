@@ -32,7 +32,8 @@
 
 Foreign exceptions are translated where the foreign library is owned: only
 ``actors/_sqlite.py``, ``actors/local_db.py`` and ``actors/session_log.py``
-(the StoreActor's SQL) and ``actors/migrations.py`` see ``sqlite3`` (and, on
+(the StoreActor's SQL), ``actors/migrations.py`` and ``actors/backup.py`` (a
+backup's checks, restore) see ``sqlite3`` (and, on
 the hub's side, its SQLite engine: ``actors/hub/database.py`` and
 ``actors/hub/schema.py``); only the hub's PostgreSQL engine
 (``actors/hub/postgres.py``, ``actors/hub/pg_schema.py``) sees ``psycopg``; only
