@@ -872,10 +872,13 @@ class LocalDatabase:
         resync of a fresh replica: all of them), are inserted in bulk after one
         lookup of the page's ids and one of its content hashes; the others go
         through :meth:`apply_remote` one by one, after the bulk rows before
-        them, so that each sees every earlier write of the page. Same result
-        as one by one; about 1.3× the apply rate (fewer statements per row).
+        them, so that each sees every earlier write of the page, except those
+        the same lookup shows to be no newer than what this file holds, which
+        change nothing. Same result as one by one; about 1.3× the apply rate
+        (fewer statements per row).
         """
-        known = self._which("SELECT id FROM memories WHERE id IN", [m.id for m in memories])
+        held = self._held_versions([m.id for m in memories])
+        known = set(held)
         live = self._live_keys(
             (m.namespace, m.content_hash) for m in memories if not m.deleted and m.key is None
         )
@@ -890,11 +893,20 @@ class LocalDatabase:
                 fresh.append(_pulled_row(remote, sorted(remote.tags)))
                 changed += 1
                 outcome = "inserted"
+            elif (mine := held.pop(remote.id, None)) and (remote.version, remote.origin) <= mine:
+                # What apply_remote would find (this file holds as new or newer), without
+                # its SELECT per memory: a re-import or a replayed page is mostly this.
+                self.clock.observe(remote.version)
+                outcome = "unchanged"
             else:
                 self._insert_pulled(fresh)
+                mark = len(superseded)
                 applied = self.apply_remote(remote, superseded)
                 changed += applied
                 outcome = "updated" if applied else "unchanged"
+                # Rows this write replaced or deleted: their versions read above are stale.
+                for gone in superseded[mark:]:
+                    held.pop(gone, None)
             # An id twice in one page (an import may hold it): the second is no insert.
             known.add(remote.id)
             if outcomes is not None:
@@ -903,6 +915,16 @@ class LocalDatabase:
                 live.add(key)
         self._insert_pulled(fresh)
         return changed
+
+    def _held_versions(self, ids: list[str]) -> dict[str, tuple[str, str]]:
+        """``(version, origin)`` of those of ``ids`` this file holds: one query per chunk."""
+        held: dict[str, tuple[str, str]] = {}
+        for part in _chunks(ids):
+            for memory_id, version, origin in self.conn.execute(
+                f"SELECT id, version, origin FROM memories WHERE id IN ({_marks(part)})", part
+            ):
+                held[memory_id] = (version, origin)
+        return held
 
     def apply_remote(self, remote: WireMemory, superseded: list[str]) -> int:
         """Inside a transaction: one pulled memory, last writer wins; 1 if the file changed.

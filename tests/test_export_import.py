@@ -49,9 +49,9 @@ def header(version: int = EXPORT_VERSION) -> bytes:
     return json.dumps({"format": EXPORT_FORMAT, "version": version}).encode() + b"\n"
 
 
-def line(content: str, **overrides: Any) -> bytes:
-    """An export line for a memory of ``content`` (``overrides`` replace fields)."""
-    data = memory(content, namespace="imported").to_json()
+def line(text: str, **overrides: Any) -> bytes:
+    """An export line for a memory of ``text`` (``overrides`` replace fields)."""
+    data = memory(text, namespace="imported").to_json()
     data["key"] = None
     data.update(overrides)
     return json.dumps(data, ensure_ascii=False).encode() + b"\n"
@@ -435,3 +435,30 @@ def test_any_memories_round_trip_byte_for_byte(
         system.import_memories(io.BytesIO(first.getvalue()))
         system.export_memories(second, include_deleted=True)
     assert first.getvalue().splitlines()[1:] == second.getvalue().splitlines()[1:]
+
+
+def test_an_imports_result_does_not_depend_on_its_batch_size(tmp_path: Path) -> None:
+    """Twins, repeated ids, older and newer versions, tombstones: one batch or one per line."""
+    local_id = "01900000-0000-7000-8000-0000000000b1"
+    later = "0018bcfe5680000000f"
+    lines = [
+        line("twin words", id="01900000-0000-7000-8000-0000000000c1", tags=["a"]),
+        line("twin words", id=local_id, tags=["b"]),  # the id the twin replaced, older
+        line("fresh words", id="01900000-0000-7000-8000-0000000000c2"),
+        line("fresh words", id="01900000-0000-7000-8000-0000000000c2", version=later),
+        line("gone", id="01900000-0000-7000-8000-0000000000c3", deleted=True, content="", tags=[]),
+        line("newer words", id=local_id, version=later, tags=["c"]),
+        line("twin words", id="01900000-0000-7000-8000-0000000000c4", version=later),
+    ]
+    seed_line = line("twin words", id=local_id, version="0018bcfe5680000000a", tags=["s"])
+    exports = []
+    for size in (2000, 1):
+        with MemorySystem.open(tmp_path / f"b{size}.db") as system:
+            system.import_memories(io.BytesIO(header() + seed_line))
+            system.import_memories(io.BytesIO(header() + b"".join(lines)), batch_size=size)
+            exports.append(_export(system, include_deleted=True))
+    for record in exports[0] + exports[1]:
+        if record["origin"] != "origin-a":  # a tag union: a new local write, stamped now
+            record.update(origin="local", version="local", updated_at=0)
+    assert exports[0] == exports[1]
+    assert [r["id"][-2:] for r in exports[0]] == ["c2", "c3", "c4"]  # the twins became one
