@@ -34,6 +34,7 @@ import datetime as dt
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -727,14 +728,20 @@ def export(
     """
     to_stdout = path == "-"
     destination: Any = sys.stdout.buffer if to_stdout else path
-    with _memory(ctx) as system:
-        report = system.export_memories(
-            destination,
-            namespace_prefix=namespace_prefix,
-            tags=tags,
-            since=since,
-            include_deleted=include_deleted,
-        )
+    try:
+        with _memory(ctx) as system:
+            report = system.export_memories(
+                destination,
+                namespace_prefix=namespace_prefix,
+                tags=tags,
+                since=since,
+                include_deleted=include_deleted,
+            )
+    except BrokenPipeError:
+        # The reader went away (`export | head`): not the database's fault. Point
+        # stdout at nothing so the interpreter's last flush does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise CommandError("stdout was closed before the export ended", EXIT_FAILURE) from None
     where = "stdout" if to_stdout else path
     if as_json:
         click.echo(json.dumps({"path": where, **report.to_dict()}), err=to_stdout)
