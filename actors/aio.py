@@ -51,12 +51,13 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import IO, Any, Generic, ParamSpec, TypeVar
 
 import attrs
 import pykka
 
 from actors._ask import _LIVENESS_POLL, send
+from actors.backup import BackupReport
 from actors.errors import AskTimeout, MemoryActorsError, Overloaded, Unavailable
 from actors.messages import Request
 from actors.model import (
@@ -69,6 +70,7 @@ from actors.model import (
     StoreReceipt,
 )
 from actors.owner_link import OwnerProxy
+from actors.portable import ExportReport, ImportReport
 from actors.runtime import NotifyingFuture, after_notifications
 from actors.session_log import SessionItems
 from actors.sharing import NowOwner
@@ -590,6 +592,36 @@ class AsyncMemorySystem:
         finally:
             system._gate.release()
         return system._as_follower(verb, OwnerProxy.answer(verb, message))
+
+    # -- export, import, backup: streams of files, run in a worker thread --------------
+
+    async def export_memories(
+        self,
+        destination: str | os.PathLike[str] | IO[bytes],
+        **filters: Any,
+    ) -> ExportReport:
+        """As :meth:`MemorySystem.export_memories` (same keyword arguments), in a worker thread.
+
+        File I/O blocks, so the whole stream runs off the loop; the StoreActor
+        serves the loop's other requests between its pages.
+        """
+        return await asyncio.to_thread(self.system.export_memories, destination, **filters)
+
+    async def import_memories(
+        self,
+        source: str | os.PathLike[str] | IO[bytes],
+        **options: Any,
+    ) -> ImportReport:
+        """As :meth:`MemorySystem.import_memories` (same keyword arguments), in a worker thread.
+
+        Not cancellable midway: a cancelled caller stops waiting, and the
+        import runs to its end (each batch commits whole or not at all).
+        """
+        return await asyncio.to_thread(self.system.import_memories, source, **options)
+
+    async def backup(self, path: str | os.PathLike[str], **options: Any) -> BackupReport:
+        """As :meth:`MemorySystem.backup`, in a worker thread."""
+        return await asyncio.to_thread(self.system.backup, path, **options)
 
     # -- plumbing --------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ import datetime as dt
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -240,9 +241,20 @@ _tag_filter = click.option(
 
 
 @contextmanager
-def _memory(ctx: click.Context, *, sync: bool = False) -> Iterator[MemorySystem]:
+def _memory(
+    ctx: click.Context, *, sync: bool = False, direct: bool = False
+) -> Iterator[MemorySystem]:
+    """The file, opened for one command.
+
+    ``direct``: with this process's own actors even while another process owns
+    the file (a sync check, export, import and backup run here, not through
+    the owner), as every process did before files had owners.
+    """
     settings: Settings = ctx.find_object(Settings) or Settings(None, False, "FULL")
-    with MemorySystem.open(settings.db, config=settings.config(sync=sync)) as system:
+    config = settings.config(sync=sync)
+    if direct or sync:
+        config = attrs.evolve(config, sharing="direct")
+    with MemorySystem.open(settings.db, config=config) as system:
         yield system
 
 
@@ -686,3 +698,192 @@ def mcp_config(ctx: click.Context) -> None:
     """
     settings: Settings = ctx.obj
     click.echo(mcp_config_text(settings.db if settings.db_from_cli else None), nl=False)
+
+
+# -- export, import, backup, restore (docs/operations.md) -------------------------------------
+
+
+def _stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=False)
+
+
+@cli.command("export")
+@global_options(*LOCAL)
+@click.argument("path", default="-", required=False, metavar="[PATH|-]")
+@_prefix_filter
+@_tag_filter
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Only memories updated at or after TIME: an ISO 8601 date or time (UTC unless "
+    "it says otherwise) or Unix seconds.",
+)
+@click.option(
+    "--include-deleted",
+    is_flag=True,
+    help="Also export tombstones (forgotten memories), so the forgets travel too.",
+)
+@_json_option
+@click.pass_context
+def export(
+    ctx: click.Context,
+    path: str,
+    namespace_prefix: str | None,
+    tags: tuple[str, ...],
+    since: str | None,
+    include_deleted: bool,
+    as_json: bool,
+) -> None:
+    """Write memories to PATH (default -, stdout) as JSONL: a header line, then one per line.
+
+    The lines are in id order, so the same memories always give the same
+    file. The summary goes to stdout, or to stderr when the export does.
+    """
+    to_stdout = path == "-"
+    destination: Any = sys.stdout.buffer if to_stdout else path
+    try:
+        with _memory(ctx, direct=True) as system:
+            report = system.export_memories(
+                destination,
+                namespace_prefix=namespace_prefix,
+                tags=tags,
+                since=since,
+                include_deleted=include_deleted,
+            )
+    except BrokenPipeError:
+        # The reader went away (`export | head`): not the database's fault. Point
+        # stdout at nothing so the interpreter's last flush does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise CommandError("stdout was closed before the export ended", EXIT_FAILURE) from None
+    where = "stdout" if to_stdout else path
+    if as_json:
+        click.echo(json.dumps({"path": where, **report.to_dict()}), err=to_stdout)
+        return
+    forgotten = f" ({report.tombstones} forgotten)" if report.tombstones else ""
+    click.echo(
+        f"Exported {_plural(report.memories, 'memory', 'memories')}{forgotten} to {where}",
+        err=to_stdout,
+    )
+
+
+@cli.command("import")
+@global_options(*LOCAL)
+@click.argument("path", metavar="PATH|-")
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Skip bad lines (each reported with its number and reason) instead of stopping.",
+)
+@_json_option
+@click.pass_context
+def import_(ctx: click.Context, path: str, skip_invalid: bool, as_json: bool) -> None:
+    """Merge an export (PATH, or - for stdin) into the database; safe to run twice.
+
+    Memories merge by id (the newer version wins), then by content within a
+    namespace, as sync does; what changed is queued for the hub. A bad line
+    stops the import with its number (what came before it is committed),
+    unless --skip-invalid. A progress bar shows on a terminal; --json prints
+    only the summary.
+    """
+    from actors.errors import InvalidImport
+
+    source: Any = sys.stdin.buffer if path == "-" else path
+    try:
+        with (
+            _memory(ctx, direct=True) as system,
+            _import_progress(path, quiet=as_json) as progress,
+        ):
+            report = system.import_memories(source, skip_invalid=skip_invalid, progress=progress)
+    except InvalidImport as exc:
+        if as_json:
+            _print_json({"error": str(exc), "line": exc.line, **_report_dict(exc.report)})
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    for skipped in report.skipped_lines:
+        click.echo(f"skipped line {skipped.line}: {skipped.reason}", err=True)
+    if report.skipped > len(report.skipped_lines):
+        click.echo(f"... and {report.skipped - len(report.skipped_lines)} more", err=True)
+    click.echo(f"Imported {path}: {report.summary()}")
+
+
+def _report_dict(report: object) -> dict[str, Any]:
+    to_dict = getattr(report, "to_dict", None)
+    return to_dict() if callable(to_dict) else {}
+
+
+@contextmanager
+def _import_progress(path: str, *, quiet: bool) -> Iterator[Callable[[Any], None] | None]:
+    """A rich progress bar on stderr when it is a terminal (lines read); else nothing."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    total = None
+    if path != "-":
+        with open(path, "rb") as fh:
+            total = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b"")) - 1
+    columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TextColumn("lines"))
+    with Progress(*columns, console=_stderr_console(), transient=True) as bar:
+        task = bar.add_task("import", total=max(total, 0) if total is not None else None)
+
+        def advance(report: Any) -> None:
+            bar.update(task, completed=report.read)
+
+        yield advance
+
+
+@cli.command()
+@global_options(*LOCAL)
+@click.argument("path", type=click.Path(dir_okay=False))
+@_json_option
+@click.pass_context
+def backup(ctx: click.Context, path: str, as_json: bool) -> None:
+    """Copy the database to PATH: a consistent snapshot, even while servers write.
+
+    SQLite's online backup, run by the store from one read snapshot; the copy
+    must pass PRAGMA integrity_check before it replaces PATH.
+    """
+    with _memory(ctx, direct=True) as system:
+        report = system.backup(path)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    facts = report.facts
+    forgotten = f" ({facts.forgotten} forgotten)" if facts.forgotten else ""
+    click.echo(
+        f"Backed up {report.source} to {report.path}: "
+        f"{_plural(facts.memories, 'memory', 'memories')}{forgotten}, integrity {facts.integrity}, "
+        f"schema {facts.schema_version}, {facts.size_bytes / 1e6:.1f} MB in {report.seconds:.2f}s"
+    )
+
+
+@cli.command()
+@global_options("db", "verbose")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace the database even though it exists.")
+@_json_option
+@click.pass_context
+def restore(ctx: click.Context, path: str, force: bool, as_json: bool) -> None:
+    """Replace the database (--db) by the backup PATH, after checking it.
+
+    Refused while any process has the database open (stop the servers first),
+    and, when the database exists, without --force. The backup must pass
+    PRAGMA integrity_check and have a schema this version reads.
+    """
+    from actors.backup import restore as restore_file
+    from actors.system import default_db_path
+
+    settings: Settings = ctx.find_object(Settings) or Settings(None, False, "FULL")
+    report = restore_file(path, settings.db or default_db_path(), force=force)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    facts = report.facts
+    click.echo(
+        f"Restored {report.target} from {report.source}: "
+        f"{_plural(facts.memories, 'memory', 'memories')}, schema {facts.schema_version}"
+        f"{' (the previous file was replaced)' if report.replaced else ''}"
+    )

@@ -8,6 +8,7 @@
     │   │   └── Overloaded                       too many requests in flight (admission control)
     │   ├── AskTimeout(..., TimeoutError)        an actor did not answer within the deadline
     │   ├── StorageBusy                          locked past the timeout; PostgreSQL unreachable
+    │   │   └── DatabaseInUse                    restore: a live process holds the target file
     │   ├── StorageError                         the database failed (I/O error, disk full, ...)
     │   ├── SchemaError
     │   │   ├── SchemaTooNew                     the file was written by a newer memory-actors
@@ -25,12 +26,14 @@
     │       └── HubProtocolError                 garbage JSON, cut-off body, wrong shape, not a hub
     └── misuse: the caller fixes these
         ├── InvalidMemory(..., ValueError)       content, tags, metadata, namespace, limits
+        │   └── InvalidImport                    an import stopped at a bad line (``line``)
         ├── MemoryNotFound(..., KeyError)        no memory has that id
         └── SystemClosed(..., RuntimeError)      the MemorySystem was closed
 
 Foreign exceptions are translated where the foreign library is owned: only
 ``actors/_sqlite.py``, ``actors/local_db.py`` and ``actors/session_log.py``
-(the StoreActor's SQL) and ``actors/migrations.py`` see ``sqlite3`` (and, on
+(the StoreActor's SQL), ``actors/migrations.py`` and ``actors/backup.py`` (a
+backup's checks, restore) see ``sqlite3`` (and, on
 the hub's side, its SQLite engine: ``actors/hub/database.py`` and
 ``actors/hub/schema.py``); only the hub's PostgreSQL engine
 (``actors/hub/postgres.py``, ``actors/hub/pg_schema.py``) sees ``psycopg``; only
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 __all__ = [
     "AskTimeout",
+    "DatabaseInUse",
     "EmbedderError",
     "HubAuthError",
     "HubCursorReset",
@@ -52,6 +56,7 @@ __all__ = [
     "HubTimeout",
     "HubUnreachable",
     "HubUnsupported",
+    "InvalidImport",
     "InvalidMemory",
     "MemoryActorsError",
     "MemoryNotFound",
@@ -107,6 +112,14 @@ class StorageBusy(MemoryActorsError):
     """
 
 
+class DatabaseInUse(StorageBusy):
+    """A restore found its target open in a live process; nothing was replaced.
+
+    Stop the process (a running ``memory-actors serve``, an agent session)
+    and run the restore again.
+    """
+
+
 class StorageError(MemoryActorsError):
     """The database reported an error; the transaction was rolled back and nothing changed."""
 
@@ -138,6 +151,24 @@ class MigrationFailed(SchemaError):
 
 class InvalidMemory(MemoryActorsError, ValueError):
     """An argument was rejected; nothing was stored or changed."""
+
+
+class InvalidImport(InvalidMemory):
+    """An import stopped at a bad line: nothing from that line on was applied.
+
+    ``line`` is the line number (the header is line 1), ``reason`` what is
+    wrong with it, and ``report`` (an :class:`actors.portable.ImportReport`)
+    what the lines before it did (they were committed), which ``committed``
+    says in words.
+    """
+
+    def __init__(self, line: int, reason: str, report: object, committed: str) -> None:
+        self.line = line
+        self.reason = reason
+        self.report = report
+        super().__init__(
+            f"line {line}: {reason}; {committed}; nothing from line {line} on was applied"
+        )
 
 
 class MemoryNotFound(MemoryActorsError, KeyError):

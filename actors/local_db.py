@@ -60,6 +60,7 @@ from actors.messages import (
     AppendSessionItems,
     ClearSession,
     ForgetMemory,
+    ImportMemories,
     PopSessionItem,
     StoreMemory,
     WriteRequest,
@@ -80,6 +81,7 @@ from actors.model import (
     keyed_memory_id,
     namespace_prefix_range,
 )
+from actors.portable import ImportCounts
 from actors.sync_model import DigestRow, OutboxEntry, PushOutcome
 from actors.wire import WireMemory
 
@@ -120,11 +122,12 @@ _PUT_META = (
     "INSERT INTO meta(key, value) VALUES (?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
+#: A multi-row INSERT of pulled rows: add one ``_PULLED_VALUES`` per row (``synced``).
 _INSERT_PULLED = (
     "INSERT INTO memories(id, namespace, content, content_hash, tags, metadata, "
-    "created_at, updated_at, version, origin, deleted, key, sync_state) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?, 'synced')"
+    "created_at, updated_at, version, origin, deleted, key, sync_state) VALUES "
 )
+_PULLED_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?, 'synced')"
 
 #: Which of some ids have an outbox row (live or dead), for :meth:`LocalDatabase._which`.
 _QUEUED = "SELECT DISTINCT memory_id FROM outbox WHERE memory_id IN"
@@ -340,6 +343,8 @@ class LocalDatabase:
             return self._apply_store(request, now)
         if isinstance(request, ForgetMemory):
             return self._apply_forget(request, now)
+        if isinstance(request, ImportMemories):
+            return self._apply_import(request.memories, now)
         return self._apply_session_write(request, now)
 
     def _apply_session_write(self, request: WriteRequest, now: float) -> object:
@@ -855,17 +860,28 @@ class LocalDatabase:
                 db.execute(_PUT_META, (_CURSOR_KEY, cursor))
             return changed
 
-    def _apply_page(self, memories: Sequence[WireMemory], superseded: list[str]) -> int:
+    def _apply_page(
+        self,
+        memories: Sequence[WireMemory],
+        superseded: list[str],
+        outcomes: list[str] | None = None,
+    ) -> int:
         """Apply a page of the feed; the number of memories that changed here.
+
+        ``outcomes``, if given, hears one word per memory: ``inserted`` (new
+        here), ``updated`` (changed here) or ``unchanged`` (an import's counts).
 
         Memories new to this file, whose content is not live here either (a
         resync of a fresh replica: all of them), are inserted in bulk after one
         lookup of the page's ids and one of its content hashes; the others go
         through :meth:`apply_remote` one by one, after the bulk rows before
-        them, so that each sees every earlier write of the page. Same result
-        as one by one; about 1.3× the apply rate (fewer statements per row).
+        them, so that each sees every earlier write of the page, except those
+        the same lookup shows to be no newer than what this file holds, which
+        change nothing. Same result as one by one; about 1.3× the apply rate
+        (fewer statements per row).
         """
-        known = self._which("SELECT id FROM memories WHERE id IN", [m.id for m in memories])
+        held = self._held_versions([m.id for m in memories])
+        known = set(held)
         live = self._live_keys(
             (m.namespace, m.content_hash) for m in memories if not m.deleted and m.key is None
         )
@@ -879,13 +895,39 @@ class LocalDatabase:
                 self.clock.observe(remote.version)
                 fresh.append(_pulled_row(remote, sorted(remote.tags)))
                 changed += 1
+                outcome = "inserted"
+            elif (mine := held.pop(remote.id, None)) and (remote.version, remote.origin) <= mine:
+                # What apply_remote would find (this file holds as new or newer), without
+                # its SELECT per memory: a re-import or a replayed page is mostly this.
+                self.clock.observe(remote.version)
+                outcome = "unchanged"
             else:
                 self._insert_pulled(fresh)
-                changed += self.apply_remote(remote, superseded)
+                mark = len(superseded)
+                applied = self.apply_remote(remote, superseded)
+                changed += applied
+                outcome = "updated" if applied else "unchanged"
+                # Rows this write replaced or deleted: their versions read above are stale.
+                for gone in superseded[mark:]:
+                    held.pop(gone, None)
+            # An id twice in one page (an import may hold it): the second is no insert.
+            known.add(remote.id)
+            if outcomes is not None:
+                outcomes.append(outcome)
             if by_content:
                 live.add(key)
         self._insert_pulled(fresh)
         return changed
+
+    def _held_versions(self, ids: list[str]) -> dict[str, tuple[str, str]]:
+        """``(version, origin)`` of those of ``ids`` this file holds: one query per chunk."""
+        held: dict[str, tuple[str, str]] = {}
+        for part in _chunks(ids):
+            for memory_id, version, origin in self.conn.execute(
+                f"SELECT id, version, origin FROM memories WHERE id IN ({_marks(part)})", part
+            ):
+                held[memory_id] = (version, origin)
+        return held
 
     def apply_remote(self, remote: WireMemory, superseded: list[str]) -> int:
         """Inside a transaction: one pulled memory, last writer wins; 1 if the file changed.
@@ -976,10 +1018,19 @@ class LocalDatabase:
         )
 
     def _insert_pulled(self, rows: list[tuple[Any, ...]]) -> None:
-        """Insert pulled rows (FTS5 triggers fire per row) and empty ``rows``."""
-        if rows:
-            self.conn.executemany(_INSERT_PULLED, rows)
-            rows.clear()
+        """Insert pulled rows (FTS5 triggers fire per row) and empty ``rows``.
+
+        Multi-row INSERTs, as the local batch does: 79-93 µs a row against
+        176-305 µs with ``executemany`` (20,000 rows, FTS5 on, A/B in one
+        run at a load of 8 on 2 cores): one statement per chunk, not per row.
+        """
+        for start in range(0, len(rows), _SQL_CHUNK):
+            part = rows[start : start + _SQL_CHUNK]
+            self.conn.execute(
+                _INSERT_PULLED + ",".join([_PULLED_VALUES] * len(part)),
+                [value for row in part for value in row],
+            )
+        rows.clear()
 
     # -- sync: lease and digest -----------------------------------------------------------
 
@@ -1118,6 +1169,106 @@ class LocalDatabase:
             )
         return found
 
+    # -- export, import, backup ----------------------------------------------------------
+
+    def export_page(
+        self,
+        after: str | None,
+        limit: int,
+        *,
+        namespace_prefix: str | None,
+        tags: tuple[str, ...],
+        since: float | None,
+        include_deleted: bool,
+    ) -> tuple[Memory, ...]:
+        """Up to ``limit`` memories with ids after ``after``, in id order: an export's page.
+
+        Id order walks the primary key and is the same on every file that
+        holds the same memories, so an export is reproducible byte for byte.
+        """
+        where, params = _filters(None, tags, prefix=namespace_prefix)
+        if not include_deleted:
+            where += " AND m.deleted = 0"
+        if since is not None:
+            where += " AND m.updated_at >= ?"
+            params.append(since)
+        rows = self.conn.execute(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.id > ?{where} ORDER BY m.id LIMIT ?",
+            [after or "", *params, limit],
+        ).fetchall()
+        return tuple(_row_to_memory(row) for row in rows)
+
+    def _apply_import(self, memories: Sequence[WireMemory], now: float) -> ImportCounts:
+        """Inside a transaction: merge exported memories as a pulled page is, then queue them.
+
+        The merge is the pull's (:meth:`_apply_page`: by id, last writer wins
+        by ``(version, origin)``, then by content within a namespace, tags
+        united). Unlike a pull, what changed here is news for the hub: each
+        such memory is queued for a push in its imported state, as a local
+        write is. Unchanged memories queue nothing, so a re-import is a no-op.
+        """
+        db = self.conn
+        floor = db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+        superseded: list[str] = []
+        outcomes: list[str] = []
+        self._apply_page(memories, superseded, outcomes)
+        # Queued rows of memories replaced by this batch would push a state that is gone.
+        self._drop_outbox_rows(superseded, below=floor)
+        changed = dict.fromkeys(
+            m.id for m, outcome in zip(memories, outcomes, strict=True) if outcome != "unchanged"
+        )
+        # A tag union (apply_remote's _write_tags) queued its memory already.
+        for (memory_id,) in db.execute("SELECT memory_id FROM outbox WHERE seq > ?", (floor,)):
+            changed.pop(memory_id, None)
+        for part in _chunks(list(changed)):
+            marks = _marks(part)
+            db.execute(
+                f"UPDATE memories SET sync_state = ? WHERE id IN ({marks})",
+                [self._write_state, *part],
+            )
+            db.execute(
+                "INSERT INTO outbox(memory_id, op, version, enqueued_at) SELECT id, "
+                "CASE WHEN deleted THEN 'delete' ELSE 'upsert' END, version, ? "
+                f"FROM memories WHERE id IN ({marks})",
+                [now, *part],
+            )
+        return ImportCounts(
+            inserted=outcomes.count("inserted"),
+            updated=outcomes.count("updated"),
+            unchanged=outcomes.count("unchanged"),
+        )
+
+    def backup_to(self, target: str, pages_per_step: int) -> int:
+        """Copy this file to the new file ``target`` (SQLite's online backup); pages copied.
+
+        The whole copy reads one snapshot: a read transaction is open on the
+        source across every step, so the copy is the file as of one commit.
+        Without it, a write by another process between two steps restarts
+        the backup from the first page, and a busy server can starve it
+        forever. In WAL mode a reader never blocks a writer: other processes
+        keep committing while the copy runs. Raises StorageError.
+        """
+        db = self.conn
+        try:
+            dest = sqlite_connect(target)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot create the backup {target}: {exc}") from exc
+        try:
+            db.execute("BEGIN")
+            try:
+                db.execute("SELECT count(*) FROM meta").fetchone()  # takes the snapshot
+                db.backup(dest, pages=pages_per_step)
+            finally:
+                db.execute("COMMIT")
+            pages: int = dest.execute("PRAGMA page_count").fetchone()[0]
+        except sqlite3.Error as exc:
+            if is_busy(exc):
+                raise StorageBusy(f"backup to {target} found the file locked: {exc}") from exc
+            raise StorageError(f"backup to {target} failed: {exc}") from exc
+        finally:
+            dest.close()
+        return pages
+
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -1180,7 +1331,7 @@ def _row_to_memory(row: sqlite3.Row | tuple[Any, ...]) -> Memory:
 
 
 def _pulled_row(remote: WireMemory, tags: list[str]) -> tuple[Any, ...]:
-    """The ``memories`` row of a memory pulled from the hub (``_INSERT_PULLED``'s values)."""
+    """The ``memories`` row of a memory pulled from the hub (``_PULLED_VALUES``' values)."""
     return (
         remote.id,
         remote.namespace,

@@ -31,8 +31,9 @@ from actors.model import (
     StoredVector,
     StoreReceipt,
 )
+from actors.portable import ImportCounts
 from actors.sync_model import SyncReport
-from actors.wire import RemoteHit
+from actors.wire import RemoteHit, WireMemory
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar
@@ -53,6 +54,7 @@ __all__ = [
     "AppendSessionItems",
     "ApplyChanges",
     "AuthRecheck",
+    "BackupDatabase",
     "ChildFailed",
     "ChildReady",
     "ChildStopped",
@@ -61,10 +63,12 @@ __all__ = [
     "EmbedNudge",
     "EmbeddingStatus",
     "ExpireRecallCache",
+    "ExportPage",
     "FetchOutbox",
     "Flush",
     "ForgetMemory",
     "GetMemory",
+    "ImportMemories",
     "LeaseTick",
     "ListMemories",
     "Migrate",
@@ -553,3 +557,50 @@ class EmbedNudge:
 @attrs.frozen(eq=False)
 class EmbeddingStatus(Request[EmbeddingReport]):
     """Caller → EmbeddingActor: its state → :class:`~actors.model.EmbeddingReport`."""
+
+
+# -- Export, import, backup (actors/portable.py; the facade drives them) ---------------
+
+
+@attrs.frozen(eq=False)
+class ExportPage(Request[tuple[Memory, ...]]):
+    """Caller → StoreActor: up to ``limit`` memories with ids after ``after``, in id order.
+
+    The filters are those of :class:`~actors.portable.ExportFilters`; ``since``
+    keeps memories updated at or after that Unix time; tombstones only with
+    ``include_deleted``. Pending writes are flushed first.
+    """
+
+    after: str | None
+    limit: int
+    namespace_prefix: str | None
+    tags: tuple[str, ...]
+    since: float | None
+    include_deleted: bool
+
+
+@attrs.frozen(eq=False)
+class ImportMemories(WriteRequest[ImportCounts]):
+    """Caller → StoreActor: apply a batch of exported memories, group-committed.
+
+    Merged as a pull from the hub is (by id, last writer wins by
+    ``(version, origin)``; then by content within a namespace), and each
+    memory that changed is queued for a push like a local write. Answered
+    with an :class:`~actors.portable.ImportCounts` after commit; a batch
+    commits whole or not at all.
+    """
+
+    memories: tuple[WireMemory, ...]
+
+
+@attrs.frozen(eq=False)
+class BackupDatabase(Request[int]):
+    """Caller → StoreActor: copy the file to ``target`` with SQLite's online backup.
+
+    One read snapshot for the whole copy, ``pages_per_step`` pages per step:
+    other processes keep writing meanwhile (WAL) and never restart it.
+    Answered with the number of pages copied; ``target`` is a new file.
+    """
+
+    target: str
+    pages_per_step: int

@@ -42,7 +42,9 @@ from actors.local_db import DatabaseError, LocalDatabase
 from actors.messages import (
     AcquireLease,
     ApplyChanges,
+    BackupDatabase,
     CountMemories,
+    ExportPage,
     FetchOutbox,
     Flush,
     GetMemory,
@@ -238,6 +240,21 @@ class StoreActor(ReplyingActor):
                 return self._db.write_vectors(model, dimension, vectors)
             case ReadVectors(model=model, after=after, limit=limit):
                 return self._db.read_vectors(model, after, limit)
+            case ExportPage():
+                self._flush_for_read()
+                return self._db.export_page(
+                    message.after,
+                    message.limit,
+                    namespace_prefix=message.namespace_prefix,
+                    tags=message.tags,
+                    since=message.since,
+                    include_deleted=message.include_deleted,
+                )
+            case BackupDatabase(target=target, pages_per_step=pages):
+                # Acknowledged writes are in the copy: a backup taken after a
+                # store's receipt holds that store.
+                self._flush_for_read()
+                return self._db.backup_to(target, pages)
         return super().handle(message)
 
     def _search(self, message: SearchMemories) -> tuple[RecallHit, ...]:

@@ -17,19 +17,26 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar
+from typing import IO, Any, Generic, Literal, ParamSpec, Self, TypeVar
 
 import attrs
 import platformdirs
 import pykka
 
-from actors._ask import ask, send, stop
+from actors._ask import ask, send, stop, wait_alive
 from actors._sqlite import Connect, Synchronous
+from actors.backup import (
+    BACKUP_STEP_PAGES,
+    BackupReport,
+    inspect_copy,
+    remove_quietly,
+    scratch_path,
+)
 from actors.embedding import EmbedderLoader, EmbeddingActor, EmbeddingSettings, load_minilm
 from actors.errors import (
     AskTimeout,
@@ -42,12 +49,15 @@ from actors.errors import (
 )
 from actors.messages import (
     AppendSessionItems,
+    BackupDatabase,
     ClearSession,
     CountMemories,
     EmbeddingStatus,
     EmbedNudge,
+    ExportPage,
     ForgetMemory,
     GetMemory,
+    ImportMemories,
     ListMemories,
     Migrate,
     PopSessionItem,
@@ -90,6 +100,16 @@ from actors.model import (
 )
 from actors.model_package import INSTALL_HINT, minilm_available
 from actors.owner_link import Message, OwnerProxy
+from actors.portable import (
+    EXPORT_PAGE,
+    IMPORT_BATCH,
+    ExportFilters,
+    ExportReport,
+    ImportCounts,
+    ImportReport,
+    run_export,
+    run_import,
+)
 from actors.ranking import merge_hits
 from actors.recall import RecallRouter, RecallSettings
 from actors.runtime import Runtime, ThreadedRuntime
@@ -104,7 +124,7 @@ from actors.store import StoreActor, StoreConfig
 from actors.supervisor import ChildCell, ChildSpec, SupervisorActor
 from actors.sync import ClientFactory, SyncActor, default_client
 from actors.sync_model import RemoteConfig, SyncReport
-from actors.wire import RemoteHit
+from actors.wire import RemoteHit, WireMemory
 
 __all__ = ["DB_ENV_VAR", "SEMANTIC_ENV_VAR", "Config", "MemorySystem", "default_db_path"]
 
@@ -646,6 +666,140 @@ class MemorySystem:
         """Delete every item of the session; returns how many there were."""
         return self._run(self._prepare_session_clear(session_id, timeout))
 
+    # -- export, import, backup (actors/portable.py, actors/backup.py) --------------------
+
+    def export_memories(
+        self,
+        destination: str | os.PathLike[str] | IO[bytes],
+        *,
+        namespace_prefix: str | None = None,
+        tags: Iterable[str] | None = None,
+        since: float | str | None = None,
+        include_deleted: bool = False,
+        timeout: float | None = None,
+    ) -> ExportReport:
+        """Write memories to ``destination`` (a path, or a binary file) as export JSONL.
+
+        The format is :mod:`actors.portable`'s (``docs/operations.md``): a
+        header line, then one memory per line in id order. Filters:
+        ``namespace_prefix`` (that namespace and those below it), ``tags``
+        (all of them), ``since`` (updated at or after: a Unix time or an ISO
+        8601 date), tombstones with ``include_deleted``. Read a page at a time
+        through the StoreActor; a path is written to a scratch file renamed
+        into place at the end, so it never holds half an export.
+        """
+        filters = ExportFilters.build(
+            namespace_prefix=namespace_prefix,
+            tags=tags,
+            since=since,
+            include_deleted=include_deleted,
+        )
+
+        def fetch(after: str | None) -> Sequence[Memory]:
+            return self._run(
+                _Call(
+                    "store",
+                    lambda reply: ExportPage(
+                        reply,
+                        after,
+                        EXPORT_PAGE,
+                        filters.namespace_prefix,
+                        filters.tags,
+                        filters.since,
+                        filters.include_deleted,
+                    ),
+                    timeout,
+                )
+            )
+
+        with _binary_output(destination) as out:
+            return run_export(out, fetch, filters, self.runtime.wall_time())
+
+    def import_memories(
+        self,
+        source: str | os.PathLike[str] | IO[bytes],
+        *,
+        skip_invalid: bool = False,
+        progress: Callable[[ImportReport], None] | None = None,
+        batch_size: int = IMPORT_BATCH,
+        timeout: float | None = None,
+    ) -> ImportReport:
+        """Merge an export (a path, or a binary file) into this file; what it did.
+
+        Idempotent: importing the same file again changes nothing. Merged as
+        sync merges a pull (by id, last writer wins by ``(version, origin)``;
+        then by content in a namespace), in group-committed batches of
+        ``batch_size``; every memory that changed is queued for the hub like
+        a local write. A bad line raises :class:`~actors.errors.InvalidImport`
+        (its number, why, and the report of the lines committed before it);
+        with ``skip_invalid`` it is skipped and listed in the report instead.
+        ``progress`` hears the report after each committed batch.
+        """
+        size = validate_limit(batch_size, default=IMPORT_BATCH, maximum=_MAX_IMPORT_BATCH)
+        wait = self.config.ask_timeout if timeout is None else timeout
+
+        def send(batch: tuple[WireMemory, ...]) -> Callable[[], ImportCounts]:
+            ref = self._ready("store")
+            future: pykka.Future[ImportCounts] = self._send(
+                "store", lambda reply: ImportMemories(reply, batch), self.runtime.new_future()
+            )
+
+            def answer() -> ImportCounts:
+                counts = wait_alive(self.runtime, future, ref, wait, "the store actor")
+                self._nudge_sync()
+                return counts
+
+            return answer
+
+        with _binary_input(source) as stream:
+            return run_import(
+                stream, send, skip_invalid=skip_invalid, batch_size=size, progress=progress
+            )
+
+    def backup(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        pages_per_step: int = BACKUP_STEP_PAGES,
+        timeout: float = 3600.0,
+    ) -> BackupReport:
+        """Copy the database to ``path``: a consistent snapshot, checked, then renamed into place.
+
+        The StoreActor copies the file with SQLite's online backup from one
+        read snapshot (other processes keep writing meanwhile), into a
+        scratch file next to ``path``; the copy must pass ``PRAGMA
+        integrity_check`` before it replaces ``path``. The report says how
+        many memories it holds.
+        """
+        target = os.path.abspath(os.fspath(path))
+        if os.path.exists(target) and os.path.samefile(target, self.path):
+            raise InvalidMemory(f"{target} is the database itself; back it up to another path")
+        if os.path.isdir(target):
+            raise InvalidMemory(f"{target} is a directory; name the backup file")
+        scratch = scratch_path(target, "partial")
+        remove_quietly(scratch)
+        start = self.runtime.monotonic()
+        try:
+            pages = self._run(
+                _Call(
+                    "store",
+                    lambda reply: BackupDatabase(reply, scratch, pages_per_step),
+                    timeout,
+                )
+            )
+            facts = inspect_copy(scratch)
+            os.replace(scratch, target)
+        except BaseException:
+            remove_quietly(scratch)
+            raise
+        return BackupReport(
+            self.path,
+            target,
+            attrs.evolve(facts, path=target),
+            pages,
+            self.runtime.monotonic() - start,
+        )
+
     # -- each verb prepared once, for both facades -------------------------------------
 
     def _prepare_store(
@@ -995,6 +1149,15 @@ class MemorySystem:
 
     def _ready(self, child: str) -> pykka.ActorRef[Any]:
         """The child's ref while it serves requests; ``Unavailable`` saying why otherwise."""
+        if child not in self._cells and self._following():
+            # Export, import and backup talk to the store page by page; they do not
+            # cross to the owner yet.
+            raise Unavailable(
+                f"this process follows the owner of {self.path} (pid "
+                f"{self._sharing_state().get('owner_pid')}), which runs the {child} actor; "
+                "this call runs only with the file's own actors: open the MemorySystem "
+                "with Config(sharing='direct'), as the CLI's export, import and backup do"
+            )
         cell = self._cells[child]
         if cell.ref is None or cell.status != ChildCell.READY:
             raise Unavailable(
@@ -1002,6 +1165,41 @@ class MemorySystem:
                 f"{': ' + cell.reason if cell.reason else ''}; retry shortly"
             )
         return cell.ref
+
+
+#: Memories per import transaction at most: a batch is held in memory whole.
+_MAX_IMPORT_BATCH = 20_000
+
+
+@contextlib.contextmanager
+def _binary_output(destination: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[bytes]]:
+    """A binary file to write to: a path's scratch file, renamed onto it on success."""
+    if not isinstance(destination, str | os.PathLike):
+        yield destination
+        return
+    target = os.path.abspath(os.fspath(destination))
+    scratch = scratch_path(target, "partial")
+    try:
+        with open(scratch, "wb") as out:
+            yield out
+        os.replace(scratch, target)
+    except BaseException:
+        remove_quietly(scratch)
+        raise
+
+
+@contextlib.contextmanager
+def _binary_input(source: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[bytes]]:
+    """A binary file to read: a path opened, or the file given."""
+    if not isinstance(source, str | os.PathLike):
+        yield source
+        return
+    try:
+        stream = open(os.fspath(source), "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise InvalidMemory(f"cannot read {os.fspath(source)}: {exc.strerror}") from exc
+    with stream:
+        yield stream
 
 
 def _restarting(child: str) -> str:

@@ -28,11 +28,12 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "model model_package",  # records, validation, ids, the hybrid clock; is the model installed
         "_shapes runtime ownership",  # JSON field readers; the runtime seam; the owner lock
         "wire",  # the shapes client and hub share
-        "sync_model remote ranking",  # sync records; the hub client (httpx); recall merge
+        "sync_model remote ranking portable",  # sync records; hub client; recall merge; export
         "messages owner_protocol",  # the client's protocol; calls across processes
         "_base _ask owner_link",  # the reply-future invariant; asking from outside (or the owner)
-        # ...; SQL; the model (NumPy: imported by the client only lazily), the vector index
-        "_batch migrations supervisor local_db session_log keyword_search embedders vectors",
+        # ...; SQL; the model (NumPy: imported by the client only lazily), the vector index;
+        # a backup's checks
+        "_batch migrations supervisor local_db session_log keyword_search embedders vectors backup",
         # the client's actors; serving followers, following the owner
         "store sync recall embedding owner_service sharing",
         "system",  # MemorySystem
