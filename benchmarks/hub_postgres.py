@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from pg_fixtures import TestPostgres
 
 from actors.bench import _stats
+from actors.bench._hub import cpu_seconds
 from actors.bench.hub import run_push_bench
 from actors.bench.sync import run_sync_bench
 
@@ -75,6 +76,18 @@ def _report(echo: Callable[[str], None], server: TestPostgres) -> dict[str, Any]
     return machine
 
 
+def _server_cpu(server: TestPostgres) -> float | None:
+    """CPU seconds of our PostgreSQL so far, ended backends included (None: not ours, or not Linux).
+
+    Read between runs, when the hubs' connections are closed: a live backend's
+    time is not yet in its postmaster's count.
+    """
+    if server.server is None:
+        return None
+    pid = int(Path(server.server.pgdata, "postmaster.pid").read_text().split()[0])
+    return cpu_seconds(pid, reaped_children=True)
+
+
 def table_sizes(server: TestPostgres, url: str) -> dict[str, int]:
     """Bytes per table of the hub's database, indexes and TOAST included."""
     rows = server.query(
@@ -104,6 +117,7 @@ def push(
         for count in [0, *processes]:  # 0: the SQLite hub
             with tempfile.TemporaryDirectory(prefix="ma-bench-push-") as tmp:
                 target = os.path.join(tmp, "hub.db") if count == 0 else server.new_database("bench")
+                server_cpu = _server_cpu(server)
                 run = run_push_bench(
                     target,
                     processes=max(1, count),
@@ -114,8 +128,15 @@ def push(
                     hub_args=hub_args,
                     workdir=tmp,
                 )
-            echo(f"round {round_}: {run.line()}  [load {run.machine['loadavg_1_5_15']}]")
-            report["runs"].append({"round": round_, **run.to_dict()})
+            used = _server_cpu(server)
+            server_cpu = (
+                None if count == 0 or used is None or server_cpu is None else used - server_cpu
+            )
+            note = "" if server_cpu is None else f", PostgreSQL {server_cpu:.1f}"
+            echo(f"round {round_}: {run.line()}{note} [load {run.machine['loadavg_1_5_15']}]")
+            report["runs"].append(
+                {"round": round_, **run.to_dict(), "server_cpu_seconds": server_cpu}
+            )
     return report
 
 

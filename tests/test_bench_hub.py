@@ -64,6 +64,11 @@ def test_pushes_spread_over_two_postgresql_hub_processes_all_land_once(
     assert 0 < run.p50_ms <= run.p99_ms
     assert run.per_second > 0
     assert run.line().startswith("postgresql, 2 processes: 300 memories in ")
+    if sys.platform == "linux":  # read from /proc
+        assert run.hub_cpu_seconds is not None
+        assert run.hub_cpu_seconds > 0
+        assert run.hub_rss_mib is not None
+        assert run.hub_rss_mib > 10  # a Python process with the hub loaded
 
 
 def test_hub_postgres_push_compares_sqlite_with_one_and_two_postgresql_processes(

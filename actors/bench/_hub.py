@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import IO
 
+import attrs
 import click
 
 from actors.errors import HubError
@@ -26,9 +27,54 @@ from actors.model import content_hash, format_version, normalize_content
 from actors.remote import HubClient
 from actors.wire import WireMemory
 
-__all__ = ["FILLER", "free_port", "hub_processes", "wait_for", "wire_batch"]
+__all__ = [
+    "FILLER",
+    "RunningHub",
+    "cpu_seconds",
+    "free_port",
+    "hub_processes",
+    "wait_for",
+    "wire_batch",
+]
 
 FILLER = "learned while working on the sync benchmark; the user prefers short answers."
+
+
+@attrs.frozen
+class RunningHub:
+    """One hub process of :func:`hub_processes`: where it serves, and its process id."""
+
+    url: str
+    pid: int
+
+
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used so far; None off Linux.
+
+    ``reaped_children``: add those of its children that exited and it waited
+    for (how a PostgreSQL server's ended backends are counted by its postmaster).
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # After "(comm)", which may hold spaces: utime, stime, cutime, cstime
+            # are fields 14-17 (indexes 11-14 of what follows the name).
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = sum(int(f) for f in fields[11 : 15 if reaped_children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def resident_mib(pid: int) -> float | None:
+    """Resident memory of process ``pid`` in MiB (VmRSS); None off Linux."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def free_port() -> int:
@@ -48,7 +94,7 @@ def wait_for(predicate: Callable[[], object], what: str, deadline: float) -> Non
 
 
 @contextmanager
-def _one_hub(target: str, log: IO[bytes], hub_args: Sequence[str]) -> Iterator[str]:
+def _one_hub(target: str, log: IO[bytes], hub_args: Sequence[str]) -> Iterator[RunningHub]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     flag = "--database" if is_postgres(target) else "--db"
@@ -69,7 +115,7 @@ def _one_hub(target: str, log: IO[bytes], hub_args: Sequence[str]) -> Iterator[s
                 return True
 
             wait_for(healthy, "the hub to serve", 60.0)
-        yield url
+        yield RunningHub(url, proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -82,8 +128,8 @@ def _one_hub(target: str, log: IO[bytes], hub_args: Sequence[str]) -> Iterator[s
 @contextmanager
 def hub_processes(
     target: str, count: int, workdir: str, hub_args: Sequence[str] = ()
-) -> Iterator[list[str]]:
-    """``count`` hub processes serving ``target`` (a file, or a URL); yields their URLs.
+) -> Iterator[list[RunningHub]]:
+    """``count`` hub processes serving ``target`` (a file, or a URL); yields them.
 
     They start one after the other (the first migrates a new database), log
     to ``workdir/hub-N.log`` and are stopped with SIGTERM on exit.
@@ -91,11 +137,11 @@ def hub_processes(
     if count > 1 and not is_postgres(target):
         raise click.UsageError("several hub processes need a PostgreSQL database")
     with ExitStack() as stack:
-        urls = []
+        hubs = []
         for n in range(count):
             log = stack.enter_context(open(os.path.join(workdir, f"hub-{n}.log"), "ab"))
-            urls.append(stack.enter_context(_one_hub(target, log, hub_args)))
-        yield urls
+            hubs.append(stack.enter_context(_one_hub(target, log, hub_args)))
+        yield hubs
 
 
 def wire_batch(

@@ -31,7 +31,7 @@ import attrs
 import click
 
 from actors.bench import _stats
-from actors.bench._hub import hub_processes, wire_batch
+from actors.bench._hub import RunningHub, cpu_seconds, hub_processes, resident_mib, wire_batch
 from actors.errors import HubError
 from actors.hub.engines import is_postgres
 from actors.hub.key_admin import add_key
@@ -62,6 +62,12 @@ class PushRun:
     seconds: float
     p50_ms: float
     p99_ms: float
+    #: CPU seconds the hub processes used while the clients pushed (None off Linux).
+    hub_cpu_seconds: float | None = None
+    #: CPU seconds of the clients' process (this one) meanwhile.
+    client_cpu_seconds: float | None = None
+    #: The largest resident memory of a hub process after the pushes, in MiB.
+    hub_rss_mib: float | None = None
     machine: dict[str, Any] = attrs.field(factory=dict)
 
     @property
@@ -84,7 +90,15 @@ class PushRun:
             f"({self.per_second:,.0f}/s), push p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, "
             f"{self.pushes} pushes of {self.batch}, {self.errors} errors "
             f"({self.clients} clients, {self.tenants} tenant{'s' if self.tenants > 1 else ''})"
+            + _cpu_note(self.hub_cpu_seconds, self.client_cpu_seconds)
+            + ("" if self.hub_rss_mib is None else f", hub RSS {self.hub_rss_mib:.0f} MiB")
         )
+
+
+def _cpu_note(hubs: float | None, clients: float | None) -> str:
+    if hubs is None or clients is None:
+        return ""
+    return f", CPU s: hubs {hubs:.1f}, clients {clients:.1f}"
 
 
 def _batches(
@@ -135,7 +149,8 @@ def run_push_bench(
         tmp = workdir or stack.enter_context(
             tempfile.TemporaryDirectory(prefix="memory-actors-bench-hub-")
         )
-        urls = stack.enter_context(hub_processes(target, processes, tmp, hub_args))
+        running = stack.enter_context(hub_processes(target, processes, tmp, hub_args))
+        urls = [hub.url for hub in running]
         turn = itertools.count()  # the round-robin "load balancer", shared by every client
         start = threading.Barrier(clients + 1)
 
@@ -165,9 +180,13 @@ def run_push_bench(
             thread.start()
         start.wait()
         began = time.perf_counter()
+        hub_cpu, client_cpu = _hub_cpu(running), time.process_time()
         for thread in threads:
             thread.join()
         seconds = time.perf_counter() - began
+        hub_cpu = _since(hub_cpu, _hub_cpu(running))
+        client_cpu = time.process_time() - client_cpu
+        rss = [resident_mib(hub.pid) for hub in running]
         stored = 0
         for key in keys:
             with HubClient(urls[0], key, timeout=60.0) as check:
@@ -187,5 +206,18 @@ def run_push_bench(
         seconds=seconds,
         p50_ms=_stats.nearest_rank_ms(ordered, 0.50),
         p99_ms=_stats.nearest_rank_ms(ordered, 0.99),
+        hub_cpu_seconds=hub_cpu,
+        client_cpu_seconds=client_cpu,
+        hub_rss_mib=max((r for r in rss if r is not None), default=None),
         machine=_stats.machine(),
     )
+
+
+def _hub_cpu(running: Sequence[RunningHub]) -> float | None:
+    """CPU seconds used so far by all the hub processes together (None off Linux)."""
+    used = [cpu_seconds(hub.pid) for hub in running]
+    return None if None in used else sum(u for u in used if u is not None)
+
+
+def _since(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before

@@ -177,7 +177,8 @@ def run_sync_bench(
     tmp = workdir or tempfile.mkdtemp(prefix="memory-actors-bench-sync-")
     try:
         hub_db = database or os.path.join(tmp, "hub.db")
-        with hub_processes(hub_db, 1, tmp, hub_args) as (url,):
+        with hub_processes(hub_db, 1, tmp, hub_args) as (hub,):
+            url = hub.url
             key = add_key(hub_db, "bench")
 
             result.ingest_memories = resync
