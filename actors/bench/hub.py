@@ -13,8 +13,9 @@ SyncActor does (``POST /api/memories/batch``, 500 memories by default, its
 ``RemoteConfig.batch_size``). The load balancer is the simplest one: one
 counter shared by all clients picks the process of each push, round-robin.
 A push that fails is counted as an error and retried through the next
-process (as a proxy with ``proxy_next_upstream`` would), at most 3 times.
-At the end the hub's counts must equal the memories acknowledged.
+process (as a proxy with ``proxy_next_upstream`` would), at most 10 times.
+At the end the hub must hold every memory it acknowledged, and none that
+was not pushed.
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ from actors.wire import WireMemory
 
 __all__ = ["PushRun", "run_push_bench"]
 
-#: Tries per batch (the first and two retries through other processes).
-_ATTEMPTS = 3
+#: Tries per batch before the benchmark gives it up. A 503 (the store busy past
+#: the hub's 10 s wait) is retried at once through the next process, as a
+#: proxy would; the push may have been committed meanwhile, and the retry then
+#: answers "unchanged".
+_ATTEMPTS = 10
 
 
 @attrs.define
@@ -191,8 +195,11 @@ def run_push_bench(
         for key in keys:
             with HubClient(urls[0], key, timeout=60.0) as check:
                 stored += check.count().total
-    if stored != sum(acked):
-        raise click.ClickException(f"the hub acknowledged {sum(acked)} memories but holds {stored}")
+    # A batch given up after _ATTEMPTS failures may still have been committed.
+    if not sum(acked) <= stored <= memories:
+        raise click.ClickException(
+            f"the hub acknowledged {sum(acked)} of {memories} memories but holds {stored}"
+        )
     ordered = sorted(x for part in latencies for x in part)
     return PushRun(
         engine="postgresql" if is_postgres(target) else "sqlite",
