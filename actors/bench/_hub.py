@@ -78,6 +78,7 @@ def resident_mib(pid: int) -> float | None:
 
 
 def free_port() -> int:
+    """A TCP port free on loopback right now (for a hub process to listen on)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
