@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-__all__ = ["machine", "nearest_rank"]
+__all__ = ["machine", "nearest_rank", "nearest_rank_ms"]
 
 _Sample = TypeVar("_Sample", int, float)
 
@@ -28,6 +28,12 @@ def nearest_rank(ordered: Sequence[_Sample], q: float) -> _Sample | None:
         return None
     rank = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
     return ordered[rank]
+
+
+def nearest_rank_ms(ordered_seconds: Sequence[float], q: float) -> float:
+    """:func:`nearest_rank` of sorted seconds, in milliseconds (NaN if there are none)."""
+    sample = nearest_rank(ordered_seconds, q)
+    return math.nan if sample is None else sample * 1000
 
 
 def machine() -> dict[str, Any]:

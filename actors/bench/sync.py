@@ -5,7 +5,8 @@ directly. Run it as ``memory-actors bench-sync`` or ``python -m actors.bench.syn
 (``--help`` for the knobs); :func:`run_sync_bench` is the same from Python.
 
 Everything is real and on loopback: the hub is ``python -m actors.hub serve``
-on a fresh file in a temporary directory, the replicas are
+on a fresh file in a temporary directory (or, with ``--database URL``, on an
+empty PostgreSQL database), the replicas are
 :class:`~actors.system.MemorySystem` instances in this process with the
 default :class:`~actors.sync_model.RemoteConfig` (only the URL and key set).
 
@@ -26,37 +27,27 @@ default :class:`~actors.sync_model.RemoteConfig` (only the URL and key set).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import click
 
 from actors.bench import _stats
-from actors.errors import HubError
+from actors.bench._hub import FILLER, hub_processes, wait_for, wire_batch
 from actors.hub.cli import require_hub_extra
 from actors.hub.key_admin import add_key
-from actors.model import content_hash, format_version, normalize_content
 from actors.remote import HubClient
 from actors.runtime import ThreadedRuntime
 from actors.sync_model import RemoteConfig
 from actors.system import Config, MemorySystem
-from actors.wire import WireMemory
 
 __all__ = ["LatencyRun", "SyncBenchResult", "bench_sync", "run_sync_bench"]
-
-_FILLER = "learned while working on the sync benchmark; the user prefers short answers."
 
 
 @attrs.define
@@ -81,6 +72,8 @@ class LatencyRun:
 class SyncBenchResult:
     """The figures of one benchmark run."""
 
+    #: The hub's engine: "sqlite" or "postgresql".
+    engine: str = "sqlite"
     ingest_memories: int = 0
     ingest_seconds: float = 0.0
     push_memories: int = 0
@@ -105,92 +98,16 @@ def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds else 0.0
 
 
-def _percentile(samples: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted seconds, in milliseconds (NaN if none)."""
-    sample = _stats.nearest_rank(samples, q)
-    return math.nan if sample is None else sample * 1000
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait(predicate: Callable[[], object], what: str, deadline: float) -> None:
-    end = time.monotonic() + deadline
-    while not predicate():
-        if time.monotonic() > end:
-            raise click.ClickException(f"{what}: not within {deadline:g}s")
-        time.sleep(0.01)
-
-
-@contextmanager
-def _hub(workdir: str, hub_args: Sequence[str]) -> Iterator[str]:
-    """A hub process on a fresh file; yields its URL, stops it with SIGTERM."""
-    db = os.path.join(workdir, "hub.db")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(os.path.join(workdir, "hub.log"), "wb")  # noqa: SIM115 - open while it runs
-    command = [sys.executable, "-m", "actors.hub", "serve", "--db", db, "--port", str(port)]
-    proc = subprocess.Popen(
-        [*command, "--log-level", "warning", *hub_args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        with HubClient(url, "health-check", timeout=1.0) as probe:
-
-            def healthy() -> bool:
-                if proc.poll() is not None:
-                    raise click.ClickException(f"the hub exited with {proc.returncode}")
-                try:
-                    probe.health()
-                except HubError:
-                    return False
-                return True
-
-            _wait(healthy, "the hub to serve", 30.0)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
-
-
 def _preload(url: str, key: str, count: int, prefix: str) -> float:
     """Push ``count`` memories to the hub in batches of 500; returns the seconds it took."""
     runtime = ThreadedRuntime()
     origin = runtime.new_id()
-    now_ms = int(time.time() * 1000)
     started = time.perf_counter()
     with HubClient(url, key, timeout=60.0) as client:
         client.auth_check()
-        for start in range(0, count, 500):
-            items = []
-            for n in range(start, min(count, start + 500)):
-                text = normalize_content(f"{prefix} {n}: {_FILLER}")
-                items.append(
-                    WireMemory(
-                        id=runtime.new_id(),
-                        namespace="default",
-                        content=text,
-                        content_hash=content_hash(text),
-                        tags=("bench",),
-                        metadata={},
-                        created_at=now_ms / 1000,
-                        updated_at=now_ms / 1000,
-                        version=format_version(now_ms, n),
-                        origin=origin,
-                        deleted=False,
-                    )
-                )
-            client.push(items)
+        for first in range(0, count, 500):
+            batch = min(500, count - first)
+            client.push(wire_batch(prefix, first, batch, origin=origin, new_id=runtime.new_id))
     runtime.close()
     return time.perf_counter() - started
 
@@ -209,7 +126,7 @@ def _store_threads(
         for op in range(stores):
             began = time.perf_counter()
             try:
-                system.store(f"{prefix} {label} writer {index} store {op}: {_FILLER}")
+                system.store(f"{prefix} {label} writer {index} store {op}: {FILLER}")
             except Exception:
                 errors[index] += 1
             ended = time.perf_counter()
@@ -245,15 +162,23 @@ def run_sync_bench(
     threads: int = 32,
     stores: int = 100,
     hub_args: Sequence[str] = (),
+    database: str | None = None,
     workdir: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> SyncBenchResult:
-    """Run every section once and return (and ``echo``) the figures."""
-    result = SyncBenchResult(machine=_stats.machine())
+    """Run every section once and return (and ``echo``) the figures.
+
+    The hub serves a fresh SQLite file, or ``database``: the URL of an empty
+    PostgreSQL database (the hub migrates it).
+    """
+    result = SyncBenchResult(
+        engine="postgresql" if database else "sqlite", machine=_stats.machine()
+    )
     tmp = workdir or tempfile.mkdtemp(prefix="memory-actors-bench-sync-")
     try:
-        with _hub(tmp, hub_args) as url:
-            hub_db = os.path.join(tmp, "hub.db")
+        hub_db = database or os.path.join(tmp, "hub.db")
+        with hub_processes(hub_db, 1, tmp, hub_args) as (hub,):
+            url = hub.url
             key = add_key(hub_db, "bench")
 
             result.ingest_memories = resync
@@ -269,9 +194,9 @@ def run_sync_bench(
             with MemorySystem.open(
                 os.path.join(tmp, "resync.db"), config=Config(remote=remote)
             ) as r:
-                _wait(lambda: _pulled(r) >= resync, "the resync", 600.0)
+                wait_for(lambda: _pulled(r) >= resync, "the resync", 600.0)
                 result.resync_seconds = time.perf_counter() - started
-                _wait(lambda: _compared(r), "the digest comparison", 600.0)
+                wait_for(lambda: _compared(r), "the digest comparison", 600.0)
                 result.resync_compared_seconds = time.perf_counter() - started
                 result.resync_memories = r.count().total
                 echo(
@@ -287,10 +212,10 @@ def run_sync_bench(
                     len(lat),
                     errors,
                     time.perf_counter() - began,
-                    _percentile(lat, 0.50),
-                    _percentile(lat, 0.99),
+                    _stats.nearest_rank_ms(lat, 0.50),
+                    _stats.nearest_rank_ms(lat, 0.99),
                 )
-                _wait(lambda: r.count().outbox_pending == 0, "the idle stores to push", 120.0)
+                wait_for(lambda: r.count().outbox_pending == 0, "the idle stores to push", 120.0)
             echo(_latency_line(result.idle))
 
             # During a resync: a fresh replica storing from the moment it opens.
@@ -302,15 +227,15 @@ def run_sync_bench(
                 seconds = time.perf_counter() - began
                 pull_end = time.perf_counter()
                 if _pulled(d) < expected:
-                    _wait(lambda: _pulled(d) >= expected, "the second resync", 600.0)
+                    wait_for(lambda: _pulled(d) >= expected, "the second resync", 600.0)
                     pull_end = time.perf_counter()
                 result.during_resync = LatencyRun(
                     "during resync",
                     len(lat),
                     errors,
                     seconds,
-                    _percentile(lat, 0.50),
-                    _percentile(lat, 0.99),
+                    _stats.nearest_rank_ms(lat, 0.50),
+                    _stats.nearest_rank_ms(lat, 0.99),
                     overlapped=sum(1 for end in ends if end < pull_end),
                 )
             echo(_latency_line(result.during_resync))
@@ -325,7 +250,7 @@ def run_sync_bench(
             started = time.perf_counter()
             config = Config(remote=RemoteConfig(url, push_key))
             with MemorySystem.open(path, config=config) as p:
-                _wait(lambda: p.count().outbox_pending == 0, "the push", 600.0)
+                wait_for(lambda: p.count().outbox_pending == 0, "the push", 600.0)
                 result.push_seconds = time.perf_counter() - started
             with HubClient(url, push_key, timeout=30.0) as client:
                 landed = client.count().total
@@ -363,15 +288,32 @@ def _latency_line(run: LatencyRun | None) -> str:
     multiple=True,
     help="Extra `hub serve` option (repeat), e.g. --hub-arg=--embedder --hub-arg=none.",
 )
+@click.option(
+    "--database",
+    metavar="URL",
+    help="Run the hub on this empty PostgreSQL database instead of a fresh SQLite file.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON document.")
 def bench_sync(
-    resync: int, push: int, threads: int, stores: int, hub_args: tuple[str, ...], as_json: bool
+    resync: int,
+    push: int,
+    threads: int,
+    stores: int,
+    hub_args: tuple[str, ...],
+    database: str | None,
+    as_json: bool,
 ) -> None:
     """Push throughput, full resync, and store latency during a resync, against a real hub."""
     require_hub_extra()  # before a hub process fails to start for the same reason
     echo: Callable[[str], None] = (lambda line: None) if as_json else click.echo
     result = run_sync_bench(
-        resync=resync, push=push, threads=threads, stores=stores, hub_args=hub_args, echo=echo
+        resync=resync,
+        push=push,
+        threads=threads,
+        stores=stores,
+        hub_args=hub_args,
+        database=database,
+        echo=echo,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

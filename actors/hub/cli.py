@@ -23,11 +23,15 @@ import signal
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import click
 
 from actors.errors import MemoryActorsError
+from actors.hub.engines import MAX_STATEMENT_TIMEOUT
+
+if TYPE_CHECKING:
+    from actors.hub.engines import PostgresSettings
 
 __all__ = [
     "DATABASE_ENV_VAR",
@@ -46,6 +50,7 @@ DEFAULT_PORT = 8765
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_F = TypeVar("_F", bound=Callable[..., object])
 
 
 def _db_option(command: Callable[..., _R]) -> Callable[..., _R]:
@@ -146,6 +151,47 @@ def _stopped_by_signal(signum: int, frame: FrameType | None) -> None:
     logging.getLogger(__name__).info("hub stopped by signal %d", signum)
 
 
+def _postgres_settings(
+    db: str, pool_min: int, pool_max: int, statement_timeout: float
+) -> PostgresSettings:
+    """The PostgreSQL options of ``hub serve``, checked together; usage errors name the flag."""
+    from actors.hub.engines import PostgresSettings, is_postgres
+
+    ctx = click.get_current_context()
+    if not is_postgres(db):
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in ("pool_min", "pool_max", "statement_timeout")
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)} applies to a PostgreSQL hub (--database URL), "
+                f"not to the SQLite file {db}"
+            )
+    if pool_max < pool_min:
+        raise click.UsageError(
+            f"--pool-max {pool_max} is below --pool-min {pool_min}: "
+            "a process cannot keep more connections than it may open"
+        )
+    return PostgresSettings(
+        min_connections=pool_min, max_connections=pool_max, statement_timeout=statement_timeout
+    )
+
+
+def _pool_option(bound: str, default: int, what: str) -> Callable[[_F], _F]:
+    """``--pool-min`` or ``--pool-max``: a PostgreSQL hub's connections per process."""
+    return click.option(
+        f"--pool-{bound}",
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=True,
+        envvar=f"MEMORY_ACTORS_HUB_POOL_{bound.upper()}",
+        show_envvar=True,
+        help=f"--database: PostgreSQL connections this process {what}",
+    )
+
+
 @click.group(name="hub")
 def hub() -> None:
     """Run the reference hub, and manage its API keys."""
@@ -212,6 +258,19 @@ def hub() -> None:
     show_envvar=True,
     help="--embedder openai: seconds per request (a stalled service can delay exit this long).",
 )
+@_pool_option("min", 1, "keeps open, even idle.")
+@_pool_option("max", 4, "opens at most (plan max_connections for this × the hub processes).")
+@click.option(
+    "--statement-timeout",
+    type=click.FloatRange(0.001, MAX_STATEMENT_TIMEOUT),
+    default=5.0,
+    show_default=True,
+    envvar="MEMORY_ACTORS_HUB_STATEMENT_TIMEOUT",
+    show_envvar=True,
+    metavar="SECONDS",
+    help="--database: PostgreSQL cancels a statement running longer; the request answers "
+    "503 with Retry-After.",
+)
 @_needs_hub_extra
 def serve(
     db: str,
@@ -224,6 +283,9 @@ def serve(
     embedder_key: str | None,
     embedder_dimension: int | None,
     embedder_timeout: float,
+    pool_min: int,
+    pool_max: int,
+    statement_timeout: float,
 ) -> None:
     """Serve the hub over HTTP until SIGTERM or Ctrl-C."""
     import uvicorn
@@ -252,6 +314,7 @@ def serve(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    postgres = _postgres_settings(db, pool_min, pool_max, statement_timeout)
     # One BLAS thread per calling thread, set before NumPy loads: requests, the
     # embedder and the index already run in parallel threads, and OpenBLAS's own
     # pool fighting them for 2 cores took recall p99 from 79 ms to 317 ms at
@@ -277,7 +340,7 @@ def serve(
         )
     signal.signal(signal.SIGTERM, _stopped_by_signal)
     signal.signal(signal.SIGINT, _stopped_by_signal)
-    app = create_app(HubConfig(db=db, embedder=spec))
+    app = create_app(HubConfig(db=db, embedder=spec, postgres=postgres))
     server = uvicorn.Server(
         uvicorn.Config(
             app,

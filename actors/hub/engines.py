@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+import attrs
+
 from actors._sqlite import Synchronous
 from actors.errors import StorageError
 from actors.model import MigrationReport
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "POSTGRES_EXTRA_INSTALL",
+    "PostgresSettings",
     "describe_target",
     "is_postgres",
     "open_engine",
@@ -35,6 +38,46 @@ __all__ = [
 POSTGRES_EXTRA_INSTALL: Final = 'python -m pip install "memory-actors[postgres]"'
 
 _URL_PREFIXES: Final = ("postgresql://", "postgres://")
+
+#: The largest statement timeout a hub takes, in seconds. A request gives up on
+#: the store after ``HubConfig.storage_timeout`` (10 s) anyway; a statement
+#: allowed to run for longer only keeps the store busy after its caller left.
+MAX_STATEMENT_TIMEOUT: Final = 600.0
+
+
+@attrs.frozen
+class PostgresSettings:
+    """How one hub process uses a PostgreSQL database: its connection pool and statement timeout.
+
+    Per process: N hub processes on one database hold up to N × ``max_connections``
+    connections. Out-of-range values raise :class:`ValueError` naming the
+    option and the allowed range (``hub serve`` shows it as a usage error).
+    """
+
+    #: Connections each hub process keeps open, even idle (``--pool-min``).
+    min_connections: int = 1
+    #: Connections each hub process opens at most (``--pool-max``).
+    max_connections: int = 4
+    #: Seconds one SQL statement may run before PostgreSQL cancels it; the
+    #: request then answers 503 with Retry-After (``--statement-timeout``).
+    statement_timeout: float = 5.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_connections < 1:
+            raise ValueError(
+                f"the pool's minimum must be at least 1 connection, not {self.min_connections}"
+            )
+        if self.max_connections < self.min_connections:
+            raise ValueError(
+                f"the pool's maximum ({self.max_connections} connections) is below its "
+                f"minimum ({self.min_connections})"
+            )
+        # 1 ms is PostgreSQL's unit; 0 would mean "no timeout", which the hub never wants.
+        if not 0.001 <= self.statement_timeout <= MAX_STATEMENT_TIMEOUT:
+            raise ValueError(
+                f"the statement timeout must be between 0.001 and {MAX_STATEMENT_TIMEOUT:g} "
+                f"seconds, not {self.statement_timeout:g}"
+            )
 
 
 def is_postgres(target: str | os.PathLike[str]) -> bool:
@@ -79,18 +122,25 @@ def target_opener(
     *,
     synchronous: Synchronous = "FULL",
     busy_timeout: float = 5.0,
+    postgres: PostgresSettings = PostgresSettings(),
 ) -> EngineOpener:
     """How an owner opens ``target``'s engine (``HubStoreConfig.open_engine``).
 
-    ``synchronous`` and ``busy_timeout`` are SQLite's; PostgreSQL's
-    durability is the server's (``synchronous_commit``), and its waits are
-    bounded by the engine's statement and lock timeouts instead.
+    ``synchronous`` is SQLite's only, ``postgres`` PostgreSQL's only;
+    ``busy_timeout`` bounds a lock wait on either. PostgreSQL's durability is
+    the server's (``synchronous_commit``).
     """
     if is_postgres(target):
         _require_psycopg()
         from actors.hub.postgres import PostgresEngine
 
-        return PostgresEngine.opener(os.fspath(target), lock_timeout=busy_timeout)
+        return PostgresEngine.opener(
+            os.fspath(target),
+            lock_timeout=busy_timeout,
+            statement_timeout=postgres.statement_timeout,
+            min_connections=postgres.min_connections,
+            max_connections=postgres.max_connections,
+        )
     from actors.hub.database import HubDatabase
 
     return HubDatabase.opener(

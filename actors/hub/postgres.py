@@ -257,12 +257,16 @@ class PostgresEngine:
         statement_timeout: float = 5.0,
         lock_timeout: float = 5.0,
         connection_wait: float = 3.0,
+        min_connections: int = 1,
         max_connections: int = 4,
     ) -> PostgresEngine:
         """Open a pool on a migrated hub database; mint its hub id on first open.
 
-        Raises :class:`~actors.errors.SchemaError` for a database at another
-        schema version, our storage errors when PostgreSQL cannot be reached.
+        The pool keeps ``min_connections`` open and opens up to
+        ``max_connections`` (:class:`~actors.hub.engines.PostgresSettings`
+        validates them). Raises :class:`~actors.errors.SchemaError` for a
+        database at another schema version, our storage errors when PostgreSQL
+        cannot be reached.
         """
         where = describe_database(conninfo)
         settings = (
@@ -276,12 +280,16 @@ class PostgresEngine:
             conn.commit()
 
         kwargs: dict[str, Any] = {}
-        if "connect_timeout" not in conninfo_to_dict(conninfo):
+        given = conninfo_to_dict(conninfo)
+        if "connect_timeout" not in given:
             kwargs["connect_timeout"] = max(1, round(connection_wait))
+        if "application_name" not in given:
+            # How an operator tells the hubs' connections apart in pg_stat_activity.
+            kwargs["application_name"] = "memory-actors-hub"
         pool = psycopg_pool.ConnectionPool(
             conninfo,
             kwargs=kwargs,
-            min_size=1,
+            min_size=min_connections,
             max_size=max_connections,
             configure=configure,
             # Lend only a connection that answers: after PostgreSQL restarted,

@@ -30,7 +30,7 @@ from actors._sqlite import Synchronous
 from actors.errors import AskTimeout, EmbedderError, Unavailable
 from actors.hub.backend import Cursor
 from actors.hub.core import HubCore
-from actors.hub.engines import describe_target, prepare_target, target_opener
+from actors.hub.engines import PostgresSettings, describe_target, prepare_target, target_opener
 from actors.hub.keys import StoredKey
 from actors.hub.messages import (
     HubLookupKey,
@@ -78,13 +78,15 @@ class HubConfig:
     """Everything a hub needs; every field but ``db`` has a working default.
 
     ``db`` is the SQLite file's path or a ``postgresql://`` URL
-    (:mod:`actors.hub.engines`); ``synchronous`` is SQLite's only, and
+    (:mod:`actors.hub.engines`); ``synchronous`` is SQLite's only,
+    ``postgres`` (pool and statement timeout) PostgreSQL's only, and
     ``busy_timeout`` bounds a lock wait on either engine.
     """
 
     db: str
     synchronous: Synchronous = "FULL"
     busy_timeout: float = 5.0
+    postgres: PostgresSettings = attrs.field(factory=PostgresSettings)
     #: How long one request waits for the store before answering 503.
     storage_timeout: float = 10.0
     start_timeout: float = 60.0
@@ -300,7 +302,10 @@ class HubService:
             embedder, no_recall = _load_embedder(config.embedder)
             store_config = HubStoreConfig(
                 target_opener(
-                    config.db, synchronous=config.synchronous, busy_timeout=config.busy_timeout
+                    config.db,
+                    synchronous=config.synchronous,
+                    busy_timeout=config.busy_timeout,
+                    postgres=config.postgres,
                 )
             )
 
