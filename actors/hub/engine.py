@@ -51,7 +51,7 @@ from actors.wire import RecallQuery, RecallRanking, RemoteHit
 
 if TYPE_CHECKING:
     from actors.hub.keys import KeyInfo, StoredKey
-    from actors.hub.search import EmbedItem
+    from actors.hub.search import EmbedItem, VectorSearch
     from actors.wire import (
         ChangesPage,
         DigestPage,
@@ -80,6 +80,14 @@ class HubEngine(Protocol):
     and the vector feed, which serve the whole hub's EmbedderActor and
     VectorIndexActor (their records carry the tenant).
     """
+
+    #: Where this database's vectors are searched, fixed while the engine is
+    #: open. ``in_database``: :meth:`recall` ranks a ``query_vector`` itself
+    #: (PostgreSQL with pgvector, one HNSW index for every hub process), and
+    #: owners keep no index. Otherwise owners follow :meth:`vector_changes`
+    #: into an exact in-memory index and pass its ``vector_hits``. Its
+    #: ``notice`` is said at start and in every recall's note.
+    vector_search: VectorSearch
 
     # -- keys (written by the CLI, read on every request) -----------------------------
 
@@ -170,12 +178,18 @@ class HubEngine(Protocol):
         embedder: EmbedderInfo | None = None,
         note: str = "",
         indexed_through: int | None = None,
+        query_vector: bytes | None = None,
     ) -> RecallHits:
         """Rank (the engine's keyword ranking, fused with ``vector_hits``), filter and fetch.
 
         The ranking rules are :mod:`actors.hub.search`'s; only the tenant's
         live memories that pass the filters are answered, whatever the
-        vector index believed.
+        vector index believed. ``query_vector`` (float32 bytes of
+        ``embedder``'s query vector) only where ``vector_search.in_database``:
+        the engine then ranks it in its own index, in the same snapshot, and
+        adds to ``note`` why a vector ranking is missing (as
+        :func:`~actors.hub.search.vector_ranking` says it); elsewhere it is
+        a bug (ValueError).
         """
         ...
 
