@@ -230,6 +230,34 @@ def _recall_filters(
     return sql, params
 
 
+def nearest_sql(space: tuple[str, int], where: str, *, indexed: bool) -> sql.Composed:
+    """The query of a tenant's vectors nearest a query vector: (row id, distance), nearest first.
+
+    Parameters: the query vector (pgvector's text form), the tenant, those
+    of ``where`` (:func:`_recall_filters`), how many. ``indexed``: ordered
+    by the space's HNSW index (its own expression, cast to its dimension,
+    and its predicate, the space, as literals: only then can the planner
+    use it); otherwise an exact scan of the tenant's vectors.
+    """
+    model, dimension = space
+    column = (
+        sql.SQL("(v.vector::vector({}))").format(sql.Literal(dimension))
+        if indexed
+        else sql.SQL("v.vector")
+    )
+    return sql.SQL(
+        "SELECT v.mem_rowid, {column} <#> %s::vector AS distance FROM vectors v "
+        "JOIN memories m ON m.rowid = v.mem_rowid "
+        "WHERE v.tenant = %s AND v.model = {model} AND v.dimension = {dimension} "
+        "AND NOT m.deleted{where} ORDER BY distance LIMIT %s"
+    ).format(
+        column=column,
+        model=sql.Literal(model),
+        dimension=sql.Literal(dimension),
+        where=sql.SQL(where),
+    )
+
+
 def _row_to_wire(row: Sequence[Any]) -> WireMemory:
     return WireMemory(
         id=row[0],
@@ -861,39 +889,24 @@ class PostgresEngine:
         ``limit`` pass (a small tenant, a selective filter) the tenant's
         vectors are searched exactly instead: few rows, by its index.
         """
-        model, dimension = space
         depth = max(RANK_DEPTH, query.limit)
         where, params = _recall_filters(query.namespace, query.tags, query.namespace_prefix)
-        space_sql = sql.SQL("v.model = {} AND v.dimension = {}").format(
-            sql.Literal(model), sql.Literal(dimension)
-        )
-        # The index's own expression, cast to its dimension: only then does
-        # the planner order by the index (and prove its predicate, the space).
-        indexed = sql.SQL("(v.vector::vector({}))").format(sql.Literal(dimension))
-        target = vector_literal(vector)
+        args = [vector_literal(vector), tenant, *params, depth]
 
-        def search(distance: sql.Composable) -> list[tuple[int, float]]:
-            rows = cur.execute(
-                sql.SQL(
-                    "SELECT v.mem_rowid, {distance} AS distance FROM vectors v "
-                    "JOIN memories m ON m.rowid = v.mem_rowid "
-                    "WHERE v.tenant = %s AND {space} AND NOT m.deleted{where} "
-                    "ORDER BY distance LIMIT %s"
-                ).format(distance=distance, space=space_sql, where=sql.SQL(where)),
-                [target, tenant, *params, depth],
-            ).fetchall()
+        def search(indexed: bool) -> list[tuple[int, float]]:
+            rows = cur.execute(nearest_sql(space, where, indexed=indexed), args).fetchall()
             return [(int(key), -float(distance)) for key, distance in rows]
 
-        if dimension <= HNSW_MAX_DIMENSIONS:
+        if space[1] <= HNSW_MAX_DIMENSIONS:
             cur.execute(
                 sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
                     sql.Literal(min(1000, max(self.ef_search, depth)))
                 )
             )
-            found = search(sql.SQL("{} <#> %s::vector").format(indexed))
+            found = search(True)
             if len(found) >= min(depth, query.limit):
                 return found
-        return search(sql.SQL("v.vector <#> %s::vector"))
+        return search(False)
 
     def _vector_ranking(
         self, cur: _Cur, tenant: str, query: RecallQuery, vector: bytes, embedder: EmbedderInfo
