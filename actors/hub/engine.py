@@ -4,10 +4,14 @@ An *owner* drives exactly one engine from one thread: the
 :class:`~actors.hub.store.HubStoreActor` while the hub serves, the
 :class:`~actors.hub.direct.DirectBackend` in the simulation and in-process
 tests, the key administration of the CLI (:mod:`actors.hub.key_admin`).
-:class:`actors.hub.database.HubDatabase` (SQLite) is the engine today; a
-second one (PostgreSQL) implements :class:`HubEngine` and plugs in with no
-change to the owners, HubCore or the protocol, because of the error contract
-below.
+:class:`actors.hub.database.HubDatabase` (SQLite) and
+:class:`actors.hub.postgres.PostgresEngine` implement :class:`HubEngine` and
+plug in with no change to HubCore or the protocol, because of the error
+contract below. What differs between engines in what they can do is said by
+the engine itself, never found out by its type: where vectors are searched
+is :attr:`HubEngine.vector_search` (an owner keeps an in-memory index only
+when the engine does not search them), read by
+:func:`actors.hub.engines.vector_search_of` before the hub's actors start.
 
 Error contract, for every method:
 
