@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -71,8 +72,6 @@ def _say(text: str) -> None:
 
 def _load(url: str, vectors: np.ndarray) -> None:
     """The memories and their vectors, straight into the hub's tables with COPY."""
-    import psycopg
-
     n = len(vectors)
     rng = np.random.default_rng(2)
     with psycopg.connect(url) as conn:
@@ -162,6 +161,12 @@ def _quality(database: str, vectors: np.ndarray, queries: np.ndarray) -> dict[st
             for rowid, seq in cur.execute("SELECT rowid, seq FROM memories").fetchall():
                 keys[int(rowid)] = int(seq) - 1
         out: dict[str, Any] = {"ef_search": engine.ef_search}
+        with engine._tx() as cur:
+            plan = cur.execute(
+                psycopg.sql.SQL("EXPLAIN ") + nearest_sql((MINILM_NAME, DIM), "", indexed=True),
+                [vector_literal(to_blob(queries[0])), TENANT, 100],
+            ).fetchall()
+        out["plan"] = [str(row[0]) for row in plan]
         for label, namespace in (("plain", None), ("namespace", "ns3")):
             hits, hnsw_s, exact_s = 0, [], []
             where, params = _recall_filters(namespace, ())

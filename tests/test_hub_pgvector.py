@@ -175,6 +175,37 @@ def test_hnsw_search_finds_the_exact_nearest_vectors_with_their_cosines(database
         engine.close()
 
 
+def test_a_memory_waiting_for_its_new_vector_is_found_by_keywords_only(database: str) -> None:
+    """A changed memory's old vector is dropped (NULL) until it is embedded again: the
+    database's search skips it, and recall still finds it by its words."""
+    from actors.wire import EmbedderInfo
+
+    prepare_pg_database(database, now=_NOW)
+    engine = PostgresEngine.open(database, new_id=ThreadedRuntime().new_id)
+    embedder = HashingEmbedder()
+    info = EmbedderInfo(embedder.name, embedder.dimension, embedder.semantic)
+    try:
+        engine.commit_pushes([("acme", tuple(_FACTS))], _NOW())
+        work = engine.take_embed_work(embedder.name, embedder.dimension, 100)
+        vectors = embedder.embed([w.content for w in work])
+        rows = [(w.key, w.content_hash, to_blob(v)) for w, v in zip(work, vectors, strict=True)]
+        assert engine.save_vectors(embedder.name, embedder.dimension, rows) == len(_FACTS)
+        changed = memory(
+            "the kilo service moved to host kilo-9", id=_FACTS[0].id, version=1_700_000_000_001
+        )
+        engine.commit_pushes([("acme", (changed,))], _NOW())
+        query = to_blob(embedder.embed(["kilo service host"])[0])
+        answer = engine.recall(
+            "acme", RecallQuery("kilo service host"), None, embedder=info, query_vector=query
+        )
+        assert answer.pending == 1
+        by_id = {h.id: h for h in answer.hits}
+        assert by_id[changed.id].similarity is None  # found by its words, not by a stale vector
+        assert len(answer.hits) == len(_FACTS)
+    finally:
+        engine.close()
+
+
 def test_two_hub_processes_on_one_database_answer_the_same_semantic_recall(
     database: str, tmp_path: Path
 ) -> None:

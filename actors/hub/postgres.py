@@ -249,7 +249,7 @@ def nearest_sql(space: tuple[str, int], where: str, *, indexed: bool) -> sql.Com
         "SELECT v.mem_rowid, {column} <#> %s::vector AS distance FROM vectors v "
         "JOIN memories m ON m.rowid = v.mem_rowid "
         "WHERE v.tenant = %s AND v.model = {model} AND v.dimension = {dimension} "
-        "AND NOT m.deleted{where} ORDER BY distance LIMIT %s"
+        "AND v.vector IS NOT NULL AND NOT m.deleted{where} ORDER BY distance LIMIT %s"
     ).format(
         column=column,
         model=sql.Literal(model),
