@@ -571,7 +571,8 @@ def test_a_restarted_index_reloads_and_a_failing_embedder_only_delays_vectors(
     hub_db: Path | str,
 ) -> None:
     """Kill the index actor: the supervisor restarts it, it reloads the feed; an embeddings
-    service that fails keeps its batch (retried with backoff) while pushes and recall go on."""
+    service that fails keeps its batch (retried with backoff) while pushes and recall go on.
+    Where the database searches the vectors (pgvector), the store is the actor killed."""
     db = hub_db
     key = add_key(db, "acme")
     with embeddings_server(dimension=32) as server:
@@ -583,7 +584,8 @@ def test_a_restarted_index_reloads_and_a_failing_embedder_only_delays_vectors(
             first = memory("alpha beta gamma")
             client.push([first])
             assert _settled(client, "alpha beta").hits[0].id == first.id
-            index = service._cells["hub-index"]
+            searcher = "hub-store" if service.vector_search.in_database else "hub-index"
+            index = service._cells[searcher]
             old = index.ref
             assert old is not None
             old.stop(block=True, timeout=10)

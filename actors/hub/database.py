@@ -37,6 +37,7 @@ from actors.hub.engine import HitRow, feed_start, hits_of, rank, vector_page
 from actors.hub.keys import KeyInfo, StoredKey
 from actors.hub.schema import HUB_LATEST_VERSION
 from actors.hub.search import (
+    IN_MEMORY,
     EmbedItem,
     VectorChanges,
     fts_query,
@@ -151,6 +152,9 @@ class HubDatabase:
     (``changes`` also :class:`~actors.hub.backend.CursorUnknown`), never
     ``sqlite3.Error``.
     """
+
+    #: SQLite searches no vectors: each owner keeps an exact in-memory index.
+    vector_search = IN_MEMORY
 
     def __init__(self, conn: sqlite3.Connection, *, path: str, hub_id: str) -> None:
         self.conn = conn
@@ -609,6 +613,7 @@ class HubDatabase:
         embedder: EmbedderInfo | None = None,
         note: str = "",
         indexed_through: int | None = None,
+        query_vector: bytes | None = None,
     ) -> RecallHits:
         """Rank (vector hits, None: none; see :mod:`actors.hub.search`), filter, fetch the hits.
 
@@ -616,6 +621,8 @@ class HubDatabase:
         whatever the vector index believed: the index may lag the store by
         a moment, the store never does.
         """
+        if query_vector is not None:
+            raise ValueError("the SQLite engine ranks no query vector: pass vector_hits")
         semantic = embedder is not None and embedder.semantic
         ranking, ranked = rank(
             query,

@@ -5,7 +5,9 @@ no timeout (every call completes before it returns). It drives any
 :class:`~actors.hub.engine.HubEngine`, whose methods already raise our
 storage errors; :meth:`DirectBackend.open` is the shortcut for the SQLite
 engine on a file. Given an embedder, each recall first embeds the whole
-backlog in the calling thread, then ranks as the served hub does.
+backlog in the calling thread, then ranks as the served hub does: in its
+own in-memory index, or in the engine's where the engine searches vectors
+itself (``engine.vector_search.in_database``).
 """
 
 from __future__ import annotations
@@ -116,10 +118,18 @@ class DirectBackend:
                 "this hub does not implement semantic recall (no embedder); use local recall"
             )
         from actors.hub.embedders import describe_embedder
+        from actors.hub.vectors import to_blob
 
-        self._catch_up(embedder)
-        index = self._index
+        info = EmbedderInfo(**describe_embedder(embedder))
+        search = self.engine.vector_search
+        self._embed_backlog(embedder)
         vector = embedder.embed([query.query])[0]
+        if search.in_database:
+            return self.engine.recall(
+                tenant, query, None, embedder=info, note=search.notice, query_vector=to_blob(vector)
+            )
+        self._follow_feed()
+        index = self._index
         hits: list[tuple[int, float]] = []
         if index is not None and index.model == embedder.name:
             hits = index.search(
@@ -130,13 +140,11 @@ class DirectBackend:
                 tags=query.tags,
                 namespace_prefix=query.namespace_prefix,
             )
-        return self.engine.recall(
-            tenant, query, hits, embedder=EmbedderInfo(**describe_embedder(embedder))
-        )
+        return self.engine.recall(tenant, query, hits, embedder=info, note=search.notice)
 
-    def _catch_up(self, embedder: Embedder) -> None:
-        """Embed every queued memory, then bring the in-memory index up to the vector feed."""
-        from actors.hub.vectors import VectorIndex, to_blob
+    def _embed_backlog(self, embedder: Embedder) -> None:
+        """Embed every queued memory."""
+        from actors.hub.vectors import to_blob
 
         engine = self.engine
         while work := engine.take_embed_work(embedder.name, embedder.dimension, 256):
@@ -147,6 +155,12 @@ class DirectBackend:
             )
             if engine.save_vectors(embedder.name, embedder.dimension, rows) == 0:
                 break  # nothing could be saved: do not spin
+
+    def _follow_feed(self) -> None:
+        """Bring the in-memory index up to the engine's vector feed."""
+        from actors.hub.vectors import VectorIndex
+
+        engine = self.engine
         while True:
             page = engine.vector_changes(self._feed_after, 5000)
             index = self._index

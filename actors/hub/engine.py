@@ -4,10 +4,14 @@ An *owner* drives exactly one engine from one thread: the
 :class:`~actors.hub.store.HubStoreActor` while the hub serves, the
 :class:`~actors.hub.direct.DirectBackend` in the simulation and in-process
 tests, the key administration of the CLI (:mod:`actors.hub.key_admin`).
-:class:`actors.hub.database.HubDatabase` (SQLite) is the engine today; a
-second one (PostgreSQL) implements :class:`HubEngine` and plugs in with no
-change to the owners, HubCore or the protocol, because of the error contract
-below.
+:class:`actors.hub.database.HubDatabase` (SQLite) and
+:class:`actors.hub.postgres.PostgresEngine` implement :class:`HubEngine` and
+plug in with no change to HubCore or the protocol, because of the error
+contract below. What differs between engines in what they can do is said by
+the engine itself, never found out by its type: where vectors are searched
+is :attr:`HubEngine.vector_search` (an owner keeps an in-memory index only
+when the engine does not search them), read by
+:func:`actors.hub.engines.vector_search_of` before the hub's actors start.
 
 Error contract, for every method:
 
@@ -51,7 +55,7 @@ from actors.wire import RecallQuery, RecallRanking, RemoteHit
 
 if TYPE_CHECKING:
     from actors.hub.keys import KeyInfo, StoredKey
-    from actors.hub.search import EmbedItem
+    from actors.hub.search import EmbedItem, VectorSearch
     from actors.wire import (
         ChangesPage,
         DigestPage,
@@ -80,6 +84,14 @@ class HubEngine(Protocol):
     and the vector feed, which serve the whole hub's EmbedderActor and
     VectorIndexActor (their records carry the tenant).
     """
+
+    #: Where this database's vectors are searched, fixed while the engine is
+    #: open. ``in_database``: :meth:`recall` ranks a ``query_vector`` itself
+    #: (PostgreSQL with pgvector, one HNSW index for every hub process), and
+    #: owners keep no index. Otherwise owners follow :meth:`vector_changes`
+    #: into an exact in-memory index and pass its ``vector_hits``. Its
+    #: ``notice`` is said at start and in every recall's note.
+    vector_search: VectorSearch
 
     # -- keys (written by the CLI, read on every request) -----------------------------
 
@@ -170,12 +182,18 @@ class HubEngine(Protocol):
         embedder: EmbedderInfo | None = None,
         note: str = "",
         indexed_through: int | None = None,
+        query_vector: bytes | None = None,
     ) -> RecallHits:
         """Rank (the engine's keyword ranking, fused with ``vector_hits``), filter and fetch.
 
         The ranking rules are :mod:`actors.hub.search`'s; only the tenant's
         live memories that pass the filters are answered, whatever the
-        vector index believed.
+        vector index believed. ``query_vector`` (float32 bytes of
+        ``embedder``'s query vector) only where ``vector_search.in_database``:
+        the engine then ranks it in its own index, in the same snapshot, and
+        adds to ``note`` why a vector ranking is missing (as
+        :func:`~actors.hub.search.vector_ranking` says it); elsewhere it is
+        a bug (ValueError).
         """
         ...
 

@@ -23,6 +23,7 @@ from actors.model import MigrationReport
 
 if TYPE_CHECKING:
     from actors.hub.engine import EngineOpener, HubEngine
+    from actors.hub.search import VectorSearch
 
 __all__ = [
     "POSTGRES_EXTRA_INSTALL",
@@ -32,6 +33,7 @@ __all__ = [
     "open_engine",
     "prepare_target",
     "target_opener",
+    "vector_search_of",
 ]
 
 #: How to install the PostgreSQL driver, as the error says it.
@@ -151,3 +153,19 @@ def target_opener(
 def open_engine(target: str | os.PathLike[str], *, new_id: Callable[[], str]) -> HubEngine:
     """Open ``target``'s engine (already prepared) in the caller's thread."""
     return target_opener(target)(new_id)
+
+
+def vector_search_of(target: str | os.PathLike[str]) -> VectorSearch:
+    """Where recall's vectors are searched on ``target`` (prepared), as its engine will say.
+
+    The hub decides before its actors start whether it needs an in-memory
+    vector index (:attr:`actors.hub.engine.HubEngine.vector_search`).
+    """
+    from actors.hub.search import IN_MEMORY
+
+    if not is_postgres(target):
+        return IN_MEMORY
+    _require_psycopg()
+    from actors.hub.pg_schema import vector_search_of_database
+
+    return vector_search_of_database(os.fspath(target))

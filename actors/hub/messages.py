@@ -199,7 +199,10 @@ class HubRecall(Request[RecallHits]):
     the store's keyword ranking, keeps the tenant's live memories that pass
     the filters, and answers a :class:`~actors.wire.RecallHits` whose
     ``pending`` counts the tenant's memories still queued for a vector or
-    not yet read by the index. Pending pushes are committed first.
+    not yet read by the index. Pending pushes are committed first. On an
+    engine that searches vectors itself (``VectorSearch.in_database``) the
+    sender gives ``query_vector`` instead of ``vector_hits``, and the store's
+    engine ranks it.
     """
 
     tenant: str
@@ -214,6 +217,8 @@ class HubRecall(Request[RecallHits]):
     indexed_through: int | None = None
     #: This namespace and those below it (None: no prefix filter).
     namespace_prefix: str | None = None
+    #: The query's vector (float32 little-endian) for the engine to rank (None: it does not).
+    query_vector: bytes | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen

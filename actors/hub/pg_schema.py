@@ -11,28 +11,49 @@ a database written by newer code is refused with nothing changed.
 
 The applied steps are rows of ``hub_schema``. With :mod:`actors.hub.postgres`,
 the only module of the hub that sees ``psycopg``.
+
+Vectors live in pgvector when the database has it. That is not a step of its
+own, because the extension may arrive after the schema (an administrator
+runs ``CREATE EXTENSION vector`` later): each preparation, under the same
+lock, enables it if this role may, and then moves the ``bytea`` vectors of
+``vectors.vector`` into a pgvector column with an HNSW index of the current
+vector space (:func:`hnsw_index_sql`). Without it the hub searches exactly,
+in each process's memory, and says so (:func:`read_vector_search`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import struct
 from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from actors.errors import MigrationFailed, NotADatabase, SchemaTooNew, StorageError
+from actors.hub.search import VectorSearch
 from actors.model import MigrationReport
 
 __all__ = [
+    "HNSW_MAX_DIMENSIONS",
     "PG_LATEST_VERSION",
     "PG_MIGRATION_LOCK",
     "PG_STEPS",
     "PgStep",
     "describe_database",
+    "hnsw_index_name",
+    "hnsw_index_sql",
     "prepare_pg_database",
+    "read_vector_search",
+    "vector_literal",
+    "vector_search_of_database",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: The advisory lock every hub process takes to migrate: "MAHB" (memory-actors hub).
 PG_MIGRATION_LOCK: Final = 0x4D414842
@@ -127,9 +148,26 @@ PG_STEPS: tuple[PgStep, ...] = (
             )""",
         ),
     ),
+    PgStep(
+        2,
+        "vectors: an index of each tenant's vectors, for searching them in the database",
+        (
+            # The exact search in the database (a small tenant, a selective
+            # filter, a space without an HNSW index) reads one tenant's vectors.
+            "CREATE INDEX vectors_by_tenant ON vectors (tenant, model, dimension)",
+        ),
+    ),
 )
 
 PG_LATEST_VERSION: Final = PG_STEPS[-1].version
+
+#: The most dimensions pgvector's HNSW index takes for the ``vector`` type
+#: (0.6; ``halfvec`` takes 4,000 from 0.7). A vector space beyond it is
+#: searched exactly, in the database, and the hub says so.
+HNSW_MAX_DIMENSIONS: Final = 2000
+
+#: How ``hub_meta`` names the current vector space (as the engines write it).
+_SPACE_KEYS: Final = ("embed_model", "embed_dimension")
 
 
 def describe_database(conninfo: str) -> str:
@@ -196,6 +234,7 @@ def prepare_pg_database(conninfo: str, *, now: Callable[[], float]) -> Migration
                         f"{where} and was rolled back: {exc}"
                     ) from exc
                 applied.append(step.version)
+            _adopt_pgvector(conn, where)
     except psycopg.Error as exc:
         raise StorageError(f"cannot prepare the hub database {where}: {exc}") from exc
     finally:
@@ -239,3 +278,173 @@ def _apply(conn: psycopg.Connection[Any], step: PgStep, applied_at: float) -> No
         "INSERT INTO hub_schema (version, description, applied_at) VALUES (%s, %s, %s)",
         (step.version, step.description, applied_at),
     )
+
+
+# -- vectors in pgvector ----------------------------------------------------------------------
+
+
+def vector_literal(blob: bytes) -> str:
+    """A float32 little-endian vector (the hub's stored form) as pgvector's text form.
+
+    ``repr`` of each float32 widened to a double is exact, and pgvector
+    reads it back to the same float32: the round trip loses nothing.
+    """
+    values = struct.unpack(f"<{len(blob) // 4}f", blob)
+    return "[" + ",".join(map(repr, values)) + "]"
+
+
+def hnsw_index_name(model: str, dimension: int) -> str:
+    """The name of the HNSW index of one vector space (model names may hold any character)."""
+    digest = hashlib.sha256(f"{model}\0{dimension}".encode()).hexdigest()[:12]
+    return f"vectors_hnsw_{dimension}_{digest}"
+
+
+def hnsw_index_sql(model: str, dimension: int) -> sql.Composed:
+    """``CREATE INDEX`` of the HNSW index of one vector space: a partial expression index.
+
+    The column holds vectors of any size (a model switch changes it), and
+    an HNSW index needs one: so each space gets its own index, over
+    ``vector::vector(N)`` of its rows only. Inner product on unit vectors
+    (every embedder's) orders as cosine does and equals the in-memory
+    index's scores. pgvector's defaults (m 16, ef_construction 64).
+    """
+    return sql.SQL(
+        "CREATE INDEX IF NOT EXISTS {name} ON vectors USING hnsw "
+        "((vector::vector({dimension})) vector_ip_ops) "
+        "WHERE model = {model} AND dimension = {dimension}"
+    ).format(
+        name=sql.Identifier(hnsw_index_name(model, dimension)),
+        dimension=sql.Literal(int(dimension)),
+        model=sql.Literal(model),
+    )
+
+
+def _scalar(conn: psycopg.Connection[Any], query: str) -> Any:
+    row = conn.execute(query.encode()).fetchone()
+    return None if row is None else row[0]
+
+
+def _vector_column_type(conn: psycopg.Connection[Any]) -> str | None:
+    found: str | None = _scalar(
+        conn,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = to_regclass('vectors') AND attname = 'vector' AND NOT attisdropped",
+    )
+    return found
+
+
+def _extension_state(conn: psycopg.Connection[Any]) -> str:
+    """``installed``, ``available`` (on the server, not in this database) or ``missing``."""
+    row = conn.execute(
+        b"SELECT installed_version IS NOT NULL FROM pg_available_extensions WHERE name = 'vector'"
+    ).fetchone()
+    if row is None:
+        return "missing"
+    return "installed" if row[0] else "available"
+
+
+def _may_create_extension(conn: psycopg.Connection[Any]) -> bool:
+    """Whether this role may ``CREATE EXTENSION vector`` (asked first: a refusal is logged
+    by the server as an error, at every hub start)."""
+    row = conn.execute(
+        b"SELECT r.rolsuper OR (coalesce(bool_or(v.trusted), false) "
+        b"AND has_database_privilege(current_database(), 'CREATE')) "
+        b"FROM pg_roles r LEFT JOIN pg_available_extension_versions v ON v.name = 'vector' "
+        b"WHERE r.rolname = current_user GROUP BY r.rolsuper"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _current_space(conn: psycopg.Connection[Any]) -> tuple[str, int] | None:
+    rows = dict(
+        conn.execute(
+            "SELECT key, value FROM hub_meta WHERE key = ANY(%s)", (list(_SPACE_KEYS),)
+        ).fetchall()
+    )
+    if _SPACE_KEYS[0] not in rows:
+        return None
+    return str(rows[_SPACE_KEYS[0]]), int(rows[_SPACE_KEYS[1]])
+
+
+def _adopt_pgvector(conn: psycopg.Connection[Any], where: str) -> None:
+    """Move the vectors into pgvector if the database has it (or this role may create it).
+
+    In the preparation's transaction: all of it commits, or none. Already
+    done, or no pgvector: nothing happens (:func:`read_vector_search` says why).
+    """
+    if _vector_column_type(conn) != "bytea":
+        return
+    state = _extension_state(conn)
+    if state == "missing" or (state == "available" and not _may_create_extension(conn)):
+        return
+    if state == "available":
+        try:
+            with conn.transaction():
+                conn.execute(b"CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.Error as exc:
+            logger.info("hub: cannot create the vector extension in %s: %s", where, exc)
+            return
+    count = int(_scalar(conn, "SELECT count(*) FROM vectors WHERE vector IS NOT NULL") or 0)
+    logger.log(
+        logging.WARNING if count else logging.DEBUG,
+        "hub: moving %d vectors of %s into pgvector",
+        count,
+        where,
+    )
+    conn.execute(b"ALTER TABLE vectors ADD COLUMN embedding vector")
+    with conn.cursor(name="hub_vectors_to_pgvector") as stored:
+        stored.execute(b"SELECT mem_rowid, vector FROM vectors WHERE vector IS NOT NULL")
+        while rows := stored.fetchmany(2000):
+            conn.execute(
+                "UPDATE vectors v SET embedding = u.e::vector "
+                "FROM unnest(%s::bigint[], %s::text[]) AS u(k, e) WHERE v.mem_rowid = u.k",
+                ([row[0] for row in rows], [vector_literal(bytes(row[1])) for row in rows]),
+            )
+    conn.execute(b"ALTER TABLE vectors DROP COLUMN vector")
+    conn.execute(b"ALTER TABLE vectors RENAME COLUMN embedding TO vector")
+    space = _current_space(conn)
+    if space is not None and space[1] <= HNSW_MAX_DIMENSIONS:
+        logger.warning(
+            "hub: building the HNSW index of %s (%d dimensions) over %d vectors "
+            "(minutes per 100,000 vectors; raise maintenance_work_mem to speed it up)",
+            space[0],
+            space[1],
+            count,
+        )
+        conn.execute(hnsw_index_sql(*space))
+
+
+def read_vector_search(conn: psycopg.Connection[Any]) -> VectorSearch:
+    """Where this (prepared) database's vectors are searched, and what the hub says about it."""
+    if _vector_column_type(conn) == "vector":
+        return VectorSearch(in_database=True)
+    database = str(_scalar(conn, "SELECT current_database()"))
+    exact = "semantic search is exact, not indexed (each hub process holds every vector)"
+    enable = f"CREATE EXTENSION vector; in database {database}, then restart the hub processes"
+    match _extension_state(conn):
+        case "missing":
+            why = (
+                "the PostgreSQL server has no pgvector extension; install pgvector on the "
+                f"server, run {enable}"
+            )
+        case "available":
+            why = (
+                "pgvector is not enabled in this database and the hub's role may not enable "
+                f"it; as a superuser run {enable}"
+            )
+        case _:
+            why = "pgvector was enabled after this hub process started; restart the hub processes"
+    return VectorSearch(in_database=False, notice=f"{exact}: {why}")
+
+
+def vector_search_of_database(conninfo: str) -> VectorSearch:
+    """:func:`read_vector_search` over a connection of its own; ``StorageError`` if unreachable."""
+    conn = connect(conninfo)
+    try:
+        return read_vector_search(conn)
+    except psycopg.Error as exc:
+        raise StorageError(
+            f"cannot read the hub database {describe_database(conninfo)}: {exc}"
+        ) from exc
+    finally:
+        conn.close()

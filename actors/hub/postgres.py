@@ -19,6 +19,11 @@ one writer is taken from PostgreSQL's row locks instead:
   ``INSERT ... ON CONFLICT (tenant, id) DO UPDATE ... WHERE (excluded.version,
   excluded.origin) > (memories.version, memories.origin)``: no process can
   overwrite a greater version, whatever it believed.
+- **Semantic ranking in the database** when it has pgvector
+  (:attr:`PostgresEngine.vector_search`): vectors in a ``vector`` column,
+  an HNSW index per vector space, and :meth:`PostgresEngine.recall` ranks
+  a query vector itself, so every hub process shares one index. Without
+  pgvector each process keeps an exact in-memory index, as on SQLite.
 - **The vector feed** (what each process's in-memory vector index follows)
   is ordered the same way by the one row of ``vector_feed``, locked by every
   transaction that hands out vector-feed positions (after its tenant locks).
@@ -47,23 +52,39 @@ import functools
 import json
 import logging
 import re
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, TypeAlias, TypeVar
 
 import psycopg
 import psycopg_pool
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from actors.errors import SchemaError, StorageBusy, StorageError
 from actors.hub.backend import Cursor
 from actors.hub.engine import HitRow, feed_start, hits_of, rank, vector_page
 from actors.hub.keys import KeyInfo, StoredKey
-from actors.hub.pg_schema import PG_LATEST_VERSION, describe_database, read_schema_version
+from actors.hub.pg_schema import (
+    HNSW_MAX_DIMENSIONS,
+    PG_LATEST_VERSION,
+    describe_database,
+    hnsw_index_name,
+    hnsw_index_sql,
+    read_schema_version,
+    read_vector_search,
+    vector_literal,
+)
 from actors.hub.search import (
     MAX_QUERY_TERMS,
+    RANK_DEPTH,
     STOP_WORDS,
     EmbedItem,
     VectorChanges,
+    VectorSearch,
+    VectorSearchResult,
+    join_notes,
+    vector_ranking,
 )
 from actors.model import namespace_prefix_range
 from actors.wire import (
@@ -209,6 +230,34 @@ def _recall_filters(
     return sql, params
 
 
+def nearest_sql(space: tuple[str, int], where: str, *, indexed: bool) -> sql.Composed:
+    """The query of a tenant's vectors nearest a query vector: (row id, distance), nearest first.
+
+    Parameters: the query vector (pgvector's text form), the tenant, those
+    of ``where`` (:func:`_recall_filters`), how many. ``indexed``: ordered
+    by the space's HNSW index (its own expression, cast to its dimension,
+    and its predicate, the space, as literals: only then can the planner
+    use it); otherwise an exact scan of the tenant's vectors.
+    """
+    model, dimension = space
+    column = (
+        sql.SQL("(v.vector::vector({}))").format(sql.Literal(dimension))
+        if indexed
+        else sql.SQL("v.vector")
+    )
+    return sql.SQL(
+        "SELECT v.mem_rowid, {column} <#> %s::vector AS distance FROM vectors v "
+        "JOIN memories m ON m.rowid = v.mem_rowid "
+        "WHERE v.tenant = %s AND v.model = {model} AND v.dimension = {dimension} "
+        "AND v.vector IS NOT NULL AND NOT m.deleted{where} ORDER BY distance LIMIT %s"
+    ).format(
+        column=column,
+        model=sql.Literal(model),
+        dimension=sql.Literal(dimension),
+        where=sql.SQL(where),
+    )
+
+
 def _row_to_wire(row: Sequence[Any]) -> WireMemory:
     return WireMemory(
         id=row[0],
@@ -236,10 +285,24 @@ class PostgresEngine:
     :class:`~actors.hub.backend.CursorUnknown`), never ``psycopg.Error``.
     """
 
-    def __init__(self, pool: psycopg_pool.ConnectionPool, *, where: str, hub_id: str) -> None:
+    def __init__(
+        self,
+        pool: psycopg_pool.ConnectionPool,
+        *,
+        where: str,
+        hub_id: str,
+        vector_search: VectorSearch,
+    ) -> None:
         self.pool = pool
         self.where = where
         self.hub_id = hub_id
+        #: In the database (pgvector) or in each owner's memory; read at open.
+        self.vector_search = vector_search
+        #: HNSW candidates per search: the index answers at most this many
+        #: rows, before the tenant and filters are applied (pgvector 0.6 has
+        #: no iterative scan). 200 for the hub's depth of 100: recall@10
+        #: against exact search in docs/performance.md.
+        self.ef_search = 2 * RANK_DEPTH
         #: How long a call waits for a pooled connection before answering busy.
         self.connection_wait = 3.0
         #: How long taken embedding work stays this engine's before others may take it.
@@ -318,6 +381,7 @@ class PostgresEngine:
                 row = conn.execute("SELECT value FROM hub_meta WHERE key = 'hub_id'").fetchone()
                 assert row is not None
                 hub_id = str(row[0])
+                vector_search = read_vector_search(conn)
         except BaseException as exc:
             pool.close()
             if isinstance(exc, psycopg_pool.PoolTimeout):
@@ -328,7 +392,7 @@ class PostgresEngine:
             if isinstance(exc, psycopg.Error):
                 raise StorageError(f"cannot open the hub database {where}: {exc}") from exc
             raise
-        engine = cls(pool, where=where, hub_id=hub_id)
+        engine = cls(pool, where=where, hub_id=hub_id, vector_search=vector_search)
         engine.connection_wait = connection_wait
         return engine
 
@@ -611,6 +675,12 @@ class PostgresEngine:
             ).rowcount
             # Claims taken for the previous space will never be saved.
             cur.execute(b"UPDATE embed_queue SET claimed_until = NULL")
+            if self.vector_search.in_database and dimension <= HNSW_MAX_DIMENSIONS:
+                # Under the vector feed's lock, which every writer of vectors
+                # takes first: the build's table lock cannot deadlock with one.
+                cur.execute(hnsw_index_sql(model, dimension))
+        if self.vector_search.in_database:
+            self._drop_other_indexes(model, dimension)
         if previous is not None:
             logger.warning(
                 "hub: the embedder changed from %s (%d) to %s (%d); re-embedding %d memories "
@@ -621,6 +691,35 @@ class PostgresEngine:
                 dimension,
                 queued,
             )
+
+    def _drop_other_indexes(self, model: str, dimension: int) -> None:
+        """Drop the HNSW indexes of earlier vector spaces (never searched again); best effort.
+
+        ``CONCURRENTLY``, outside a transaction: a plain ``DROP INDEX`` locks
+        the table against every recall and could deadlock with a push.
+        """
+        keep = hnsw_index_name(model, dimension)
+        with self.pool.connection(timeout=self.connection_wait) as conn:
+            conn.autocommit = True
+            try:
+                names = conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                    "AND tablename = 'vectors' AND indexname LIKE 'vectors\\_hnsw\\_%%' "
+                    "AND indexname <> %s",
+                    (keep,),
+                ).fetchall()
+                for (name,) in names:
+                    conn.execute(
+                        sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name))
+                    )
+            except psycopg.Error as exc:
+                logger.warning(
+                    "hub: could not drop the HNSW indexes of earlier vector spaces (%s); "
+                    "they are no longer used: drop them with DROP INDEX CONCURRENTLY",
+                    exc,
+                )
+            finally:
+                conn.autocommit = False
 
     @_speaks("take embedding work")
     def take_embed_work(self, model: str, dimension: int, limit: int) -> tuple[EmbedItem, ...]:
@@ -679,29 +778,50 @@ class PostgresEngine:
                     continue  # changed since it was taken: it is still queued
                 cur.execute(
                     "INSERT INTO vectors (mem_rowid, tenant, id, model, dimension, content_hash, "
-                    "vector, vseq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    f"vector, vseq) VALUES (%s, %s, %s, %s, %s, %s, {self._vector_param}, %s) "
                     "ON CONFLICT (mem_rowid) DO UPDATE SET tenant = excluded.tenant, "
                     "id = excluded.id, model = excluded.model, dimension = excluded.dimension, "
                     "content_hash = excluded.content_hash, vector = excluded.vector, "
                     "vseq = excluded.vseq",
-                    (key, memory[0], memory[1], model, dimension, digest, blob, vseq.next()),
+                    (
+                        key,
+                        memory[0],
+                        memory[1],
+                        model,
+                        dimension,
+                        digest,
+                        self._stored(blob),
+                        vseq.next(),
+                    ),
                 )
                 cur.execute("DELETE FROM embed_queue WHERE mem_rowid = %s", (key,))
                 saved += 1
         return saved
 
+    @property
+    def _vector_param(self) -> str:
+        """The placeholder of a stored vector in SQL (see :meth:`_stored`)."""
+        return "%s::vector" if self.vector_search.in_database else "%s"
+
+    def _stored(self, blob: bytes) -> bytes | str:
+        """A float32 vector as the ``vectors.vector`` column takes it: pgvector's or bytea."""
+        return vector_literal(blob) if self.vector_search.in_database else blob
+
     @_speaks("read the vector feed")
     def vector_changes(self, after: int, limit: int) -> VectorChanges:
         """The vector feed after position ``after``: each changed memory's current vector."""
+        stored = "v.vector::real[]" if self.vector_search.in_database else "v.vector"
         with self._tx(snapshot=True) as cur:
             space = self._embed_space(cur)
             rows = cur.execute(
-                "SELECT v.vseq, v.mem_rowid, v.tenant, v.model, v.dimension, v.vector, "
+                f"SELECT v.vseq, v.mem_rowid, v.tenant, v.model, v.dimension, {stored}, "
                 "m.namespace, m.tags, m.deleted, v.content_hash = m.content_hash FROM vectors v "
                 "JOIN memories m ON m.rowid = v.mem_rowid WHERE v.vseq > %s ORDER BY v.vseq "
                 "LIMIT %s",
                 (after, limit + 1),
             ).fetchall()
+        if self.vector_search.in_database:
+            rows = [(*row[:5], _blob(row[5]), *row[6:]) for row in rows]
         return vector_page(space, rows, after, limit, tags_of=tuple)
 
     @_speaks("count pending embeddings")
@@ -766,6 +886,51 @@ class PostgresEngine:
                 found[int(key)] = found.get(int(key), 0) + 1
         return found
 
+    def _nearest(
+        self, cur: _Cur, tenant: str, query: RecallQuery, space: tuple[str, int], vector: bytes
+    ) -> list[tuple[int, float]]:
+        """The tenant's ``RANK_DEPTH`` memories nearest ``vector`` that pass the filters.
+
+        (row id, inner product = cosine of unit vectors), best first. The
+        HNSW index first; it answers at most :attr:`ef_search` candidates
+        before the tenant and filters apply, so when fewer than the recall's
+        ``limit`` pass (a small tenant, a selective filter) the tenant's
+        vectors are searched exactly instead: few rows, by its index.
+        """
+        depth = max(RANK_DEPTH, query.limit)
+        where, params = _recall_filters(query.namespace, query.tags, query.namespace_prefix)
+        args = [vector_literal(vector), tenant, *params, depth]
+
+        def search(indexed: bool) -> list[tuple[int, float]]:
+            rows = cur.execute(nearest_sql(space, where, indexed=indexed), args).fetchall()
+            return [(int(key), -float(distance)) for key, distance in rows]
+
+        if space[1] <= HNSW_MAX_DIMENSIONS:
+            cur.execute(
+                sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
+                    sql.Literal(min(1000, max(self.ef_search, depth)))
+                )
+            )
+            found = search(True)
+            if len(found) >= min(depth, query.limit):
+                return found
+        return search(False)
+
+    def _vector_ranking(
+        self, cur: _Cur, tenant: str, query: RecallQuery, vector: bytes, embedder: EmbedderInfo
+    ) -> tuple[tuple[tuple[int, float], ...] | None, str]:
+        """The database's vector ranking of the query (None: none) and the note that says why."""
+        space = self._embed_space(cur)
+        wanted = (embedder.name, embedder.dimension)
+        if space == wanted and len(vector) == 4 * embedder.dimension:
+            found = VectorSearchResult(
+                embedder.name, True, tuple(self._nearest(cur, tenant, query, wanted, vector))
+            )
+        else:
+            found = VectorSearchResult(None if space is None else space[0], True, ())
+        hits, _, note = vector_ranking(found, embedder.name)
+        return hits, note
+
     @_speaks("recall")
     def recall(
         self,
@@ -776,14 +941,23 @@ class PostgresEngine:
         embedder: EmbedderInfo | None = None,
         note: str = "",
         indexed_through: int | None = None,
+        query_vector: bytes | None = None,
     ) -> RecallHits:
         """Rank (vector hits, None: none; see :mod:`actors.hub.search`), filter, fetch the hits.
 
-        Only the tenant's live memories that pass the filters are answered,
+        With ``query_vector`` (pgvector only: :attr:`vector_search`), the
+        vector ranking is the database's own, in the same snapshot. Only
+        the tenant's live memories that pass the filters are answered,
         whatever the vector index believed.
         """
         semantic = embedder is not None and embedder.semantic
+        if query_vector is not None and (embedder is None or not self.vector_search.in_database):
+            raise ValueError("a query vector needs an embedder and pgvector (vector_search)")
         with self._tx(snapshot=True) as cur:
+            if query_vector is not None:
+                assert embedder is not None
+                vector_hits, own = self._vector_ranking(cur, tenant, query, query_vector, embedder)
+                note = join_notes(note, own)
             ranking, ranked = rank(
                 query,
                 vector_hits,
@@ -882,6 +1056,11 @@ class PostgresEngine:
 
 def _by_key(item: EmbedItem) -> int:
     return item.key
+
+
+def _blob(values: Sequence[float] | None) -> bytes | None:
+    """pgvector's vector read as ``real[]``, in the hub's stored form (float32 little-endian)."""
+    return None if values is None else struct.pack(f"<{len(values)}f", *values)
 
 
 class _VectorFeed:

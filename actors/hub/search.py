@@ -36,6 +36,7 @@ import attrs
 __all__ = [
     "EMBEDDER_KINDS",
     "IDENTIFIER_BOOST",
+    "IN_MEMORY",
     "KEYWORD_WEIGHT",
     "RRF_K",
     "STOP_WORDS",
@@ -45,10 +46,13 @@ __all__ = [
     "RecallUnsupported",
     "VectorChange",
     "VectorChanges",
+    "VectorSearch",
     "VectorSearchResult",
     "fts_query",
     "fuse",
     "identifier_phrases",
+    "join_notes",
+    "vector_ranking",
 ]
 
 #: The ``--embedder`` choices. ``none`` disables semantic recall (501).
@@ -172,6 +176,61 @@ class VectorSearchResult:
     ready: bool
     hits: tuple[tuple[int, float], ...]
     position: int = 0
+
+
+@attrs.frozen
+class VectorSearch:
+    """Where a hub database's vectors are searched: an engine's capability, fixed while it is open.
+
+    ``in_database``: the engine ranks vectors itself, in an index that every
+    hub process on the database shares (PostgreSQL with pgvector); its
+    owners pass each recall's query vector to the engine and keep no index.
+    Otherwise each owner keeps an exact in-memory index fed from the
+    engine's vector feed (SQLite; PostgreSQL without pgvector).
+
+    ``notice``: why the search is not what the operator may expect and how
+    to change it; the hub logs it at start and says it in every recall's
+    ``note`` ("" when there is nothing to say, as on SQLite).
+    """
+
+    in_database: bool
+    notice: str = ""
+
+
+#: Each owner keeps an exact in-memory index, and there is nothing to say (SQLite).
+IN_MEMORY: Final = VectorSearch(in_database=False)
+
+
+def join_notes(*notes: str) -> str:
+    """The non-empty notes, in order, as one ``note`` ("; " between them)."""
+    return "; ".join(note for note in notes if note)
+
+
+def vector_ranking(
+    found: VectorSearchResult, model: str
+) -> tuple[tuple[tuple[int, float], ...] | None, int | None, str]:
+    """What a vector search's answer means for a recall of ``model``'s query vector.
+
+    (the vector ranking, None: none; how far the index read the vector
+    feed; the note that says why the ranking is missing or partial). Both
+    searches (the in-memory index, the database's) answer through it, so
+    the hub says the same thing whichever ranked the vectors.
+    """
+    if found.model != model:
+        if found.model is None and found.ready:
+            return None, None, "keywords only: no memory has a vector yet"
+        return (
+            None,
+            None,
+            (
+                f"keywords only: the hub is making vectors with {model} (the index holds "
+                f"{found.model or 'none yet'}); semantic ranking returns when they are ready"
+            ),
+        )
+    if not found.ready:
+        note = "the vector index is still loading: some memories may be missing"
+        return found.hits, found.position, note
+    return found.hits, found.position, ""
 
 
 # -- query text and fusion ------------------------------------------------------------------

@@ -30,7 +30,13 @@ from actors._sqlite import Synchronous
 from actors.errors import AskTimeout, EmbedderError, Unavailable
 from actors.hub.backend import Cursor
 from actors.hub.core import HubCore
-from actors.hub.engines import PostgresSettings, describe_target, prepare_target, target_opener
+from actors.hub.engines import (
+    PostgresSettings,
+    describe_target,
+    prepare_target,
+    target_opener,
+    vector_search_of,
+)
 from actors.hub.keys import StoredKey
 from actors.hub.messages import (
     HubLookupKey,
@@ -41,7 +47,16 @@ from actors.hub.messages import (
     HubRecall,
     HubVectorSearch,
 )
-from actors.hub.search import RANK_DEPTH, EmbedderSpec, RecallUnsupported, VectorSearchResult
+from actors.hub.search import (
+    IN_MEMORY,
+    RANK_DEPTH,
+    EmbedderSpec,
+    RecallUnsupported,
+    VectorSearch,
+    VectorSearchResult,
+    join_notes,
+    vector_ranking,
+)
 from actors.hub.store import HubStoreActor, HubStoreConfig
 from actors.messages import Ping, Request, Shutdown, StartChildren
 from actors.model import MigrationReport
@@ -109,7 +124,9 @@ class ActorBackend:
 
     ``embedder`` (None: no semantic recall, for ``no_recall`` as the reason)
     embeds each recall's query in the calling worker thread: a query never
-    waits behind the backlog the EmbedderActor is working through.
+    waits behind the backlog the EmbedderActor is working through. Its
+    vector goes to the ``index`` actor, or with the recall to the store when
+    the engine searches vectors itself (``vector_search.in_database``).
     """
 
     def __init__(
@@ -120,12 +137,14 @@ class ActorBackend:
         index: ChildCell | None = None,
         embedder: Embedder | None = None,
         no_recall: str = "this hub does not implement semantic recall; use local recall",
+        vector_search: VectorSearch = IN_MEMORY,
     ) -> None:
         self.runtime = runtime
         self.cell = cell
         self.index = index
         self.embedder = embedder
         self.no_recall = no_recall
+        self.vector_search = vector_search
 
     def __repr__(self) -> str:
         return f"<ActorBackend {self.cell!r}>"
@@ -178,6 +197,7 @@ class ActorBackend:
         deadline = self.runtime.monotonic() + timeout
         info = EmbedderInfo(embedder.name, embedder.dimension, embedder.semantic)
         vector_hits: tuple[tuple[int, float], ...] | None = None
+        query_vector: bytes | None = None
         position: int | None = None
         note = ""
         try:
@@ -186,9 +206,15 @@ class ActorBackend:
         except EmbedderError as exc:
             note = f"keywords only: the query could not be embedded ({exc})"
         else:
-            vector_hits, position, note = self._vector_hits(
-                tenant, query, vector, embedder.name, deadline
-            )
+            if self.vector_search.in_database:
+                from actors.hub.vectors import to_blob
+
+                query_vector = to_blob(vector)
+            else:
+                vector_hits, position, note = self._vector_hits(
+                    tenant, query, vector, embedder.name, deadline
+                )
+        note = join_notes(note, self.vector_search.notice)
         remaining = max(0.0, deadline - self.runtime.monotonic())
         return self._call(
             lambda reply: HubRecall(
@@ -203,6 +229,7 @@ class ActorBackend:
                 note,
                 position,
                 query.namespace_prefix,
+                query_vector,
             ),
             remaining,
         )
@@ -231,21 +258,7 @@ class ActorBackend:
             )
         except (Unavailable, AskTimeout) as exc:
             return None, None, f"keywords only: {exc}"
-        if found.model != model:
-            if found.model is None and found.ready:
-                return None, None, "keywords only: no memory has a vector yet"
-            return (
-                None,
-                None,
-                (
-                    f"keywords only: the hub is making vectors with {model} (the index holds "
-                    f"{found.model or 'none yet'}); semantic ranking returns when they are ready"
-                ),
-            )
-        if not found.ready:
-            note = "the vector index is still loading: some memories may be missing"
-            return found.hits, found.position, note
-        return found.hits, found.position, ""
+        return vector_ranking(found, model)
 
 
 class HubService:
@@ -267,6 +280,7 @@ class HubService:
         owns_runtime: bool,
         embedder: Embedder | None = None,
         no_recall: str = "this hub does not implement semantic recall; use local recall",
+        vector_search: VectorSearch = IN_MEMORY,
     ) -> None:
         self.config = config
         self.runtime = runtime
@@ -276,6 +290,8 @@ class HubService:
         self._owns_runtime = owns_runtime
         self._closed = False
         self.embedder = embedder
+        #: Where recall's vectors are searched: the database's index, or the index actor's.
+        self.vector_search = vector_search
         self.core = HubCore(
             ActorBackend(
                 runtime,
@@ -283,6 +299,7 @@ class HubService:
                 index=cells.get(_INDEX),
                 embedder=embedder,
                 no_recall=no_recall,
+                vector_search=vector_search,
             ),
             limits=config.limits,
             storage_timeout=config.storage_timeout,
@@ -300,6 +317,13 @@ class HubService:
         try:
             report = prepare_target(config.db, now=rt.wall_time)
             embedder, no_recall = _load_embedder(config.embedder)
+            vector_search = IN_MEMORY
+            if embedder is not None:
+                vector_search = vector_search_of(config.db)
+                if vector_search.notice:
+                    logger.warning("hub semantic recall: %s", vector_search.notice)
+                elif vector_search.in_database:
+                    logger.info("hub semantic recall: vectors searched in the database (HNSW)")
             store_config = HubStoreConfig(
                 target_opener(
                     config.db,
@@ -315,7 +339,11 @@ class HubService:
             cells = {_STORE: ChildCell(_STORE)}
             specs = {_STORE: spawn_store}
             if embedder is not None:
-                specs.update(_semantic_specs(rt, config, embedder, cells))
+                specs.update(
+                    _semantic_specs(
+                        rt, config, embedder, cells, index=not vector_search.in_database
+                    )
+                )
             supervisor = rt.spawn(
                 SupervisorActor,
                 rt,
@@ -340,6 +368,7 @@ class HubService:
             owns_runtime=runtime is None,
             embedder=embedder,
             no_recall=no_recall,
+            vector_search=vector_search,
         )
         try:
             ready = rt.new_future()
@@ -417,13 +446,18 @@ def _load_embedder(spec: EmbedderSpec) -> tuple[Embedder | None, str]:
 
 
 def _semantic_specs(
-    rt: Runtime, config: HubConfig, embedder: Embedder, cells: dict[str, ChildCell]
+    rt: Runtime,
+    config: HubConfig,
+    embedder: Embedder,
+    cells: dict[str, ChildCell],
+    *,
+    index: bool,
 ) -> dict[str, Callable[[pykka.ActorRef[Any]], pykka.ActorRef[Any]]]:
-    """Spawners of the VectorIndexActor and the EmbedderActor; their cells join ``cells``."""
+    """Spawners of the EmbedderActor and (``index``) the VectorIndexActor; their cells join
+    ``cells``. No index actor when the database searches the vectors itself."""
     from actors.hub.semantic import EmbedderActor, VectorIndexActor
 
     store = cells[_STORE]
-    cells[_INDEX] = ChildCell(_INDEX)
     cells[_EMBEDDER] = ChildCell(_EMBEDDER)
 
     def spawn_index(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
@@ -440,4 +474,7 @@ def _semantic_specs(
             supervisor=supervisor,
         )
 
+    if not index:
+        return {_EMBEDDER: spawn_embedder}
+    cells[_INDEX] = ChildCell(_INDEX)
     return {_INDEX: spawn_index, _EMBEDDER: spawn_embedder}

@@ -165,6 +165,7 @@ class HubStoreActor(ReplyingActor):
                     embedder=message.embedder,
                     note=message.note,
                     indexed_through=message.indexed_through,
+                    query_vector=message.query_vector,
                 )
             case Ping():
                 return self.state

@@ -1,0 +1,264 @@
+"""Benchmark of semantic recall on a PostgreSQL hub: exact (no pgvector) against HNSW (pgvector).
+
+Not a test. Run from the repository root (dev extra installed: pgserver brings
+PostgreSQL 16 with pgvector 0.6)::
+
+    .venv/bin/python benchmarks/hub_recall_pg.py --vectors 100000
+    .venv/bin/python benchmarks/hub_recall_pg.py --vectors 1000000 --maintenance-work-mem 4GB
+
+One run, one JSON document on stdout (progress on stderr):
+
+1. a PostgreSQL of its own (pgserver, in a temp dir, deleted at the end) and a
+   database owned by a role that may not create the vector extension, so the
+   hub starts without pgvector;
+2. ``--vectors`` memories of one tenant and their vectors (synthetic clustered
+   unit vectors of 384 dimensions, labelled as MiniLM's so the hub keeps
+   them) written with ``COPY``;
+3. a real ``hub serve --embedder minilm`` process: 200 recalls over HTTP, plain
+   and with a namespace filter (one namespace of ten), p50 / p99: **exact**,
+   each hub process holding every vector in memory;
+4. a superuser runs ``CREATE EXTENSION vector``; the next start moves the
+   vectors into pgvector and builds the HNSW index (timed);
+5. the same recalls through a new hub process: **HNSW** in the database;
+6. in-process, the database's HNSW top 10 against the exact top 10 (NumPy)
+   for 200 queries drawn like the data, and the two SQL searches' latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from hub_fixtures import HubProcess
+from hub_recall import DIM, _pct
+from pg_fixtures import TestPostgres, with_database
+
+from actors.hub.embedders import MINILM_NAME
+from actors.hub.pg_schema import prepare_pg_database, vector_literal
+from actors.hub.postgres import PostgresEngine, _recall_filters, nearest_sql
+from actors.hub.vectors import to_blob
+from actors.model import format_version
+from actors.runtime import ThreadedRuntime
+from actors.wire import RecallQuery
+
+TENANT = "bench"
+WORDS = ["alpha", "beta", "gamma", "delta", "service", "host", "cluster", "owner", "deploy"]
+
+
+def _clustered(centres: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` unit vectors around ``centres`` (as ``benchmarks/hub_recall.py`` makes them)."""
+    rows = centres[rng.integers(0, len(centres), n)]
+    rows = rows + 0.6 * rng.standard_normal((n, centres.shape[1])).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows.astype(np.float32)
+
+
+def _say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def _load(url: str, vectors: np.ndarray) -> None:
+    """The memories and their vectors, straight into the hub's tables with COPY."""
+    n = len(vectors)
+    rng = np.random.default_rng(2)
+    with psycopg.connect(url) as conn:
+        with conn.cursor() as cur:
+            version = format_version(1_700_000_000_000, 0)
+            with cur.copy(
+                "COPY memories (tenant, id, namespace, content, content_hash, tags, metadata, "
+                "created_at, updated_at, version, origin, deleted, seq, received_at, fts, words) "
+                "FROM STDIN"
+            ) as copy:
+                # COPY's text format, written out: nothing here needs escaping.
+                for i in range(n):
+                    words = " ".join(rng.choice(WORDS, 12))
+                    lexemes = " ".join(f"'{w}'" for w in sorted(set(words.split())))
+                    fields = (
+                        f"{TENANT}\t{uuid.UUID(int=i + 1)}\tns{i % 10}\tmemory {i}: {words} #{i}"
+                        f"\t{i:064x}\t{{}}\t{{}}\t1.7e9\t1.7e9\t{version}\tbench\tf\t{i + 1}"
+                        f"\t1.7e9\t{lexemes}\t{lexemes} '{i}'\n"
+                    )
+                    copy.write(fields)
+            rows = cur.execute(
+                "SELECT rowid, id, content_hash FROM memories ORDER BY seq"
+            ).fetchall()
+            with cur.copy(
+                "COPY vectors (mem_rowid, tenant, id, model, dimension, content_hash, vector, "
+                "vseq) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int8", "text", "text", "text", "int4", "text", "bytea", "int8"])
+                for i, (rowid, memory_id, digest) in enumerate(rows):
+                    copy.write_row(
+                        (
+                            rowid,
+                            TENANT,
+                            memory_id,
+                            MINILM_NAME,
+                            DIM,
+                            digest,
+                            to_blob(vectors[i]),
+                            i + 1,
+                        )
+                    )
+            cur.execute("INSERT INTO tenants (tenant, last_seq) VALUES (%s, %s)", (TENANT, n))
+            cur.execute("UPDATE vector_feed SET last_vseq = %s", (n,))
+            cur.execute(
+                "INSERT INTO hub_meta (key, value) VALUES ('embed_model', %s), "
+                "('embed_dimension', %s)",
+                (MINILM_NAME, str(DIM)),
+            )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+
+
+def _http(database: str, log: Path, n: int) -> dict[str, Any]:
+    """200 recalls per shape through a real hub process, after it is ready."""
+    out: dict[str, Any] = {}
+    started = time.perf_counter()
+    with HubProcess.running(database, args=("--embedder", "minilm"), log_path=log) as hub:
+        out["start_s"] = round(time.perf_counter() - started, 1)
+        with hub.client(hub.add_key(TENANT), timeout=120.0) as client:
+            while True:
+                answer = client.recall("warm up", limit=1)
+                if not answer.pending and "loading" not in answer.note:
+                    break
+                time.sleep(0.5)
+            out["ready_s"] = round(time.perf_counter() - started, 1)
+            out["note"] = answer.note
+            out["ranking"] = answer.ranking
+            for label, extra in (("plain", {}), ("namespace", {"namespace": "ns3"})):
+                samples = []
+                for i in range(200):
+                    query = f"who owns the cluster deploy key {i}"
+                    t = time.perf_counter()
+                    found = client.recall(query, limit=10, **extra)  # type: ignore[arg-type]
+                    samples.append(time.perf_counter() - t)
+                    assert len(found.hits) == 10, found
+                out[f"recall_limit10_{label}"] = _pct(samples)
+    return out
+
+
+def _quality(database: str, vectors: np.ndarray, queries: np.ndarray) -> dict[str, Any]:
+    """The database's HNSW top 10 against NumPy's exact top 10; both SQL searches timed."""
+    engine = PostgresEngine.open(database, new_id=ThreadedRuntime().new_id)
+    try:
+        keys = {}
+        with engine._tx() as cur:
+            for rowid, seq in cur.execute("SELECT rowid, seq FROM memories").fetchall():
+                keys[int(rowid)] = int(seq) - 1
+        out: dict[str, Any] = {"ef_search": engine.ef_search}
+        with engine._tx() as cur:
+            plan = cur.execute(
+                psycopg.sql.SQL("EXPLAIN ") + nearest_sql((MINILM_NAME, DIM), "", indexed=True),
+                [vector_literal(to_blob(queries[0])), TENANT, 100],
+            ).fetchall()
+        out["plan"] = [str(row[0]) for row in plan]
+        for label, namespace in (("plain", None), ("namespace", "ns3")):
+            hits, hnsw_s, exact_s = 0, [], []
+            where, params = _recall_filters(namespace, ())
+            allowed = np.arange(len(vectors)) % 10 == 3 if namespace else None
+            for query in queries:
+                scores = vectors @ query
+                if allowed is not None:
+                    scores = np.where(allowed, scores, -np.inf)
+                truth = set(np.argpartition(-scores, 10)[:10].tolist())
+                with engine._tx(snapshot=True) as cur:
+                    t = time.perf_counter()
+                    found = engine._nearest(
+                        cur,
+                        TENANT,
+                        RecallQuery("q", namespace=namespace, limit=10),
+                        (MINILM_NAME, DIM),
+                        to_blob(query),
+                    )
+                    hnsw_s.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    cur.execute(
+                        nearest_sql((MINILM_NAME, DIM), where, indexed=False),
+                        [vector_literal(to_blob(query)), TENANT, *params, 100],
+                    ).fetchall()
+                    exact_s.append(time.perf_counter() - t)
+                hits += len(truth & {keys[key] for key, _ in found[:10]})
+            out[label] = {
+                "recall_at_10": round(hits / (10 * len(queries)), 4),
+                "sql_hnsw_k100": _pct(hnsw_s),
+                "sql_exact_k100": _pct(exact_s),
+            }
+        return out
+    finally:
+        engine.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--vectors", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--maintenance-work-mem", default="1GB")
+    options = parser.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    n = options.vectors
+    out: dict[str, Any] = {"vectors": n, "dimensions": DIM, "load_average_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="ma-bench-pg-") as tmp:
+        server = TestPostgres.start(Path(tmp) / "pg")
+        try:
+            admin = server.admin_url
+            server.query(
+                admin, f"ALTER SYSTEM SET maintenance_work_mem = '{options.maintenance_work_mem}'"
+            )
+            server.query(admin, "SELECT pg_reload_conf()")
+            server.query(admin, "CREATE ROLE bench LOGIN NOSUPERUSER")
+            url = server.new_database("bench")
+            name = url.split("?")[0].rsplit("/", 1)[1]
+            server.query(admin, f'ALTER DATABASE "{name}" OWNER TO bench')
+            database = url.replace("://postgres:@", "://bench@").replace(
+                "://postgres@", "://bench@"
+            )
+            prepare_pg_database(database, now=time.time)
+            _say(f"loading {n} memories and vectors")
+            rng = np.random.default_rng(1)
+            centres = rng.standard_normal((500, DIM)).astype(np.float32)
+            vectors = _clustered(centres, rng, n)
+            started = time.perf_counter()
+            _load(database, vectors)
+            out["load_s"] = round(time.perf_counter() - started, 1)
+            _say("exact: a hub without pgvector")
+            out["exact_http"] = _http(database, Path(tmp) / "exact.log", n)
+            server.query(with_database(admin, name), "CREATE EXTENSION vector")
+            _say("moving the vectors into pgvector and building the HNSW index")
+            started = time.perf_counter()
+            prepare_pg_database(database, now=time.time)
+            out["to_pgvector_and_hnsw_build_s"] = round(time.perf_counter() - started, 1)
+            out["index_size"] = server.query(
+                database,
+                "SELECT pg_size_pretty(pg_relation_size(indexname::regclass)) FROM pg_indexes "
+                "WHERE indexname LIKE 'vectors_hnsw_%'",
+            )[0][0]
+            _say("HNSW: a hub on pgvector")
+            out["hnsw_http"] = _http(database, Path(tmp) / "hnsw.log", n)
+            _say("recall@10 against exact")
+            queries = _clustered(centres, np.random.default_rng(3), options.queries)
+            out["hnsw_vs_exact"] = _quality(database, vectors, queries)
+        finally:
+            server.close()
+    out["load_average_end"] = os.getloadavg()
+    out["cpus"] = os.cpu_count()
+    out["threads_at_end"] = threading.active_count()
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""Semantic recall in PostgreSQL: pgvector's HNSW index, shared by every hub process, and the
+exact search of a database without it, said out loud.
+
+The session's PostgreSQL (pgserver's, with pgvector 0.6) has the extension;
+"without it" is a real database of a real role that may not create it (a
+non-superuser: pgvector is not a trusted extension), never a mock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import numpy as np
+import psycopg
+import pytest
+from hub_fixtures import HubProcess, memory, wait_until
+from pg_fixtures import TestPostgres, with_database
+
+from actors.hub.direct import DirectBackend
+from actors.hub.embedders import HashingEmbedder
+from actors.hub.engines import vector_search_of
+from actors.hub.key_admin import add_key
+from actors.hub.pg_schema import hnsw_index_name, prepare_pg_database, vector_literal
+from actors.hub.postgres import PostgresEngine, _recall_filters, nearest_sql
+from actors.hub.search import EmbedderSpec
+from actors.hub.service import HubConfig, HubService
+from actors.hub.transport import mock_transport
+from actors.hub.vectors import to_blob
+from actors.remote import HubClient
+from actors.runtime import ThreadedRuntime
+from actors.wire import RecallHits, RecallQuery
+
+pytestmark = pytest.mark.slow
+
+_NOW = ThreadedRuntime().wall_time
+_roles = itertools.count(1)
+
+
+@pytest.fixture
+def database(postgres: TestPostgres) -> str:
+    """A fresh database (the session's server has pgvector)."""
+    return postgres.new_database()
+
+
+@pytest.fixture
+def plain_database(postgres: TestPostgres) -> str:
+    """A fresh database owned by a role that may not create the vector extension."""
+    role = f"hub_plain_{next(_roles)}_{id(postgres) % 10_000}"
+    postgres.query(postgres.admin_url, f'CREATE ROLE "{role}" LOGIN NOSUPERUSER')
+    url = postgres.new_database()
+    postgres.query(postgres.admin_url, f'ALTER DATABASE "{_dbname(url)}" OWNER TO "{role}"')
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname or ''}"))
+
+
+def _hnsw_indexes(postgres: TestPostgres, database: str) -> list[str]:
+    rows = postgres.query(
+        database,
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'vectors' "
+        "AND indexname LIKE 'vectors\\_hnsw\\_%' ORDER BY indexname",
+    )
+    return [str(row[0]) for row in rows]
+
+
+def _direct(db: str, embedder: HashingEmbedder | None = None) -> DirectBackend:
+    runtime = ThreadedRuntime(seed=3)
+    return DirectBackend.open(
+        db, new_id=runtime.new_id, now=runtime.wall_time, embedder=embedder or HashingEmbedder()
+    )
+
+
+def _recall(backend: DirectBackend, text: str, **filters: object) -> RecallHits:
+    return backend.recall("acme", RecallQuery(text, **filters), 10)  # type: ignore[arg-type]
+
+
+_FACTS = [
+    memory(f"fact {i}: the {word} service runs on host {word}-{i}", namespace=f"ns{i % 3}")
+    for i, word in enumerate(
+        ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india"]
+    )
+]
+
+
+# -- with pgvector ---------------------------------------------------------------------------
+
+
+def test_the_hub_ranks_vectors_in_the_databases_hnsw_index_and_holds_none_in_memory(
+    database: str, postgres: TestPostgres
+) -> None:
+    """A hub on pgvector runs no index actor (no vector in its memory); recall is ranked by
+    the database, and the plan of that search is the vector space's HNSW index."""
+    key = add_key(database, "acme")
+    spec = EmbedderSpec("hashing")
+    with (
+        HubService.open(HubConfig(db=database, embedder=spec, embed_poll=0.05)) as service,
+        HubClient("http://hub.test", key, transport=_transport(service)) as client,
+    ):
+        assert service.vector_search.in_database
+        assert service.vector_search.notice == ""
+        assert sorted(service._cells) == ["hub-embedder", "hub-store"]
+        client.push(_FACTS)
+        answer = _settled(client, "fact 3: the delta service runs on host delta-3")
+        assert answer.hits[0].id == _FACTS[3].id
+        assert (answer.ranking, answer.note) == ("hybrid", "")
+        assert answer.hits[0].similarity == pytest.approx(1.0, abs=1e-5)
+    assert _hnsw_indexes(postgres, database) == [hnsw_index_name("hashing-ngrams-v1-384", 384)]
+    where, params = _recall_filters("ns0", ())
+    query = to_blob(HashingEmbedder().embed(["delta service"])[0])
+    statement = nearest_sql(("hashing-ngrams-v1-384", 384), where, indexed=True)
+    with psycopg.connect(database) as conn:
+        conn.execute("SET enable_seqscan = off")  # 9 rows: make the planner show what it can use
+        plan = "\n".join(
+            str(row[0])
+            for row in conn.execute(
+                psycopg.sql.SQL("EXPLAIN ") + statement,
+                [vector_literal(query), "acme", *params, 100],
+            ).fetchall()
+        )
+    assert f"Index Scan using {hnsw_index_name('hashing-ngrams-v1-384', 384)}" in plan, plan
+
+
+def test_hnsw_search_finds_the_exact_nearest_vectors_with_their_cosines(database: str) -> None:
+    """1,200 random unit vectors: the database's top 10 (HNSW) match NumPy's exact top 10 for
+    recall@10 ≥ 0.95, with the same inner products; filters and tenants stay exact."""
+    prepare_pg_database(database, now=_NOW)
+    engine = PostgresEngine.open(database, new_id=ThreadedRuntime().new_id)
+    try:
+        assert engine.vector_search.in_database
+        rng = np.random.default_rng(7)
+        items = [memory(f"random memory {i}", namespace=f"ns{i % 4}") for i in range(1200)]
+        engine.commit_pushes([("acme", tuple(items[:1000])), ("other", tuple(items[1000:]))], 0)
+        work = engine.take_embed_work("random", 32, 5000)
+        vectors = rng.standard_normal((len(work), 32)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        rows = [(w.key, w.content_hash, to_blob(v)) for w, v in zip(work, vectors, strict=True)]
+        assert engine.save_vectors("random", 32, rows) == 1200
+        by_key = {w.key: v for w, v in zip(work, vectors, strict=True)}
+        tenant_of = {w.key: ("acme" if i < 1000 else "other") for i, w in enumerate(work)}
+        namespace_of = {w.key: f"ns{i % 4}" for i, w in enumerate(work)}
+        found_total = 0
+        for _ in range(10):
+            query = rng.standard_normal(32).astype(np.float32)
+            query /= np.linalg.norm(query)
+            for namespace in (None, "ns1"):
+                exact = sorted(
+                    (
+                        (float(v @ query), k)
+                        for k, v in by_key.items()
+                        if tenant_of[k] == "acme"
+                        and (namespace is None or namespace_of[k] == namespace)
+                    ),
+                    reverse=True,
+                )[:10]
+                with engine._tx(snapshot=True) as cur:
+                    got = engine._nearest(
+                        cur,
+                        "acme",
+                        RecallQuery("q", namespace=namespace, limit=10),
+                        ("random", 32),
+                        to_blob(query),
+                    )
+                assert all(tenant_of[k] == "acme" for k, _ in got)
+                assert all(namespace is None or namespace_of[k] == namespace for k, _ in got)
+                similarity = dict(got)
+                for score, key in exact:
+                    if key in similarity:
+                        found_total += 1
+                        assert similarity[key] == pytest.approx(score, abs=1e-5)
+        assert found_total / (10 * 2 * 10) >= 0.95
+    finally:
+        engine.close()
+
+
+def test_a_memory_waiting_for_its_new_vector_is_found_by_keywords_only(database: str) -> None:
+    """A changed memory's old vector is dropped (NULL) until it is embedded again: the
+    database's search skips it, and recall still finds it by its words."""
+    from actors.wire import EmbedderInfo
+
+    prepare_pg_database(database, now=_NOW)
+    engine = PostgresEngine.open(database, new_id=ThreadedRuntime().new_id)
+    embedder = HashingEmbedder()
+    info = EmbedderInfo(embedder.name, embedder.dimension, embedder.semantic)
+    try:
+        engine.commit_pushes([("acme", tuple(_FACTS))], _NOW())
+        work = engine.take_embed_work(embedder.name, embedder.dimension, 100)
+        vectors = embedder.embed([w.content for w in work])
+        rows = [(w.key, w.content_hash, to_blob(v)) for w, v in zip(work, vectors, strict=True)]
+        assert engine.save_vectors(embedder.name, embedder.dimension, rows) == len(_FACTS)
+        changed = memory(
+            "the kilo service moved to host kilo-9", id=_FACTS[0].id, version=1_700_000_000_001
+        )
+        engine.commit_pushes([("acme", (changed,))], _NOW())
+        query = to_blob(embedder.embed(["kilo service host"])[0])
+        answer = engine.recall(
+            "acme", RecallQuery("kilo service host"), None, embedder=info, query_vector=query
+        )
+        assert answer.pending == 1
+        by_id = {h.id: h for h in answer.hits}
+        assert by_id[changed.id].similarity is None  # found by its words, not by a stale vector
+        assert len(answer.hits) == len(_FACTS)
+    finally:
+        engine.close()
+
+
+def test_two_hub_processes_on_one_database_answer_the_same_semantic_recall(
+    database: str, tmp_path: Path
+) -> None:
+    """Push through one process; both rank by the one index in the database, identically."""
+    with contextlib.ExitStack() as stack:
+        first, second = (
+            stack.enter_context(HubProcess.running(database, log_path=tmp_path / f"{n}.log"))
+            for n in ("first", "second")
+        )
+        key = first.add_key("acme")
+        with first.client(key) as one, second.client(key) as two:
+            one.push(_FACTS)
+            query = "which host runs the golf service"
+            a = _settled(one, query)
+            b = _settled(two, query)
+            assert a.hits[0].id == _FACTS[6].id
+            assert [(h.id, h.score, h.similarity) for h in a.hits] == [
+                (h.id, h.score, h.similarity) for h in b.hits
+            ]
+
+
+def test_a_model_switch_builds_the_new_spaces_index_and_drops_the_old_one(
+    database: str, postgres: TestPostgres
+) -> None:
+    """384 → 256 dimensions: every memory is embedded again, recall ranks in the new space,
+    and the one HNSW index left is the new space's."""
+    backend = _direct(database)
+    try:
+        backend.push("acme", tuple(_FACTS), 10)
+        assert _recall(backend, "the echo service").hits[0].id == _FACTS[4].id
+    finally:
+        backend.close()
+    assert _hnsw_indexes(postgres, database) == [hnsw_index_name("hashing-ngrams-v1-384", 384)]
+    backend = _direct(database, HashingEmbedder(256))
+    try:
+        answer = _recall(backend, "the echo service")
+        assert answer.hits[0].id == _FACTS[4].id
+        assert answer.embedder is not None
+        assert answer.embedder.dimension == 256
+        assert answer.hits[0].similarity is not None
+    finally:
+        backend.close()
+    assert _hnsw_indexes(postgres, database) == [hnsw_index_name("hashing-ngrams-v1-256", 256)]
+
+
+# -- without pgvector --------------------------------------------------------------------------
+
+
+def test_without_the_extension_the_hub_says_search_is_exact_at_start_and_in_every_note(
+    plain_database: str, tmp_path: Path
+) -> None:
+    """A role that may not create pgvector: the hub logs how to enable it, every recall's
+    note says search is exact and names ``CREATE EXTENSION vector``, and recall works."""
+    search = None
+    with HubProcess.running(plain_database, log_path=tmp_path / "hub.log") as hub:
+        search = vector_search_of(plain_database)
+        key = hub.add_key("acme")
+        with hub.client(key) as client:
+            client.push(_FACTS)
+            answer = _settled(client, "which host runs the golf service")
+            assert answer.hits[0].id == _FACTS[6].id
+    assert not search.in_database
+    assert "exact, not indexed" in answer.note
+    assert "CREATE EXTENSION vector" in answer.note
+    log = (tmp_path / "hub.log").read_text()
+    assert "WARNING actors.hub.service: hub semantic recall: semantic search is exact" in log
+    assert "CREATE EXTENSION vector" in log
+
+
+def test_a_database_moves_its_bytea_vectors_into_pgvector_once_the_extension_is_created(
+    plain_database: str, postgres: TestPostgres
+) -> None:
+    """Exact in memory first; an administrator creates the extension; the next start moves
+    every vector into pgvector (the same floats), builds the index, and recall answers alike."""
+    backend = _direct(plain_database)
+    try:
+        assert not backend.engine.vector_search.in_database
+        backend.push("acme", tuple(_FACTS), 10)
+        before = _recall(backend, "the india service", namespace="ns2")
+        assert "CREATE EXTENSION vector" in before.note
+        feed_before = backend.engine.vector_changes(0, 1000)
+    finally:
+        backend.close()
+    # The administrator's step (a superuser), in the hub's database.
+    postgres.query(
+        with_database(postgres.admin_url, _dbname(plain_database)), "CREATE EXTENSION vector"
+    )
+    backend = _direct(plain_database)
+    try:
+        assert backend.engine.vector_search.in_database
+        after = _recall(backend, "the india service", namespace="ns2")
+        assert backend.engine.vector_changes(0, 1000) == feed_before
+    finally:
+        backend.close()
+    assert after.note == ""
+    assert [(h.id, h.similarity) for h in after.hits] == [(h.id, h.similarity) for h in before.hits]
+    assert _hnsw_indexes(postgres, plain_database) == [
+        hnsw_index_name("hashing-ngrams-v1-384", 384)
+    ]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _dbname(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def _transport(service: HubService) -> httpx.MockTransport:
+    return mock_transport(service.core)
+
+
+def _settled(client: HubClient, query: str) -> RecallHits:
+    """Recall once nothing is pending and the vector ranking is in use."""
+
+    def ready() -> RecallHits | None:
+        answer = client.recall(query)
+        return answer if answer.pending == 0 and answer.ranking != "keyword" else None
+
+    return wait_until(ready, f"recall of {query!r} to settle", deadline=60.0)
