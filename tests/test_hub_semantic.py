@@ -77,7 +77,7 @@ def test_the_hashing_embedder_is_deterministic_unit_length_and_only_lexical() ->
 
 @pytest.mark.minilm  # its model branch runs only where the package is
 def test_auto_picks_minilm_when_the_extra_is_installed_and_hashing_otherwise() -> None:
-    """``--embedder auto``: the real model if the model (``memory-actors install-model``) is there."""
+    """``--embedder auto``: the real model where ``memory-actors install-model`` put it."""
     embedder = load_embedder(EmbedderSpec("auto"))
     assert embedder is not None
     if minilm_available():
