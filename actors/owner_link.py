@@ -40,6 +40,7 @@ from actors.errors import AskTimeout, OwnerGone
 from actors.owner_protocol import decode_error, decode_result
 
 __all__ = [
+    "CLOSING",
     "MAX_REPLY_BYTES",
     "MAX_REQUEST_BYTES",
     "NOT_BEGUN",
@@ -64,6 +65,9 @@ MAX_REPLY_BYTES: Final = 1 << 30
 #: The answer to a request the owner received while closing and never began:
 #: safe to repeat with the next owner, whatever the verb.
 NOT_BEGUN: Final = "not_begun"
+#: The owner's last frame on a clean close (id 0): every request it has not
+#: answered was never begun.
+CLOSING: Final = "closing"
 #: How much longer than the call's own timeout a follower waits for the owner's
 #: answer: the owner answers a timeout itself (AskTimeout), which says more.
 _TRANSIT_GRACE: Final = 2.0
@@ -139,7 +143,8 @@ class LinkServer:
         self.path = Path(path)
         self._handler = handler
         self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
+        #: Each follower's connection and the lock its writers share.
+        self._connections: dict[socket.socket, threading.Lock] = {}
         self._closed = False
         self._draining = False
         # The caller holds the file's owner lock, so a socket file here is a
@@ -179,13 +184,14 @@ class LinkServer:
                 if self._closed:
                     conn.close()
                     return
-                self._connections.add(conn)
+                self._connections[conn] = threading.Lock()
             threading.Thread(
                 target=self._serve, args=(conn,), name="owner-link-conn", daemon=True
             ).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        send_lock = threading.Lock()
+        with self._lock:
+            send_lock = self._connections[conn]
 
         def replier(request_id: int) -> Reply:
             def reply(message: Message) -> None:
@@ -213,7 +219,7 @@ class LinkServer:
             pass  # the follower went away
         finally:
             with self._lock:
-                self._connections.discard(conn)
+                self._connections.pop(conn, None)
             conn.close()
 
     def drain(self) -> None:
@@ -222,13 +228,21 @@ class LinkServer:
         self._listener.close()
 
     def close(self) -> None:
-        """Stop listening and drop every follower's connection (they fail over)."""
+        """Tell every follower this owner is closing, then drop their connections.
+
+        Call it once every request the handler began is answered (the
+        OwnerService drains its workers first): after :meth:`drain` no request
+        is begun, so the ``closing`` frame tells a follower that whatever it
+        has not had an answer to was never begun (a ``kill -9`` sends no such
+        frame, and then nothing is known).
+        """
         self.drain()
         with self._lock:
             self._closed = True
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
+            connections = list(self._connections.items())
+        for conn, send_lock in connections:
+            with send_lock, contextlib.suppress(OSError):
+                write_frame(conn, {"id": 0, CLOSING: True})
                 conn.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -279,7 +293,8 @@ class LinkClient:
         future: Future[Message] = Future()
         with self._lock:
             if self._broken is not None:
-                future.set_exception(OwnerGone(self._broken))
+                # Never sent, so certainly never begun: any verb may go elsewhere.
+                future.set_result({NOT_BEGUN: True})
                 return future
             request_id = next(self._ids)
             self._pending[request_id] = future
@@ -297,6 +312,9 @@ class LinkClient:
                 message = read_frame(self._sock, MAX_REPLY_BYTES)
                 if message is None:
                     break
+                if message.get(CLOSING):
+                    self._not_begun()
+                    continue
                 with self._lock:
                     future = self._pending.pop(message["id"], None)
                 if future is not None:
@@ -306,6 +324,14 @@ class LinkClient:
         self._fail(reason)
         # A broken link is never used again (the next owner gets a new client).
         self._sock.close()
+
+    def _not_begun(self) -> None:
+        """The owner closed cleanly: what it did not answer, it never began."""
+        with self._lock:
+            self._broken = f"the owner process of {self.path} closed"
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            future.set_result({NOT_BEGUN: True})
 
     def _fail(self, reason: str) -> None:
         with self._lock:

@@ -19,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,10 @@ import pytest
 from actors.errors import OwnerGone, Unavailable
 from actors.owner_link import (
     MAX_REQUEST_BYTES,
+    NOT_BEGUN,
     LinkClient,
     LinkServer,
+    OwnerProxy,
     Reply,
 )
 from actors.ownership import (
@@ -334,20 +335,53 @@ def test_a_bad_frame_closes_that_connection_only(link: Any, garbage: bytes) -> N
         good.close()
 
 
-def test_requests_waiting_when_the_owner_goes_fail_with_owner_gone(link: Any) -> None:
-    server, _ = link
+def test_a_clean_close_answers_what_was_never_begun(link: Any) -> None:
+    server, owner = link
     client = LinkClient(server.path)
     waiting = [client.submit("hold", {"n": n}) for n in range(3)]
     client.submit("count", {}).result(5)  # the holds have reached the owner
+    owner.calls.clear()
+    server.drain()
+    late = client.submit("count", {})  # arrives while draining: never begun
+    assert late.result(5) == {"id": 5, NOT_BEGUN: True}
+    # (The service answers what it began before it closes; these stand for
+    # requests it received and never began.)
     server.close()
+    for future in waiting:
+        assert future.result(5) == {NOT_BEGUN: True}
+    assert client.broken
+    assert client.submit("count", {}).result(1) == {NOT_BEGUN: True}, "never sent"
+    assert owner.calls == []
+    with pytest.raises(OwnerGone, match="did not begin count"):
+        OwnerProxy.answer("count", {NOT_BEGUN: True})
+    assert issubclass(OwnerGone, Unavailable)  # callers that retry Unavailable retry this
+    client.close()
+
+
+def test_requests_waiting_on_a_dead_owner_fail_with_owner_gone(tmp_path: Path) -> None:
+    # A real owner process, killed: no closing frame, so nothing is known.
+    directory = tmp_path / "run"
+    ensure_private_dir(directory)
+    path = directory / "x.sock"
+    code = (
+        "import sys, time; from actors.owner_link import LinkServer;"
+        "LinkServer(sys.argv[1], lambda verb, args, reply: None);"
+        "print('up', flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "up"
+    client = LinkClient(path)
+    waiting = [client.submit("hold", {"n": n}) for n in range(3)]
+    time.sleep(0.2)
+    proc.kill()
+    proc.communicate(timeout=10)
     for future in waiting:
         with pytest.raises(OwnerGone, match="closed the connection"):
             future.result(5)
-    assert client.broken
-    late: Future[Any] = client.submit("count", {})
-    with pytest.raises(OwnerGone):
-        late.result(1)
-    assert issubclass(OwnerGone, Unavailable)  # callers that retry Unavailable retry this
+    client.close()
 
 
 def test_a_follower_that_dies_mid_request_leaves_the_owner_serving(link: Any) -> None:

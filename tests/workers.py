@@ -180,7 +180,10 @@ def sync_serve(plan_path: str) -> None:
     remote = RemoteConfig(plan["url"], plan["key"], **plan.get("remote", {}))
     status = Path(plan["status"])
     stop = Path(plan["stop"])
-    with MemorySystem.open(plan["db"], config=Config(remote=remote, busy_timeout=10.0)) as memory:
+    # Direct by default: the sync lease between processes that each run their
+    # own SyncActor (with one owner per file, only the owner syncs).
+    config = Config(remote=remote, busy_timeout=10.0, sharing=plan.get("sharing", "direct"))
+    with MemorySystem.open(plan["db"], config=config) as memory:
         stored = [memory.store(content).id for content in plan.get("stores", [])]
         while not stop.exists():
             report = memory.sync_report()
