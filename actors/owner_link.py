@@ -301,8 +301,13 @@ class LinkClient:
         try:
             with self._send_lock:
                 write_frame(self._sock, {"id": request_id, "verb": verb, "args": args})
-        except OSError as exc:
-            self._fail(f"the owner's socket {self.path} failed while sending: {exc}")
+        except OSError:
+            # Not (wholly) sent, so never begun. The reader thread settles the
+            # others: the owner's closing frame, or the end of the stream.
+            with self._lock:
+                mine = self._pending.pop(request_id, None)
+            if mine is not None:
+                mine.set_result({NOT_BEGUN: True})
         return future
 
     def _read_loop(self) -> None:

@@ -403,14 +403,22 @@ class MemorySystem:
         ask(rt, supervisor, StartChildren, config.migrate_timeout, "the store to open")
 
     def _follow(self, sharing: Sharing) -> None:
-        """As a follower: check the owner's schema, and stand by to take the file over."""
-        counted = self._forwarded("count", {}, None)
+        """As a follower: stand by to take the file over, and check the owner's schema.
+
+        The watcher starts first: the owner may be closing as this process
+        joins, and then this very call is parked until the next owner (which
+        may be this process) answers it.
+        """
+        sharing.follow(self._take_over)
+        try:
+            counted = self._forwarded("count", {}, None)
+        except NowOwner:
+            return  # taken over meanwhile: _start_actors migrated the file and said so
         if counted.schema_version > LATEST_VERSION:
             raise SchemaTooNew(self.path, counted.schema_version, LATEST_VERSION)
         self.migration = MigrationReport(
             self.path, counted.schema_version, counted.schema_version, (), ()
         )
-        sharing.follow(self._take_over)
 
     def _take_over(self) -> None:
         """On the sharing watcher: the owner went and this process holds the lock now."""
