@@ -122,7 +122,10 @@ def local_recall(count: int, queries: int, db: Path | None, plain_too: bool = Tr
         if not path.exists():
             build_corpus(path, count)
         conn = sqlite3.connect(path)
-        with MemorySystem.open(path, config=Config(synchronous="OFF")) as m:
+        # Keyword recall alone: with the model installed, semantic recall would
+        # start embedding the whole file in the background, and its CPU would
+        # be counted as the queries'.
+        with MemorySystem.open(path, config=Config(synchronous="OFF", semantic=False)) as m:
             total = m.count().total
             print(f"local keyword recall at {total} memories, {queries} queries per shape")
             header = f"{'shape':16} {'recall p50':>10} {'p99':>8} {'plain p50':>10} {'p99':>8}"
