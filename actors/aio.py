@@ -478,6 +478,21 @@ class AsyncMemorySystem:
         return await self._run(self.system._prepare_forget(memory_id, timeout, namespace, key))
 
     @_shared
+    async def set_tags(
+        self,
+        memory_id: str | None = None,
+        *,
+        tags: Iterable[str],
+        namespace: str | None = None,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> Memory:
+        """As :meth:`MemorySystem.set_tags`: replace the tags, by id or by key."""
+        return await self._run(
+            self.system._prepare_set_tags(memory_id, tags, timeout, namespace, key)
+        )
+
+    @_shared
     async def list(
         self,
         *,

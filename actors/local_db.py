@@ -62,6 +62,7 @@ from actors.messages import (
     ForgetMemory,
     ImportMemories,
     PopSessionItem,
+    RetagMemory,
     StoreMemory,
     WriteRequest,
 )
@@ -345,6 +346,8 @@ class LocalDatabase:
             return self._apply_forget(request, now)
         if isinstance(request, ImportMemories):
             return self._apply_import(request.memories, now)
+        if isinstance(request, RetagMemory):
+            return self._apply_retag(request, now)
         return self._apply_session_write(request, now)
 
     def _apply_session_write(self, request: WriteRequest, now: float) -> object:
@@ -472,6 +475,31 @@ class LocalDatabase:
         )
         db.execute(_ENQUEUE, (req.memory_id, "delete", version, now))
         return ForgetResult(req.memory_id, forgotten=True, already_forgotten=False)
+
+    def _apply_retag(self, req: RetagMemory, now: float) -> object:
+        try:
+            memory = self.get(req.memory_id)
+        except MemoryNotFound as exc:
+            return exc
+        if memory.tags == req.tags:
+            return memory
+        version = self.clock.tick(int(now * 1000))
+        state = self._write_state
+        self.conn.execute(
+            "UPDATE memories SET tags = ?, updated_at = ?, version = ?, origin = ?, "
+            "sync_state = ? WHERE id = ?",
+            (json.dumps(req.tags), now, version, self.origin, state, req.memory_id),
+        )
+        self.conn.execute(_ENQUEUE, (req.memory_id, "upsert", version, now))
+        return attrs.evolve(
+            memory,
+            tags=req.tags,
+            updated_at=now,
+            version=version,
+            origin=self.origin,
+            sync_state=state,
+            sync_error=None,
+        )
 
     # -- reads ----------------------------------------------------------------------------
 

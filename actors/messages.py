@@ -87,6 +87,7 @@ __all__ = [
     "RequeueForPush",
     "RestartChild",
     "ResyncTick",
+    "RetagMemory",
     "RetryDeadLetters",
     "SearchMemories",
     "Shutdown",
@@ -148,6 +149,20 @@ class ForgetMemory(WriteRequest[ForgetResult]):
     memory_id: str
     #: As :attr:`GetMemory.label`.
     label: str | None = None
+
+
+@attrs.frozen(eq=False)
+class RetagMemory(WriteRequest[Memory]):
+    """Caller → StoreActor: replace a memory's tags with ``tags`` (normalised).
+
+    Answered after commit with the updated :class:`~actors.model.Memory`; a
+    change is a new version, queued for the hub like any write. The same tags
+    answer the memory unchanged (no new version). Forgotten or unknown ids
+    answer :class:`~actors.errors.MemoryNotFound`.
+    """
+
+    memory_id: str
+    tags: tuple[str, ...]
 
 
 @attrs.frozen

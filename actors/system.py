@@ -64,6 +64,7 @@ from actors.messages import (
     ReadSessionItems,
     RemoteRecall,
     Request,
+    RetagMemory,
     RetryDeadLetters,
     SearchMemories,
     Shutdown,
@@ -594,6 +595,24 @@ class MemorySystem:
         return self._run(self._prepare_forget(memory_id, timeout, namespace, key))
 
     @_shared
+    def set_tags(
+        self,
+        memory_id: str | None = None,
+        *,
+        tags: Iterable[str],
+        namespace: str | None = None,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> Memory:
+        """Replace the memory's tags (by id, or by key); answers the updated memory.
+
+        Unlike a store, which only adds tags, this also removes them; the
+        change syncs as a new version. :class:`MemoryNotFound` if unknown or
+        forgotten, :class:`InvalidMemory` for bad tags (nothing changed).
+        """
+        return self._run(self._prepare_set_tags(memory_id, tags, timeout, namespace, key))
+
+    @_shared
     def list(
         self,
         *,
@@ -878,6 +897,20 @@ class MemorySystem:
         canonical, label = _address(memory_id, namespace, key)
         return _Call(
             "store", lambda reply: ForgetMemory(reply, canonical, label), timeout, nudge=True
+        )
+
+    def _prepare_set_tags(
+        self,
+        memory_id: str | None,
+        tags: Iterable[str],
+        timeout: float | None,
+        namespace: str | None = None,
+        key: str | None = None,
+    ) -> _Call[Memory]:
+        canonical, _ = _address(memory_id, namespace, key)
+        tag_tuple = normalize_tags(tags)
+        return _Call(
+            "store", lambda reply: RetagMemory(reply, canonical, tag_tuple), timeout, nudge=True
         )
 
     def _prepare_list(
