@@ -9,13 +9,14 @@ is driven in a real Chromium by ``test_dashboard_browser.py``.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from dashboard_fixtures import Dashboard
-from test_mcp_http import HttpServer
+from test_mcp_http import HttpServer, console_script
 
 from actors import MemoryNotFound, MemorySystem
 from actors.dashboard import MAX_BODY
@@ -314,3 +315,17 @@ def test_beyond_loopback_only_when_asked_and_with_a_warning(
         assert reached.status_code == 200
     finally:
         wide.kill()
+
+
+def test_a_taken_port_exits_1_with_the_reason(db_path: Path, dashboard: Dashboard) -> None:
+    """The port is bound before anything is announced; failing, the command says why."""
+    port = str(dashboard.port)
+    taken = subprocess.run(
+        [console_script(), "--db", str(db_path), "ui", "--no-browser", "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert taken.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{dashboard.port}" in taken.stderr
+    assert "http://" not in taken.stdout
