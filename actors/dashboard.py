@@ -322,7 +322,7 @@ def serve(
         return frozenset(f"{name}:{bound}" for name in names)
 
     def on_listening(bound: int) -> None:
-        shown = "127.0.0.1" if is_loopback(host) else f"[{host}]" if ":" in host else host
+        shown = "127.0.0.1" if host == "localhost" else f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{bound}/?{urlencode({'token': token})}"
         announce(url, system.path)
         if open_browser and _can_open_browser():
