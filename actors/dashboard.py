@@ -253,6 +253,11 @@ async def _set_tags(request: Request, memory: AsyncMemorySystem) -> Any:
     return (await memory.set_tags(memory_id, tags=body["tags"])).to_dict()
 
 
+async def _dead_letters(request: Request, memory: AsyncMemorySystem) -> Any:
+    limit = _filters(request)["limit"]
+    return (await memory.dead_letters(limit=limit)).to_dict()
+
+
 async def _retry_dead(request: Request, memory: AsyncMemorySystem) -> Any:
     return {"requeued": await memory.retry_dead_letters()}
 
@@ -289,6 +294,7 @@ def create_app(memory: AsyncMemorySystem, token: str, hosts: frozenset[str]) -> 
         Route("/api/memories/{memory_id}", _api(_get, memory), methods=["GET"]),
         Route("/api/memories/{memory_id}/forget", _api(_forget, memory), methods=["POST"]),
         Route("/api/memories/{memory_id}/tags", _api(_set_tags, memory), methods=["POST"]),
+        Route("/api/dead-letters", _api(_dead_letters, memory), methods=["GET"]),
         Route("/api/dead-letters/retry", _api(_retry_dead, memory), methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

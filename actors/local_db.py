@@ -83,7 +83,7 @@ from actors.model import (
     namespace_prefix_range,
 )
 from actors.portable import ImportCounts
-from actors.sync_model import DigestRow, OutboxEntry, PushOutcome
+from actors.sync_model import DeadLetter, DeadLetters, DigestRow, OutboxEntry, PushOutcome
 from actors.wire import WireMemory
 
 __all__ = ["DatabaseError", "LocalDatabase"]
@@ -862,6 +862,21 @@ class LocalDatabase:
             return len(ids)
 
     # -- sync: pull -----------------------------------------------------------------------
+
+    def dead_letters(self, limit: int) -> DeadLetters:
+        """The memories whose push is dead, oldest first: one row each (its latest dead write)."""
+        db = self.conn
+        (total,) = db.execute(
+            "SELECT count(DISTINCT memory_id) FROM outbox WHERE dead = 1"
+        ).fetchone()
+        rows = db.execute(
+            "SELECT o.memory_id, coalesce(m.namespace, ''), o.op, o.attempts, o.last_error, "
+            "o.enqueued_at FROM outbox o LEFT JOIN memories m ON m.id = o.memory_id "
+            "WHERE o.seq IN (SELECT max(seq) FROM outbox WHERE dead = 1 GROUP BY memory_id) "
+            "ORDER BY o.seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return DeadLetters(tuple(DeadLetter(*row) for row in rows), total)
 
     def read_sync_meta(self) -> tuple[str | None, str]:
         """The saved pull cursor (None: pull from the start) and this replica's origin."""

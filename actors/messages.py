@@ -32,7 +32,7 @@ from actors.model import (
     StoreReceipt,
 )
 from actors.portable import ImportCounts
-from actors.sync_model import SyncReport
+from actors.sync_model import DeadLetters, SyncReport
 from actors.wire import RemoteHit, WireMemory
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ __all__ = [
     "Migrate",
     "Ping",
     "PopSessionItem",
+    "ReadDeadLetters",
     "ReadEmbedBacklog",
     "ReadLocalDigest",
     "ReadSessionItems",
@@ -455,6 +456,13 @@ class RequeueForPush(TellBack):
 @attrs.frozen(eq=False)
 class RetryDeadLetters(Request[int]):
     """Caller → StoreActor: put every dead letter back in the outbox → number requeued."""
+
+
+@attrs.frozen(eq=False)
+class ReadDeadLetters(Request[DeadLetters]):
+    """Caller → StoreActor: the dead letters, oldest first, at most ``limit`` → DeadLetters."""
+
+    limit: int
 
 
 @attrs.frozen

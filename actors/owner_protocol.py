@@ -37,7 +37,7 @@ from actors.model import (
     RecallResult,
     StoreReceipt,
 )
-from actors.sync_model import SyncReport
+from actors.sync_model import DeadLetters, SyncReport
 
 __all__ = [
     "SAFE_TO_REPEAT",
@@ -59,6 +59,7 @@ VERBS: Final[Mapping[str, type | None]] = {
     "count": CountResult,
     "sync_report": SyncReport,
     "semantic_report": None,
+    "dead_letters": DeadLetters,
     "retry_dead_letters": None,
     "session_add": None,
     "session_items": None,
@@ -81,6 +82,7 @@ SAFE_TO_REPEAT: Final = frozenset(
         "count",
         "sync_report",
         "semantic_report",
+        "dead_letters",
         "status",
     }
 )

@@ -61,6 +61,7 @@ from actors.messages import (
     ListMemories,
     Migrate,
     PopSessionItem,
+    ReadDeadLetters,
     ReadSessionItems,
     RemoteRecall,
     Request,
@@ -124,7 +125,7 @@ from actors.sharing import NowOwner, Sharing
 from actors.store import StoreActor, StoreConfig
 from actors.supervisor import ChildCell, ChildSpec, SupervisorActor
 from actors.sync import ClientFactory, SyncActor, default_client
-from actors.sync_model import RemoteConfig, SyncReport
+from actors.sync_model import DeadLetters, RemoteConfig, SyncReport
 from actors.wire import RemoteHit, WireMemory
 
 __all__ = ["DB_ENV_VAR", "SEMANTIC_ENV_VAR", "Config", "MemorySystem", "default_db_path"]
@@ -663,6 +664,13 @@ class MemorySystem:
         """Put every dead letter back in the outbox; returns how many memories were requeued."""
         return self._run(self._prepare_retry_dead(timeout))
 
+    @_shared
+    def dead_letters(
+        self, *, limit: int | None = None, timeout: float | None = None
+    ) -> DeadLetters:
+        """The memories the hub kept refusing (oldest first, ``limit`` default 20), with why."""
+        return self._run(self._prepare_dead_letters(limit, timeout))
+
     # -- the session log: an ordered list of JSON items per agent session (local only)
 
     @_shared
@@ -1002,6 +1010,10 @@ class MemorySystem:
             return self._run(call).to_dict()
         except (Unavailable, AskTimeout) as exc:
             return self._semantic_unknown(exc)
+
+    def _prepare_dead_letters(self, limit: int | None, timeout: float | None) -> _Call[DeadLetters]:
+        top = validate_limit(limit, default=20)
+        return _Call("store", lambda reply: ReadDeadLetters(reply, top), timeout)
 
     def _prepare_retry_dead(self, timeout: float | None) -> _Call[int]:
         return _Call("store", RetryDeadLetters, timeout, nudge=True)

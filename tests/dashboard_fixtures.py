@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -105,3 +106,20 @@ def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(
         executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
     )
+
+
+def mark_dead_letter(db: Path, memory_id: str, error: str) -> None:
+    """Make the memory's outbox rows a dead letter, as a hub that kept refusing leaves them.
+
+    A shortcut for the dashboard's tests, whose subject is showing and retrying;
+    test_sync_faults makes real dead letters through a failing hub.
+    """
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute(
+                "UPDATE outbox SET dead = 1, attempts = 5, last_error = ? WHERE memory_id = ?",
+                (error, memory_id),
+            )
+    finally:
+        conn.close()

@@ -8,14 +8,13 @@ is driven in a real Chromium by ``test_dashboard_browser.py``.
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_fixtures import Dashboard
+from dashboard_fixtures import Dashboard, mark_dead_letter
 from test_mcp_http import HttpServer, console_script
 
 from actors import MemoryNotFound, MemorySystem
@@ -248,15 +247,7 @@ def test_overview_counts_and_dead_letters_retry(
     client: httpx.Client, stored: dict[str, str], db_path: Path
 ) -> None:
     """Counts, sync state and sharing; the retry button requeues every dead letter."""
-    # A dead letter as a hub that keeps refusing a push leaves it (test_sync_faults
-    # makes real ones through a hub); here only the dashboard's part is under test.
-    conn = sqlite3.connect(db_path)
-    with conn:
-        conn.execute(
-            "UPDATE outbox SET dead = 1, last_error = 'refused' WHERE memory_id = ?",
-            (stored["deploy"],),
-        )
-    conn.close()
+    mark_dead_letter(db_path, stored["deploy"], "HubRejected: 422")
     overview = client.get("/api/overview").json()
     counts = overview["counts"]
     assert counts["total"] == 28
@@ -264,8 +255,15 @@ def test_overview_counts_and_dead_letters_retry(
     assert counts["dead_letters"] == 1
     assert overview["sync"] == {"state": "local-only"}
     assert overview["sharing"]["role"] == "owner"
+    dead = client.get("/api/dead-letters").json()
+    assert dead["total"] == 1
+    (letter,) = dead["letters"]
+    assert letter["memory_id"] == stored["deploy"]
+    assert (letter["namespace"], letter["op"], letter["attempts"]) == ("default", "upsert", 5)
+    assert letter["last_error"] == "HubRejected: 422"
     assert client.post("/api/dead-letters/retry", json={}).json() == {"requeued": 1}
     assert client.get("/api/overview").json()["counts"]["dead_letters"] == 0
+    assert client.get("/api/dead-letters").json() == {"letters": [], "total": 0}
 
 
 def test_beside_an_mcp_server_the_dashboard_is_a_follower(tmp_path: Path) -> None:
@@ -281,6 +279,8 @@ def test_beside_an_mcp_server_the_dashboard_is_a_follower(tmp_path: Path) -> Non
                 overview = client.get("/api/overview").json()
                 assert overview["sharing"] == {"role": "follower", "owner_pid": server.proc.pid}
                 assert overview["counts"]["total"] == 1
+                dead = client.get("/api/dead-letters").json()
+                assert dead == {"letters": [], "total": 0}
                 hits = client.get("/api/recall", params={"q": "shared"}).json()["hits"]
                 assert [hit["id"] for hit in hits] == [receipt.id]
                 client.post(f"/api/memories/{receipt.id}/tags", json={"tags": ["ui"]})

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_fixtures import Dashboard, launch_chromium, require_chromium
+from dashboard_fixtures import Dashboard, launch_chromium, mark_dead_letter, require_chromium
 
 from actors import MemoryNotFound, MemorySystem
 
@@ -129,3 +129,26 @@ def test_filters_and_paging_by_keyboard(page: tuple[Any, Dashboard, dict[str, st
     expect(detail).to_be_hidden()
     tab.get_by_role("button", name="Show all").click()
     expect(rows).to_have_count(3)
+
+
+def test_dead_letters_show_and_retry_from_the_page(
+    page: tuple[Any, Dashboard, dict[str, str]], db_path: Path
+) -> None:
+    """A dead letter is listed with its error; the retry button requeues it."""
+    from playwright.sync_api import expect
+
+    tab, _, ids = page
+    expect(tab.get_by_role("button", name="Retry dead letters")).to_be_disabled()
+    mark_dead_letter(db_path, ids["deploy"], "HubRejected: 422")
+    tab.reload()
+    tab.wait_for_selector("body[data-ready=true]")
+    dead = tab.get_by_role("table", name="Dead letters: writes the hub kept refusing")
+    expect(dead).to_be_visible()
+    expect(dead.locator("tbody tr")).to_have_count(1)
+    expect(dead).to_contain_text("HubRejected: 422")
+    expect(tab.locator("#count-dead")).to_have_text("1")
+    tab.get_by_role("button", name="Retry dead letters").click()
+    expect(tab.locator("#retry-status")).to_have_text("Requeued 1 memory for the next push.")
+    expect(dead).to_be_hidden()
+    with MemorySystem.open(db_path) as memory:
+        assert memory.count().dead_letters == 0

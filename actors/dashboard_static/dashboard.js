@@ -65,6 +65,36 @@ async function loadOverview() {
     select.add(new Option(`${name} (${n})`, name));
   }
   select.value = chosen in counts.by_namespace ? chosen : "";
+  await loadDeadLetters(counts.dead_letters);
+}
+
+async function loadDeadLetters(total) {
+  $("dead-letters").hidden = total === 0;
+  const body = $("dead-table").tBodies[0];
+  body.replaceChildren();
+  if (total === 0) return;
+  const dead = await api(`/api/dead-letters?limit=${PAGE_SIZE}`);
+  for (const letter of dead.letters) {
+    const tr = body.insertRow();
+    tr.insertCell().textContent = when(letter.enqueued_at);
+    tr.insertCell().textContent = letter.namespace;
+    tr.insertCell().textContent = letter.op === "delete" ? "forget" : "store";
+    tr.insertCell().textContent = letter.attempts;
+    const error = tr.insertCell();
+    error.className = "text";
+    error.textContent = letter.last_error || "";
+    tr.insertCell().append(openButton(letter.memory_id, letter.op === "delete"));
+  }
+}
+
+function openButton(id, disabled = false) {
+  const open = document.createElement("button");
+  open.type = "button";
+  open.textContent = "Open";
+  open.disabled = disabled;
+  open.setAttribute("aria-label", `Open memory ${id}`);
+  open.addEventListener("click", () => openMemory(id).catch(showError));
+  return open;
 }
 
 function renderRows(rows) {
@@ -87,12 +117,7 @@ function renderRows(rows) {
     content.className = "text";
     if (row.snippet !== undefined) appendSnippet(content, row.snippet);
     else content.textContent = row.content;
-    const open = document.createElement("button");
-    open.type = "button";
-    open.textContent = "Open";
-    open.setAttribute("aria-label", `Open memory ${row.id}`);
-    open.addEventListener("click", () => openMemory(row.id).catch(showError));
-    tr.insertCell().append(open);
+    tr.insertCell().append(openButton(row.id));
   }
 }
 
