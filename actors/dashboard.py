@@ -103,8 +103,11 @@ class _Guard:
         return f"<_Guard hosts={sorted(self.hosts)}>"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # a WebSocket: the dashboard has none
+            await send({"type": "websocket.close", "code": 1008})
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -165,10 +168,10 @@ def _status_of(exc: MemoryActorsError) -> int:
     return 500
 
 
-Handler = Callable[[Request, AsyncMemorySystem], Awaitable[Any]]
+_Handler = Callable[[Request, AsyncMemorySystem], Awaitable[Any]]
 
 
-def _api(handler: Handler, memory: AsyncMemorySystem) -> Callable[[Request], Awaitable[Response]]:
+def _api(handler: _Handler, memory: AsyncMemorySystem) -> Callable[[Request], Awaitable[Response]]:
     """A route answering ``handler``'s value as JSON, and facade errors as JSON 4xx/5xx."""
 
     async def endpoint(request: Request) -> Response:
