@@ -74,7 +74,7 @@ from actors.portable import ExportReport, ImportReport
 from actors.runtime import NotifyingFuture, after_notifications
 from actors.session_log import SessionItems
 from actors.sharing import NowOwner
-from actors.sync_model import SyncReport
+from actors.sync_model import DeadLetters, SyncReport
 from actors.system import Config, MemorySystem, _Call, _restarting, _timeout_of
 
 __all__ = ["AsyncMemorySystem"]
@@ -478,6 +478,21 @@ class AsyncMemorySystem:
         return await self._run(self.system._prepare_forget(memory_id, timeout, namespace, key))
 
     @_shared
+    async def set_tags(
+        self,
+        memory_id: str | None = None,
+        *,
+        tags: Iterable[str],
+        namespace: str | None = None,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> Memory:
+        """As :meth:`MemorySystem.set_tags`: replace the tags, by id or by key."""
+        return await self._run(
+            self.system._prepare_set_tags(memory_id, tags, timeout, namespace, key)
+        )
+
+    @_shared
     async def list(
         self,
         *,
@@ -520,6 +535,13 @@ class AsyncMemorySystem:
             return await self._run(call)
         except (Unavailable, AskTimeout) as exc:
             return self.system._sync_unknown(exc)
+
+    @_shared
+    async def dead_letters(
+        self, *, limit: int | None = None, timeout: float | None = None
+    ) -> DeadLetters:
+        """As :meth:`MemorySystem.dead_letters`."""
+        return await self._run(self.system._prepare_dead_letters(limit, timeout))
 
     @_shared
     async def retry_dead_letters(self, *, timeout: float | None = None) -> int:

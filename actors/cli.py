@@ -332,6 +332,57 @@ def serve(ctx: click.Context, http: bool, host: str, port: int) -> None:
 
 
 @cli.command()
+@global_options(*SYNCING)
+@click.option(
+    "--host",
+    default=_DEFAULT_HOST,
+    show_default=True,
+    help="Interface to serve on; anything but loopback is reachable from other machines.",
+)
+@click.option(
+    "--port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="Port (default: a free one, chosen at each launch).",
+)
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+@click.pass_context
+def ui(ctx: click.Context, host: str, port: int, no_browser: bool) -> None:
+    """Serve the local dashboard: list, search, open, tag and forget memories; sync state.
+
+    Prints the URL with this launch's token and opens it in the browser.
+    Every request needs the token; the page is served on 127.0.0.1 unless
+    --host says otherwise. Runs until Ctrl-C (docs/operations.md, "Dashboard").
+    """
+    from actors import dashboard
+
+    settings: Settings = ctx.obj
+    if not dashboard.is_loopback(host):
+        click.echo(
+            f"warning: serving the dashboard on {host}, beyond loopback: anyone who can reach "
+            "it and learns the token can read and forget your memories (no TLS)",
+            err=True,
+        )
+
+    def announce(url: str, path: str) -> None:
+        click.echo(f"memory-actors dashboard for {path}:")
+        click.echo(url)
+        click.echo("Ctrl-C stops it.", err=True)
+
+    try:
+        dashboard.serve(
+            settings.db,
+            config=settings.config(sync=True),
+            host=host,
+            port=port,
+            open_browser=not no_browser,
+            announce=announce,
+        )
+    except dashboard.ServeError as exc:
+        raise CommandError(str(exc), EXIT_FAILURE) from exc
+
+
+@cli.command()
 @global_options(*LOCAL)
 @click.argument("content")
 @click.option(

@@ -62,6 +62,7 @@ from actors.messages import (
     ForgetMemory,
     ImportMemories,
     PopSessionItem,
+    RetagMemory,
     StoreMemory,
     WriteRequest,
 )
@@ -82,7 +83,7 @@ from actors.model import (
     namespace_prefix_range,
 )
 from actors.portable import ImportCounts
-from actors.sync_model import DigestRow, OutboxEntry, PushOutcome
+from actors.sync_model import DeadLetter, DeadLetters, DigestRow, OutboxEntry, PushOutcome
 from actors.wire import WireMemory
 
 __all__ = ["DatabaseError", "LocalDatabase"]
@@ -345,6 +346,8 @@ class LocalDatabase:
             return self._apply_forget(request, now)
         if isinstance(request, ImportMemories):
             return self._apply_import(request.memories, now)
+        if isinstance(request, RetagMemory):
+            return self._apply_retag(request, now)
         return self._apply_session_write(request, now)
 
     def _apply_session_write(self, request: WriteRequest, now: float) -> object:
@@ -472,6 +475,31 @@ class LocalDatabase:
         )
         db.execute(_ENQUEUE, (req.memory_id, "delete", version, now))
         return ForgetResult(req.memory_id, forgotten=True, already_forgotten=False)
+
+    def _apply_retag(self, req: RetagMemory, now: float) -> object:
+        try:
+            memory = self.get(req.memory_id)
+        except MemoryNotFound as exc:
+            return exc
+        if memory.tags == req.tags:
+            return memory
+        version = self.clock.tick(int(now * 1000))
+        state = self._write_state
+        self.conn.execute(
+            "UPDATE memories SET tags = ?, updated_at = ?, version = ?, origin = ?, "
+            "sync_state = ? WHERE id = ?",
+            (json.dumps(req.tags), now, version, self.origin, state, req.memory_id),
+        )
+        self.conn.execute(_ENQUEUE, (req.memory_id, "upsert", version, now))
+        return attrs.evolve(
+            memory,
+            tags=req.tags,
+            updated_at=now,
+            version=version,
+            origin=self.origin,
+            sync_state=state,
+            sync_error=None,
+        )
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -834,6 +862,21 @@ class LocalDatabase:
             return len(ids)
 
     # -- sync: pull -----------------------------------------------------------------------
+
+    def dead_letters(self, limit: int) -> DeadLetters:
+        """The memories whose push is dead, oldest first: one row each (its latest dead write)."""
+        db = self.conn
+        (total,) = db.execute(
+            "SELECT count(DISTINCT memory_id) FROM outbox WHERE dead = 1"
+        ).fetchone()
+        rows = db.execute(
+            "SELECT o.memory_id, coalesce(m.namespace, ''), o.op, o.attempts, o.last_error, "
+            "o.enqueued_at FROM outbox o LEFT JOIN memories m ON m.id = o.memory_id "
+            "WHERE o.seq IN (SELECT max(seq) FROM outbox WHERE dead = 1 GROUP BY memory_id) "
+            "ORDER BY o.seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return DeadLetters(tuple(DeadLetter(*row) for row in rows), total)
 
     def read_sync_meta(self) -> tuple[str | None, str]:
         """The saved pull cursor (None: pull from the start) and this replica's origin."""

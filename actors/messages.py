@@ -32,7 +32,7 @@ from actors.model import (
     StoreReceipt,
 )
 from actors.portable import ImportCounts
-from actors.sync_model import SyncReport
+from actors.sync_model import DeadLetters, SyncReport
 from actors.wire import RemoteHit, WireMemory
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ __all__ = [
     "Migrate",
     "Ping",
     "PopSessionItem",
+    "ReadDeadLetters",
     "ReadEmbedBacklog",
     "ReadLocalDigest",
     "ReadSessionItems",
@@ -87,6 +88,7 @@ __all__ = [
     "RequeueForPush",
     "RestartChild",
     "ResyncTick",
+    "RetagMemory",
     "RetryDeadLetters",
     "SearchMemories",
     "Shutdown",
@@ -148,6 +150,20 @@ class ForgetMemory(WriteRequest[ForgetResult]):
     memory_id: str
     #: As :attr:`GetMemory.label`.
     label: str | None = None
+
+
+@attrs.frozen(eq=False)
+class RetagMemory(WriteRequest[Memory]):
+    """Caller → StoreActor: replace a memory's tags with ``tags`` (normalised).
+
+    Answered after commit with the updated :class:`~actors.model.Memory`; a
+    change is a new version, queued for the hub like any write. The same tags
+    answer the memory unchanged (no new version). Forgotten or unknown ids
+    answer :class:`~actors.errors.MemoryNotFound`.
+    """
+
+    memory_id: str
+    tags: tuple[str, ...]
 
 
 @attrs.frozen
@@ -440,6 +456,13 @@ class RequeueForPush(TellBack):
 @attrs.frozen(eq=False)
 class RetryDeadLetters(Request[int]):
     """Caller → StoreActor: put every dead letter back in the outbox → number requeued."""
+
+
+@attrs.frozen(eq=False)
+class ReadDeadLetters(Request[DeadLetters]):
+    """Caller → StoreActor: the dead letters, oldest first, at most ``limit`` → DeadLetters."""
+
+    limit: int
 
 
 @attrs.frozen

@@ -37,7 +37,7 @@ from actors.model import (
     RecallResult,
     StoreReceipt,
 )
-from actors.sync_model import SyncReport
+from actors.sync_model import DeadLetters, SyncReport
 
 __all__ = [
     "SAFE_TO_REPEAT",
@@ -54,10 +54,12 @@ VERBS: Final[Mapping[str, type | None]] = {
     "recall": RecallResult,
     "get": Memory,
     "forget": ForgetResult,
+    "set_tags": Memory,
     "list": MemoryPage,
     "count": CountResult,
     "sync_report": SyncReport,
     "semantic_report": None,
+    "dead_letters": DeadLetters,
     "retry_dead_letters": None,
     "session_add": None,
     "session_items": None,
@@ -75,10 +77,12 @@ SAFE_TO_REPEAT: Final = frozenset(
         "recall",
         "get",
         "forget",
+        "set_tags",
         "list",
         "count",
         "sync_report",
         "semantic_report",
+        "dead_letters",
         "status",
     }
 )

@@ -34,24 +34,29 @@ server and every acknowledged write is committed.
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import logging
 import os
 import signal
-import socket
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import FrameType
 from typing import Annotated, Any, Final
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from actors import __version__
+from actors._http_serve import (
+    STOP_SIGNALS,
+    ServeError,
+    close_quietly,
+    flush_std_streams,
+    install_handlers,
+    line_buffer_stdout,
+    serve_until_signal,
+)
 from actors.aio import AsyncMemorySystem
 from actors.errors import MemoryActorsError
 from actors.model import (
@@ -550,18 +555,18 @@ def serve_stdio(path: str | None, config: Config | None = None) -> None:
     """
     # While serving, the SDK points fd 1 at stderr; but a *buffered* print would be
     # flushed at exit onto the protocol stream and break the client.
-    _line_buffer_stdout()
+    line_buffer_stdout()
     system = MemorySystem.open(path, config=config)
     server = build_server(system)
     stopper = _StdioStopper(system)
-    previous = _install(dict.fromkeys(_STOP_SIGNALS, stopper.on_signal))
+    previous = install_handlers(dict.fromkeys(STOP_SIGNALS, stopper.on_signal))
     logger.info("serving %s over stdio", system.path)
     try:
         server.run("stdio")
         logger.info("stdin closed; shutting down")
     finally:
         stopper.close()
-        _install(previous)
+        install_handlers(previous)
 
 
 def serve_http(
@@ -572,97 +577,23 @@ def serve_http(
 ) -> None:
     """Serve streamable HTTP at ``http://host:port/mcp`` until SIGINT/SIGTERM; then close.
 
-    uvicorn owns the signals while it serves. When it has shut down it
-    restores the handlers it found and re-raises the signal it caught; with
-    the default SIGTERM disposition that would kill the process before the
-    system is closed, so a SIGTERM handler that unwinds is installed first.
+    Raises :class:`ServeError` if the port cannot be bound (the system is closed).
     """
-    import uvicorn
-
-    _line_buffer_stdout()
+    line_buffer_stdout()
     system = MemorySystem.open(path, config=config)
-    previous = _install({signal.SIGTERM: _unwind_on_sigterm})
-    sock: socket.socket | None = None
-    try:
-        # Bound here, not by uvicorn: its bind failure is a log line and sys.exit(3),
-        # which would read as our "not found" exit code.
-        sock = _listen(host, port)
-        port = sock.getsockname()[1]
-        server = build_server(system)
-        app = server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host)
-        uv = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=host,
-                port=port,
-                # Our logging config (stderr) applies; uvicorn's own would log access to stdout.
-                log_config=None,
-                access_log=logger.isEnabledFor(logging.DEBUG),
-                timeout_graceful_shutdown=HTTP_GRACEFUL_SHUTDOWN,
-            )
-        )
-        logger.info("serving %s at http://%s:%d%s", system.path, host, port, HTTP_PATH)
-        anyio.run(functools.partial(uv.serve, sockets=[sock]))
-    except (KeyboardInterrupt, _Terminated) as exc:
-        name = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
-        logger.info("%s; shutting down", name)
-    finally:
-        # A second SIGTERM must not cut the close short (it is bounded anyway).
-        _install({signal.SIGTERM: _ignore_while_closing})
-        if sock is not None:
-            sock.close()
-        _close_quietly(system)
-        _install(previous)
+    server = build_server(system)
 
+    def on_listening(bound: int) -> None:
+        logger.info("serving %s at http://%s:%d%s", system.path, host, bound, HTTP_PATH)
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-_Handler = Callable[[int, FrameType | None], Any] | int | None
-
-
-def _install(handlers: dict[signal.Signals, _Handler]) -> dict[signal.Signals, _Handler]:
-    """Install signal handlers; return the previous ones (none off the main thread)."""
-    previous: dict[signal.Signals, _Handler] = {}
-    for sig, handler in handlers.items():
-        if handler is None:  # a handler installed from C cannot be reinstalled from Python
-            continue
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:
-            # Only the main thread may set handlers; an embedding app that serves from
-            # another thread keeps its own and must close the system itself on signals.
-            logger.debug("not on the main thread: %s handler left alone", sig.name)
-    return previous
-
-
-class ServeError(Exception):
-    """The server could not start serving (e.g. the HTTP port is taken)."""
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        # As uvicorn does: a restart must not wait out TIME_WAIT on the old socket.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    return sock
-
-
-class _Terminated(SystemExit):
-    """SIGTERM under uvicorn: a SystemExit so asyncio and anyio unwind it promptly."""
-
-
-def _unwind_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated(0)
-
-
-def _ignore_while_closing(signum: int, frame: FrameType | None) -> None:
-    logger.warning("%s during shutdown; still closing", signal.Signals(signum).name)
+    serve_until_signal(
+        system,
+        host,
+        port,
+        lambda bound: server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host),
+        graceful_shutdown=HTTP_GRACEFUL_SHUTDOWN,
+        on_listening=on_listening,
+    )
 
 
 class _StdioStopper:
@@ -686,7 +617,7 @@ class _StdioStopper:
         if self.closing:
             return
         self.closing = True
-        _close_quietly(self.system)
+        close_quietly(self.system)
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -696,31 +627,5 @@ class _StdioStopper:
             return
         logger.info("%s; shutting down", name)
         self.close()
-        _flush_std_streams()
+        flush_std_streams()
         os._exit(0)
-
-
-def _close_quietly(system: MemorySystem) -> None:
-    try:
-        system.close()
-    except Exception:
-        # Cleanup failures are logged, not raised: the process is leaving anyway.
-        logger.exception("closing the memory system failed")
-    else:
-        logger.info("memory system closed")
-
-
-def _line_buffer_stdout() -> None:
-    reconfigure = getattr(sys.stdout, "reconfigure", None)
-    if reconfigure is not None:
-        reconfigure(line_buffering=True)
-
-
-def _flush_std_streams() -> None:
-    # Best effort, right before os._exit (which skips every flush).
-    for handler in logging.getLogger().handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()

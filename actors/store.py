@@ -50,6 +50,7 @@ from actors.messages import (
     GetMemory,
     ListMemories,
     Ping,
+    ReadDeadLetters,
     ReadEmbedBacklog,
     ReadLocalDigest,
     ReadSessionItems,
@@ -230,6 +231,9 @@ class StoreActor(ReplyingActor):
             case RetryDeadLetters():
                 self._flush_for_read()
                 return self._db.retry_dead()
+            case ReadDeadLetters(limit=limit):
+                self._flush_for_read()
+                return self._db.dead_letters(limit)
             # The EmbeddingActor's requests: reads of the committed file, and one
             # short transaction per batch of vectors (never in a store's batch).
             case ReadEmbedBacklog(model=model, after=after, limit=limit):

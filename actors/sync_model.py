@@ -12,6 +12,8 @@ import attrs
 from actors.wire import WireMemory
 
 __all__ = [
+    "DeadLetter",
+    "DeadLetters",
     "DigestRow",
     "OutboxEntry",
     "PushOutcome",
@@ -123,3 +125,31 @@ class SyncReport:
             return "local-only: no remote configured"
         text = f"{self.state}: {self.remote}"
         return f"{text} ({self.reason})" if self.reason else text
+
+
+@attrs.frozen
+class DeadLetter:
+    """A memory whose push the hub kept refusing: it waits for ``retry_dead_letters``."""
+
+    memory_id: str
+    #: The memory's namespace ('' if the row is gone, e.g. merged into another id since).
+    namespace: str
+    op: Literal["upsert", "delete"]
+    attempts: int
+    last_error: str | None
+    #: When the write was queued (Unix seconds).
+    enqueued_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class DeadLetters:
+    """The dead letters, oldest first (at most ``limit`` of them), and how many there are."""
+
+    letters: tuple[DeadLetter, ...]
+    total: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"letters": [letter.to_dict() for letter in self.letters], "total": self.total}

@@ -61,9 +61,11 @@ from actors.messages import (
     ListMemories,
     Migrate,
     PopSessionItem,
+    ReadDeadLetters,
     ReadSessionItems,
     RemoteRecall,
     Request,
+    RetagMemory,
     RetryDeadLetters,
     SearchMemories,
     Shutdown,
@@ -123,7 +125,7 @@ from actors.sharing import NowOwner, Sharing
 from actors.store import StoreActor, StoreConfig
 from actors.supervisor import ChildCell, ChildSpec, SupervisorActor
 from actors.sync import ClientFactory, SyncActor, default_client
-from actors.sync_model import RemoteConfig, SyncReport
+from actors.sync_model import DeadLetters, RemoteConfig, SyncReport
 from actors.wire import RemoteHit, WireMemory
 
 __all__ = ["DB_ENV_VAR", "SEMANTIC_ENV_VAR", "Config", "MemorySystem", "default_db_path"]
@@ -594,6 +596,24 @@ class MemorySystem:
         return self._run(self._prepare_forget(memory_id, timeout, namespace, key))
 
     @_shared
+    def set_tags(
+        self,
+        memory_id: str | None = None,
+        *,
+        tags: Iterable[str],
+        namespace: str | None = None,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> Memory:
+        """Replace the memory's tags (by id, or by key); answers the updated memory.
+
+        Unlike a store, which only adds tags, this also removes them; the
+        change syncs as a new version. :class:`MemoryNotFound` if unknown or
+        forgotten, :class:`InvalidMemory` for bad tags (nothing changed).
+        """
+        return self._run(self._prepare_set_tags(memory_id, tags, timeout, namespace, key))
+
+    @_shared
     def list(
         self,
         *,
@@ -643,6 +663,13 @@ class MemorySystem:
     def retry_dead_letters(self, *, timeout: float | None = None) -> int:
         """Put every dead letter back in the outbox; returns how many memories were requeued."""
         return self._run(self._prepare_retry_dead(timeout))
+
+    @_shared
+    def dead_letters(
+        self, *, limit: int | None = None, timeout: float | None = None
+    ) -> DeadLetters:
+        """The memories the hub kept refusing (oldest first, ``limit`` default 20), with why."""
+        return self._run(self._prepare_dead_letters(limit, timeout))
 
     # -- the session log: an ordered list of JSON items per agent session (local only)
 
@@ -880,6 +907,20 @@ class MemorySystem:
             "store", lambda reply: ForgetMemory(reply, canonical, label), timeout, nudge=True
         )
 
+    def _prepare_set_tags(
+        self,
+        memory_id: str | None,
+        tags: Iterable[str],
+        timeout: float | None,
+        namespace: str | None = None,
+        key: str | None = None,
+    ) -> _Call[Memory]:
+        canonical, _ = _address(memory_id, namespace, key)
+        tag_tuple = normalize_tags(tags)
+        return _Call(
+            "store", lambda reply: RetagMemory(reply, canonical, tag_tuple), timeout, nudge=True
+        )
+
     def _prepare_list(
         self,
         namespace: str | None,
@@ -969,6 +1010,10 @@ class MemorySystem:
             return self._run(call).to_dict()
         except (Unavailable, AskTimeout) as exc:
             return self._semantic_unknown(exc)
+
+    def _prepare_dead_letters(self, limit: int | None, timeout: float | None) -> _Call[DeadLetters]:
+        top = validate_limit(limit, default=20)
+        return _Call("store", lambda reply: ReadDeadLetters(reply, top), timeout)
 
     def _prepare_retry_dead(self, timeout: float | None) -> _Call[int]:
         return _Call("store", RetryDeadLetters, timeout, nudge=True)

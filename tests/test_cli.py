@@ -531,6 +531,7 @@ def test_version_and_help_are_available_everywhere() -> None:
         "serve",
         "status",
         "store",
+        "ui",
     ]
     for name in commands:
         assert re.search(rf"^  {name} ", top.stdout, re.MULTILINE), name

@@ -37,8 +37,9 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         # the client's actors; serving followers, following the owner
         "store sync recall embedding owner_service sharing",
         "system",  # MemorySystem
-        "aio",  # AsyncMemorySystem: the same verbs on an event loop
-        "server hub integrations",  # the MCP server; the reference hub; framework adapters
+        "aio _http_serve",  # AsyncMemorySystem; serving an ASGI app on a MemorySystem
+        # the MCP server; the dashboard; the reference hub; framework adapters
+        "server dashboard hub integrations",
         "sim bench",  # the deterministic runtime; the benchmarks
         "_cli_base install_model",  # exit codes, logging, the global options; install-model
         "cli",  # the command line

@@ -87,6 +87,17 @@ def test_a_failing_push_is_retried_then_dead_lettered_then_requeued(
             assert memory.sync_state == "sync_failed"
             assert memory.sync_error is not None
             assert memory.sync_error.startswith(error)
+        dead = system.dead_letters(limit=3)
+        assert dead.total == 5
+        assert [letter.memory_id for letter in dead.letters] == ids[:3]
+        for letter in dead.letters:
+            assert (letter.namespace, letter.op, letter.attempts) == (
+                "default",
+                "upsert",
+                MAX_ATTEMPTS,
+            )
+            assert letter.last_error is not None
+            assert letter.last_error.startswith(error)
         # A dead letter stays one until someone requeues it: full resyncs (every
         # 0.2 s here) find it missing on the hub, but leave it alone.
         resyncs: set[float | None] = set()
@@ -102,6 +113,7 @@ def test_a_failing_push_is_retried_then_dead_lettered_then_requeued(
 
         proxy.fault = "pass"
         assert system.retry_dead_letters() == 5
+        assert system.dead_letters().letters == ()
         wait_until(
             lambda: system.count().outbox_pending == 0 and system.count().dead_letters == 0,
             "the requeued memories pushed",
