@@ -15,7 +15,10 @@ had called the owner's facade itself.
 ``VERBS`` is the whole vocabulary; ``SAFE_TO_REPEAT`` the verbs a follower
 may send again to the next owner when the first owner died before answering
 (reads, forgets, and stores: a store by content finds its own earlier write
-as a duplicate, a keyed store writes the same content under the same id).
+as a duplicate, a keyed store writes the same content under the same id;
+an import batch merges by id and version, so applied twice it changes
+nothing the second time, only its counts say "unchanged"; a backup is
+made afresh).
 """
 
 from __future__ import annotations
@@ -37,19 +40,23 @@ from actors.model import (
     RecallResult,
     StoreReceipt,
 )
+from actors.portable import ImportCounts
 from actors.sync_model import SyncReport
 
 __all__ = [
     "SAFE_TO_REPEAT",
     "VERBS",
     "decode_error",
+    "decode_record",
     "decode_result",
     "encode_error",
     "encode_result",
 ]
 
-#: verb → the type of its answer (None: a plain JSON value).
-VERBS: Final[Mapping[str, type | None]] = {
+#: verb → the type of its answer (None: a plain JSON value). The verbs named with
+#: an underscore are the steps of the facade's export, import and backup: a
+#: follower sends them, its callers never see them.
+VERBS: Final[Mapping[str, Any]] = {
     "store": StoreReceipt,
     "recall": RecallResult,
     "get": Memory,
@@ -64,6 +71,10 @@ VERBS: Final[Mapping[str, type | None]] = {
     "session_pop": None,
     "session_clear": None,
     "status": None,
+    "_export_page": tuple[Memory, ...],
+    "_import_batch": ImportCounts,
+    # A BackupReport: its module sits above this one, so the facade decodes it.
+    "_backup_to": None,
 }
 
 #: Verbs a follower repeats with the next owner if the first died mid-request.
@@ -80,6 +91,9 @@ SAFE_TO_REPEAT: Final = frozenset(
         "sync_report",
         "semantic_report",
         "status",
+        "_export_page",
+        "_import_batch",
+        "_backup_to",
     }
 )
 
@@ -109,6 +123,11 @@ def _structure(kind: Any, data: Any) -> Any:
         hints = typing.get_type_hints(kind)
         return kind(**{f.name: _structure(hints[f.name], data[f.name]) for f in attrs.fields(kind)})
     return data
+
+
+def decode_record(kind: Any, data: Any) -> Any:
+    """``data`` (an answer's JSON) as the record type ``kind``."""
+    return _structure(kind, data)
 
 
 def encode_result(verb: str, value: Any) -> Any:
