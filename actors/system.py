@@ -367,6 +367,9 @@ class MemorySystem:
         if remote is not None:
             factory = config.hub_client or default_client
 
+            # Starting actors with sharing on means owning the file (or taking it over).
+            owner = self._sharing is not None and self._sharing.role.name != "direct"
+
             def spawn_sync(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
                 return rt.spawn(
                     SyncActor,
@@ -375,6 +378,7 @@ class MemorySystem:
                     cells["store"],
                     client_factory=factory,
                     supervisor=supervisor,
+                    owner=owner,
                 )
 
             if config.sync:
