@@ -703,7 +703,9 @@ class MemorySystem:
         (all of them), ``since`` (updated at or after: a Unix time or an ISO
         8601 date), tombstones with ``include_deleted``. Read a page at a time
         through the StoreActor; a path is written to a scratch file renamed
-        into place at the end, so it never holds half an export.
+        into place at the end, so it never holds half an export. A follower
+        asks the file's owner for each page (at most 4 MiB of lines) and
+        writes the file itself.
         """
         filters = ExportFilters.build(
             namespace_prefix=namespace_prefix,
@@ -746,7 +748,9 @@ class MemorySystem:
         a local write. A bad line raises :class:`~actors.errors.InvalidImport`
         (its number, why, and the report of the lines committed before it);
         with ``skip_invalid`` it is skipped and listed in the report instead.
-        ``progress`` hears the report after each committed batch.
+        ``progress`` hears the report after each committed batch. A follower
+        reads and checks the lines itself and sends each batch to the file's
+        owner (in parts of at most 4 MiB), whose StoreActor commits it.
         """
         size = validate_limit(batch_size, default=IMPORT_BATCH, maximum=_MAX_IMPORT_BATCH)
         wait = self.config.ask_timeout if timeout is None else timeout
@@ -774,7 +778,8 @@ class MemorySystem:
         read snapshot (other processes keep writing meanwhile), into a
         scratch file next to ``path``; the copy must pass ``PRAGMA
         integrity_check`` before it replaces ``path``. The report says how
-        many memories it holds.
+        many memories it holds. On a follower the file's owner makes the copy,
+        at ``path`` made absolute here.
         """
         # Absolute here: on a follower the owner makes the copy, from its own directory.
         return self._backup_to(
