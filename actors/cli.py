@@ -247,18 +247,16 @@ _tag_filter = click.option(
 
 
 @contextmanager
-def _memory(
-    ctx: click.Context, *, sync: bool = False, direct: bool = False
-) -> Iterator[MemorySystem]:
-    """The file, opened for one command.
+def _memory(ctx: click.Context, *, sync: bool = False) -> Iterator[MemorySystem]:
+    """The file, opened for one command: through its owner when another process owns it.
 
-    ``direct``: with this process's own actors even while another process owns
-    the file (a sync check, export, import and backup run here, not through
-    the owner), as every process did before files had owners.
+    ``sync``: with this process's own actors (and SyncActor) whatever other
+    processes do, as every process did before files had owners; it takes the
+    sync lease like any direct process.
     """
     settings: Settings = ctx.find_object(Settings) or Settings(None, False, "FULL")
     config = settings.config(sync=sync)
-    if direct or sync:
+    if sync:
         config = attrs.evolve(config, sharing="direct")
     with MemorySystem.open(settings.db, config=config) as system:
         yield system
@@ -799,7 +797,7 @@ def export(
     to_stdout = path == "-"
     destination: Any = sys.stdout.buffer if to_stdout else path
     try:
-        with _memory(ctx, direct=True) as system:
+        with _memory(ctx) as system:
             report = system.export_memories(
                 destination,
                 namespace_prefix=namespace_prefix,
@@ -847,7 +845,7 @@ def import_(ctx: click.Context, path: str, skip_invalid: bool, as_json: bool) ->
     source: Any = sys.stdin.buffer if path == "-" else path
     try:
         with (
-            _memory(ctx, direct=True) as system,
+            _memory(ctx) as system,
             _import_progress(path, quiet=as_json) as progress,
         ):
             report = system.import_memories(source, skip_invalid=skip_invalid, progress=progress)
@@ -903,7 +901,7 @@ def backup(ctx: click.Context, path: str, as_json: bool) -> None:
     SQLite's online backup, run by the store from one read snapshot; the copy
     must pass PRAGMA integrity_check before it replaces PATH.
     """
-    with _memory(ctx, direct=True) as system:
+    with _memory(ctx) as system:
         report = system.backup(path)
     if as_json:
         _print_json(report.to_dict())

@@ -83,7 +83,14 @@ from actors.model import (
     namespace_prefix_range,
 )
 from actors.portable import ImportCounts
-from actors.sync_model import DeadLetter, DeadLetters, DigestRow, OutboxEntry, PushOutcome
+from actors.sync_model import (
+    OWNER_HOLDER,
+    DeadLetter,
+    DeadLetters,
+    DigestRow,
+    OutboxEntry,
+    PushOutcome,
+)
 from actors.wire import WireMemory
 
 __all__ = ["DatabaseError", "LocalDatabase"]
@@ -1096,7 +1103,10 @@ class LocalDatabase:
             # A lease ending further ahead than one ttl was written before this
             # machine's monotonic clock restarted (a reboot): it is stale.
             live = now < expires <= now + 2 * ttl
-            if current not in (None, holder) and live:
+            # An owner takes over a previous owner's lease at once: owners never
+            # overlap (the kernel's lock decides), so that one is gone.
+            succeeding = holder.startswith(OWNER_HOLDER) and str(current).startswith(OWNER_HOLDER)
+            if current not in (None, holder) and live and not succeeding:
                 return False, str(current), expires
             expires = now + ttl
             self.conn.executemany(

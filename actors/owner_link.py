@@ -257,8 +257,16 @@ class LinkClient:
     repeat. A broken client stays broken: make a new one for the next owner.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, connect_timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        connect_timeout: float = 1.0,
+        on_broken: Callable[[], None] | None = None,
+    ) -> None:
         self.path = Path(path)
+        #: Called (on the reader thread) once the link breaks or the owner says it is closing.
+        self._on_broken = on_broken
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(connect_timeout)
         try:
@@ -319,6 +327,7 @@ class LinkClient:
                     break
                 if message.get(CLOSING):
                     self._not_begun()
+                    self._tell_broken()
                     continue
                 with self._lock:
                     future = self._pending.pop(message["id"], None)
@@ -329,6 +338,11 @@ class LinkClient:
         self._fail(reason)
         # A broken link is never used again (the next owner gets a new client).
         self._sock.close()
+        self._tell_broken()
+
+    def _tell_broken(self) -> None:
+        if self._on_broken is not None:
+            self._on_broken()
 
     def _not_begun(self) -> None:
         """The owner closed cleanly: what it did not answer, it never began."""
@@ -356,8 +370,14 @@ class LinkClient:
 class OwnerProxy:
     """A follower's facade calls, answered by the owner; the records and errors are the owner's."""
 
-    def __init__(self, socket_path: str | Path, *, default_timeout: float) -> None:
-        self._client = LinkClient(socket_path)
+    def __init__(
+        self,
+        socket_path: str | Path,
+        *,
+        default_timeout: float,
+        on_broken: Callable[[], None] | None = None,
+    ) -> None:
+        self._client = LinkClient(socket_path, on_broken=on_broken)
         self._default_timeout = default_timeout
 
     def __repr__(self) -> str:

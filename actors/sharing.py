@@ -79,6 +79,9 @@ class Sharing:
         self._parked: list[_Parked] = []
         self._take_over: Callable[[], None] | None = None
         self._stop = threading.Event()
+        #: Set when the watcher has something to look at now: the link to the owner
+        #: broke, a call was parked, or this process is closing.
+        self._wake = threading.Event()
         self._watcher: threading.Thread | None = None
 
     def __repr__(self) -> str:
@@ -188,6 +191,7 @@ class Sharing:
             proxy = self._proxy
             if proxy is None or proxy.broken:
                 self._parked.append(call)
+                self._wake.set()
                 return
         inner = proxy.submit(call.verb, call.args)
         inner.add_done_callback(lambda done: self._settle(call, done))
@@ -211,11 +215,12 @@ class Sharing:
     def _park(self, call: _Parked) -> None:
         with self._mutex:
             self._parked.append(call)
+        self._wake.set()
 
     def _connect(self, info: OwnerInfo) -> bool:
         """Connect to the owner ``info`` names; whether that worked."""
         try:
-            proxy = OwnerProxy(info.socket, default_timeout=0)
+            proxy = OwnerProxy(info.socket, default_timeout=0, on_broken=self._wake.set)
         except OSError:
             return False  # not listening yet, or gone already
         with self._mutex:
@@ -225,8 +230,15 @@ class Sharing:
         return True
 
     def _watch(self) -> None:
+        """Look again at once when woken (see ``_wake``), else every :data:`POLL` seconds:
+        a dying owner's lock may be released a moment after its socket closed."""
         assert self._lock is not None
-        while not self._stop.wait(POLL):
+        while True:
+            self._wake.wait(POLL)
+            # Cleared before looking: a wake during the look makes the next wait return.
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             if self._lock.try_claim():
                 self._become_owner()
                 return
@@ -284,6 +296,7 @@ class Sharing:
     def close(self) -> None:
         """Stop watching and serving, close the link. The lock is released by :meth:`release`."""
         self._stop.set()
+        self._wake.set()
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(10)
         with self._mutex:

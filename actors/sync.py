@@ -10,6 +10,10 @@ Lifecycle, all driven by timer messages on the runtime clock:
 - ``LeaseTick``: take or renew the file's sync lease; only the holder syncs,
   so several processes on one file push each memory once. A holder that
   dies stops renewing, and another process takes over when the lease expires.
+  With sharing (:mod:`actors.sharing`) only the file's owner process runs a
+  SyncActor, and its right to sync is that ownership: it takes over a
+  previous owner's lease at once (:data:`~actors.sync_model.OWNER_HOLDER`).
+  The lease still keeps direct-mode processes on the same file out.
 - ``AuthRecheck``: check the key before syncing; a 401/403 from any call
   stops syncing (stores keep succeeding locally), reports the hub's reason,
   and re-checks on a backoff until the key works again.
@@ -69,6 +73,7 @@ from actors.remote import HubClient
 from actors.runtime import Runtime
 from actors.supervisor import ChildCell, tell_child
 from actors.sync_model import (
+    OWNER_HOLDER,
     DigestRow,
     OutboxEntry,
     PushOutcome,
@@ -104,13 +109,15 @@ class SyncActor(ReplyingActor):
         *,
         client_factory: ClientFactory = default_client,
         supervisor: pykka.ActorRef[Any] | None = None,
+        owner: bool = False,
     ) -> None:
+        """``owner``: this process owns the file (see :data:`OWNER_HOLDER`)."""
         super().__init__(runtime, name="sync", supervisor=supervisor)
         self.remote = remote
         self.store = store
         self.client_factory = client_factory
         self.client: HubClient | None = None
-        self.holder = runtime.new_id()
+        self.holder = (OWNER_HOLDER if owner else "") + runtime.new_id()
         self.phase: SyncPhase = "starting"
         self.reason = "waiting for the sync lease"
         self.lease = False

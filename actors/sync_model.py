@@ -5,13 +5,14 @@ Pure values: no I/O. The hub's wire shapes live in :mod:`actors.wire`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import attrs
 
 from actors.wire import WireMemory
 
 __all__ = [
+    "OWNER_HOLDER",
     "DeadLetter",
     "DeadLetters",
     "DigestRow",
@@ -21,6 +22,15 @@ __all__ = [
     "SyncPhase",
     "SyncReport",
 ]
+
+
+#: How the SyncActor of a file's owner process names itself in the sync lease
+#: (``owner:<id>``). Its right to sync is the file's ownership (one owner at a
+#: time, decided by the kernel: :mod:`actors.ownership`), so a lease another
+#: owner holds is a previous owner's, dead or gone: the new owner takes it at
+#: once rather than waiting for it to expire. Direct processes keep the lease
+#: as it was (they wait for any live holder, an owner included).
+OWNER_HOLDER: Final = "owner:"
 
 
 @attrs.frozen

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,6 +30,7 @@ import platformdirs
 import pykka
 
 from actors._ask import ask, send, stop, wait_alive
+from actors._shapes import ShapeError
 from actors._sqlite import Connect, Synchronous
 from actors.backup import (
     BACKUP_STEP_PAGES,
@@ -102,6 +104,7 @@ from actors.model import (
 )
 from actors.model_package import INSTALL_HINT, minilm_available
 from actors.owner_link import Message, OwnerProxy
+from actors.owner_protocol import decode_record
 from actors.portable import (
     EXPORT_PAGE,
     IMPORT_BATCH,
@@ -109,6 +112,7 @@ from actors.portable import (
     ExportReport,
     ImportCounts,
     ImportReport,
+    memory_line,
     run_export,
     run_import,
 )
@@ -133,6 +137,7 @@ __all__ = ["DB_ENV_VAR", "SEMANTIC_ENV_VAR", "Config", "MemorySystem", "default_
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
+T = TypeVar("T")
 P = ParamSpec("P")
 
 #: Environment variable that names the database file.
@@ -364,6 +369,9 @@ class MemorySystem:
         if remote is not None:
             factory = config.hub_client or default_client
 
+            # Starting actors with sharing on means owning the file (or taking it over).
+            owner = self._sharing is not None and self._sharing.role.name != "direct"
+
             def spawn_sync(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
                 return rt.spawn(
                     SyncActor,
@@ -372,6 +380,7 @@ class MemorySystem:
                     cells["store"],
                     client_factory=factory,
                     supervisor=supervisor,
+                    owner=owner,
                 )
 
             if config.sync:
@@ -721,7 +730,9 @@ class MemorySystem:
         (all of them), ``since`` (updated at or after: a Unix time or an ISO
         8601 date), tombstones with ``include_deleted``. Read a page at a time
         through the StoreActor; a path is written to a scratch file renamed
-        into place at the end, so it never holds half an export.
+        into place at the end, so it never holds half an export. A follower
+        asks the file's owner for each page (at most 4 MiB of lines) and
+        writes the file itself.
         """
         filters = ExportFilters.build(
             namespace_prefix=namespace_prefix,
@@ -731,20 +742,16 @@ class MemorySystem:
         )
 
         def fetch(after: str | None) -> Sequence[Memory]:
-            return self._run(
-                _Call(
-                    "store",
-                    lambda reply: ExportPage(
-                        reply,
-                        after,
-                        EXPORT_PAGE,
-                        filters.namespace_prefix,
-                        filters.tags,
-                        filters.since,
-                        filters.include_deleted,
-                    ),
-                    timeout,
-                )
+            # Through the owner: pages cut to a byte budget, so a frame stays small.
+            budget = _FORWARDED_BYTES if self._following() else None
+            return self._export_page(
+                after,
+                namespace_prefix=filters.namespace_prefix,
+                tags=filters.tags,
+                since=filters.since,
+                include_deleted=filters.include_deleted,
+                max_bytes=budget,
+                timeout=timeout,
             )
 
         with _binary_output(destination) as out:
@@ -768,23 +775,17 @@ class MemorySystem:
         a local write. A bad line raises :class:`~actors.errors.InvalidImport`
         (its number, why, and the report of the lines committed before it);
         with ``skip_invalid`` it is skipped and listed in the report instead.
-        ``progress`` hears the report after each committed batch.
+        ``progress`` hears the report after each committed batch. A follower
+        reads and checks the lines itself and sends each batch to the file's
+        owner (in parts of at most 4 MiB), whose StoreActor commits it.
         """
         size = validate_limit(batch_size, default=IMPORT_BATCH, maximum=_MAX_IMPORT_BATCH)
         wait = self.config.ask_timeout if timeout is None else timeout
 
         def send(batch: tuple[WireMemory, ...]) -> Callable[[], ImportCounts]:
-            ref = self._ready("store")
-            future: pykka.Future[ImportCounts] = self._send(
-                "store", lambda reply: ImportMemories(reply, batch), self.runtime.new_future()
-            )
-
-            def answer() -> ImportCounts:
-                counts = wait_alive(self.runtime, future, ref, wait, "the store actor")
-                self._nudge_sync()
-                return counts
-
-            return answer
+            if self._following():
+                return self._import_through_owner(batch, wait)
+            return self._import_here(batch, wait)
 
         with _binary_input(source) as stream:
             return run_import(
@@ -804,13 +805,107 @@ class MemorySystem:
         read snapshot (other processes keep writing meanwhile), into a
         scratch file next to ``path``; the copy must pass ``PRAGMA
         integrity_check`` before it replaces ``path``. The report says how
-        many memories it holds.
+        many memories it holds. On a follower the file's owner makes the copy,
+        at ``path`` made absolute here.
         """
-        target = os.path.abspath(os.fspath(path))
+        # Absolute here: on a follower the owner makes the copy, from its own directory.
+        return self._backup_to(
+            os.path.abspath(os.fspath(path)), pages_per_step=pages_per_step, timeout=timeout
+        )
+
+    # -- the steps of export, import and backup, which a follower asks of the owner ------
+
+    @_shared
+    def _export_page(
+        self,
+        after: str | None,
+        *,
+        namespace_prefix: str | None,
+        tags: Iterable[str],
+        since: float | None,
+        include_deleted: bool,
+        max_bytes: int | None = None,
+        timeout: float | None = None,
+    ) -> tuple[Memory, ...]:
+        """The export's next page after ``after``; with ``max_bytes``, only as many
+        memories as fit in that many bytes of export lines (one at least)."""
+        wanted = tuple(tags)
+        page = self._run(
+            _Call(
+                "store",
+                lambda reply: ExportPage(
+                    reply, after, EXPORT_PAGE, namespace_prefix, wanted, since, include_deleted
+                ),
+                timeout,
+            )
+        )
+        if max_bytes is None:
+            return page
+        return _within_bytes(page, max_bytes, lambda memory: len(memory_line(memory)))
+
+    def _import_here(
+        self, batch: tuple[WireMemory, ...], wait: float
+    ) -> Callable[[], ImportCounts]:
+        """Send an import batch to this process's StoreActor; a callable waits for its counts."""
+        ref = self._ready("store")
+        future: pykka.Future[ImportCounts] = self._send(
+            "store", lambda reply: ImportMemories(reply, batch), self.runtime.new_future()
+        )
+
+        def answer() -> ImportCounts:
+            counts = wait_alive(self.runtime, future, ref, wait, "the store actor")
+            self._nudge_sync()
+            return counts
+
+        return answer
+
+    def _import_through_owner(
+        self, batch: tuple[WireMemory, ...], wait: float
+    ) -> Callable[[], ImportCounts]:
+        """Send an import batch to the owner, in parts that keep each frame small, one
+        part in flight at a time (so the file sees the lines in order)."""
+        parts = _within_parts(batch, _FORWARDED_BYTES, lambda m: _json_bytes(m.to_json()))
+
+        def send(part: tuple[WireMemory, ...]) -> Callable[[], Any]:
+            memories = [m.to_json() for m in part]
+            return self._forward_later("_import_batch", {"memories": memories, "timeout": wait})
+
+        first = send(parts[0])
+
+        def answer() -> ImportCounts:
+            total = ImportCounts()
+            for number, part in enumerate(parts):
+                try:
+                    counts = (first if number == 0 else send(part))()
+                except NowOwner:  # this process took the file over: its own store applies it
+                    counts = self._import_here(part, wait)()
+                total = _added(total, counts)
+            return total
+
+        return answer
+
+    def _import_batch(
+        self, memories: Sequence[Mapping[str, Any]], *, timeout: float | None = None
+    ) -> ImportCounts:
+        """The owner's end of a follower's import batch (export lines as JSON objects)."""
+        try:
+            batch = tuple(WireMemory.parse(m, f"memories[{n}]") for n, m in enumerate(memories))
+        except ShapeError as exc:
+            # The follower checked every line: this is its bug, told as such.
+            raise InvalidMemory(f"a follower's import batch: {exc}") from None
+        wait = self.config.ask_timeout if timeout is None else timeout
+        return self._import_here(batch, wait)()
+
+    @_shared
+    def _backup_to(self, target: str, *, pages_per_step: int, timeout: float) -> BackupReport:
+        """:meth:`backup` to the absolute path ``target``, run by the file's owner."""
+        if not os.path.isabs(target):
+            raise InvalidMemory(f"{target} is not an absolute path; name the backup file fully")
         if os.path.exists(target) and os.path.samefile(target, self.path):
             raise InvalidMemory(f"{target} is the database itself; back it up to another path")
         if os.path.isdir(target):
             raise InvalidMemory(f"{target} is a directory; name the backup file")
+        self._check_open()  # before touching any file
         scratch = scratch_path(target, "partial")
         remove_quietly(scratch)
         start = self.runtime.monotonic()
@@ -1121,19 +1216,34 @@ class MemorySystem:
                 f"{self.config.max_in_flight} requests already in flight; retry shortly"
             )
         try:
-            future, wait = self._forward(verb, arguments, budget)
+            answer = self._forward_later(verb, arguments, budget)()
+        finally:
+            self._gate.release()
+        return self._as_follower(verb, answer)
+
+    def _forward_later(
+        self, verb: str, arguments: dict[str, Any], budget: float | None = None
+    ) -> Callable[[], Any]:
+        """Send a follower's call now; the callable waits for the owner's answer and
+        returns it (or raises its error, or :class:`NowOwner`)."""
+        future, wait = self._forward(verb, arguments, budget)
+
+        def answer() -> Any:
             try:
                 message = future.result(wait)
             except FutureTimeout:
                 raise self._owner_late(verb, wait) from None
-        finally:
-            self._gate.release()
-        return self._as_follower(verb, OwnerProxy.answer(verb, message))
+            return OwnerProxy.answer(verb, message)
+
+        return answer
 
     def _as_follower(self, verb: str, answer: Any) -> Any:
         """The owner's answer, told from this process: ``count`` names this one's part."""
         if verb == "count":
             return attrs.evolve(answer, sharing=self._sharing_summary())
+        if verb == "_backup_to":
+            # Its record lives above the protocol's layer, so the protocol hands it over as JSON.
+            return decode_record(BackupReport, answer)
         return answer
 
     def _forward(
@@ -1203,13 +1313,13 @@ class MemorySystem:
     def _ready(self, child: str) -> pykka.ActorRef[Any]:
         """The child's ref while it serves requests; ``Unavailable`` saying why otherwise."""
         if child not in self._cells and self._following():
-            # Export, import and backup talk to the store page by page; they do not
-            # cross to the owner yet.
+            # Every verb crosses to the owner before it gets here: a new one that does
+            # not is a bug, told as such rather than as a KeyError.
             raise Unavailable(
                 f"this process follows the owner of {self.path} (pid "
                 f"{self._sharing_state().get('owner_pid')}), which runs the {child} actor; "
-                "this call runs only with the file's own actors: open the MemorySystem "
-                "with Config(sharing='direct'), as the CLI's export, import and backup do"
+                "this call does not cross to the owner: open the MemorySystem with "
+                "Config(sharing='direct') to run it here"
             )
         cell = self._cells[child]
         if cell.ref is None or cell.status != ChildCell.READY:
@@ -1222,6 +1332,44 @@ class MemorySystem:
 
 #: Memories per import transaction at most: a batch is held in memory whole.
 _MAX_IMPORT_BATCH = 20_000
+#: Bytes of memories one export page or import part carries between processes at
+#: most (at least one memory): frames stay far below the link's limits.
+_FORWARDED_BYTES = 4 << 20
+
+
+def _within_bytes(items: Sequence[T], budget: int, size: Callable[[T], int]) -> tuple[T, ...]:
+    """The longest prefix of ``items`` within ``budget`` bytes, one item at least."""
+    kept: list[T] = []
+    used = 0
+    for item in items:
+        used += size(item)
+        if kept and used > budget:
+            break
+        kept.append(item)
+    return tuple(kept)
+
+
+def _within_parts(items: Sequence[T], budget: int, size: Callable[[T], int]) -> list[tuple[T, ...]]:
+    """``items`` cut in order into parts of at most ``budget`` bytes (one item at least)."""
+    parts: list[tuple[T, ...]] = []
+    rest = tuple(items)
+    while rest:
+        part = _within_bytes(rest, budget, size)
+        parts.append(part)
+        rest = rest[len(part) :]
+    return parts
+
+
+def _json_bytes(data: Mapping[str, Any]) -> int:
+    return len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def _added(one: ImportCounts, other: ImportCounts) -> ImportCounts:
+    return ImportCounts(
+        inserted=one.inserted + other.inserted,
+        updated=one.updated + other.updated,
+        unchanged=one.unchanged + other.unchanged,
+    )
 
 
 @contextlib.contextmanager

@@ -185,15 +185,111 @@ def _handover(db: Path, followers: int, rounds: int) -> list[float]:
     return times
 
 
+def _timed_calls(
+    system: MemorySystem, verb: str, label: str, probe: str, calls: int
+) -> list[float]:
+    """Seconds each of ``calls`` one-at-a-time ``get`` (of ``probe``) or ``store`` took."""
+    took = []
+    for n in range(calls):
+        began = time.perf_counter()
+        if verb == "get":
+            system.get(probe)
+        else:
+            system.store(f"{label} memory {n}", namespace="overhead")
+        took.append(time.perf_counter() - began)
+    return took
+
+
+def _overhead_follower(db: str, probe: str) -> None:
+    """The follower's side of ``_follower_overhead``: a block of calls per stdin line."""
+    import json
+
+    with MemorySystem.open(db) as system:
+        assert system.status()["sharing"]["role"] == "follower"
+        print("ready", flush=True)
+        for line in sys.stdin:
+            verb, label, calls = line.split()
+            print(json.dumps(_timed_calls(system, verb, label, probe, int(calls))), flush=True)
+
+
+#: Calls per block; owner and follower take turns, block by block.
+_OVERHEAD_BLOCK = 50
+
+
+def _follower_overhead(db: Path, calls: int) -> dict[str, tuple[float, float]]:
+    """p50 ms of ``get`` and ``store`` called one at a time by the owner and by a follower.
+
+    They take turns in blocks (never both at once), so that both see the
+    same host: on a shared machine the disk's and the scheduler's moods
+    change from second to second. ``synchronous=NORMAL`` (no fsync per
+    commit in WAL mode) keeps the disk out of a figure that is about the
+    crossing: the follower's link, the owner's service, and back.
+    """
+    import json
+    import subprocess
+
+    took: dict[tuple[str, str], list[float]] = {}
+    with MemorySystem.open(db, config=Config(synchronous="NORMAL")) as system:
+        probe = system.store("the memory every get reads", namespace="overhead").id
+        follower = subprocess.Popen(
+            [sys.executable, __file__, "--overhead-follower", str(db), probe],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert follower.stdin is not None
+        assert follower.stdout is not None
+        assert follower.stdout.readline().strip() == "ready"
+        for block in range(max(1, calls // _OVERHEAD_BLOCK)):
+            for verb in ("get", "store"):
+                took.setdefault((verb, "owner"), []).extend(
+                    _timed_calls(system, verb, f"owner-{block}", probe, _OVERHEAD_BLOCK)
+                )
+                follower.stdin.write(f"{verb} follower-{block} {_OVERHEAD_BLOCK}\n")
+                follower.stdin.flush()
+                took.setdefault((verb, "follower"), []).extend(
+                    json.loads(follower.stdout.readline())
+                )
+        follower.stdin.close()
+        follower.wait(timeout=60)
+    return {
+        verb: (
+            statistics.median(took[verb, "owner"]) * 1000,
+            statistics.median(took[verb, "follower"]) * 1000,
+        )
+        for verb in ("get", "store")
+    }
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--overhead-follower"]:
+        _overhead_follower(*sys.argv[2:4])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", default="1,4,8", help="comma-separated process counts")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--in-flight", type=int, default=8, help="calls outstanding per process")
     parser.add_argument("--handover-rounds", type=int, default=5)
     parser.add_argument("--designs", default="direct,shared", help="direct, shared or both")
+    parser.add_argument(
+        "--overhead-calls",
+        type=int,
+        default=2000,
+        help="calls per verb measuring what a follower adds to p50 (0: skip)",
+    )
+    parser.add_argument("--only-overhead", action="store_true", help="measure only that")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; synchronous=FULL")
+    if args.overhead_calls:
+        with tempfile.TemporaryDirectory() as tmp:
+            overhead = _follower_overhead(Path(tmp) / "memory.db", args.overhead_calls)
+        for verb, (by_owner, by_follower) in overhead.items():
+            print(
+                f"{verb} one at a time (synchronous=NORMAL), p50: owner {by_owner:.3f} ms, "
+                f"follower {by_follower:.3f} ms (+{by_follower - by_owner:.3f} ms)"
+            )
+        if args.only_overhead:
+            return
     columns = ("stores/s", 10), ("p50 ms", 9), ("p99 ms", 9), ("errors", 8)
     print(f"{'design':<8}{'procs':>6}{'mode':>12}" + "".join(f"{c:>{w}}" for c, w in columns))
     for processes in (int(p) for p in args.processes.split(",")):

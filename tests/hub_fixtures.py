@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -543,6 +543,27 @@ def start_worker(command: str, plan: Mapping[str, Any], plan_path: Path) -> subp
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def stop_workers(stop: Path, procs: Iterable[subprocess.Popen[str]], deadline: float) -> None:
+    """Tell ``sync-serve`` workers to stop (the ``stop`` file) and wait for each, bounded."""
+    stop.touch()
+    for proc in procs:
+        try:
+            proc.communicate(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate(timeout=5)
+            raise
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    """The last status a ``sync-serve`` worker wrote (None before its first)."""
+    try:
+        status: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return status
 
 
 def worker_result(proc: subprocess.Popen[str], deadline: float = 60.0) -> dict[str, Any]:

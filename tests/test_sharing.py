@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from actors import AsyncMemorySystem, Config, MemorySystem
-from actors.errors import InvalidMemory, MemoryNotFound, OwnerGone, Unavailable
+from actors.errors import InvalidMemory, MemoryNotFound, OwnerGone
 from actors.ownership import read_owner
 
 _SERVE = """
@@ -327,18 +327,3 @@ def test_the_owner_killed_again_and_again_under_load_from_eight_processes(tmp_pa
     assert len(set(rows.values())) == len(rows), "no content stored twice"
     millis = [round(h * 1000) for h in handovers]
     print(f"handover after kill -9 (to the next owner published): {millis} ms")
-
-
-def test_export_import_and_backup_on_a_follower_say_how_to_run_them(
-    owner_process: tuple[Path, _Process], tmp_path: Path
-) -> None:
-    # They talk to the store page by page and do not cross to the owner yet.
-    db, _ = owner_process
-    with MemorySystem.open(db) as follower:
-        with pytest.raises(Unavailable, match=r"Config\(sharing='direct'\)"):
-            follower.backup(tmp_path / "copy.db")
-        with pytest.raises(Unavailable, match="follows the owner"):
-            follower.export_memories(tmp_path / "out.jsonl")
-    with MemorySystem.open(db, config=Config(sharing="direct")) as direct:
-        direct.store("kept")
-        assert direct.backup(tmp_path / "copy.db").facts.memories == 1

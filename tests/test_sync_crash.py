@@ -7,7 +7,6 @@ file takes the sync over within about the lease's time.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -25,7 +24,9 @@ from hub_fixtures import (
     fast_remote,
     hub_live_without_duplicates,
     local_outbox,
+    read_status,
     start_worker,
+    stop_workers,
     wait_until,
     worker_result,
 )
@@ -136,13 +137,6 @@ def test_the_hub_killed_mid_push_and_mid_pull_loses_and_duplicates_nothing(
             assert client.count().total == WRITES + 1
 
 
-def _status(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def test_one_process_per_file_syncs_and_another_takes_over_when_it_dies(
     hub: HubProcess, tmp_path: Path
 ) -> None:
@@ -167,7 +161,7 @@ def test_one_process_per_file_syncs_and_another_takes_over_when_it_dies(
     statuses = {name: tmp_path / f"{name}.status" for name in names}
 
     def roles() -> tuple[str, str] | None:
-        seen = {name: _status(path) for name, path in statuses.items()}
+        seen = {name: read_status(path) for name, path in statuses.items()}
         if any(s is None for s in seen.values()):
             return None
         holders = [n for n, s in seen.items() if s and s["lease_holder"]]
@@ -181,7 +175,7 @@ def test_one_process_per_file_syncs_and_another_takes_over_when_it_dies(
             holder, survivor = wait_until(roles, "one holder and one standby", deadline=30)
             # The holder pushes the file's outbox, including what the standby stored.
             wait_until(lambda: client.count().total == 10, "both processes' memories on the hub")
-            assert _status(statuses[survivor])["pushed"] == 0
+            assert read_status(statuses[survivor])["pushed"] == 0
 
             procs[holder].send_signal(signal.SIGKILL)
             procs[holder].communicate(timeout=5)
@@ -194,7 +188,7 @@ def test_one_process_per_file_syncs_and_another_takes_over_when_it_dies(
                 text=True,
             )
             took_over = wait_until(
-                lambda: (s := _status(statuses[survivor])) and s["lease_holder"] and s,
+                lambda: (s := read_status(statuses[survivor])) and s["lease_holder"] and s,
                 "the survivor took the lease",
                 deadline=10,
             )
@@ -207,22 +201,15 @@ def test_one_process_per_file_syncs_and_another_takes_over_when_it_dies(
             wait_until(
                 lambda: client.count().total == 30,
                 "what was pending pushed by the new holder",
-                describe=lambda: (client.count(), _status(statuses[survivor])),
+                describe=lambda: (client.count(), read_status(statuses[survivor])),
             )
             survivor_status = wait_until(
-                lambda: (s := _status(statuses[survivor])) and s["outbox_pending"] == 0 and s,
+                lambda: (s := read_status(statuses[survivor])) and s["outbox_pending"] == 0 and s,
                 "the survivor's outbox drained",
             )
             assert survivor_status["pushed"] >= 20
             assert survivor_status["state"] == "syncing"
             assert len(hub_live_without_duplicates(client)) == 30
         finally:
-            stop.touch()
-            for proc in procs.values():
-                try:
-                    proc.communicate(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.communicate(timeout=5)
-                    raise
+            stop_workers(stop, procs.values(), 15)
         assert procs[survivor].returncode == 0

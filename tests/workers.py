@@ -191,6 +191,9 @@ def sync_serve(plan_path: str) -> None:
             assert report is not None
             data = {
                 "pid": os.getpid(),
+                "role": memory.status()["sharing"]["role"],
+                # The actors this process runs itself (a follower's status() is its owner's).
+                "own_actors": sorted(memory._cells),
                 "state": report.state,
                 "reason": report.reason,
                 "lease_holder": report.lease_holder,
