@@ -89,12 +89,15 @@ def test_different_seeds_give_different_traces() -> None:
     assert len(digests) == 20
 
 
-def test_a_run_replays_identically_in_another_process_with_another_hash_seed() -> None:
+@pytest.mark.parametrize("scenario", ["system", "owner"])
+def test_a_run_replays_identically_in_another_process_with_another_hash_seed(
+    scenario: str,
+) -> None:
     """No hidden nondeterminism: set ordering, ids and paths do not leak into the trace."""
-    local = run_scenario("system", 5).trace.digest()
+    local = run_scenario(scenario, 5).trace.digest()
     code = (
         "from actors.sim.scenarios import run_scenario; "
-        "print(run_scenario('system', 5).trace.digest())"
+        f"print(run_scenario({scenario!r}, 5).trace.digest())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(

@@ -362,11 +362,15 @@ class SimProcess:
         return service, OwnerInfo(pid=self.pid, socket=str(Path(path)))
 
     def watch(self, name: str, loop: Callable[[], None], tick: Callable[[], bool]) -> _NoThread:
+        # Named by the process, not ``name`` (the file's path): traces of one seed
+        # stay identical wherever the scratch folder is.
+        thread = f"{self.name}:watcher"
+
         def once() -> None:
             if tick():
-                self.sim.thread(name, once, group=self.name, delay=POLL)
+                self.sim.thread(thread, once, group=self.name, delay=POLL)
 
-        self.sim.thread(name, once, group=self.name, delay=POLL)
+        self.sim.thread(thread, once, group=self.name, delay=POLL)
         return _NoThread()
 
     def monotonic(self) -> float:
