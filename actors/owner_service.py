@@ -19,9 +19,9 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from actors.errors import InvalidMemory
 from actors.owner_link import NOT_BEGUN, LinkServer, Message, Reply
@@ -35,18 +35,43 @@ logger = logging.getLogger(__name__)
 WORKERS: Final = 64
 
 
+class Listener(Protocol):
+    """Where followers' requests arrive (:class:`~actors.owner_link.LinkServer`)."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def followers(self) -> int: ...
+    def drain(self) -> None: ...
+    def close(self) -> None: ...
+
+
+#: Starts listening on a path, handing each request to a handler.
+Listen = Callable[[Path, Callable[[str, Message, Reply], None]], Listener]
+
+
 class OwnerService:
     """Serves ``facade`` (the owner's MemorySystem) to followers until ``close``.
 
     ``facade`` is any object with the verbs of :data:`~actors.owner_protocol.VERBS`
-    as methods taking keyword arguments.
+    as methods taking keyword arguments. ``listen`` and ``pool`` are the
+    socket server and the worker threads; the simulation passes its own
+    (:mod:`actors.sim.sharing`).
     """
 
-    def __init__(self, facade: object, socket_path: str | Path, *, workers: int = WORKERS) -> None:
+    def __init__(
+        self,
+        facade: object,
+        socket_path: str | Path,
+        *,
+        workers: int = WORKERS,
+        listen: Listen = LinkServer,
+        pool: Executor | None = None,
+    ) -> None:
         self._facade = facade
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="owner-service")
+        self._pool = pool or ThreadPoolExecutor(workers, thread_name_prefix="owner-service")
         self._closing = False
-        self._server = LinkServer(socket_path, self._handle)
+        self._server = listen(Path(socket_path), self._handle)
 
     def __repr__(self) -> str:
         return f"<OwnerService {self._server.path} followers={self.followers}>"

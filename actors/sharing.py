@@ -20,9 +20,7 @@ Only the watcher changes the part; callers read it under a lock.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Final
@@ -30,19 +28,10 @@ from typing import Any, Final
 import attrs
 
 from actors.errors import OwnerGone, Unavailable
-from actors.owner_link import NOT_BEGUN, Message, OwnerProxy
+from actors.owner_link import NOT_BEGUN, Message
 from actors.owner_protocol import SAFE_TO_REPEAT
-from actors.owner_service import OwnerService
-from actors.ownership import (
-    OwnerInfo,
-    OwnerLock,
-    Role,
-    ensure_private_dir,
-    read_owner,
-    runtime_dir,
-    socket_path_for,
-    unsupported_reason,
-)
+from actors.ownership import OwnerInfo, Role
+from actors.sharing_host import OS_HOST, Link, Lock, Service, SharingHost, Watcher
 
 __all__ = ["NowOwner", "Sharing"]
 
@@ -67,22 +56,26 @@ class _Parked:
 class Sharing:
     """One process's part in one file's sharing; see the module."""
 
-    def __init__(self, database: str, lock: OwnerLock | None, role: Role) -> None:
+    def __init__(
+        self, database: str, lock: Lock | None, role: Role, host: SharingHost = OS_HOST
+    ) -> None:
         self.database = database
+        #: The world this runs in: the OS, or a simulation (:mod:`actors.sharing_host`).
+        self._host = host
         self._lock = lock
         self._role = role
         self._mutex = threading.Lock()
         self._changed = threading.Condition(self._mutex)
-        self._proxy: OwnerProxy | None = None
+        self._proxy: Link | None = None
         self._owner: OwnerInfo | None = None
-        self._service: OwnerService | None = None
+        self._service: Service | None = None
         self._parked: list[_Parked] = []
         self._take_over: Callable[[], None] | None = None
         self._stop = threading.Event()
         #: Set when the watcher has something to look at now: the link to the owner
         #: broke, a call was parked, or this process is closing.
         self._wake = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self._watcher: Watcher | None = None
 
     def __repr__(self) -> str:
         return f"<Sharing {self.database} {self._role.name}>"
@@ -90,7 +83,7 @@ class Sharing:
     # -- deciding ------------------------------------------------------------------
 
     @classmethod
-    def join(cls, database: str, *, wait: float) -> Sharing:
+    def join(cls, database: str, *, wait: float, host: SharingHost = OS_HOST) -> Sharing:
         """Take this process's part for ``database``: owner if the lock is free, else follower.
 
         A follower is connected to the owner before this returns; waiting up
@@ -98,30 +91,25 @@ class Sharing:
         its socket (if it dies meanwhile, this process may become the owner).
         Direct, with the reason, when sharing cannot work here.
         """
-        reason = unsupported_reason(database)
-        if reason is None:
-            try:
-                ensure_private_dir(runtime_dir())
-            except OSError as exc:
-                reason = f"no private socket directory: {exc}"
+        reason = host.unsupported_reason(database)
         if reason is not None:
             logger.warning("%s: direct mode (%s)", database, reason)
-            return cls(database, None, Role("direct", reason))
-        lock = OwnerLock(database)
-        sharing = cls(database, lock, Role("owner"))
-        deadline = time.monotonic() + wait
+            return cls(database, None, Role("direct", reason), host)
+        lock = host.lock(database)
+        sharing = cls(database, lock, Role("owner"), host)
+        deadline = host.monotonic() + wait
         while not lock.try_claim():
-            info = read_owner(database)
+            info = host.read_owner(database)
             if info is not None and sharing._connect(info):
                 sharing._role = Role("follower")
                 return sharing
-            if time.monotonic() > deadline:
+            if host.monotonic() > deadline:
                 lock.release()
                 raise Unavailable(
                     f"another process holds {database} but published no socket within "
                     f"{wait:g} s (still migrating?); retry shortly"
                 )
-            time.sleep(POLL)
+            host.sleep(POLL)
         return sharing
 
     @property
@@ -153,31 +141,28 @@ class Sharing:
     def serve(self, facade: object) -> None:
         """As the owner: listen for followers and publish where (after the actors started)."""
         assert self._lock is not None
-        path = socket_path_for(self.database)
-        service = OwnerService(facade, path)
-        info = OwnerInfo(pid=os.getpid(), socket=str(path))
+        service, info = self._host.serve(facade, self.database)
         self._lock.publish(info)
         with self._mutex:
             self._service, self._owner, self._role = service, info, Role("owner")
-        logger.info("%s: owner (pid %d), serving followers on %s", self.database, info.pid, path)
+        logger.info(
+            "%s: owner (pid %d), serving followers on %s", self.database, info.pid, info.socket
+        )
 
     # -- the follower's side -------------------------------------------------------
 
     def follow(self, take_over: Callable[[], None]) -> None:
         """As a follower: start the watcher; ``take_over`` starts this process's actors."""
         self._take_over = take_over
-        self._watcher = threading.Thread(
-            target=self._watch, name=f"sharing:{self.database}", daemon=True
-        )
-        self._watcher.start()
+        self._watcher = self._host.watch(f"sharing:{self.database}", self._watch, self._watch_once)
 
     def submit(self, verb: str, args: Message, timeout: float) -> Future[Message]:
         """Send a call to the owner; the Future holds its answer, or raises.
 
         :class:`NowOwner` when this process took the file over: run the call here.
         """
-        outer: Future[Message] = Future()
-        self._attempt(_Parked(verb, args, time.monotonic() + timeout, outer))
+        outer: Future[Message] = self._host.new_future()
+        self._attempt(_Parked(verb, args, self._host.monotonic() + timeout, outer))
         return outer
 
     def _attempt(self, call: _Parked) -> None:
@@ -198,14 +183,14 @@ class Sharing:
 
     def _settle(self, call: _Parked, done: Future[Message]) -> None:
         exc = done.exception()
-        if exc is None and done.result().get(NOT_BEGUN) and time.monotonic() < call.deadline:
+        if exc is None and done.result().get(NOT_BEGUN) and self._host.monotonic() < call.deadline:
             self._park(call)  # the owner is closing: the next one runs it
         elif exc is None:
             _answer(call.outer, done.result())
         elif (
             isinstance(exc, OwnerGone)
             and call.verb in SAFE_TO_REPEAT
-            and time.monotonic() < call.deadline
+            and self._host.monotonic() < call.deadline
         ):
             logger.info("%s: the owner went during %s; repeating it with the next", self, call.verb)
             self._attempt(call)  # parked now: the proxy is broken
@@ -220,7 +205,7 @@ class Sharing:
     def _connect(self, info: OwnerInfo) -> bool:
         """Connect to the owner ``info`` names; whether that worked."""
         try:
-            proxy = OwnerProxy(info.socket, default_timeout=0, on_broken=self._wake.set)
+            proxy = self._host.connect(info, on_broken=self._wake.set)
         except OSError:
             return False  # not listening yet, or gone already
         with self._mutex:
@@ -232,30 +217,36 @@ class Sharing:
     def _watch(self) -> None:
         """Look again at once when woken (see ``_wake``), else every :data:`POLL` seconds:
         a dying owner's lock may be released a moment after its socket closed."""
-        assert self._lock is not None
         while True:
             self._wake.wait(POLL)
             # Cleared before looking: a wake during the look makes the next wait return.
             self._wake.clear()
-            if self._stop.is_set():
+            if not self._watch_once():
                 return
-            if self._lock.try_claim():
-                self._become_owner()
-                return
-            with self._mutex:
-                proxy = self._proxy
-            if proxy is None or proxy.broken:
-                info = read_owner(self.database)
-                if info is not None and self._connect(info):
-                    logger.info("%s: now following pid %d", self.database, info.pid)
-            self._resend()
+
+    def _watch_once(self) -> bool:
+        """One look at the lock and the link; False once there is nothing left to watch."""
+        assert self._lock is not None
+        if self._stop.is_set():
+            return False
+        if self._lock.try_claim():
+            self._become_owner()
+            return False
+        with self._mutex:
+            proxy = self._proxy
+        if proxy is None or proxy.broken:
+            info = self._host.read_owner(self.database)
+            if info is not None and self._connect(info):
+                logger.info("%s: now following pid %d", self.database, info.pid)
+        self._resend()
+        return True
 
     def _resend(self) -> None:
         """Send parked calls again once there is an owner; expire those out of time."""
         with self._mutex:
             proxy = self._proxy
             if proxy is None or proxy.broken:
-                now = time.monotonic()
+                now = self._host.monotonic()
                 expired = [c for c in self._parked if now >= c.deadline]
                 self._parked = [c for c in self._parked if now < c.deadline]
                 ready: list[_Parked] = []

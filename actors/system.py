@@ -126,6 +126,7 @@ from actors.session_log import (
     validate_session_id,
 )
 from actors.sharing import NowOwner, Sharing
+from actors.sharing_host import OS_HOST, SharingHost
 from actors.store import StoreActor, StoreConfig
 from actors.supervisor import ChildCell, ChildSpec, SupervisorActor
 from actors.sync import ClientFactory, SyncActor, default_client
@@ -256,6 +257,9 @@ class Config:
     #: "Across processes"); ``direct``: this process runs its own actors on the
     #: file whatever others do, contending through SQLite's lock.
     sharing: Literal["auto", "direct"] = "auto"
+    #: The world sharing runs in: None is this OS (``flock``, Unix sockets, a
+    #: watcher thread); the simulation passes its own, one per simulated process.
+    sharing_host: SharingHost | None = None
 
 
 class MemorySystem:
@@ -308,9 +312,16 @@ class MemorySystem:
         owns_runtime = runtime is None
         rt: Runtime = runtime if runtime is not None else ThreadedRuntime()
         try:
-            # Sharing needs real processes and sockets: never in a simulated world.
-            shared = config.sharing == "auto" and isinstance(rt, ThreadedRuntime)
-            sharing = Sharing.join(db_path, wait=config.migrate_timeout) if shared else None
+            # Sharing needs real processes and sockets, or a simulation of them.
+            host = config.sharing_host
+            shared = config.sharing == "auto" and (
+                host is not None or isinstance(rt, ThreadedRuntime)
+            )
+            sharing = (
+                Sharing.join(db_path, wait=config.migrate_timeout, host=host or OS_HOST)
+                if shared
+                else None
+            )
         except BaseException:
             if owns_runtime:
                 rt.close()

@@ -17,7 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_MODULES = {"runtime.py"}
 HARNESS_MODULES = {"cli.py", "server.py"}
 #: The owner link's socket threads and lock poll: OS plumbing outside every actor.
-HARNESS_MODULES |= {"ownership.py", "owner_link.py", "owner_service.py", "sharing.py"}
+HARNESS_MODULES |= {
+    "ownership.py",
+    "owner_link.py",
+    "owner_service.py",
+    "sharing.py",
+    "sharing_host.py",
+}
 #: Packages that are harnesses as a whole: the simulation, the benchmarks.
 HARNESS_PACKAGES = ("sim/", "bench/")
 

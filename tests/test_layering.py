@@ -35,7 +35,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         # a backup's checks
         "_batch migrations supervisor local_db session_log keyword_search embedders vectors backup",
         # the client's actors; serving followers, following the owner
-        "store sync recall embedding owner_service sharing",
+        "store sync recall embedding owner_service sharing_host sharing",
         "system",  # MemorySystem
         "aio _http_serve",  # AsyncMemorySystem; serving an ASGI app on a MemorySystem
         # the MCP server; the dashboard; the reference hub; framework adapters

@@ -15,7 +15,9 @@ import attrs
 import pykka
 import pytest
 
+from actors import sharing
 from actors._base import DEFERRED, ReplyingActor
+from actors.owner_protocol import SAFE_TO_REPEAT
 from actors.runtime import Runtime
 from actors.sim import FaultPlan, ReplayStrategy, SimRuntime, load_trace
 from actors.sim.pytest_plugin import SimFailure, Sweep
@@ -35,6 +37,7 @@ from actors.store import StoreActor
         ("lease", 150),
         ("recall", 100),
         ("storm", 200),
+        ("owner", 150),
     ],
 )
 def test_every_seed_of_a_scenario_keeps_the_invariants(
@@ -46,7 +49,7 @@ def test_every_seed_of_a_scenario_keeps_the_invariants(
     assert report.steps > report.runs
 
 
-@pytest.mark.parametrize("scenario", ["store", "system", "sync", "lease"])
+@pytest.mark.parametrize("scenario", ["store", "system", "sync", "lease", "owner"])
 def test_pct_scheduling_keeps_the_invariants_too(sim_sweep: Sweep, scenario: str) -> None:
     """The priority-change-point strategy explores other orderings; they hold as well."""
     sim_sweep.run(scenario, seeds=150, strategy="pct:3")
@@ -71,10 +74,11 @@ def test_faults_from_the_seed_actually_happen() -> None:
     assert kinds >= {"sqlite_busy", "sqlite_io_error", "sqlite_ambiguous_commit", "crash", "stall"}
 
 
-def test_the_same_seed_gives_a_byte_identical_trace() -> None:
-    """Determinism: two runs of one seed produce the same trace digest."""
-    first = run_scenario("system", 42).trace
-    second = run_scenario("system", 42).trace
+@pytest.mark.parametrize("scenario", ["system", "owner"])
+def test_the_same_seed_gives_a_byte_identical_trace(scenario: str) -> None:
+    """Determinism: two runs of one seed produce the same trace digest (owner kills too)."""
+    first = run_scenario(scenario, 42).trace
+    second = run_scenario(scenario, 42).trace
     assert first.lines() == second.lines()
     assert first.digest() == second.digest()
 
@@ -85,12 +89,15 @@ def test_different_seeds_give_different_traces() -> None:
     assert len(digests) == 20
 
 
-def test_a_run_replays_identically_in_another_process_with_another_hash_seed() -> None:
+@pytest.mark.parametrize("scenario", ["system", "owner"])
+def test_a_run_replays_identically_in_another_process_with_another_hash_seed(
+    scenario: str,
+) -> None:
     """No hidden nondeterminism: set ordering, ids and paths do not leak into the trace."""
-    local = run_scenario("system", 5).trace.digest()
+    local = run_scenario(scenario, 5).trace.digest()
     code = (
         "from actors.sim.scenarios import run_scenario; "
-        "print(run_scenario('system', 5).trace.digest())"
+        f"print(run_scenario({scenario!r}, 5).trace.digest())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
@@ -248,3 +255,34 @@ def test_removing_the_group_commit_stop_handling_makes_the_sweep_fail(sim_sweep:
 def test_deferred_is_exported_for_actor_authors() -> None:
     """Custom ReplyingActors return DEFERRED to answer later (used above)."""
     assert repr(DEFERRED) == "DEFERRED"
+
+
+# -- the owner/follower rules, broken on purpose (actors/sharing.py) ----------------------
+
+
+def test_repeating_a_session_append_after_its_owner_died_makes_the_sweep_fail(
+    sim_sweep: Sweep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append in flight when its owner is killed may have been applied: sending it
+    again to the next owner doubles it in some schedules, and the sweep sees it."""
+    monkeypatch.setattr(sharing, "SAFE_TO_REPEAT", SAFE_TO_REPEAT | {"session_add"})
+    with pytest.raises(SimFailure, match="appended twice"):
+        sim_sweep.run("owner", seeds=150)
+
+
+def test_dropping_the_calls_parked_for_the_next_owner_makes_the_sweep_fail(
+    sim_sweep: Sweep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower that forgets the calls it parked while no owner served leaves stores
+    to time out instead of being repeated with the next owner; the sweep sees it."""
+    attempt = sharing.Sharing._attempt
+
+    def forgetting(self: sharing.Sharing, call: Any) -> None:
+        proxy = self._proxy
+        if self.role.name == "follower" and (proxy is None or proxy.broken):
+            return  # parked nowhere: nobody answers it
+        attempt(self, call)
+
+    monkeypatch.setattr(sharing.Sharing, "_attempt", forgetting)
+    with pytest.raises(SimFailure, match=r"(store|upsert) was not repeated"):
+        sim_sweep.run("owner", seeds=150)

@@ -14,6 +14,14 @@ number of seconds to sleep) and receive an :class:`Outcome`. The scheduler
 interleaves clients and actors with the same strategy, so one seed decides
 every interleaving, every timer and every injected fault.
 
+Code written for OS threads (sharing a file across processes: a follower's
+blocking facade call, the owner's worker answering it, the watcher taking
+over) runs as *threads* (:meth:`SimRuntime.thread`): a task that runs a
+function once, whose blocking waits drive the world from inside the step,
+so the threads waiting at one moment nest (the innermost resumes first).
+A thread belongs to a *group* (a simulated process): :meth:`SimRuntime.kill_group`
+ends them all, as ``kill -9`` ends a process's threads.
+
 The one private Pykka surface used is the body of ``Actor._actor_loop``
 (setup, one envelope, teardown): :func:`_handle_envelope` mirrors Pykka 4.5's
 loop body, and ``tests/test_sim_conformance.py`` runs the same behaviour
@@ -56,6 +64,7 @@ __all__ = [
     "SimRuntime",
     "Sleep",
     "StepLimitExceeded",
+    "ThreadKilled",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,6 +89,14 @@ class BlockingCallInHandler(SimError):
 
 class StepLimitExceeded(SimError):
     """The run took more steps than allowed: a livelock, or a limit set too low."""
+
+
+class ThreadKilled(BaseException):
+    """Unwinds a simulated thread whose process was killed (from its next blocking wait).
+
+    A BaseException, so that the code under test's ``except Exception`` does
+    not mistake the death of its process for an error it could handle.
+    """
 
 
 @attrs.frozen
@@ -122,7 +139,7 @@ class _SimInbox:
         self.owner = owner
 
     def put(self, envelope: Envelope[Any], /) -> None:
-        self._sim._on_enqueue(envelope)
+        self._sim._on_enqueue(envelope, self.owner)
         if self._sim._blocked_for > 0:
             # Sent after a simulated blocking call: delivered when the call "returns".
             self._sim._held.append((self, envelope))
@@ -293,6 +310,26 @@ class _ClientTask(_Task):
         return None
 
 
+class _ThreadTask(_Task):
+    __slots__ = ("body", "group", "name", "order", "phase", "start_at")
+
+    def __init__(
+        self, body: Callable[[], None], name: str, order: int, group: str, start_at: float
+    ) -> None:
+        self.body = body
+        self.name = name
+        self.order = order
+        self.group = group
+        self.start_at = start_at
+        self.phase: Literal["new", "running", "done"] = "new"
+
+    def runnable(self, now: float) -> bool:
+        return self.phase == "new" and now >= self.start_at
+
+    def wake_time(self) -> float | None:
+        return self.start_at if self.phase == "new" else None
+
+
 class _Timer:
     __slots__ = ("cancelled", "message", "ref")
 
@@ -396,10 +433,14 @@ class SimRuntime:
         self._blocked_for = 0.0
         self._held: list[tuple[_SimInbox, Envelope[Any]]] = []
         self._killed: set[int] = set()
+        #: Actors (by id) and thread groups killed with their process.
+        self._killed_actors: set[int] = set()
+        self._killed_groups: set[str] = set()
         self._timer_seq = itertools.count()
         self._current: _Task | None = None
         self._classes: dict[type[pykka.Actor], type[pykka.Actor]] = {}
-        self._sent_futures: list[SimFuture] = []
+        #: Each reply future that entered a mailbox, and the actor it was sent to.
+        self._sent_futures: list[tuple[SimFuture, int]] = []
         self._ids = IdMinter()
         self._urns = itertools.count(1)
         self.trace = Trace(
@@ -509,12 +550,52 @@ class SimRuntime:
                 )
 
     def unanswered(self) -> list[str]:
-        """Reply futures that entered a mailbox and were never answered (kills excepted)."""
+        """Reply futures that entered a mailbox and were never answered (kills excepted:
+        a future sent to an actor that was later killed died with its process)."""
         return [
             f"future #{n}"
-            for n, fut in enumerate(self._sent_futures)
-            if not fut.done and id(fut) not in self._killed
+            for n, (fut, recipient) in enumerate(self._sent_futures)
+            if not fut.done and id(fut) not in self._killed and recipient not in self._killed_actors
         ]
+
+    def thread(
+        self, name: str, body: Callable[[], None], *, group: str = "", delay: float = 0.0
+    ) -> None:
+        """Run ``body`` once as a simulated OS thread of process ``group``, ``delay`` s from now.
+
+        Its blocking waits (a future's ``get()``, :meth:`wait_until`,
+        :meth:`sleep`) drive the world, threads included: waits nest, the
+        innermost resumes first. An exception escaping ``body`` fails the run
+        (a thread's crash is a bug to see, not to log). Nothing starts in a
+        killed group.
+        """
+        if group in self._killed_groups:
+            return
+        self._tasks.append(_ThreadTask(body, name, next(self._order), group, self.now + delay))
+
+    def kill_group(self, group: str) -> None:
+        """Process death for threads: those not started never start; a running one
+        unwinds with :class:`ThreadKilled` when its blocking wait next looks."""
+        self._killed_groups.add(group)
+        self._tasks = [
+            task
+            for task in self._tasks
+            if not (isinstance(task, _ThreadTask) and task.group == group and task.phase == "new")
+        ]
+        self.trace.event("kill", self.steps, self.now, f"threads:{group}", "")
+
+    def wait_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        """Drive the world until ``done()`` or ``timeout`` virtual seconds passed; which.
+
+        From outside the world or from a thread (:meth:`thread`), never from
+        an actor or a client. :class:`Deadlock` when nothing left can happen.
+        """
+        deadline = None if timeout is None else self.now + timeout
+        return self._drive(done, deadline, idle_ok=False)
+
+    def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` of virtual time pass (outside the world, or in a thread)."""
+        self._drive(lambda: False, self.now + max(0.0, seconds), idle_ok=True)
 
     def block_for(self, seconds: float) -> None:
         """Called during a step: the running task is in a blocking call for ``seconds``.
@@ -542,6 +623,7 @@ class SimRuntime:
                         envelope = inbox.get()
                         self._killed.update(_reply_ids(envelope))
                     actor.actor_stopped.set()
+                    self._killed_actors.add(id(actor))
                     pykka.ActorRegistry.unregister(ref)
                     task.phase = "done"
                     self.trace.event("kill", self.steps, self.now, task.name, "")
@@ -561,28 +643,44 @@ class SimRuntime:
         self._tasks.append(task)
         self._actor_tasks[id(actor)] = task
 
-    def _on_enqueue(self, envelope: Envelope[Any]) -> None:
+    def _on_enqueue(self, envelope: Envelope[Any], recipient: pykka.Actor) -> None:
         if isinstance(envelope.reply_to, SimFuture):
-            self._sent_futures.append(envelope.reply_to)
+            self._sent_futures.append((envelope.reply_to, id(recipient)))
         message = envelope.message
         if isinstance(message, Request) and isinstance(message.reply, SimFuture):
-            self._sent_futures.append(message.reply)
+            self._sent_futures.append((message.reply, id(recipient)))
 
     def _wait_for(self, future: SimFuture, timeout: float | None) -> None:
-        if self._current is not None:
+        if not self.wait_until(lambda: future.done, timeout):
+            raise pykka.Timeout(f"{timeout} seconds (virtual)")
+
+    def _drive(self, done: Callable[[], bool], deadline: float | None, *, idle_ok: bool) -> bool:
+        """Step the world until ``done()`` or ``deadline``; nested when called by a thread."""
+        waiter = self._current
+        if waiter is not None and not isinstance(waiter, _ThreadTask):
             raise BlockingCallInHandler(
-                f"{self._current.name} called get() on a pending future at step {self.steps}; "
+                f"{waiter.name} called get() on a pending future at step {self.steps}; "
                 "a handler must never block on another actor (send a message instead)"
             )
-        deadline = None if timeout is None else self.now + timeout
-        while not future.done:
-            if deadline is not None and self.now >= deadline:
-                raise pykka.Timeout(f"{timeout} seconds (virtual)")
-            if not self._step_once(deadline):
-                raise Deadlock(
-                    f"waiting on a future that nothing left can answer (t={self.now:.3f}s, "
-                    f"step {self.steps}); seed {self.seed}"
-                )
+        self._current = None
+        try:
+            while True:
+                if isinstance(waiter, _ThreadTask) and waiter.group in self._killed_groups:
+                    raise ThreadKilled(waiter.group)
+                if done():
+                    return True
+                if deadline is not None and self.now >= deadline:
+                    return False
+                if not self._step_once(deadline):
+                    if idle_ok and deadline is not None:
+                        self.now = deadline
+                        continue
+                    raise Deadlock(
+                        f"waiting on a future that nothing left can answer (t={self.now:.3f}s, "
+                        f"step {self.steps}); seed {self.seed}"
+                    )
+        finally:
+            self._current = waiter
 
     def _fire_due_timers(self) -> None:
         while self._timers and self._timers[0][0] <= self.now:
@@ -618,6 +716,8 @@ class SimRuntime:
         try:
             if isinstance(task, _ActorTask):
                 self._step_actor(task)
+            elif isinstance(task, _ThreadTask):
+                self._step_thread(task)
             else:
                 self._step_client(cast(_ClientTask, task))
         finally:
@@ -669,6 +769,19 @@ class SimRuntime:
             actor._actor_loop_teardown()
             task.phase = "done"
             self.trace.event("stop", self.steps, self.now, task.name, "")
+
+    def _step_thread(self, task: _ThreadTask) -> None:
+        task.phase = "running"
+        self.trace.event("thread", self.steps, self.now, task.name, "")
+        try:
+            task.body()
+        except ThreadKilled:
+            self.trace.event("unwound", self.steps, self.now, task.name, "")
+        finally:
+            task.phase = "done"
+            # Threads are many and short (one per frame the link delivers): keep the
+            # task list, which every step scans, to the live ones.
+            self._tasks.remove(task)
 
     def _step_client(self, task: _ClientTask) -> None:
         outcome: Outcome | None = None
