@@ -5,6 +5,10 @@ then, on a fresh file: import (the rate the issue asks ≥ 20k memories/s for),
 import again (idempotent: every line unchanged), export, and a backup. Peak
 RSS is the process's high-water mark after each phase: flat from 100k to 1M
 means the import streams. Prints figures; docs/performance.md records them.
+
+Local semantic recall is off unless ``--semantic``: with the model installed
+its EmbeddingActor embeds every imported memory in the background, in this
+process, and that CPU and memory would be counted as the import's.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000, help="memories (default 100k)")
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--dir", help="work directory (default: a temporary one)")
+    parser.add_argument(
+        "--semantic", action="store_true", help="run local semantic recall (embeds in background)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as work:
         folder = Path(work)
@@ -51,10 +58,11 @@ def main() -> None:
             write_synthetic_export(out, args.count)
         print(
             f"synthetic export: {args.count:,} memories, {dump.stat().st_size / 1e6:.0f} MB "
-            f"in {time.perf_counter() - start:.1f}s; load average {os.getloadavg()[0]:.1f}"
+            f"in {time.perf_counter() - start:.1f}s; load average {os.getloadavg()[0]:.1f}; "
+            f"semantic recall {'on' if args.semantic else 'off'}"
         )
         base = rss_mb()
-        config = Config(synchronous=args.synchronous)
+        config = Config(synchronous=args.synchronous, semantic=args.semantic)
         with MemorySystem.open(folder / "bench.db", config=config) as system:
             for phase in ("import", "re-import"):
                 start, cpu = time.perf_counter(), cpu_seconds()
