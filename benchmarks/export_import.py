@@ -18,6 +18,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +35,28 @@ def cpu_seconds() -> float:
     """User + system CPU time of this process so far: on a busy host, a fairer measure."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of the caller's thread (parsing) and the StoreActor's (SQLite), Linux only.
+
+    With two cores, the wall time an idle host would take is about the busier
+    of the two (they overlap while SQLite runs without the GIL): a rate a
+    saturated host cannot show.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for thread in threading.enumerate():
+        role = "caller" if thread is threading.main_thread() else thread.name.split("-")[0]
+        if role not in ("caller", "StoreActor") or thread.native_id is None:
+            continue
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[role] = found.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return found
 
 
 def rss_mb() -> float:
@@ -65,14 +88,18 @@ def main() -> None:
         config = Config(synchronous=args.synchronous, semantic=args.semantic)
         with MemorySystem.open(folder / "bench.db", config=config) as system:
             for phase in ("import", "re-import"):
-                start, cpu = time.perf_counter(), cpu_seconds()
+                start, cpu, threads = time.perf_counter(), cpu_seconds(), thread_cpu()
                 report = system.import_memories(dump)
                 seconds, used = time.perf_counter() - start, cpu_seconds() - cpu
+                split = ", ".join(
+                    f"{role} {spent - threads.get(role, 0.0):.1f}"
+                    for role, spent in sorted(thread_cpu().items())
+                )
                 print(
                     f"{phase:>9}: {args.count / seconds:8,.0f} memories/s "
                     f"({seconds:.1f}s, {used:.1f} CPU-s: {args.count / used:,.0f} per CPU-s; "
                     f"{report.summary()}); peak RSS {rss_mb():.0f} MB (+{rss_mb() - base:.0f}); "
-                    f"load {os.getloadavg()[0]:.1f}"
+                    f"load {os.getloadavg()[0]:.1f}; CPU-s by thread: {split}"
                 )
             start = time.perf_counter()
             exported = system.export_memories(folder / "again.jsonl")
