@@ -158,8 +158,8 @@ def normalize_tags(tags: object) -> tuple[str, ...]:
 
 
 #: One encoder for all metadata: ``json.dumps`` with any option builds a new
-#: encoder per call, half the cost of encoding a small object (an import
-#: encodes every line's).
+#: encoder per call, about half the cost of encoding a small object (an
+#: import encodes every line's).
 _METADATA_ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )

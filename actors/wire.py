@@ -136,8 +136,9 @@ class WireMemory:
     deleted: bool = False
     key: str | None = None
     #: ``metadata`` as :meth:`metadata_json` gives it, when :meth:`parse` already
-    #: encoded it to validate it: every store writes that text, and encoding it
-    #: again was a tenth of an import's cost. Not part of the value (``eq``).
+    #: encoded it to validate it: every store writes that text, and an import
+    #: encoded each line's twice. Not part of the value (``eq``); an
+    #: ``attrs.evolve`` that changes ``metadata`` must pass ``metadata_text=None``.
     metadata_text: str | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
     @classmethod
