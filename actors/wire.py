@@ -139,7 +139,10 @@ class WireMemory:
     #: encoded it to validate it: every store writes that text, and an import
     #: encoded each line's twice. Not part of the value (``eq``); an
     #: ``attrs.evolve`` that changes ``metadata`` must pass ``metadata_text=None``.
-    metadata_text: str | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+    #: Never sent (``to_json`` leaves it out; ``wire: False`` tells the schema test).
+    metadata_text: str | None = attrs.field(
+        default=None, eq=False, repr=False, kw_only=True, metadata={"wire": False}
+    )
 
     @classmethod
     def from_memory(cls, memory: Memory) -> WireMemory:
