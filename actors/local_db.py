@@ -130,12 +130,12 @@ _PUT_META = (
     "INSERT INTO meta(key, value) VALUES (?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
-#: A multi-row INSERT of pulled rows: add one ``_PULLED_VALUES`` per row (``synced``).
+#: A multi-row INSERT of pulled or imported rows: add one ``_PULLED_VALUES`` per row.
 _INSERT_PULLED = (
     "INSERT INTO memories(id, namespace, content, content_hash, tags, metadata, "
     "created_at, updated_at, version, origin, deleted, key, sync_state) VALUES "
 )
-_PULLED_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?, 'synced')"
+_PULLED_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 #: Which of some ids have an outbox row (live or dead), for :meth:`LocalDatabase._which`.
 _QUEUED = "SELECT DISTINCT memory_id FROM outbox WHERE memory_id IN"
@@ -392,14 +392,19 @@ class LocalDatabase:
                 + ",".join([_MEMORY_VALUES] * len(part)),
                 [value for row in part for value in row],
             )
+        self._enqueue(outbox)
+        rows.clear()
+        outbox.clear()
+
+    def _enqueue(self, outbox: list[tuple[Any, ...]]) -> None:
+        """Insert outbox rows ``(memory_id, op, version, enqueued_at)``, many per statement."""
+        for start in range(0, len(outbox), _SQL_CHUNK):
             box = outbox[start : start + _SQL_CHUNK]
             self.conn.execute(
                 "INSERT INTO outbox(memory_id, op, version, enqueued_at) VALUES "
                 + ",".join(["(?,?,?,?)"] * len(box)),
                 [value for row in box for value in row],
             )
-        rows.clear()
-        outbox.clear()
 
     def _apply_store(self, req: StoreMemory, now: float) -> StoreReceipt:
         db = self.conn
@@ -915,11 +920,16 @@ class LocalDatabase:
         memories: Sequence[WireMemory],
         superseded: list[str],
         outcomes: list[str] | None = None,
+        queued: list[tuple[str, str, str]] | None = None,
     ) -> int:
         """Apply a page of the feed; the number of memories that changed here.
 
         ``outcomes``, if given, hears one word per memory: ``inserted`` (new
         here), ``updated`` (changed here) or ``unchanged`` (an import's counts).
+        ``queued``, if given (an import), makes the bulk-inserted rows local
+        writes: they are written in this file's write state (not ``synced``)
+        and their outbox rows, ``(id, op, version)``, are appended to it for
+        the caller to insert, so a fresh import writes each row once.
 
         Memories new to this file, whose content is not live here either (a
         resync of a fresh replica: all of them), are inserted in bulk after one
@@ -935,24 +945,33 @@ class LocalDatabase:
         live = self._live_keys(
             (m.namespace, m.content_hash) for m in memories if not m.deleted and m.key is None
         )
+        state = "synced" if queued is None else self._write_state
         fresh: list[tuple[Any, ...]] = []
+        # The clock observes the highest version seen so far only before it may tick
+        # (in apply_remote) and at the end: observing a maximum is observing them all
+        # (versions are fixed-width hex, so the greatest string is the greatest
+        # version), without a parse of every version of a bulk page.
+        seen = ""
         changed = 0
         for remote in memories:
             # Keyed memories take no part in content dedup: only their id matters.
             by_content = not remote.deleted and remote.key is None
             key = (remote.namespace, remote.content_hash)
             if remote.id not in known and not (by_content and key in live):
-                self.clock.observe(remote.version)
-                fresh.append(_pulled_row(remote, sorted(remote.tags)))
+                seen = max(seen, remote.version)
+                fresh.append(_pulled_row(remote, state))
+                if queued is not None:
+                    queued.append((remote.id, _outbox_op(remote), remote.version))
                 changed += 1
                 outcome = "inserted"
             elif (mine := held.pop(remote.id, None)) and (remote.version, remote.origin) <= mine:
                 # What apply_remote would find (this file holds as new or newer), without
                 # its SELECT per memory: a re-import or a replayed page is mostly this.
-                self.clock.observe(remote.version)
+                seen = max(seen, remote.version)
                 outcome = "unchanged"
             else:
                 self._insert_pulled(fresh)
+                self.clock.observe(seen)
                 mark = len(superseded)
                 applied = self.apply_remote(remote, superseded)
                 changed += applied
@@ -967,6 +986,7 @@ class LocalDatabase:
             if by_content:
                 live.add(key)
         self._insert_pulled(fresh)
+        self.clock.observe(seen)
         return changed
 
     def _held_versions(self, ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -1039,11 +1059,11 @@ class LocalDatabase:
                 superseded.append(twin_id)
                 db.execute("DELETE FROM memories WHERE id = ?", (twin_id,))
                 merged = sorted(set(remote_tags) | set(json.loads(twin_tags)))
-                self._insert_pulled([_pulled_row(remote, merged)])
+                self._insert_pulled([_pulled_row(remote, "synced", merged)])
                 if merged != remote_tags:
                     self._write_tags(remote.id, merged)
                 return 1
-        self._insert_pulled([_pulled_row(remote, remote_tags)])
+        self._insert_pulled([_pulled_row(remote, "synced")])
         return 1
 
     def _overwrite(self, remote: WireMemory, tags: list[str]) -> None:
@@ -1264,15 +1284,17 @@ class LocalDatabase:
         floor = db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
         superseded: list[str] = []
         outcomes: list[str] = []
-        self._apply_page(memories, superseded, outcomes)
+        queued: list[tuple[str, str, str]] = []
+        self._apply_page(memories, superseded, outcomes, queued)
         # Queued rows of memories replaced by this batch would push a state that is gone.
         self._drop_outbox_rows(superseded, below=floor)
         changed = dict.fromkeys(
-            m.id for m, outcome in zip(memories, outcomes, strict=True) if outcome != "unchanged"
+            m.id for m, outcome in zip(memories, outcomes, strict=True) if outcome == "updated"
         )
-        # A tag union (apply_remote's _write_tags) queued its memory already.
-        for (memory_id,) in db.execute("SELECT memory_id FROM outbox WHERE seq > ?", (floor,)):
-            changed.pop(memory_id, None)
+        if changed:
+            # A tag union (apply_remote's _write_tags) queued its memory already.
+            for (memory_id,) in db.execute("SELECT memory_id FROM outbox WHERE seq > ?", (floor,)):
+                changed.pop(memory_id, None)
         for part in _chunks(list(changed)):
             marks = _marks(part)
             db.execute(
@@ -1285,6 +1307,16 @@ class LocalDatabase:
                 f"FROM memories WHERE id IN ({marks})",
                 [now, *part],
             )
+        # Rows inserted in bulk were written in the write state; a later line of the
+        # batch may have replaced one (then it is in ``changed``) or merged it away.
+        gone = set(superseded)
+        self._enqueue(
+            [
+                (memory_id, op, version, now)
+                for memory_id, op, version in queued
+                if memory_id not in gone
+            ]
+        )
         return ImportCounts(
             inserted=outcomes.count("inserted"),
             updated=outcomes.count("updated"),
@@ -1383,14 +1415,20 @@ def _row_to_memory(row: sqlite3.Row | tuple[Any, ...]) -> Memory:
     )
 
 
-def _pulled_row(remote: WireMemory, tags: list[str]) -> tuple[Any, ...]:
-    """The ``memories`` row of a memory pulled from the hub (``_PULLED_VALUES``' values)."""
+def _pulled_row(
+    remote: WireMemory, sync_state: str, tags: Sequence[str] | None = None
+) -> tuple[Any, ...]:
+    """The ``memories`` row of a pulled or imported memory (``_PULLED_VALUES``' values).
+
+    ``tags`` replaces the memory's own (a union); the row keeps them sorted.
+    """
+    tags = remote.tags if tags is None else tags
     return (
         remote.id,
         remote.namespace,
         "" if remote.deleted else remote.content,
         remote.content_hash,
-        json.dumps(tags) if tags else "[]",
+        json.dumps(sorted(tags)) if tags else "[]",
         remote.metadata_json() if remote.metadata else "{}",
         remote.created_at,
         remote.updated_at,
@@ -1398,7 +1436,12 @@ def _pulled_row(remote: WireMemory, tags: list[str]) -> tuple[Any, ...]:
         remote.origin,
         int(remote.deleted),
         remote.key,
+        sync_state,
     )
+
+
+def _outbox_op(memory: WireMemory) -> str:
+    return "delete" if memory.deleted else "upsert"
 
 
 def _filters(

@@ -135,6 +135,14 @@ class WireMemory:
     origin: str
     deleted: bool = False
     key: str | None = None
+    #: ``metadata`` as :meth:`metadata_json` gives it, when :meth:`parse` already
+    #: encoded it to validate it: every store writes that text, and an import
+    #: encoded each line's twice. Not part of the value (``eq``); an
+    #: ``attrs.evolve`` that changes ``metadata`` must pass ``metadata_text=None``.
+    #: Never sent (``to_json`` leaves it out; ``wire: False`` tells the schema test).
+    metadata_text: str | None = attrs.field(
+        default=None, eq=False, repr=False, kw_only=True, metadata={"wire": False}
+    )
 
     @classmethod
     def from_memory(cls, memory: Memory) -> WireMemory:
@@ -156,6 +164,8 @@ class WireMemory:
 
     def metadata_json(self) -> str:
         """Metadata as the compact, key-sorted JSON text both stores keep."""
+        if self.metadata_text is not None:
+            return self.metadata_text
         return normalize_metadata(self.metadata)
 
     def to_json(self) -> dict[str, Any]:
@@ -246,8 +256,13 @@ class WireMemory:
                 f"trimmed content: {digest})",
             )
         tags = validated(join(path, "tags"), normalize_tags, obj.get("tags"))
-        metadata_text = validated(join(path, "metadata"), normalize_metadata, obj.get("metadata"))
-        metadata = _metadata_from_text(metadata_text)
+        raw_metadata = obj.get("metadata")
+        metadata_text = validated(join(path, "metadata"), normalize_metadata, raw_metadata)
+        # A JSON document's object is a fresh dict of JSON values already: only
+        # its key order differs from the text's, and no reader depends on it.
+        metadata = (
+            raw_metadata if isinstance(raw_metadata, dict) else _metadata_from_text(metadata_text)
+        )
         return cls(
             memory_id,
             namespace,
@@ -261,6 +276,7 @@ class WireMemory:
             origin,
             False,
             memory_key,
+            metadata_text=metadata_text,
         )
 
 

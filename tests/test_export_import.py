@@ -8,8 +8,10 @@ process checks that imported memories are pushed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -451,14 +453,34 @@ def test_an_imports_result_does_not_depend_on_its_batch_size(tmp_path: Path) -> 
         line("twin words", id="01900000-0000-7000-8000-0000000000c4", version=later),
     ]
     seed_line = line("twin words", id=local_id, version="0018bcfe5680000000a", tags=["s"])
-    exports = []
+    exports, queues = [], []
     for size in (2000, 1):
         with MemorySystem.open(tmp_path / f"b{size}.db") as system:
             system.import_memories(io.BytesIO(header() + seed_line))
             system.import_memories(io.BytesIO(header() + b"".join(lines)), batch_size=size)
             exports.append(_export(system, include_deleted=True))
+        queues.append(_queued(tmp_path / f"b{size}.db"))
     for record in exports[0] + exports[1]:
         if record["origin"] != "origin-a":  # a tag union: a new local write, stamped now
             record.update(origin="local", version="local", updated_at=0)
     assert exports[0] == exports[1]
     assert [r["id"][-2:] for r in exports[0]] == ["c2", "c3", "c4"]  # the twins became one
+    # Each memory's sync state and its last outbox row: c2 inserted, then replaced by a
+    # later line of the same batch, is queued once in its final state, not its first.
+    assert queues[0] == queues[1]
+    assert queues[0]["01900000-0000-7000-8000-0000000000c2"] == ("committed", "upsert", later)
+    assert queues[0]["01900000-0000-7000-8000-0000000000c3"][:2] == ("committed", "delete")
+
+
+def _queued(db: Path) -> dict[str, tuple[str, str, str]]:
+    """Per memory: its sync state and the op and version of its last outbox row."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute(
+            "SELECT m.id, m.sync_state, o.op, o.version, m.origin FROM memories m "
+            "JOIN outbox o ON o.memory_id = m.id ORDER BY o.seq"
+        ).fetchall()
+    # A tag union is a new local version, stamped now: its version differs run to run.
+    return {
+        memory_id: (state, op, version if origin == "origin-a" else "local")
+        for memory_id, state, op, version, origin in rows
+    }

@@ -116,7 +116,9 @@ def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fields(record: type) -> Mapping[str, Any]:
-    return typing.get_type_hints(record)
+    """The record's fields that travel on the wire (not a local cache: ``wire=False``)."""
+    local = {f.name for f in attrs.fields(record) if f.metadata.get("wire") is False}
+    return {k: v for k, v in typing.get_type_hints(record).items() if k not in local}
 
 
 def _body(record: type, example: Any) -> dict[str, Any]:

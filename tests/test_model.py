@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
-from hypothesis import given
+from hub_fixtures import memory
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.errors import InvalidMemory
@@ -23,6 +25,7 @@ from actors.model import (
     validate_limit,
     validate_query,
 )
+from actors.wire import WireMemory
 
 
 def test_content_is_trimmed_nfc_normalised_with_unix_line_ends() -> None:
@@ -137,3 +140,52 @@ def test_hybrid_clock_never_repeats_or_goes_back() -> None:
     assert len(set(versions)) == len(versions)
     resumed = HybridClock.resume(versions[-1])
     assert resumed.tick(0) > versions[-1]
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=8,
+)
+
+
+# Generation is slow on a loaded host, not the test: the health check would fail it.
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(metadata=st.dictionaries(st.text(max_size=5), _json_values, max_size=4))
+def test_a_parsed_memory_keeps_the_canonical_metadata_text_it_validated(
+    metadata: dict[str, object],
+) -> None:
+    """``metadata_json()`` of a parsed record is the text a record built by hand gives."""
+    built = memory("some words", metadata=metadata)
+    parsed = WireMemory.parse(json.loads(json.dumps(built.to_json())))
+    assert parsed.metadata_text is not None
+    assert parsed.metadata_json() == normalize_metadata(metadata) == built.metadata_json()
+    assert parsed == built  # the kept text is no part of the value
+
+
+def test_the_shared_metadata_encoder_holds_no_state_across_calls() -> None:
+    """After a refused value (a cycle, a NaN, an object), the same shapes still encode."""
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    for bad in (cyclic, {"x": float("inf")}, {"x": object()}):
+        with pytest.raises(InvalidMemory, match="not JSON-serialisable"):
+            normalize_metadata(bad)
+    nested = {"self": {"a": 1}}
+    assert normalize_metadata(nested) == '{"self":{"a":1}}'
+    assert normalize_metadata({}) == "{}"
+
+
+def test_tags_come_as_any_iterable_of_strings_but_not_a_string() -> None:
+    """A list takes the short way; tuples, sets and generators are still read; text is not."""
+    expected = ("a", "b")
+    assert normalize_tags(["b", "a"]) == expected
+    assert normalize_tags(("b", "a")) == expected
+    assert normalize_tags({"b", "a"}) == expected
+    assert normalize_tags(tag for tag in ["b", "a"]) == expected
+    for text in ("ab", b"ab"):
+        with pytest.raises(InvalidMemory, match="list of strings"):
+            normalize_tags(text)
