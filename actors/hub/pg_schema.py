@@ -46,9 +46,12 @@ __all__ = [
     "PG_STEPS",
     "PgStep",
     "describe_database",
+    "hnsw_build_memory",
     "hnsw_index_name",
     "hnsw_index_sql",
+    "pgvector_binary",
     "prepare_pg_database",
+    "raise_build_memory",
     "read_vector_search",
     "vector_literal",
     "vector_search_of_database",
@@ -320,7 +323,7 @@ def hnsw_index_sql(model: str, dimension: int) -> sql.Composed:
     )
 
 
-def _scalar(conn: psycopg.Connection[Any], query: str) -> Any:
+def _scalar(conn: psycopg.Connection[Any] | psycopg.Cursor[Any], query: str) -> Any:
     row = conn.execute(query.encode()).fetchone()
     return None if row is None else row[0]
 
@@ -398,7 +401,7 @@ def _adopt_pgvector(conn: psycopg.Connection[Any], where: str) -> None:
     conn.execute(b"ALTER TABLE vectors RENAME COLUMN embedding TO vector")
     space = _current_space(conn)
     if space is not None and space[1] <= HNSW_MAX_DIMENSIONS:
-        memory = _raise_build_memory(conn, count, space[1])
+        memory = raise_build_memory(conn, count, space[1])
         logger.warning(
             "hub: building the HNSW index of %s (%d dimensions) over %d vectors "
             "(maintenance_work_mem %s for the build; minutes per 100,000 vectors)",
@@ -459,7 +462,9 @@ def hnsw_build_memory(count: int, dimension: int) -> int:
     return int(count * (4 * dimension + 512) * 1.25)
 
 
-def _raise_build_memory(conn: psycopg.Connection[Any], count: int, dimension: int) -> str:
+def raise_build_memory(
+    conn: psycopg.Connection[Any] | psycopg.Cursor[Any], count: int, dimension: int
+) -> str:
     """Raise ``maintenance_work_mem`` for this transaction so the graph fits (never lower it).
 
     pgvector builds an HNSW index fast while its graph fits in

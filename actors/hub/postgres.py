@@ -71,6 +71,7 @@ from actors.hub.pg_schema import (
     describe_database,
     hnsw_index_name,
     hnsw_index_sql,
+    raise_build_memory,
     read_schema_version,
     read_vector_search,
     vector_literal,
@@ -708,6 +709,13 @@ class PostgresEngine:
             if self.vector_search.in_database and dimension <= HNSW_MAX_DIMENSIONS:
                 # Under the vector feed's lock, which every writer of vectors
                 # takes first: the build's table lock cannot deadlock with one.
+                # A switch back to an earlier embedder builds over its vectors.
+                row = cur.execute(
+                    "SELECT count(*) FROM vectors WHERE model = %s AND dimension = %s "
+                    "AND vector IS NOT NULL",
+                    (model, dimension),
+                ).fetchone()
+                raise_build_memory(cur, int(row[0]) if row else 0, dimension)
                 cur.execute(hnsw_index_sql(model, dimension))
         if self.vector_search.in_database:
             self._drop_other_indexes(model, dimension)
