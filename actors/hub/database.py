@@ -33,7 +33,15 @@ from actors._sqlite import Connect, Synchronous, is_busy
 from actors._sqlite import connect as sqlite_connect
 from actors.errors import SchemaError, StorageBusy, StorageError
 from actors.hub.backend import Cursor
-from actors.hub.engine import HitRow, feed_start, hits_of, rank, vector_page
+from actors.hub.engine import (
+    HitRow,
+    digest_page,
+    feed_start,
+    hits_of,
+    memory_of_row,
+    rank,
+    vector_page,
+)
 from actors.hub.keys import KeyInfo, StoredKey
 from actors.hub.pushes import (
     STORED_COLUMNS,
@@ -55,7 +63,6 @@ from actors.model import namespace_prefix_range
 from actors.wire import (
     Change,
     ChangesPage,
-    DigestEntry,
     DigestPage,
     EmbedderInfo,
     HubCounts,
@@ -137,20 +144,7 @@ def _recall_filters(
 
 
 def _row_to_wire(row: Sequence[Any]) -> WireMemory:
-    return WireMemory(
-        id=row[0],
-        namespace=row[1],
-        content=row[2],
-        content_hash=row[3],
-        tags=tuple(json.loads(row[4])),
-        metadata=json.loads(row[5]),
-        created_at=row[6],
-        updated_at=row[7],
-        version=row[8],
-        origin=row[9],
-        deleted=bool(row[10]),
-        key=row[11],
-    )
+    return memory_of_row(row, tags_of=lambda tags: tuple(json.loads(tags)))
 
 
 class HubDatabase:
@@ -709,13 +703,7 @@ class HubDatabase:
             "WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?",
             (tenant, after or "", limit + 1),
         ).fetchall()
-        has_more = len(rows) > limit
-        entries = tuple(
-            DigestEntry(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
-            for row in rows[:limit]
-        )
-        next_after = entries[-1].id if has_more and entries else None
-        return DigestPage(entries, next_after, has_more, cursor)
+        return digest_page(rows, limit, cursor)
 
     @_speaks("list tenants")
     def tenants(self) -> list[str]:

@@ -63,7 +63,15 @@ from psycopg.conninfo import conninfo_to_dict
 
 from actors.errors import SchemaError, StorageBusy, StorageError
 from actors.hub.backend import Cursor
-from actors.hub.engine import HitRow, feed_start, hits_of, rank, vector_page
+from actors.hub.engine import (
+    HitRow,
+    digest_page,
+    feed_start,
+    hits_of,
+    memory_of_row,
+    rank,
+    vector_page,
+)
 from actors.hub.keys import KeyInfo, StoredKey
 from actors.hub.pg_schema import (
     HNSW_MAX_DIMENSIONS,
@@ -102,7 +110,6 @@ from actors.model import namespace_prefix_range
 from actors.wire import (
     Change,
     ChangesPage,
-    DigestEntry,
     DigestPage,
     EmbedderInfo,
     HubCounts,
@@ -298,20 +305,7 @@ def nearest_sql(space: tuple[str, int], where: str, *, indexed: bool) -> sql.Com
 
 
 def _row_to_wire(row: Sequence[Any]) -> WireMemory:
-    return WireMemory(
-        id=row[0],
-        namespace=row[1],
-        content=row[2],
-        content_hash=row[3],
-        tags=tuple(row[4]),
-        metadata=json.loads(row[5]),
-        created_at=row[6],
-        updated_at=row[7],
-        version=row[8],
-        origin=row[9],
-        deleted=bool(row[10]),
-        key=row[11],
-    )
+    return memory_of_row(row, tags_of=tuple)
 
 
 class PostgresEngine:
@@ -1060,13 +1054,7 @@ class PostgresEngine:
                 "WHERE tenant = %s AND id > %s ORDER BY id LIMIT %s",
                 (tenant, after or "", limit + 1),
             ).fetchall()
-        has_more = len(rows) > limit
-        entries = tuple(
-            DigestEntry(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
-            for row in rows[:limit]
-        )
-        next_after = entries[-1].id if has_more and entries else None
-        return DigestPage(entries, next_after, has_more, cursor)
+        return digest_page(rows, limit, cursor)
 
     @_speaks("list tenants")
     def tenants(self) -> list[str]:
