@@ -338,6 +338,8 @@ def test_pgvector_reads_the_hubs_float32_vectors_in_binary_exactly(database: str
     rng = np.random.default_rng(5)
     blobs = [to_blob(rng.standard_normal(384).astype(np.float32)) for _ in range(3)]
     with psycopg.connect(database) as conn, conn.cursor() as cur:
+        # A fresh database has the extension once a hub prepared it; this one has no hub.
+        cur.execute(b"CREATE EXTENSION IF NOT EXISTS vector")
         cur.execute(b"CREATE TEMPORARY TABLE moved (k bigint, e vector)")
         with cur.copy(b"COPY moved (k, e) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["int8", "bytea"])
