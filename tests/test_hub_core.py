@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pykka
 import pytest
 from hub_fixtures import HubProcess, memory
@@ -61,7 +62,18 @@ def _client(backend: DirectBackend, db: Path | str, tenant: str) -> HubClient:
     )
 
 
-writes = st.lists(
+def _histories(item: st.SearchStrategy[WireMemory]) -> st.SearchStrategy[list[WireMemory]]:
+    """1 to 12 writes; a replica never writes two different states under one version:
+    (version, origin) names a write, which is what makes a replay "unchanged"."""
+    return st.lists(item, min_size=1, max_size=12, unique_by=lambda m: (m.id, m.version, m.origin))
+
+
+#: Hypothesis on the module's ``direct`` hub (each example works in tenants of its own).
+_examples = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+writes = _histories(
     st.builds(
         lambda ident, version, origin, deleted: memory(
             f"the one text of {ident}",  # one text per id: dedup never interferes here
@@ -74,18 +86,11 @@ writes = st.lists(
         st.integers(0, 3),
         st.sampled_from(["origin-a", "origin-b"]),
         st.booleans(),
-    ),
-    min_size=1,
-    max_size=12,
-    # A replica never writes two different states under one version: (version,
-    # origin) names a write, which is what makes a replay "unchanged".
-    unique_by=lambda m: (m.id, m.version, m.origin),
+    )
 )
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@_examples
 @given(history=writes, order=st.randoms(use_true_random=False), cut=st.integers(1, 5))
 def test_any_delivery_order_and_batching_converges_to_the_greatest_version(
     direct: tuple[DirectBackend, Path | str], history: list[WireMemory], order: Any, cut: int
@@ -106,6 +111,57 @@ def test_any_delivery_order_and_batching_converges_to_the_greatest_version(
         if best is None or (item.version, item.origin) > (best.version, best.origin):
             winners[item.id] = item
     assert state == winners
+
+
+contents = _histories(
+    st.builds(
+        lambda ident, text, namespace, version, origin, deleted, keyed: attrs.evolve(
+            memory(
+                text,
+                id=ident,
+                namespace=namespace,
+                version=1_000 + version,
+                origin=origin,
+                deleted=deleted,
+            ),
+            key=f"key-{ident[-1]}" if keyed and not deleted else None,
+        ),
+        st.sampled_from(IDS),
+        st.sampled_from(["red", "green", "blue"]),
+        st.sampled_from(["ns-a", "ns-b"]),
+        st.integers(0, 3),
+        st.sampled_from(["origin-a", "origin-b"]),
+        st.booleans(),
+        st.booleans(),
+    )
+)
+
+
+@_examples
+@given(history=contents)
+def test_one_push_decides_each_item_as_if_the_ones_before_it_were_already_written(
+    direct: tuple[DirectBackend, Path | str], history: list[WireMemory]
+) -> None:
+    """Ids repeated in a batch, texts that move between ids and namespaces, deletions, keys:
+    one push of the whole batch answers and stores exactly what one push per item does
+    (the engines decide a batch on what they read before writing it; the second write of
+    an id, or of a freed dedup slot, must see the first)."""
+    backend, _ = direct
+    one_by_one, at_once = f"seq-{next(_TENANTS)}", f"batch-{next(_TENANTS)}"
+    expected = [backend.push(one_by_one, (item,), 5.0)[0] for item in history]
+    assert list(backend.push(at_once, tuple(history), 5.0)) == expected
+
+    def state(tenant: str) -> tuple[Any, ...]:
+        page = backend.changes(tenant, None, 1000, 5.0)
+        counts = backend.counts(tenant, 5.0)
+        return (
+            [(change.seq, change.memory) for change in page.changes],
+            counts.total,
+            dict(counts.by_namespace),
+            counts.forgotten,
+        )
+
+    assert state(at_once) == state(one_by_one)
 
 
 def _connect_calling(on_commit: Callable[[], None]) -> Any:

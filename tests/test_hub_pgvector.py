@@ -24,7 +24,14 @@ from actors.hub.direct import DirectBackend
 from actors.hub.embedders import HashingEmbedder
 from actors.hub.engines import vector_search_of
 from actors.hub.key_admin import add_key
-from actors.hub.pg_schema import hnsw_index_name, prepare_pg_database, vector_literal
+from actors.hub.pg_schema import (
+    hnsw_build_memory,
+    hnsw_index_name,
+    pgvector_binary,
+    prepare_pg_database,
+    raise_build_memory,
+    vector_literal,
+)
 from actors.hub.postgres import PostgresEngine, _recall_filters, nearest_sql
 from actors.hub.search import EmbedderSpec
 from actors.hub.service import HubConfig, HubService
@@ -305,6 +312,44 @@ def test_a_database_moves_its_bytea_vectors_into_pgvector_once_the_extension_is_
     assert _hnsw_indexes(postgres, plain_database) == [
         hnsw_index_name("hashing-ngrams-v1-384", 384)
     ]
+
+
+def test_an_index_build_gets_the_memory_its_graph_needs_and_never_less_than_the_server_gives(
+    database: str,
+) -> None:
+    """64 MB (PostgreSQL's default) holds ~30,000 graph nodes of 384 dimensions: a build over
+    a million is raised to its estimate for its own transaction; a larger setting stands."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(b"SET maintenance_work_mem = '64MB'")
+        with conn.transaction():
+            assert raise_build_memory(conn, 1_000, 384) == "64MB"
+            wanted = hnsw_build_memory(1_000_000, 384)
+            assert 2 * 1024**3 < wanted < 3 * 1024**3
+            assert raise_build_memory(conn, 1_000_000, 384) == f"{wanted // 1024**2}MB"
+        # SET LOCAL: the connection's own setting is back after the transaction.
+        assert conn.execute(b"SHOW maintenance_work_mem").fetchone() == ("64MB",)
+        conn.execute(b"SET maintenance_work_mem = '16GB'")
+        with conn.transaction():
+            assert raise_build_memory(conn, 1_000_000, 384) == "16GB"
+
+
+def test_pgvector_reads_the_hubs_float32_vectors_in_binary_exactly(database: str) -> None:
+    """The binary COPY that moves vectors into pgvector gives the same floats as the text form."""
+    rng = np.random.default_rng(5)
+    blobs = [to_blob(rng.standard_normal(384).astype(np.float32)) for _ in range(3)]
+    with psycopg.connect(database) as conn, conn.cursor() as cur:
+        # A fresh database has the extension once a hub prepared it; this one has no hub.
+        cur.execute(b"CREATE EXTENSION IF NOT EXISTS vector")
+        cur.execute(b"CREATE TEMPORARY TABLE moved (k bigint, e vector)")
+        with cur.copy(b"COPY moved (k, e) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "bytea"])
+            for key, blob in enumerate(blobs):
+                copy.write_row((key, pgvector_binary(blob)))
+        for key, blob in enumerate(blobs):
+            same = cur.execute(
+                "SELECT e = %s::vector FROM moved WHERE k = %s", (vector_literal(blob), key)
+            ).fetchone()
+            assert same == (True,)
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -33,8 +33,25 @@ from actors._sqlite import Connect, Synchronous, is_busy
 from actors._sqlite import connect as sqlite_connect
 from actors.errors import SchemaError, StorageBusy, StorageError
 from actors.hub.backend import Cursor
-from actors.hub.engine import HitRow, feed_start, hits_of, rank, vector_page
+from actors.hub.engine import (
+    HitRow,
+    digest_page,
+    feed_start,
+    hits_of,
+    memory_of_row,
+    rank,
+    vector_page,
+)
 from actors.hub.keys import KeyInfo, StoredKey
+from actors.hub.pushes import (
+    STORED_COLUMNS,
+    DedupSlot,
+    StoredMemory,
+    dedup_slots,
+    plan_push,
+    queue_change,
+    text_changed,
+)
 from actors.hub.schema import HUB_LATEST_VERSION
 from actors.hub.search import (
     IN_MEMORY,
@@ -46,7 +63,6 @@ from actors.model import namespace_prefix_range
 from actors.wire import (
     Change,
     ChangesPage,
-    DigestEntry,
     DigestPage,
     EmbedderInfo,
     HubCounts,
@@ -128,20 +144,7 @@ def _recall_filters(
 
 
 def _row_to_wire(row: Sequence[Any]) -> WireMemory:
-    return WireMemory(
-        id=row[0],
-        namespace=row[1],
-        content=row[2],
-        content_hash=row[3],
-        tags=tuple(json.loads(row[4])),
-        metadata=json.loads(row[5]),
-        created_at=row[6],
-        updated_at=row[7],
-        version=row[8],
-        origin=row[9],
-        deleted=bool(row[10]),
-        key=row[11],
-    )
+    return memory_of_row(row, tags_of=lambda tags: tuple(json.loads(tags)))
 
 
 class HubDatabase:
@@ -307,34 +310,13 @@ class HubDatabase:
         self, tenant: str, items: tuple[WireMemory, ...], now: float
     ) -> list[ItemResult]:
         db = self.conn
-        start = seq = self._head(tenant)
-        results: list[ItemResult] = []
-        for item in items:
-            row = db.execute(
-                "SELECT version, origin, rowid, content_hash, deleted FROM memories "
-                "WHERE tenant = ? AND id = ?",
-                (tenant, item.id),
-            ).fetchone()
-            if row is not None:
-                # Last writer wins: the greater (version, origin) pair, compared as strings.
-                current, incoming = (row[0], row[1]), (item.version, item.origin)
-                if incoming == current:
-                    results.append(ItemResult(item.id, "unchanged", row[0]))
-                    continue
-                if incoming < current:
-                    results.append(ItemResult(item.id, "stale", row[0]))
-                    continue
-            # Keyed memories are addressed by key, never deduplicated by content.
-            if not item.deleted and item.key is None:
-                twin = db.execute(
-                    "SELECT id, version FROM memories WHERE tenant = ? AND namespace = ? "
-                    "AND content_hash = ? AND deleted = 0 AND key IS NULL AND id != ?",
-                    (tenant, item.namespace, item.content_hash, item.id),
-                ).fetchone()
-                if twin is not None:
-                    results.append(ItemResult(item.id, "duplicate", twin[1], twin[0]))
-                    continue
-            seq += 1
+        start = self._head(tenant)
+        results, writes, seq = plan_push(
+            items, start, self._stored_memories(tenant, items), self._slot_holders(tenant, items)
+        )
+        inserted: dict[str, int] = {}
+        for write in writes:
+            item = write.item
             values = (
                 item.namespace,
                 item.content,
@@ -346,17 +328,19 @@ class HubDatabase:
                 item.version,
                 item.origin,
                 int(item.deleted),
-                seq,
+                write.seq,
                 now,
                 item.key,
             )
-            if row is None:
+            if write.stored is None:
                 cursor = db.execute(
                     "INSERT INTO memories(namespace, content, content_hash, tags, metadata, "
                     "created_at, updated_at, version, origin, deleted, seq, received_at, "
                     "key, tenant, id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (*values, tenant, item.id),
                 )
+                assert cursor.lastrowid is not None
+                inserted[item.id] = cursor.lastrowid
                 if not item.deleted:
                     self._enqueue_embedding(cursor.lastrowid)
             else:
@@ -366,8 +350,8 @@ class HubDatabase:
                     "deleted = ?, seq = ?, received_at = ?, key = ? WHERE tenant = ? AND id = ?",
                     (*values, tenant, item.id),
                 )
-                self._revector(row[2], item, old_hash=row[3], was_deleted=bool(row[4]))
-            results.append(ItemResult(item.id, "applied", item.version))
+                key = write.stored.rowid
+                self._revector(inserted[item.id] if key is None else key, write.stored, item)
         if seq != start:
             db.execute(
                 "INSERT INTO tenants(tenant, last_seq) VALUES (?, ?) "
@@ -375,6 +359,33 @@ class HubDatabase:
                 (tenant, seq),
             )
         return results
+
+    def _stored_memories(self, tenant: str, items: Sequence[WireMemory]) -> dict[str, StoredMemory]:
+        """The stored memories the items name. One lookup each: in-process, microseconds."""
+        stored = {}
+        for memory_id in {item.id for item in items}:
+            row = self.conn.execute(
+                f"SELECT {STORED_COLUMNS} FROM memories WHERE tenant = ? AND id = ?",
+                (tenant, memory_id),
+            ).fetchone()
+            if row is not None:
+                stored[memory_id] = StoredMemory.from_row(row)
+        return stored
+
+    def _slot_holders(
+        self, tenant: str, items: Sequence[WireMemory]
+    ) -> dict[DedupSlot, tuple[str, str]]:
+        """Who holds each dedup slot the items' live unkeyed contents would take."""
+        holders = {}
+        for slot in dedup_slots(items):
+            row = self.conn.execute(
+                "SELECT id, version FROM memories WHERE tenant = ? AND namespace = ? "
+                "AND content_hash = ? AND deleted = 0 AND key IS NULL",
+                (tenant, *slot),
+            ).fetchone()
+            if row is not None:
+                holders[slot] = (row[0], row[1])
+        return holders
 
     # -- semantic recall: the embedding queue and the vector feed -----------------------
 
@@ -395,13 +406,14 @@ class HubDatabase:
             (self._next_vseq(), key),
         )
 
-    def _revector(self, key: int, item: WireMemory, *, old_hash: str, was_deleted: bool) -> None:
+    def _revector(self, key: int, stored: StoredMemory, item: WireMemory) -> None:
         """Keep the queue and the vectors true to a memory row that a push just changed."""
-        if item.deleted:
+        change = queue_change(stored, item)
+        if change == "dequeue":
             self.conn.execute("DELETE FROM embed_queue WHERE mem_rowid = ?", (key,))
-            self._drop_vector(key)
-        elif was_deleted or item.content_hash != old_hash:
+        elif change == "enqueue":
             self._enqueue_embedding(key)
+        if text_changed(stored, item):
             self._drop_vector(key)
         else:
             # Same text: the vector stands; the index re-reads namespace and tags.
@@ -691,13 +703,7 @@ class HubDatabase:
             "WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?",
             (tenant, after or "", limit + 1),
         ).fetchall()
-        has_more = len(rows) > limit
-        entries = tuple(
-            DigestEntry(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
-            for row in rows[:limit]
-        )
-        next_after = entries[-1].id if has_more and entries else None
-        return DigestPage(entries, next_after, has_more, cursor)
+        return digest_page(rows, limit, cursor)
 
     @_speaks("list tenants")
     def tenants(self) -> list[str]:

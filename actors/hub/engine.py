@@ -37,6 +37,7 @@ Not thread-safe: one owner at a time, each call completes before it returns.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -51,27 +52,34 @@ from actors.hub.search import (
     identifier_phrases,
     round_score,
 )
-from actors.wire import RecallQuery, RecallRanking, RemoteHit
+from actors.wire import (
+    DigestEntry,
+    DigestPage,
+    RecallQuery,
+    RecallRanking,
+    RemoteHit,
+    WireMemory,
+)
 
 if TYPE_CHECKING:
     from actors.hub.keys import KeyInfo, StoredKey
     from actors.hub.search import EmbedItem, VectorSearch
     from actors.wire import (
         ChangesPage,
-        DigestPage,
         EmbedderInfo,
         HubCounts,
         ItemResult,
         RecallHits,
-        WireMemory,
     )
 
 __all__ = [
     "EngineOpener",
     "HitRow",
     "HubEngine",
+    "digest_page",
     "feed_start",
     "hits_of",
+    "memory_of_row",
     "rank",
     "vector_page",
 ]
@@ -343,3 +351,34 @@ def vector_page(
         next_after=int(rows[-1][0]) if rows else after,
         has_more=has_more,
     )
+
+
+def memory_of_row(row: Sequence[Any], *, tags_of: Callable[[Any], tuple[str, ...]]) -> WireMemory:
+    """A memory from the engines' 12 memory columns (id, namespace, content, content_hash,
+    tags, metadata, created_at, updated_at, version, origin, deleted, key); ``tags_of``
+    reads the engine's stored tags."""
+    return WireMemory(
+        id=row[0],
+        namespace=row[1],
+        content=row[2],
+        content_hash=row[3],
+        tags=tags_of(row[4]),
+        metadata=json.loads(row[5]),
+        created_at=row[6],
+        updated_at=row[7],
+        version=row[8],
+        origin=row[9],
+        deleted=bool(row[10]),
+        key=row[11],
+    )
+
+
+def digest_page(rows: Sequence[Sequence[Any]], limit: int, cursor: str) -> DigestPage:
+    """A digest page from up to ``limit + 1`` rows (id, namespace, content_hash, version,
+    origin, deleted) read in id order after the previous page."""
+    has_more = len(rows) > limit
+    entries = tuple(
+        DigestEntry(row[0], row[1], row[2], row[3], row[4], bool(row[5])) for row in rows[:limit]
+    )
+    next_after = entries[-1].id if has_more and entries else None
+    return DigestPage(entries, next_after, has_more, cursor)

@@ -63,7 +63,15 @@ from psycopg.conninfo import conninfo_to_dict
 
 from actors.errors import SchemaError, StorageBusy, StorageError
 from actors.hub.backend import Cursor
-from actors.hub.engine import HitRow, feed_start, hits_of, rank, vector_page
+from actors.hub.engine import (
+    HitRow,
+    digest_page,
+    feed_start,
+    hits_of,
+    memory_of_row,
+    rank,
+    vector_page,
+)
 from actors.hub.keys import KeyInfo, StoredKey
 from actors.hub.pg_schema import (
     HNSW_MAX_DIMENSIONS,
@@ -71,9 +79,21 @@ from actors.hub.pg_schema import (
     describe_database,
     hnsw_index_name,
     hnsw_index_sql,
+    raise_build_memory,
     read_schema_version,
     read_vector_search,
     vector_literal,
+)
+from actors.hub.pushes import (
+    STORED_COLUMNS,
+    DedupSlot,
+    StoredMemory,
+    Write,
+    dedup_slots,
+    distinct_runs,
+    plan_push,
+    queue_change,
+    text_changed,
 )
 from actors.hub.search import (
     MAX_QUERY_TERMS,
@@ -90,7 +110,6 @@ from actors.model import namespace_prefix_range
 from actors.wire import (
     Change,
     ChangesPage,
-    DigestEntry,
     DigestPage,
     EmbedderInfo,
     HubCounts,
@@ -115,6 +134,33 @@ _Cur: TypeAlias = "psycopg.Cursor[tuple[Any, ...]]"
 _COLUMNS: Final = (
     "id, namespace, content, content_hash, tags, metadata, created_at, updated_at, "
     "version, origin, deleted, key"
+)
+
+#: A run of pushed items of distinct ids, one row each (arrays in item order),
+#: written in that order: an item may take the dedup slot an earlier one left.
+#: Parameters: tenant, received_at, then one array per column. The database
+#: itself refuses to overwrite a greater version (RETURNING leaves it out).
+_UPSERT_RUN: Final = (
+    "INSERT INTO memories (tenant, id, namespace, content, content_hash, tags, metadata, "
+    "created_at, updated_at, version, origin, deleted, key, seq, received_at, fts, words) "
+    "SELECT %s, u.id, u.namespace, u.content, u.content_hash, "
+    "ARRAY(SELECT t.tag FROM jsonb_array_elements_text(u.tags::jsonb) WITH ORDINALITY "
+    "AS t(tag, n) ORDER BY t.n), u.metadata, u.created_at, u.updated_at, u.version, u.origin, "
+    "u.deleted, u.key, u.seq, %s, to_tsvector('english', u.text), to_tsvector('simple', u.words) "
+    "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::float8[], %s::float8[], %s::text[], %s::text[], %s::boolean[], %s::text[], "
+    "%s::bigint[], %s::text[], %s::text[]) WITH ORDINALITY AS u(id, namespace, content, "
+    "content_hash, tags, metadata, created_at, updated_at, version, origin, deleted, key, seq, "
+    "text, words, n) ORDER BY u.n "
+    "ON CONFLICT (tenant, id) DO UPDATE SET namespace = excluded.namespace, "
+    "content = excluded.content, content_hash = excluded.content_hash, "
+    "tags = excluded.tags, metadata = excluded.metadata, "
+    "created_at = excluded.created_at, updated_at = excluded.updated_at, "
+    "version = excluded.version, origin = excluded.origin, "
+    "deleted = excluded.deleted, key = excluded.key, seq = excluded.seq, "
+    "received_at = excluded.received_at, fts = excluded.fts, words = excluded.words "
+    "WHERE (excluded.version, excluded.origin) > (memories.version, memories.origin) "
+    "RETURNING id, rowid"
 )
 
 #: SQLSTATEs that mean "not now": the server is going away or starting, or a
@@ -259,20 +305,7 @@ def nearest_sql(space: tuple[str, int], where: str, *, indexed: bool) -> sql.Com
 
 
 def _row_to_wire(row: Sequence[Any]) -> WireMemory:
-    return WireMemory(
-        id=row[0],
-        namespace=row[1],
-        content=row[2],
-        content_hash=row[3],
-        tags=tuple(row[4]),
-        metadata=json.loads(row[5]),
-        created_at=row[6],
-        updated_at=row[7],
-        version=row[8],
-        origin=row[9],
-        deleted=bool(row[10]),
-        key=row[11],
-    )
+    return memory_of_row(row, tags_of=tuple)
 
 
 class PostgresEngine:
@@ -509,126 +542,118 @@ class PostgresEngine:
         items: tuple[WireMemory, ...],
         now: float,
     ) -> list[ItemResult]:
-        seq = heads[tenant]
-        results: list[ItemResult] = []
-        for item in items:
-            row = cur.execute(
-                "SELECT version, origin, rowid, content_hash, deleted FROM memories "
-                "WHERE tenant = %s AND id = %s",
-                (tenant, item.id),
-            ).fetchone()
-            if row is not None:
-                # Last writer wins: the greater (version, origin) pair, compared as
-                # strings (the columns' "C" collation orders them as Python does).
-                current, incoming = (row[0], row[1]), (item.version, item.origin)
-                if incoming == current:
-                    results.append(ItemResult(item.id, "unchanged", row[0]))
-                    continue
-                if incoming < current:
-                    results.append(ItemResult(item.id, "stale", row[0]))
-                    continue
-            # Keyed memories are addressed by key, never deduplicated by content.
-            if not item.deleted and item.key is None:
-                twin = cur.execute(
-                    "SELECT id, version FROM memories WHERE tenant = %s AND namespace = %s "
-                    "AND content_hash = %s AND NOT deleted AND key IS NULL AND id <> %s",
-                    (tenant, item.namespace, item.content_hash, item.id),
-                ).fetchone()
-                if twin is not None:
-                    results.append(ItemResult(item.id, "duplicate", twin[1], twin[0]))
-                    continue
-            text, words = _search_texts(item)
-            written = cur.execute(
-                "INSERT INTO memories (tenant, id, namespace, content, content_hash, tags, "
-                "metadata, created_at, updated_at, version, origin, deleted, key, seq, "
-                "received_at, fts, words) VALUES (%s, %s, %s, %s, %s, %s::text[], %s, %s, %s, "
-                "%s, %s, %s, %s, %s, %s, to_tsvector('english', %s), to_tsvector('simple', %s)) "
-                "ON CONFLICT (tenant, id) DO UPDATE SET namespace = excluded.namespace, "
-                "content = excluded.content, content_hash = excluded.content_hash, "
-                "tags = excluded.tags, metadata = excluded.metadata, "
-                "created_at = excluded.created_at, updated_at = excluded.updated_at, "
-                "version = excluded.version, origin = excluded.origin, "
-                "deleted = excluded.deleted, key = excluded.key, seq = excluded.seq, "
-                "received_at = excluded.received_at, fts = excluded.fts, words = excluded.words "
-                # The database itself refuses to overwrite a greater version.
-                "WHERE (excluded.version, excluded.origin) > (memories.version, memories.origin) "
-                "RETURNING rowid",
-                (
-                    tenant,
-                    item.id,
-                    item.namespace,
-                    item.content,
-                    item.content_hash,
-                    list(item.tags),
-                    item.metadata_json(),
-                    item.created_at,
-                    item.updated_at,
-                    item.version,
-                    item.origin,
-                    item.deleted,
-                    item.key,
-                    seq + 1,
-                    now,
-                    text,
-                    words,
-                ),
-            ).fetchone()
-            if written is None:  # pragma: no cover - the tenant lock makes it unreachable
-                raise StorageError(f"memory {item.id} changed under the tenant lock")
-            seq += 1
-            if row is None:
-                if not item.deleted:
-                    self._enqueue_embedding(cur, int(written[0]))
-            else:
-                self._revector(cur, vseq, int(row[2]), item, old_hash=row[3], was_deleted=row[4])
-            results.append(ItemResult(item.id, "applied", item.version))
-        heads[tenant] = seq
+        """Decide the push on what it reads in two queries, then write it in a few statements.
+
+        Under the tenant's lock nothing else writes its memories, so what is
+        read stays true until the writes; the writes go in runs of distinct
+        ids, each in item order, which is the order the items were decided in.
+        """
+        stored = self._stored_memories(cur, tenant, items)
+        holders = self._slot_holders(cur, tenant, items)
+        results, writes, heads[tenant] = plan_push(items, heads[tenant], stored, holders)
+        for run in distinct_runs(writes):
+            self._write_run(cur, vseq, tenant, run, now)
         return results
 
-    # -- semantic recall: the embedding queue and the vector feed -----------------------
+    @staticmethod
+    def _stored_memories(
+        cur: _Cur, tenant: str, items: Sequence[WireMemory]
+    ) -> dict[str, StoredMemory]:
+        rows = cur.execute(
+            f"SELECT id, {STORED_COLUMNS}, EXISTS (SELECT 1 FROM vectors v "
+            "WHERE v.mem_rowid = m.rowid AND v.vector IS NOT NULL) FROM memories m "
+            "WHERE m.tenant = %s AND m.id = ANY(%s::text[])",
+            (tenant, list({item.id for item in items})),
+        ).fetchall()
+        return {str(row[0]): StoredMemory.from_row(row[1:]) for row in rows}
 
     @staticmethod
-    def _enqueue_embedding(cur: _Cur, key: int) -> None:
-        # A claim on the old text is void: the memory must be embedded again.
-        cur.execute(
-            "INSERT INTO embed_queue (mem_rowid) VALUES (%s) "
-            "ON CONFLICT (mem_rowid) DO UPDATE SET claimed_until = NULL",
-            (key,),
-        )
+    def _slot_holders(
+        cur: _Cur, tenant: str, items: Sequence[WireMemory]
+    ) -> dict[DedupSlot, tuple[str, str]]:
+        slots = list(dedup_slots(items))
+        if not slots:
+            return {}
+        rows = cur.execute(
+            "SELECT m.namespace, m.content_hash, m.id, m.version FROM memories m "
+            "JOIN unnest(%s::text[], %s::text[]) AS s(namespace, content_hash) "
+            "ON m.namespace = s.namespace AND m.content_hash = s.content_hash "
+            "WHERE m.tenant = %s AND NOT m.deleted AND m.key IS NULL",
+            ([slot[0] for slot in slots], [slot[1] for slot in slots], tenant),
+        ).fetchall()
+        return {(row[0], row[1]): (row[2], row[3]) for row in rows}
 
-    @staticmethod
-    def _has_vector(cur: _Cur, key: int) -> bool:
-        row = cur.execute(
-            "SELECT 1 FROM vectors WHERE mem_rowid = %s AND vector IS NOT NULL", (key,)
-        ).fetchone()
-        return row is not None
-
-    def _revector(
+    def _write_run(
         self,
         cur: _Cur,
         vseq: _VectorFeed,
-        key: int,
-        item: WireMemory,
-        *,
-        old_hash: str,
-        was_deleted: bool,
+        tenant: str,
+        run: Sequence[Write],
+        now: float,
     ) -> None:
-        """Keep the queue and the vectors true to a memory row that a push just changed."""
-        if item.deleted:
-            cur.execute("DELETE FROM embed_queue WHERE mem_rowid = %s", (key,))
-        elif was_deleted or item.content_hash != old_hash:
-            self._enqueue_embedding(cur, key)
-        # Only a memory with a vector takes a vector-feed position (and its lock).
-        if not self._has_vector(cur, key):
-            return
-        if item.deleted or was_deleted or item.content_hash != old_hash:
+        """Write applied items of distinct ids: the rows, then the queue, then the vector feed."""
+        items = [write.item for write in run]
+        texts = [_search_texts(item) for item in items]
+        written = cur.execute(
+            _UPSERT_RUN,
+            (
+                tenant,
+                now,
+                [i.id for i in items],
+                [i.namespace for i in items],
+                [i.content for i in items],
+                [i.content_hash for i in items],
+                [json.dumps(list(i.tags)) for i in items],
+                [i.metadata_json() for i in items],
+                [i.created_at for i in items],
+                [i.updated_at for i in items],
+                [i.version for i in items],
+                [i.origin for i in items],
+                [i.deleted for i in items],
+                [i.key for i in items],
+                [write.seq for write in run],
+                [text for text, _ in texts],
+                [words for _, words in texts],
+            ),
+        ).fetchall()
+        rowids = {str(row[0]): int(row[1]) for row in written}
+        if len(rowids) != len(run):  # pragma: no cover - the tenant lock makes it unreachable
+            raise StorageError(f"memories of {tenant} changed under the tenant lock")
+        queued: list[int] = []
+        dequeued: list[int] = []
+        revectored: list[tuple[int, bool]] = []
+        for write in run:
+            key = rowids[write.item.id]
+            match queue_change(write.stored, write.item):
+                case "enqueue":
+                    queued.append(key)
+                case "dequeue":
+                    dequeued.append(key)
+            # Only a memory with a vector takes a vector-feed position (and its lock).
+            if write.stored is not None and write.stored.has_vector:
+                revectored.append((key, text_changed(write.stored, write.item)))
+        if queued:
+            # A claim on the old text is void: the memory must be embedded again.
             cur.execute(
-                "UPDATE vectors SET vector = NULL, vseq = %s WHERE mem_rowid = %s",
-                (vseq.next(), key),
+                "INSERT INTO embed_queue (mem_rowid) SELECT unnest(%s::bigint[]) "
+                "ON CONFLICT (mem_rowid) DO UPDATE SET claimed_until = NULL",
+                (queued,),
             )
-        else:
-            # Same text: the vector stands; the index re-reads namespace and tags.
-            cur.execute("UPDATE vectors SET vseq = %s WHERE mem_rowid = %s", (vseq.next(), key))
+        if dequeued:
+            cur.execute("DELETE FROM embed_queue WHERE mem_rowid = ANY(%s::bigint[])", (dequeued,))
+        if revectored:
+            # A void vector becomes NULL (the in-memory index learns of it by its
+            # position); the same text keeps it, and the index re-reads namespace and tags.
+            cur.execute(
+                "UPDATE vectors v SET vector = CASE WHEN u.void THEN NULL ELSE v.vector END, "
+                "vseq = u.vseq FROM unnest(%s::bigint[], %s::bigint[], %s::boolean[]) "
+                "AS u(key, vseq, void) WHERE v.mem_rowid = u.key",
+                (
+                    [key for key, _ in revectored],
+                    list(vseq.take(len(revectored))),
+                    [void for _, void in revectored],
+                ),
+            )
 
     @_speaks("read the embedding space")
     def embed_space(self) -> tuple[str, int] | None:
@@ -678,6 +703,13 @@ class PostgresEngine:
             if self.vector_search.in_database and dimension <= HNSW_MAX_DIMENSIONS:
                 # Under the vector feed's lock, which every writer of vectors
                 # takes first: the build's table lock cannot deadlock with one.
+                # A switch back to an earlier embedder builds over its vectors.
+                row = cur.execute(
+                    "SELECT count(*) FROM vectors WHERE model = %s AND dimension = %s "
+                    "AND vector IS NOT NULL",
+                    (model, dimension),
+                ).fetchone()
+                raise_build_memory(cur, int(row[0]) if row else 0, dimension)
                 cur.execute(hnsw_index_sql(model, dimension))
         if self.vector_search.in_database:
             self._drop_other_indexes(model, dimension)
@@ -1022,13 +1054,7 @@ class PostgresEngine:
                 "WHERE tenant = %s AND id > %s ORDER BY id LIMIT %s",
                 (tenant, after or "", limit + 1),
             ).fetchall()
-        has_more = len(rows) > limit
-        entries = tuple(
-            DigestEntry(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
-            for row in rows[:limit]
-        )
-        next_after = entries[-1].id if has_more and entries else None
-        return DigestPage(entries, next_after, has_more, cursor)
+        return digest_page(rows, limit, cursor)
 
     @_speaks("list tenants")
     def tenants(self) -> list[str]:
@@ -1082,11 +1108,16 @@ class _VectorFeed:
             self.last = int(row[0])
 
     def next(self) -> int:
+        return self.take(1)[0]
+
+    def take(self, count: int) -> range:
+        """The next ``count`` positions, in order."""
         self.lock()
         assert self.last is not None
-        self.last += 1
+        first = self.last + 1
+        self.last += count
         self.cur.execute("UPDATE vector_feed SET last_vseq = %s", (self.last,))
-        return self.last
+        return range(first, self.last + 1)
 
 
 if TYPE_CHECKING:
