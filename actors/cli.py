@@ -544,6 +544,40 @@ def forget(
     click.echo(line)
 
 
+@cli.command()
+@global_options(*LOCAL)
+@click.argument("memory_id", metavar="ID", required=False)
+@_by_key
+@click.option(
+    "--tag", "-t", "tags", multiple=True, metavar="TAG", help="A new tag; repeat for several."
+)
+@click.option("--no-tags", is_flag=True, help="Remove every tag.")
+@_json_option
+@click.pass_context
+def retag(
+    ctx: click.Context,
+    memory_id: str | None,
+    key: str | None,
+    namespace: str | None,
+    tags: tuple[str, ...],
+    no_tags: bool,
+    as_json: bool,
+) -> None:
+    """Replace the tags of the memory with ID (or --key) by the --tag options.
+
+    A store only adds tags; retag also removes them. --no-tags removes them
+    all (asked for explicitly, so that a forgotten --tag clears nothing).
+    """
+    if bool(tags) == no_tags:
+        raise click.UsageError("give the new tags with --tag (repeat it), or --no-tags")
+    with _memory(ctx) as system:
+        memory = system.set_tags(memory_id, tags=tags, key=key, namespace=namespace)
+    if as_json:
+        _print_json(memory.to_dict())
+        return
+    click.echo(f"{memory.id} tags: {', '.join(memory.tags) or '-'}")
+
+
 @cli.command("list")
 @global_options(*LOCAL)
 @_namespace_filter
@@ -726,6 +760,46 @@ def _settled_report(system: MemorySystem) -> SyncReport | None:
         time.sleep(0.02)  # a poll interval of a bounded wait (this is a one-shot command)
         report = system.sync_report()
     return report
+
+
+@sync.command("dead-letters")
+@global_options(*LOCAL)
+@_limit_option(20)
+@_json_option
+@click.pass_context
+def sync_dead_letters(ctx: click.Context, limit: int | None, as_json: bool) -> None:
+    """List the writes the hub kept refusing, oldest first, with the hub's last answer."""
+    with _memory(ctx) as system:
+        dead = system.dead_letters(limit=limit)
+    if as_json:
+        _print_json(dead.to_dict())
+        return
+    if not dead.letters:
+        click.echo("No dead letters.")
+        return
+    table = Table(show_edge=False)
+    table.add_column("memory", no_wrap=True)
+    table.add_column("namespace", no_wrap=True)
+    table.add_column("op")
+    table.add_column("attempts", justify="right")
+    table.add_column("queued", no_wrap=True)
+    table.add_column("last error")
+    for letter in dead.letters:
+        table.add_row(
+            letter.memory_id,
+            letter.namespace or "-",
+            letter.op,
+            str(letter.attempts),
+            _when(letter.enqueued_at),
+            Text(_one_line(letter.last_error or "-")),
+        )
+    _console().print(table)
+    shown = len(dead.letters)
+    more = f" ({shown} shown)" if shown < dead.total else ""
+    click.echo(
+        f"{_plural(dead.total, 'dead letter', 'dead letters')}{more}; "
+        "`memory-actors sync retry-dead` queues them again"
+    )
 
 
 @sync.command("retry-dead")

@@ -1,4 +1,4 @@
-"""The MCP server: six memory tools over stdio and streamable HTTP (mcp 2.x ``MCPServer``).
+"""The MCP server: seven memory tools over stdio and streamable HTTP (mcp 2.x ``MCPServer``).
 
 Each tool is a module-level coroutine function of the
 :class:`~actors.aio.AsyncMemorySystem` and the model's arguments
@@ -81,6 +81,7 @@ __all__ = [
     "memory_get",
     "memory_list",
     "memory_recall",
+    "memory_retag",
     "memory_store",
     "serve_http",
     "serve_stdio",
@@ -415,6 +416,30 @@ async def memory_forget(
     return _result(text, result.to_dict())
 
 
+async def memory_retag(
+    system: System,
+    tags: Annotated[
+        list[str],
+        Field(
+            description=f"The memory's new tags, at most {MAX_TAGS}; they replace all its "
+            "current tags ([] removes them all). Stored lower-case."
+        ),
+    ],
+    id: _MemoryId = None,
+    key: _Key = None,
+    namespace: _KeyNamespace = None,
+) -> Annotated[CallToolResult, MemoryOutput]:
+    """Replace the tags of one memory (by id or by key); its content stays as it is.
+
+    memory_store only adds tags to identical content; use this to remove a
+    wrong tag or rename one. Answers the memory with its new tags.
+    """
+    with _tool_errors():
+        memory = await system.set_tags(id, tags=tags, key=key, namespace=namespace)
+    now = ", ".join(memory.tags) if memory.tags else "none"
+    return _result(f"Tags of {memory.id} [{memory.namespace}]: {now}.", memory.to_dict())
+
+
 async def memory_list(
     system: System,
     namespace: _NamespaceFilter = None,
@@ -488,13 +513,15 @@ TOOLS: Final[tuple[tuple[Callable[..., Awaitable[CallToolResult]], ToolAnnotatio
     (memory_get, _annotations("Get a memory", read_only=True)),
     # Idempotent: forgetting twice leaves the same tombstone.
     (memory_forget, _annotations("Forget a memory", read_only=False, destructive=True)),
+    # Destructive: tags not in the new list are removed. Idempotent: same list, same tags.
+    (memory_retag, _annotations("Retag a memory", read_only=False, destructive=True)),
     (memory_list, _annotations("List memories", read_only=True)),
     (memory_count, _annotations("Count memories", read_only=True)),
 )
 
 
 def build_server(system: MemorySystem) -> MCPServer[AsyncMemorySystem]:
-    """An ``MCPServer`` exposing ``system`` as the six :data:`TOOLS`; it never closes ``system``.
+    """An ``MCPServer`` exposing ``system`` as the seven :data:`TOOLS`; it never closes ``system``.
 
     The tools run on the server's event loop through an :class:`AsyncMemorySystem`
     wrapping ``system`` (which stays the caller's to close).

@@ -294,6 +294,33 @@ def test_forget_tombstones_and_then_get_exits_3(db: Path) -> None:
     assert invoke(db, "forget", unknown).exit_code == EXIT_NOT_FOUND
 
 
+def tags_of(memory: object) -> object:
+    assert isinstance(memory, dict)
+    return memory["tags"]
+
+
+def test_retag_replaces_the_tags_and_refuses_to_guess(db: Path) -> None:
+    """retag sets exactly the given tags (by id or key); no --tag and no --no-tags is refused."""
+    memory_id = store_id(db, "standups are at ten", "-t", "meetings", "-t", "typo")
+    done = invoke(db, "retag", memory_id, "-t", "Meetings", "-t", "daily")
+    assert (done.exit_code, done.stdout) == (0, f"{memory_id} tags: daily, meetings\n")
+    assert tags_of(invoke_json(db, "get", memory_id)) == ["daily", "meetings"]
+
+    neither = invoke(db, "retag", memory_id)
+    assert neither.exit_code == EXIT_USAGE
+    assert "give the new tags with --tag (repeat it), or --no-tags" in neither.stderr
+    both = invoke(db, "retag", memory_id, "-t", "x", "--no-tags")
+    assert both.exit_code == EXIT_USAGE
+
+    invoke(db, "store", "editor is helix", "--key", "editor", "-t", "tools")
+    assert tags_of(invoke_json(db, "retag", "--key", "editor", "--no-tags")) == []
+    unknown = "01900000-0000-7000-8000-000000000000"
+    missing = invoke(db, "retag", unknown, "-t", "x")
+    assert missing.exit_code == EXIT_NOT_FOUND
+    assert missing.stderr == f"error: no memory has id {unknown}\n"
+    assert tags_of(invoke_json(db, "get", memory_id)) == ["daily", "meetings"]
+
+
 def test_list_pages_most_recent_first(db: Path) -> None:
     """list shows the newest first; --before continues from the page's next_before."""
     ids = [store_id(db, f"memory number {n}", "-t", f"t{n % 2}") for n in range(3)]

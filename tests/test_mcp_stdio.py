@@ -73,6 +73,13 @@ TOOLS = {
         idempotent_hint=True,
         open_world_hint=False,
     ),
+    "memory_retag": ToolAnnotations(
+        title="Retag a memory",
+        read_only_hint=False,
+        destructive_hint=True,
+        idempotent_hint=True,
+        open_world_hint=False,
+    ),
     "memory_list": ToolAnnotations(
         title="List memories",
         read_only_hint=True,
@@ -88,25 +95,27 @@ TOOLS = {
         open_world_hint=False,
     ),
 }
+MEMORY_FIELDS = {
+    "id",
+    "namespace",
+    "content",
+    "content_hash",
+    "tags",
+    "metadata",
+    "created_at",
+    "updated_at",
+    "version",
+    "origin",
+    "deleted",
+    "sync_state",
+    "sync_error",
+    "key",
+}
 OUTPUT_FIELDS = {
     "memory_store": {"id", "duplicate", "namespace", "tags", "sync_state", "key", "replaced"},
     "memory_recall": {"query", "status", "reason", "retry_after", "hits"},
-    "memory_get": {
-        "id",
-        "namespace",
-        "content",
-        "content_hash",
-        "tags",
-        "metadata",
-        "created_at",
-        "updated_at",
-        "version",
-        "origin",
-        "deleted",
-        "sync_state",
-        "sync_error",
-        "key",
-    },
+    "memory_get": MEMORY_FIELDS,
+    "memory_retag": MEMORY_FIELDS,
     "memory_forget": {"id", "forgotten", "already_forgotten"},
     "memory_list": {"memories", "next_before"},
     "memory_count": {
@@ -208,10 +217,10 @@ def list_tools(tmp_path: Path, mode: str) -> dict[str, Tool]:
 
 
 @pytest.mark.parametrize("mode", ERAS)
-def test_six_tools_are_listed_with_true_annotations_and_output_schemas(
+def test_seven_tools_are_listed_with_true_annotations_and_output_schemas(
     tmp_path: Path, mode: str
 ) -> None:
-    """tools/list shows the six tools, each annotated, described and with an outputSchema."""
+    """tools/list shows the seven tools, each annotated, described and with an outputSchema."""
     listed = list_tools(tmp_path, mode)
     assert set(listed) == set(TOOLS)
     for name, tool in listed.items():
@@ -394,6 +403,53 @@ def test_forget_leaves_a_tombstone_and_get_then_fails(tmp_path: Path, mode: str)
             assert (await ok(client, "memory_recall", {"query": "ephemeral"}))["hits"] == []
             counts = await ok(client, "memory_count", {})
             assert (counts["total"], counts["forgotten"], counts["outbox_pending"]) == (0, 1, 2)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("mode", ERAS)
+def test_retag_replaces_the_tags_by_id_or_key_and_keeps_the_content(
+    tmp_path: Path, mode: str
+) -> None:
+    """memory_retag removes tags a store could only add to; recall's tag filter follows."""
+
+    async def scenario() -> None:
+        async with stdio_session(tmp_path / "memory.db", mode, tmp_path / "server.log") as client:
+            stored = await ok(
+                client,
+                "memory_store",
+                {"content": "deploys go out on Tuesdays", "tags": ["ops", "wrong"]},
+            )
+            memory_id = stored["id"]
+            retagged = await client.call_tool(
+                "memory_retag", {"id": memory_id, "tags": ["Ops", "schedule"]}
+            )
+            assert retagged.structured_content is not None
+            assert retagged.structured_content["tags"] == ["ops", "schedule"]
+            assert retagged.structured_content["content"] == "deploys go out on Tuesdays"
+            assert text_of(retagged) == f"Tags of {memory_id} [default]: ops, schedule."
+            found = await ok(client, "memory_recall", {"query": "deploys", "tags": ["wrong"]})
+            assert found["hits"] == []
+            assert (await ok(client, "memory_get", {"id": memory_id}))["tags"] == [
+                "ops",
+                "schedule",
+            ]
+
+            await ok(client, "memory_store", {"content": "editor is helix", "key": "editor"})
+            cleared = await ok(client, "memory_retag", {"key": "editor", "tags": []})
+            assert (cleared["key"], cleared["tags"]) == ("editor", [])
+
+            message = await fails(client, "memory_retag", {"id": UNKNOWN_ID, "tags": ["x"]})
+            assert message.endswith(f"MemoryNotFound: no memory has id {UNKNOWN_ID}")
+            message = await fails(client, "memory_retag", {"id": memory_id, "tags": [" "]})
+            assert message.endswith("InvalidMemory: tags must not be empty")
+            message = await fails(client, "memory_retag", {"id": memory_id})
+            assert "tags\n  Field required" in message
+            # The refused calls changed nothing.
+            assert (await ok(client, "memory_get", {"id": memory_id}))["tags"] == [
+                "ops",
+                "schedule",
+            ]
 
     run(scenario)
 

@@ -43,6 +43,7 @@ from actors.server import (
     memory_get,
     memory_list,
     memory_recall,
+    memory_retag,
     memory_store,
 )
 
@@ -179,6 +180,7 @@ def test_every_tool_answers_structured_content_its_output_model_accepts(
             memory_get: await memory_get(memory, memory_id),
             memory_list: await memory_list(memory, limit=1),
             memory_count: await memory_count(memory),
+            memory_retag: await memory_retag(memory, ["y"], memory_id),
             memory_forget: await memory_forget(memory, memory_id),
         }
 

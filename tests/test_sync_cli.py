@@ -1,4 +1,4 @@
-"""``memory-actors sync status|retry-dead`` against a real hub, run as the installed script."""
+"""``memory-actors sync status|dead-letters|retry-dead``: a real hub, the installed script."""
 
 from __future__ import annotations
 
@@ -94,7 +94,10 @@ def test_sync_status_reports_a_revoked_key_with_the_hubs_reason(
 def test_sync_retry_dead_requeues_dead_letters_which_then_push(
     hub: HubProcess, tmp_path: Path
 ) -> None:
-    """``sync retry-dead`` puts dead letters back; a healthy hub then receives them."""
+    """``sync dead-letters`` lists what the hub refused; ``sync retry-dead`` puts it back.
+
+    A healthy hub then receives them.
+    """
     key = hub.add_key("cli-retry")
     db = tmp_path / "memory.db"
     with fault_proxy(hub.url) as proxy:
@@ -104,7 +107,17 @@ def test_sync_retry_dead_requeues_dead_letters_which_then_push(
             ids = [system.store(f"refused by the hub {i}").id for i in range(3)]
             wait_until(lambda: system.count().dead_letters == 3, "three dead letters")
 
+    listed = json_of(script("--db", str(db), "sync", "dead-letters", "--limit", "2", "--json"))
+    assert listed["total"] == 3
+    assert [letter["memory_id"] for letter in listed["letters"]] == ids[:2]  # oldest first
+    assert {letter["op"] for letter in listed["letters"]} == {"upsert"}
+    assert all("500" in letter["last_error"] for letter in listed["letters"])
+    table = script("--db", str(db), "sync", "dead-letters")
+    assert table.returncode == 0, table.stderr
+    assert all(memory_id in table.stdout for memory_id in ids)
+    assert "3 dead letters; `memory-actors sync retry-dead` queues them again" in table.stdout
     assert json_of(script("--db", str(db), "sync", "retry-dead", "--json")) == {"requeued": 3}
+    assert script("--db", str(db), "sync", "dead-letters").stdout == "No dead letters.\n"
     status = json_of(script("--db", str(db), "sync", "status", "--json"))
     assert status["dead_letters"] == 0
     assert status["sync"] == {"state": "local-only"}
