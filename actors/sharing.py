@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 POLL: Final = 0.05
 #: The longest wait between two tries to start this process's actors once it holds
 #: the lock and the file was busy (the waits double from :data:`POLL`).
-TAKEOVER_BACKOFF_MAX: Final = 0.4
+TAKEOVER_BACKOFF_MAX: Final = 0.2
 
 
 class NowOwner(Exception):
@@ -116,6 +116,13 @@ class Sharing:
                     f"another process holds {database} but published no socket within "
                     f"{wait:g} s (still migrating?); retry shortly"
                 )
+            # Polling, because what ends this wait happens in another process and
+            # nothing here can be woken by it portably: the lock freed (a blocking
+            # flock has no timeout, and would miss the next point) or the owner's
+            # socket published (a file written; inotify is Linux-only). Only a
+            # process joining while the owner migrates or starts waits here, for
+            # at most one POLL more than needed; the host's sleep keeps the
+            # simulation in virtual time.
             host.sleep(POLL)
         return sharing
 
