@@ -48,6 +48,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -188,7 +189,9 @@ class LocalDatabase:
         self._jitter = jitter
         self._write_state: MemorySyncState = "sync_pending" if sync_configured else "committed"
         #: This writer's commit mark (see :meth:`_mark`): its row, and transactions so far.
-        self._mark_key = _MARK_PREFIX + new_id()
+        #: Not ``new_id``: a writer's name is no memory id, needs only to differ from
+        #: every other writer's, and must not shift the ids a seeded run mints.
+        self._mark_key = _MARK_PREFIX + uuid.uuid4().hex
         self._marks = 0
         # Made on first search, by the owner's thread: sqlite3 connections stay on theirs.
         self._snippets: keyword_search.Snippets | None = None
