@@ -12,6 +12,10 @@ When a transaction fails:
   with the engine's busy error, or, when the caller asks, *holds* it: the
   batch stays pending, ahead of later writes, until the caller's retry
   (a timer message on the runtime clock, never a sleep) flushes again;
+- a database error that says the outcome is unknown (``outcome_unknown``:
+  the COMMIT failed and the file cannot say whether it stands) fails the
+  whole batch with that error, and writes nothing again: a repeat could
+  apply a write twice;
 - any other database error retries the batch one write at a time, so only
   the write that fails is answered with an error and the others commit;
 - an error that is not the database's (a bug) fails every write of the
@@ -53,7 +57,8 @@ class GroupCommit(Generic[W]):
     turns a database error into the error a caller gets; ``is_busy(exc)``
     says whether it means "another connection holds the lock";
     ``database_errors`` are the exception types that are the database's
-    answer (anything else is a bug).
+    answer (anything else is a bug); ``outcome_unknown(exc)`` whether the
+    batch may have committed after all (then it is not retried).
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class GroupCommit(Generic[W]):
         translate: Callable[[Exception], BaseException],
         is_busy: Callable[[Exception], bool],
         database_errors: tuple[type[Exception], ...],
+        outcome_unknown: Callable[[Exception], bool] = lambda exc: False,
         enabled: bool = True,
     ) -> None:
         self._commit = commit
@@ -71,6 +77,7 @@ class GroupCommit(Generic[W]):
         self._translate = translate
         self._is_busy = is_busy
         self._database_errors = database_errors
+        self._outcome_unknown = outcome_unknown
         #: False: every write commits on its own, at once (the benchmark's baseline).
         self.enabled = enabled
         self.pending: list[W] = []
@@ -125,7 +132,7 @@ class GroupCommit(Generic[W]):
                 self.held = True
                 self.scheduled = True
                 return True
-            if self._is_busy(exc) or len(batch) == 1:
+            if self._is_busy(exc) or self._outcome_unknown(exc) or len(batch) == 1:
                 self.fail(batch, self._translate(exc))
             else:
                 self._commit_one_by_one(batch)

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Literal
 
-__all__ = ["Connect", "Synchronous", "connect", "is_busy"]
+__all__ = ["CommitOutcomeUnknown", "Connect", "Synchronous", "connect", "is_busy"]
 
 #: Opens a connection on a path; tests pass one that injects faults.
 Connect = Callable[[str], sqlite3.Connection]
@@ -25,6 +25,14 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 #: SQLite's primary result codes for "another connection holds the lock".
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
+
+
+class CommitOutcomeUnknown(sqlite3.OperationalError):
+    """A COMMIT raised, and whether its transaction reached the file cannot be told.
+
+    Its writes must be neither answered as committed nor applied again: the
+    caller is told the outcome is unknown.
+    """
 
 
 def is_busy(exc: sqlite3.Error) -> bool:

@@ -37,8 +37,9 @@ Errors: the batch commit and the reads raise ``sqlite3.Error``, which the
 owner's group commit retries (busy) or translates; the sync writes answer
 with :class:`~actors.errors.StorageBusy` or
 :class:`~actors.errors.StorageError` themselves, because the SyncActor only
-retries on its next round; :meth:`LocalDatabase.open` raises ``StorageError``
-or :class:`~actors.errors.SchemaError`.
+retries on its next round; :meth:`LocalDatabase.open` raises ``StorageError``,
+``StorageBusy`` (another process held the write lock throughout) or
+:class:`~actors.errors.SchemaError`.
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ import contextlib
 import json
 import logging
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
 
 from actors import keyword_search, session_log
-from actors._sqlite import Connect, Synchronous, is_busy
+from actors._sqlite import CommitOutcomeUnknown, Connect, Synchronous, is_busy
 from actors._sqlite import connect as sqlite_connect
 from actors.errors import InvalidMemory, MemoryNotFound, SchemaError, StorageBusy, StorageError
 from actors.messages import (
@@ -126,6 +128,7 @@ _UPSERT_KEYED = (
     "deleted = 0, sync_state = excluded.sync_state, key = excluded.key"
 )
 _ENQUEUE = "INSERT INTO outbox(memory_id, op, version, enqueued_at) VALUES (?, ?, ?, ?)"
+_GET_META = "SELECT value FROM meta WHERE key = ?"
 _PUT_META = (
     "INSERT INTO meta(key, value) VALUES (?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
@@ -144,6 +147,10 @@ _CURSOR_KEY = "pull_cursor"
 _LEASE_HOLDER = "sync_lease_holder"
 _LEASE_EXPIRES = "sync_lease_expires"
 _CLOCK_KEY = "hlc"
+#: Each writer's commit mark (:meth:`LocalDatabase.transaction`): ``commit:<writer id>``.
+_MARK_PREFIX = "commit:"
+#: A mark not rewritten for a day is a dead writer's (killed: nobody deleted it).
+_STALE_MARK_MS = 86_400_000
 _BACKOFF_BASE = 1.0
 _BACKOFF_CAP = 60.0
 
@@ -181,6 +188,11 @@ class LocalDatabase:
         self._monotonic = monotonic
         self._jitter = jitter
         self._write_state: MemorySyncState = "sync_pending" if sync_configured else "committed"
+        #: This writer's commit mark (see :meth:`_mark`): its row, and transactions so far.
+        #: Not ``new_id``: a writer's name is no memory id, needs only to differ from
+        #: every other writer's, and must not shift the ids a seeded run mints.
+        self._mark_key = _MARK_PREFIX + uuid.uuid4().hex
+        self._marks = 0
         # Made on first search, by the owner's thread: sqlite3 connections stay on theirs.
         self._snippets: keyword_search.Snippets | None = None
 
@@ -203,7 +215,8 @@ class LocalDatabase:
     ) -> LocalDatabase:
         """Open a migrated file, mint its origin on first open and resume its clock.
 
-        Raises StorageError (cannot open or prepare) or SchemaError (not
+        Raises StorageError (cannot open or prepare), StorageBusy (the file
+        stayed locked by another process) or SchemaError (not
         migrated: the owner must not write a schema it does not know); the
         connection is closed on any failure.
         """
@@ -213,7 +226,7 @@ class LocalDatabase:
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open {path}: {exc}") from exc
         try:
-            origin, last = _prepare(conn, path, synchronous, new_id)
+            origin, last = _prepare(conn, path, synchronous, new_id, int(wall_time() * 1000))
         except BaseException:
             conn.close()
             raise
@@ -250,7 +263,7 @@ class LocalDatabase:
             seen = self._clock_in()
             yield
             self._clock_out(seen)
-            db.execute("COMMIT")
+            self._commit(self._mark())
         except BaseException:
             if db.in_transaction:
                 try:
@@ -259,9 +272,54 @@ class LocalDatabase:
                     logger.exception("%r: rollback failed", self)
             raise
 
+    def _mark(self) -> str:
+        """Inside the transaction: write this writer's next commit mark; return it.
+
+        Why: a COMMIT can raise after it reached the file (an I/O error while
+        syncing or cleaning up), and then only the file knows whether the
+        transaction stands. Retrying its writes one by one, as after a
+        rollback, would apply it twice: content dedup absorbs a store, but a
+        session append would be in its log twice, and acknowledged. The mark
+        is one row per writer (another process's commit cannot overwrite it
+        between this COMMIT and the read-back) and unique per transaction.
+        """
+        self._marks += 1
+        mark = f"{int(self._now() * 1000)}:{self._marks}"
+        self.conn.execute(_PUT_META, (self._mark_key, mark))
+        return mark
+
+    def _commit(self, mark: str) -> None:
+        """COMMIT; when it raises, tell from the mark whether the transaction reached the file.
+
+        Returns when it did (the caller answers its writes as committed);
+        re-raises the COMMIT's error when it did not (rolled back, or still
+        open: the caller rolls back); raises :class:`CommitOutcomeUnknown`
+        when the mark cannot be read either.
+        """
+        db = self.conn
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                raise  # SQLite kept it open (BUSY at COMMIT): nothing reached the file
+            try:
+                row = db.execute(_GET_META, (self._mark_key,)).fetchone()
+            except sqlite3.Error as unread:
+                raise CommitOutcomeUnknown(
+                    f"COMMIT failed ({exc}) and whether it reached {self.path} cannot be "
+                    f"read ({unread})"
+                ) from exc
+            if row is None or row[0] != mark:
+                raise  # rolled back: none of it is in the file
+            logger.warning(
+                "%r: COMMIT raised (%s) after the transaction reached the file; it stands",
+                self,
+                exc,
+            )
+
     def _clock_in(self) -> str:
         """Move the clock past the last version any process recorded; return that record."""
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (_CLOCK_KEY,)).fetchone()
+        row = self.conn.execute(_GET_META, (_CLOCK_KEY,)).fetchone()
         seen: str = row[0] if row else ""
         self.clock.observe(seen)
         return seen
@@ -281,6 +339,8 @@ class LocalDatabase:
         except sqlite3.Error as exc:
             if is_busy(exc):
                 raise StorageBusy(f"database busy during sync ({exc}); retried later") from exc
+            if isinstance(exc, CommitOutcomeUnknown):  # sync writes are safe to repeat
+                raise StorageError(f"sync write: {exc}; retried next round") from exc
             raise StorageError(f"sync write rolled back: {exc}") from exc
 
     def _now(self) -> float:
@@ -1359,9 +1419,16 @@ class LocalDatabase:
 
 
 def _prepare(
-    conn: sqlite3.Connection, path: str, synchronous: Synchronous, new_id: Callable[[], str]
+    conn: sqlite3.Connection,
+    path: str,
+    synchronous: Synchronous,
+    new_id: Callable[[], str],
+    now_ms: int,
 ) -> tuple[str, str | None]:
-    """Check the schema, set the PRAGMAs, read or mint the origin: ``(origin, last version)``."""
+    """Check the schema, set the PRAGMAs, read or mint the origin: ``(origin, last version)``.
+
+    Also drops the commit marks of writers gone for a day (see ``LocalDatabase._mark``).
+    """
     try:
         version: int = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != LATEST_VERSION:
@@ -1374,19 +1441,36 @@ def _prepare(
         # outgrow the 2 MiB default (a 100k pull from the hub: 12.3 s → 9.1 s).
         conn.execute("PRAGMA cache_size = -65536")
         conn.execute("BEGIN IMMEDIATE")
-        row = conn.execute("SELECT value FROM meta WHERE key = 'origin'").fetchone()
-        if row is None:
+        found = _read_origin(conn)
+        if found is None:
             origin = new_id()
             conn.execute("INSERT INTO meta(key, value) VALUES ('origin', ?)", (origin,))
         else:
-            origin = row[0]
+            origin = found
         last = conn.execute("SELECT max(version) FROM memories").fetchone()[0]
-        conn.execute("COMMIT")
+        conn.execute(
+            "DELETE FROM meta WHERE key LIKE ? AND CAST(value AS INTEGER) < ?",
+            (_MARK_PREFIX + "%", now_ms - _STALE_MARK_MS),
+        )
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            # A COMMIT may raise after it reached the file. All this needed is an origin
+            # on file (the prune is for tidiness): it is there, or the error stands.
+            if conn.in_transaction or _read_origin(conn) != origin:
+                raise
     except sqlite3.Error as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        if is_busy(exc):  # worth another try: a process taking the file over retries
+            raise StorageBusy(f"cannot prepare {path}: {exc}; retry shortly") from exc
         raise StorageError(f"cannot prepare {path}: {exc}") from exc
     return origin, last
+
+
+def _read_origin(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute(_GET_META, ("origin",)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _chunks(ids: list[str]) -> list[list[str]]:

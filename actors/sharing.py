@@ -10,7 +10,8 @@ watcher thread keeps the part current afterwards:
   another process (the watcher reconnects to the owner it publishes), or
   this one (the watcher takes the lock, the MemorySystem starts its actors
   through ``take_over``, and parked calls are handed back with
-  :class:`NowOwner` to run here). Calls that are not safe to repeat fail;
+  :class:`NowOwner` to run here; a file busy meanwhile is tried again, the
+  lock kept). Calls that are not safe to repeat fail;
 - a **direct** process runs its own actors on the file, as before sharing
   existed; ``reason`` says why.
 
@@ -27,7 +28,7 @@ from typing import Any, Final
 
 import attrs
 
-from actors.errors import OwnerGone, Unavailable
+from actors.errors import OwnerGone, StorageBusy, Unavailable
 from actors.owner_link import NOT_BEGUN, Message
 from actors.owner_protocol import SAFE_TO_REPEAT
 from actors.ownership import OwnerInfo, Role
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 #: How often a follower checks the owner lock and the owner's socket.
 POLL: Final = 0.05
+#: The longest wait between two tries to start this process's actors once it holds
+#: the lock and the file was busy (the waits double from :data:`POLL`).
+TAKEOVER_BACKOFF_MAX: Final = 0.2
 
 
 class NowOwner(Exception):
@@ -76,6 +80,9 @@ class Sharing:
         #: broke, a call was parked, or this process is closing.
         self._wake = threading.Event()
         self._watcher: Watcher | None = None
+        #: Taking over found the file busy: tries so far, and when the next one may begin.
+        self._takeover_tries = 0
+        self._next_takeover = 0.0
 
     def __repr__(self) -> str:
         return f"<Sharing {self.database} {self._role.name}>"
@@ -109,6 +116,13 @@ class Sharing:
                     f"another process holds {database} but published no socket within "
                     f"{wait:g} s (still migrating?); retry shortly"
                 )
+            # Polling, because what ends this wait happens in another process and
+            # nothing here can be woken by it portably: the lock freed (a blocking
+            # flock has no timeout, and would miss the next point) or the owner's
+            # socket published (a file written; inotify is Linux-only). Only a
+            # process joining while the owner migrates or starts waits here, for
+            # at most one POLL more than needed; the host's sleep keeps the
+            # simulation in virtual time.
             host.sleep(POLL)
         return sharing
 
@@ -230,8 +244,10 @@ class Sharing:
         if self._stop.is_set():
             return False
         if self._lock.try_claim():
-            self._become_owner()
-            return False
+            if self._host.monotonic() >= self._next_takeover and self._become_owner():
+                return False
+            self._resend()  # holding the lock, not serving yet: parked calls expire on time
+            return True
         with self._mutex:
             proxy = self._proxy
         if proxy is None or proxy.broken:
@@ -259,11 +275,34 @@ class Sharing:
         for call in ready:
             self._attempt(call)
 
-    def _become_owner(self) -> None:
+    def _become_owner(self) -> bool:
+        """Start this process's actors and serve; False when the file was busy (try later).
+
+        Busy is what another process's write lock answers (a CLI import, a
+        direct-mode process, the dead owner's last transaction): it passes,
+        so this process keeps the lock and tries again, backing off through
+        the host's clock. Letting go instead would hand the same wait to the
+        next follower, and when every follower let go, nobody would serve
+        the file (the ``owner`` sweep found it). Any other failure will not
+        pass by waiting: the lock goes to the next follower.
+        """
         assert self._take_over is not None
-        logger.info("%s: the owner went; this process takes the file over", self.database)
+        if self._takeover_tries == 0:
+            logger.info("%s: the owner went; this process takes the file over", self.database)
         try:
             self._take_over()  # starts the actors, then serve()
+        except StorageBusy as exc:
+            delay = min(POLL * 2**self._takeover_tries, TAKEOVER_BACKOFF_MAX)
+            self._takeover_tries += 1
+            self._next_takeover = self._host.monotonic() + delay
+            logger.warning(
+                "%s: taking over found the file busy (%s); try %d in %.2fs",
+                self.database,
+                exc,
+                self._takeover_tries + 1,
+                delay,
+            )
+            return False
         except Exception as exc:
             logger.exception("%s: taking over failed; leaving the file to others", self.database)
             assert self._lock is not None
@@ -273,7 +312,7 @@ class Sharing:
                 parked, self._parked = self._parked, []
             for call in parked:
                 _fail(call.outer, Unavailable(f"taking over {self.database} failed: {exc}"))
-            return
+            return True
         with self._mutex:
             proxy, self._proxy = self._proxy, None
             parked, self._parked = self._parked, []
@@ -281,6 +320,7 @@ class Sharing:
             proxy.close()
         for call in parked:
             _fail(call.outer, NowOwner())
+        return True
 
     # -- closing -------------------------------------------------------------------
 

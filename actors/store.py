@@ -36,7 +36,7 @@ import attrs
 
 from actors._base import DEFERRED, ReplyingActor
 from actors._batch import GroupCommit
-from actors._sqlite import Connect, Synchronous, is_busy
+from actors._sqlite import CommitOutcomeUnknown, Connect, Synchronous, is_busy
 from actors.errors import StorageBusy, StorageError
 from actors.local_db import DatabaseError, LocalDatabase
 from actors.messages import (
@@ -124,6 +124,7 @@ class StoreActor(ReplyingActor):
             translate=self._translate,
             is_busy=lambda exc: isinstance(exc, DatabaseError) and is_busy(exc),
             database_errors=(DatabaseError,),
+            outcome_unknown=lambda exc: isinstance(exc, CommitOutcomeUnknown),
             enabled=config.group_commit,
         )
 
@@ -307,5 +308,10 @@ class StoreActor(ReplyingActor):
             return StorageBusy(
                 f"{self.config.path} stayed locked by another process after "
                 f"{self.config.busy_retries} retries ({exc}); nothing was written, retry later"
+            )
+        if isinstance(exc, CommitOutcomeUnknown):
+            return StorageError(
+                f"{exc}: the write may be in the file; read before repeating it "
+                "(a session append repeated would be logged twice)"
             )
         return StorageError(f"write rolled back: {exc}")

@@ -447,7 +447,16 @@ class MemorySystem:
         assert self._sharing is not None
         if self._closed:
             return
-        self._start_actors()
+        try:
+            self._start_actors()
+        except BaseException:
+            # Whatever did start goes: Sharing may try again (the file was busy), and
+            # a second supervisor beside a leftover one would run two stores.
+            supervisor, self._supervisor = self._supervisor, None
+            if supervisor is not None:
+                self._stop_actors(supervisor)
+            self._cells = {}
+            raise
         self._sharing.serve(self)
 
     @staticmethod
@@ -1332,7 +1341,10 @@ class MemorySystem:
                 "this call does not cross to the owner: open the MemorySystem with "
                 "Config(sharing='direct') to run it here"
             )
-        cell = self._cells[child]
+        cell = self._cells.get(child)
+        if cell is None:  # taking the file over failed: this process runs no actors
+            reason = self._sharing_state().get("reason") or "it runs no actors"
+            raise Unavailable(f"this process cannot run the {child} actor: {reason}")
         if cell.ref is None or cell.status != ChildCell.READY:
             raise Unavailable(
                 f"the {child} actor is {cell.status.lower()}"

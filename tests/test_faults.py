@@ -34,17 +34,20 @@ from actors.system import Config
 class FaultyConnection(sqlite3.Connection):
     """A real connection that raises when a switch, set by the test, matches a statement."""
 
-    #: (statement prefix, parameter substring or None, exception factory, remaining count)
+    #: (statement prefix, parameter substring or None, exception factory, remaining count
+    #: [, True: raise after the statement ran])
     plan: ClassVar[list[list[Any]]] = []
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
         for fault in FaultyConnection.plan:
-            prefix, needle, make, remaining = fault
+            prefix, needle, make, remaining, *after = fault
             if remaining == 0 or not sql.startswith(prefix):
                 continue
             if needle is not None and not any(needle in str(p) for p in parameters):
                 continue
             fault[3] = remaining - 1
+            if after:
+                super().execute(sql, parameters)
             raise make()
         return super().execute(sql, parameters)
 
@@ -242,3 +245,82 @@ def test_closing_one_system_leaves_a_shared_runtime_running(tmp_path: Path) -> N
     finally:
         first.close()
         runtime.close()
+
+
+def _append_together(memory: MemorySystem, count: int) -> dict[str, Any]:
+    """``count`` callers append one item each to one session at once: one batch or a few."""
+    results: dict[str, Any] = {}
+    barrier = threading.Barrier(count)
+
+    def appender(n: int) -> None:
+        barrier.wait()
+        try:
+            results[f"item {n}"] = memory.session_add("s", [f"item {n}"])
+        except BaseException as exc:
+            results[f"item {n}"] = exc
+
+    pool = [threading.Thread(target=appender, args=(n,)) for n in range(count)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in pool)
+    return results
+
+
+def _ioerror() -> sqlite3.OperationalError:
+    return sqlite3.OperationalError("disk I/O error")
+
+
+# Why a switch in the connection and not a real failing disk: SQLite raises after its
+# commit point only on an I/O error past it (syncing the directory, unlocking,
+# checkpointing), which Python cannot provoke without a VFS shim of its own; the
+# owner sweep injects the same fault in virtual time (docs/testing.md).
+
+
+def test_a_commit_that_raises_after_reaching_the_file_is_answered_once_as_committed(
+    faulty: MemorySystem,
+) -> None:
+    """Found by the owner sweep: retrying such a batch write by write logged every
+    session append of it twice, and acknowledged them. The batch's commit mark says it
+    committed: every append is answered, and in the log once."""
+    FaultyConnection.plan = [["COMMIT", None, _ioerror, 1, True]]
+    results = _append_together(faulty, 16)
+    assert FaultyConnection.plan[0][3] == 0, "the fault never struck"
+    assert results == {f"item {n}": 1 for n in range(16)}
+    log = faulty.session_items("s")
+    assert sorted(log) == sorted(results)
+    assert faulty.status()["actors"]["store"]["restarts"] == 0
+
+
+def test_a_commit_whose_outcome_cannot_be_read_is_neither_acknowledged_nor_repeated(
+    faulty: MemorySystem,
+) -> None:
+    """When the mark cannot be read back either, the batch's callers hear that the
+    outcome is unknown; nothing is written again (here it had committed: once each)."""
+    FaultyConnection.plan = [
+        ["COMMIT", None, _ioerror, 1, True],
+        ["SELECT value FROM meta", "commit:", _ioerror, 1],
+    ]
+    results = _append_together(faulty, 16)
+    assert [fault[3] for fault in FaultyConnection.plan] == [0, 0], "a fault never struck"
+    unknown = {item: exc for item, exc in results.items() if isinstance(exc, BaseException)}
+    assert unknown, "the batch with the unreadable outcome reached no caller"
+    for exc in unknown.values():
+        assert isinstance(exc, StorageError)
+        assert "may be in the file; read before repeating it" in str(exc)
+    assert all(results[item] == 1 for item in results.keys() - unknown.keys())
+    assert sorted(faulty.session_items("s")) == sorted(results)
+
+
+def test_a_commit_that_raises_before_reaching_the_file_is_retried_write_by_write(
+    faulty: MemorySystem,
+) -> None:
+    """The other side of the mark: a COMMIT that failed for real rolled back, and the
+    batch's writes commit one by one, each once."""
+    FaultyConnection.plan = [["COMMIT", None, _ioerror, 1]]
+    results = _append_together(faulty, 16)
+    assert FaultyConnection.plan[0][3] == 0, "the fault never struck"
+    failed = [item for item, result in results.items() if isinstance(result, BaseException)]
+    assert len(failed) <= 1  # a batch of one has nothing to retry: its caller hears
+    assert sorted(faulty.session_items("s")) == sorted(results.keys() - set(failed))

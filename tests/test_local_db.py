@@ -103,3 +103,48 @@ def test_busy_is_sqlites_error_for_the_group_commit_and_ours_for_sync(path: str)
     finally:
         holder.close()
         db.close()
+
+
+def _marks(db: LocalDatabase) -> dict[str, str]:
+    rows = db.conn.execute("SELECT key, value FROM meta WHERE key LIKE 'commit:%'")
+    return dict(rows.fetchall())
+
+
+def test_each_writer_marks_its_own_commits_and_a_dead_writers_mark_goes_a_day_later(
+    two: tuple[LocalDatabase, LocalDatabase], path: str
+) -> None:
+    """The mark that tells an ambiguous COMMIT's outcome is one row per writer: another
+    process's commit never overwrites it; a writer killed leaves one row, dropped later."""
+    first, second = two
+    first.commit_writes([_store("first's")])
+    second.commit_writes([_store("second's")])
+    marks = _marks(first)
+    assert len(marks) == 2
+    first.commit_writes([_store("first's again")])
+    after = _marks(first)
+    assert after[second._mark_key] == marks[second._mark_key]
+    assert after[first._mark_key] != marks[first._mark_key]
+    ids = itertools.count()
+    later = LocalDatabase.open(
+        path,
+        new_id=lambda: f"later-{next(ids):04d}",
+        wall_time=lambda: FROZEN + 86_400 + 1,
+        monotonic=lambda: 0.0,
+        jitter=lambda: 0.5,
+    )
+    try:
+        assert _marks(later) == {}
+    finally:
+        later.close()
+
+
+def test_a_file_locked_throughout_the_open_says_busy(path: str) -> None:
+    """Busy at open is StorageBusy: a process taking the file over tries again on it."""
+    holder = connect(path, busy_timeout=0)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageBusy, match=r"cannot prepare .*locked; retry shortly"):
+            _open(path, "late", busy_timeout=0)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

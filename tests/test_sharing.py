@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,6 +52,18 @@ with MemorySystem.open(sys.argv[1]) as system:
             continue
         print(json.dumps({"id": receipt.id, "n": n}), flush=True)
     print(json.dumps({"role": system.status()["sharing"]["role"]}), flush=True)
+"""
+
+
+#: Holds SQLite's write lock on the file (as a CLI import or a direct-mode process
+#: might) until told to let go.
+_HOLD_WRITE_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
 """
 
 
@@ -242,6 +255,40 @@ def test_session_writes_are_not_repeated_after_a_dead_owner(
         items = follower.session_items("s")
         assert items in (["a"], ["a", "b"])
         assert follower.status()["sharing"]["role"] == "owner"
+
+
+def test_a_follower_that_finds_the_file_busy_as_it_takes_over_tries_again_and_serves(
+    owner_process: tuple[Path, _Process],
+) -> None:
+    """The owner dies while another process holds SQLite's write lock: the follower that
+    takes the owner lock cannot start its store yet. It keeps the lock and tries again
+    (found by the owner sweep: it gave up, went direct, and nobody served the file)."""
+    db, owner = owner_process
+    with MemorySystem.open(db, config=Config(busy_timeout=0.1)) as follower:
+        assert follower.status()["sharing"]["role"] == "follower"
+        before = follower.store("before the owner died").id
+        holder = _Process(_HOLD_WRITE_LOCK, str(db))
+        try:
+            assert holder.line() == "held"
+            owner.kill()
+            answers: list[Any] = []
+            waiting = threading.Thread(
+                target=lambda: answers.append(follower.store("while busy", timeout=20))
+            )
+            waiting.start()
+            time.sleep(1.5)  # the takeover meets the lock several times meanwhile
+            assert answers == []
+            assert follower._sharing is not None
+            assert follower._sharing.role.name == "follower", follower._sharing.describe()
+        finally:
+            holder.finish()
+        waiting.join(timeout=20)
+        assert len(answers) == 1
+        assert not answers[0].duplicate
+        assert follower.status()["sharing"]["role"] == "owner"
+        assert follower.count().total == 2
+        assert follower.get(before).content == "before the owner died"
+        assert follower.get(answers[0].id).content == "while busy"
 
 
 def test_direct_mode_when_asked(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ These are the short CI form; ``python -m actors.sim soak`` runs the long one.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 from actors import sharing
 from actors._base import DEFERRED, ReplyingActor
+from actors.local_db import LocalDatabase
 from actors.owner_protocol import SAFE_TO_REPEAT
 from actors.runtime import Runtime
 from actors.sim import FaultPlan, ReplayStrategy, SimRuntime, load_trace
@@ -286,3 +288,40 @@ def test_dropping_the_calls_parked_for_the_next_owner_makes_the_sweep_fail(
     monkeypatch.setattr(sharing.Sharing, "_attempt", forgetting)
     with pytest.raises(SimFailure, match=r"(store|upsert) was not repeated"):
         sim_sweep.run("owner", seeds=150)
+
+
+# -- the owner sweep's findings, replayed (docs/testing.md, "Owner kills") ----------------
+
+
+def test_an_ambiguous_commit_of_a_batch_is_answered_once_not_applied_again(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's COMMIT reached the file, then raised: its commit mark says it stands.
+    Retried write by write instead (the mark ignored), session appends were doubled."""
+    plan = FaultPlan(sqlite_ambiguous_commit=0.05)
+    with caplog.at_level(logging.WARNING, logger="actors.local_db"):
+        run_scenario("owner", 0, faults=plan)
+    assert "after the transaction reached the file; it stands" in caplog.text
+
+    def commit_unchecked(self: LocalDatabase, mark: str) -> None:
+        self.conn.execute("COMMIT")
+
+    monkeypatch.setattr(LocalDatabase, "_commit", commit_unchecked)
+    with pytest.raises(CheckFailed, match="appended twice"):
+        run_scenario("owner", 0, faults=plan)
+
+
+def test_a_takeover_that_finds_the_file_busy_keeps_the_lock_and_tries_again(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follower holding the lock found the file busy as it started its store. Giving
+    up (the lock to the next follower, this process direct) left nobody serving."""
+    plan = FaultPlan(sqlite_busy=0.2)
+    with caplog.at_level(logging.WARNING, logger="actors.sharing"):
+        run_scenario("owner", 17, faults=plan)
+    assert "taking over found the file busy" in caplog.text
+
+    # Without the retry: busy is then any other failure, and the process gives up.
+    monkeypatch.setattr(sharing, "StorageBusy", type("NeverRaised", (Exception,), {}))
+    with pytest.raises(CheckFailed, match="nobody served the file"):
+        run_scenario("owner", 17, faults=plan)
