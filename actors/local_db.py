@@ -47,8 +47,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -177,6 +177,7 @@ class LocalDatabase:
         monotonic: Callable[[], float],
         jitter: Callable[[], float],
         sync_configured: bool = False,
+        writer: str | None = None,
     ) -> None:
         self.conn = conn
         self.path = path
@@ -189,9 +190,10 @@ class LocalDatabase:
         self._jitter = jitter
         self._write_state: MemorySyncState = "sync_pending" if sync_configured else "committed"
         #: This writer's commit mark (see :meth:`_mark`): its row, and transactions so far.
-        #: Not ``new_id``: a writer's name is no memory id, needs only to differ from
-        #: every other writer's, and must not shift the ids a seeded run mints.
-        self._mark_key = _MARK_PREFIX + uuid.uuid4().hex
+        #: ``writer`` names it: it needs only to differ from every other writer's. The
+        #: StoreActor draws it from the runtime (a seeded run replays it); not from
+        #: ``new_id``, which would shift the ids a seeded run mints.
+        self._mark_key = _MARK_PREFIX + (writer or os.urandom(8).hex())
         self._marks = 0
         # Made on first search, by the owner's thread: sqlite3 connections stay on theirs.
         self._snippets: keyword_search.Snippets | None = None
@@ -212,6 +214,7 @@ class LocalDatabase:
         busy_timeout: float = 5.0,
         connect: Connect | None = None,
         sync_configured: bool = False,
+        writer: str | None = None,
     ) -> LocalDatabase:
         """Open a migrated file, mint its origin on first open and resume its clock.
 
@@ -240,6 +243,7 @@ class LocalDatabase:
             monotonic=monotonic,
             jitter=jitter,
             sync_configured=sync_configured,
+            writer=writer,
         )
 
     def close(self) -> None:

@@ -148,6 +148,7 @@ class StoreActor(ReplyingActor):
             busy_timeout=cfg.busy_timeout,
             connect=cfg.connect,
             sync_configured=cfg.sync_configured,
+            writer=f"{rt.rng('commit.mark').getrandbits(64):016x}",
         )
 
     def teardown(self) -> None:
