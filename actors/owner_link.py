@@ -17,7 +17,9 @@ arguments out, the owner's record or error back (:mod:`actors.owner_protocol`).
 
 Threads, not actors: these block in ``recv`` and ``accept``, which no actor
 may do. They only move frames; the owner's handler answers through the
-actors' futures, never on these threads' time.
+actors' futures, never on these threads' time. An answer is written by
+whoever has it, often the answering actor's own thread: so a reply never
+waits for a follower to read (:class:`_Outbox`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import os
 import socket
 import struct
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -68,6 +72,14 @@ NOT_BEGUN: Final = "not_begun"
 #: The owner's last frame on a clean close (id 0): every request it has not
 #: answered was never begun.
 CLOSING: Final = "closing"
+#: Reply bytes a follower may leave unread before the owner cuts it off: twice
+#: the largest answer (a whole session log) and then some.
+MAX_BACKLOG: Final = 256 << 20
+#: How long a clean close waits for a follower to read its last replies and the
+#: ``closing`` frame before it drops the connection anyway.
+_CLOSE_FLUSH: Final = 2.0
+#: Sends that never wait (None where the platform has no such flag: queue instead).
+_DONT_WAIT: Final = getattr(socket, "MSG_DONTWAIT", None)
 #: How much longer than the call's own timeout a follower waits for the owner's
 #: answer: the owner answers a timeout itself (AskTimeout), which says more.
 _TRANSIT_GRACE: Final = 2.0
@@ -114,10 +126,128 @@ def read_frame(sock: socket.socket, limit: int) -> Message | None:
     return message
 
 
+def encode_frame(message: Message) -> bytes:
+    """``message`` as one frame's bytes: the header, then the JSON."""
+    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _HEADER.pack(len(body)) + body
+
+
 def write_frame(sock: socket.socket, message: Message) -> None:
     """Send ``message`` as one frame (the caller serialises writers of one socket)."""
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    sock.sendall(_HEADER.pack(len(body)) + body)
+    sock.sendall(encode_frame(message))
+
+
+class _Outbox:
+    """The frames bound for one follower, written without ever making the writer wait.
+
+    Replies are sent from whichever thread has the answer: the actor that
+    answered, a worker, the connection's reader. None of them may wait for a
+    follower to read (an actor held up by a slow follower would hold up every
+    caller). So :meth:`send` writes what the socket's buffer takes at once
+    (``MSG_DONTWAIT``, under a short lock that keeps frames whole and in
+    order); the rest waits in a queue, which a writer thread of this
+    connection, started the first time it is needed, sends with blocking
+    writes. While the queue holds anything, later frames join it behind.
+    A follower that leaves more than :data:`MAX_BACKLOG` bytes unread is cut
+    off: its connection is shut down, and its reader ends it as for any
+    follower that went away.
+    """
+
+    def __init__(self, sock: socket.socket, name: str) -> None:
+        self._sock = sock
+        self._name = name
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        #: Unsent bytes, oldest first; the head may be partly sent (a memoryview).
+        self._queue: deque[bytes | memoryview] = deque()
+        self._backlog = 0
+        self._writer: threading.Thread | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<_Outbox {self._name} backlog={self._backlog} closed={self._closed}>"
+
+    def send(self, frame: bytes) -> None:
+        """Send ``frame`` now if the socket takes it, else queue it (any thread; never waits)."""
+        with self._lock:
+            if self._closed:
+                return  # gone: the follower's end fails its calls itself
+            if not self._queue and _DONT_WAIT is not None:
+                try:
+                    sent = self._sock.send(frame, _DONT_WAIT)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    self._close_locked()  # the reader sees the end too
+                    return
+                if sent == len(frame):
+                    return
+                self._queue.append(memoryview(frame)[sent:])
+                self._backlog += len(frame) - sent
+            else:
+                self._queue.append(frame)
+                self._backlog += len(frame)
+            if self._backlog > MAX_BACKLOG:
+                logger.warning(
+                    "cut off a follower on %s: %d bytes of replies unread",
+                    self._name,
+                    self._backlog,
+                )
+                self._close_locked()
+                return
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="owner-link-writer", daemon=True
+                )
+                self._writer.start()
+            self._ready.notify()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if self._closed:
+                    return
+                head = self._queue[0]
+            try:
+                sent = self._sock.send(head)  # waits for the follower: outside the lock
+            except OSError:
+                with self._lock:
+                    self._close_locked()
+                return
+            with self._lock:
+                if self._closed:
+                    return
+                self._backlog -= sent
+                if sent == len(head):
+                    self._queue.popleft()
+                else:
+                    self._queue[0] = memoryview(head)[sent:]
+                if not self._queue:
+                    self._ready.notify_all()  # a closing outbox may wait for this
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every queued frame to be sent; whether it was."""
+        with self._lock:
+            return self._ready.wait_for(lambda: not self._queue or self._closed, timeout) and (
+                not self._queue
+            )
+
+    def close(self) -> None:
+        """Drop what is unsent and shut the connection down (both ways)."""
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.clear()
+        self._backlog = 0
+        self._ready.notify_all()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -143,8 +273,8 @@ class LinkServer:
         self.path = Path(path)
         self._handler = handler
         self._lock = threading.Lock()
-        #: Each follower's connection and the lock its writers share.
-        self._connections: dict[socket.socket, threading.Lock] = {}
+        #: Each follower's connection and its outgoing frames.
+        self._connections: dict[socket.socket, _Outbox] = {}
         self._closed = False
         self._draining = False
         # The caller holds the file's owner lock, so a socket file here is a
@@ -184,19 +314,18 @@ class LinkServer:
                 if self._closed:
                     conn.close()
                     return
-                self._connections[conn] = threading.Lock()
+                self._connections[conn] = _Outbox(conn, str(self.path))
             threading.Thread(
                 target=self._serve, args=(conn,), name="owner-link-conn", daemon=True
             ).start()
 
     def _serve(self, conn: socket.socket) -> None:
         with self._lock:
-            send_lock = self._connections[conn]
+            outbox = self._connections[conn]
 
         def replier(request_id: int) -> Reply:
             def reply(message: Message) -> None:
-                with send_lock, contextlib.suppress(OSError):
-                    write_frame(conn, {**message, "id": request_id})
+                outbox.send(encode_frame({**message, "id": request_id}))
 
             return reply
 
@@ -220,6 +349,7 @@ class LinkServer:
         finally:
             with self._lock:
                 self._connections.pop(conn, None)
+            outbox.close()
             conn.close()
 
     def drain(self) -> None:
@@ -240,10 +370,15 @@ class LinkServer:
         with self._lock:
             self._closed = True
             connections = list(self._connections.items())
-        for conn, send_lock in connections:
-            with send_lock, contextlib.suppress(OSError):
-                write_frame(conn, {"id": 0, CLOSING: True})
-                conn.shutdown(socket.SHUT_RDWR)
+        closing = encode_frame({"id": 0, CLOSING: True})
+        for _conn, outbox in connections:
+            outbox.send(closing)
+        deadline = time.monotonic() + _CLOSE_FLUSH
+        for _conn, outbox in connections:
+            # A follower that reads nothing sees the end without the closing frame:
+            # what it has no answer to fails as OwnerGone (repeated if safe).
+            outbox.flush(max(0.0, deadline - time.monotonic()))
+            outbox.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
