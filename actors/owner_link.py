@@ -42,6 +42,7 @@ from typing import Any, Final, TypeAlias
 
 from actors.errors import AskTimeout, OwnerGone
 from actors.owner_protocol import decode_error, decode_result
+from actors.runtime import after_notifications
 
 __all__ = [
     "CLOSING",
@@ -167,6 +168,7 @@ class _Outbox:
     order); the rest waits in a queue, which a writer thread of this
     connection, started the first time it is needed, sends with blocking
     writes. While the queue holds anything, later frames join it behind.
+    The answers of one group commit go out in one write (see :meth:`send`).
     A follower that leaves more than :data:`MAX_BACKLOG` bytes unread is cut
     off: its connection is shut down, and its reader ends it as for any
     follower that went away.
@@ -177,6 +179,9 @@ class _Outbox:
         self._name = name
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
+        #: Frames handed over and not yet written or queued (see :meth:`send`).
+        self._gathered: list[bytes] = []
+        self._gathering = False
         #: Unsent bytes, oldest first; the head may be partly sent (a memoryview).
         self._queue: deque[bytes | memoryview] = deque()
         self._backlog = 0
@@ -187,25 +192,44 @@ class _Outbox:
         return f"<_Outbox {self._name} backlog={self._backlog} closed={self._closed}>"
 
     def send(self, frame: bytes) -> None:
-        """Send ``frame`` now if the socket takes it, else queue it (any thread; never waits)."""
+        """Send ``frame`` now if the socket takes it, else queue it (any thread; never waits).
+
+        Inside a group commit's answers (:func:`~actors.runtime.notifications_held`)
+        the frames of the whole batch go out together, in one write after its
+        last answer, instead of one system call each.
+        """
         with self._lock:
             if self._closed:
                 return  # gone: the follower's end fails its calls itself
+            self._gathered.append(frame)
+            if self._gathering:
+                return  # the write on its way takes this one too
+            self._gathering = True
+        after_notifications(self._write_gathered)
+
+    def _write_gathered(self) -> None:
+        with self._lock:
+            self._gathering = False
+            frames, self._gathered = self._gathered, []
+            if self._closed or not frames:
+                return
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
             if not self._queue and _DONT_WAIT is not None:
                 try:
-                    sent = self._sock.send(frame, _DONT_WAIT)
+                    sent = self._sock.send(data, _DONT_WAIT)
                 except BlockingIOError:
                     sent = 0
                 except OSError:
                     self._close_locked()  # the reader sees the end too
                     return
-                if sent == len(frame):
+                if sent == len(data):
+                    self._ready.notify_all()  # a closing outbox may wait for this
                     return
-                self._queue.append(memoryview(frame)[sent:])
-                self._backlog += len(frame) - sent
+                self._queue.append(memoryview(data)[sent:])
+                self._backlog += len(data) - sent
             else:
-                self._queue.append(frame)
-                self._backlog += len(frame)
+                self._queue.append(data)
+                self._backlog += len(data)
             if self._backlog > MAX_BACKLOG:
                 logger.warning(
                     "cut off a follower on %s: %d bytes of replies unread",
@@ -219,7 +243,7 @@ class _Outbox:
                     target=self._write_loop, name="owner-link-writer", daemon=True
                 )
                 self._writer.start()
-            self._ready.notify()
+            self._ready.notify_all()  # the writer (a closing flush may wait too)
 
     def _write_loop(self) -> None:
         while True:
@@ -243,15 +267,16 @@ class _Outbox:
                     self._queue.popleft()
                 else:
                     self._queue[0] = memoryview(head)[sent:]
-                if not self._queue:
+                if self._sent_all():
                     self._ready.notify_all()  # a closing outbox may wait for this
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for every queued frame to be sent; whether it was."""
         with self._lock:
-            return self._ready.wait_for(lambda: not self._queue or self._closed, timeout) and (
-                not self._queue
-            )
+            return self._ready.wait_for(self._sent_all, timeout) and not self._closed
+
+    def _sent_all(self) -> bool:
+        return self._closed or not (self._queue or self._gathered)
 
     def close(self) -> None:
         """Drop what is unsent and shut the connection down (both ways)."""
@@ -263,6 +288,7 @@ class _Outbox:
             return
         self._closed = True
         self._queue.clear()
+        self._gathered.clear()
         self._backlog = 0
         self._ready.notify_all()
         with contextlib.suppress(OSError):
