@@ -39,15 +39,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 from actors._ask import _LIVENESS_POLL
 from actors.errors import InvalidMemory, MemoryActorsError
 from actors.owner_link import NOT_BEGUN, LinkServer, Message, Reply
 from actors.owner_protocol import VERBS, encode_error, encode_result
-
-if TYPE_CHECKING:
-    from actors.system import _Begun
+from actors.runtime import NotifyingFuture
 
 __all__ = ["OwnerService"]
 
@@ -66,6 +64,16 @@ class Listener(Protocol):
     def followers(self) -> int: ...
     def drain(self) -> None: ...
     def close(self) -> None: ...
+
+
+class Begun(Protocol):
+    """A verb the facade sent to its actor without waiting (``MemorySystem._begin``)."""
+
+    @property
+    def reply(self) -> NotifyingFuture: ...
+    def left(self) -> float: ...
+    def verdict(self) -> MemoryActorsError | None: ...
+    def answer(self, failure: MemoryActorsError | None = None) -> Any: ...
 
 
 #: Starts listening on a path, handing each request to a handler.
@@ -95,7 +103,7 @@ class OwnerService:
     ) -> None:
         self._facade = facade
         begin = getattr(facade, "_begin", None)
-        self._begin: Callable[..., _Begun[Any] | None] | None = begin if pool is None else None
+        self._begin: Callable[..., Begun | None] | None = begin if pool is None else None
         self._pool = pool or ThreadPoolExecutor(workers, thread_name_prefix="owner-service")
         self._mutex = threading.Lock()
         self._idle = threading.Condition(self._mutex)
@@ -226,7 +234,7 @@ class _Answering:
     def __init__(self, service: OwnerService, verb: str, reply: Reply) -> None:
         self._service, self.verb, self.reply = service, verb, reply
         #: Set by the service once the request is sent (the actor may answer before).
-        self.begun: _Begun[Any] | None = None
+        self.begun: Begun | None = None
         self._once = threading.Lock()
 
     def settled(self) -> None:
