@@ -24,7 +24,7 @@ from actors.errors import AskTimeout, Unavailable
 from actors.messages import Request
 from actors.runtime import Runtime
 
-__all__ = ["ask", "send", "stop", "wait_alive"]
+__all__ = ["answer_of", "ask", "lost", "overdue", "send", "stop", "wait_alive"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,18 +97,37 @@ def wait_alive(
     while True:
         slice_ = min(_LIVENESS_POLL, max(0.0, deadline - runtime.monotonic()))
         try:
-            return future.get(timeout=slice_)
+            return answer_of(future, what, slice_)
         except pykka.Timeout:
             pass
-        except pykka.ActorDeadError as exc:
-            raise Unavailable(f"{what} stopped: {exc}") from None
         if not ref.is_alive():
             try:  # it may have answered just before it died
                 return future.get(timeout=0)
             except pykka.Timeout:
-                raise Unavailable(f"{what} stopped before answering; retry") from None
+                raise lost(what) from None
         if runtime.monotonic() >= deadline:
-            raise AskTimeout(f"no answer from {what} within {timeout:g}s")
+            raise overdue(what, timeout)
+
+
+def answer_of(future: pykka.Future[R], what: str, timeout: float = 0) -> R:
+    """``future``'s answer, or the actor's error re-raised (an actor dead as ``Unavailable``).
+
+    ``pykka.Timeout`` when it has no answer within ``timeout`` seconds.
+    """
+    try:
+        return future.get(timeout=timeout)
+    except pykka.ActorDeadError as exc:
+        raise Unavailable(f"{what} stopped: {exc}") from None
+
+
+def lost(what: str) -> Unavailable:
+    """The error of a request whose actor died before answering it."""
+    return Unavailable(f"{what} stopped before answering; retry")
+
+
+def overdue(what: str, timeout: float) -> AskTimeout:
+    """The error of a request unanswered after ``timeout`` seconds."""
+    return AskTimeout(f"no answer from {what} within {timeout:g}s")
 
 
 def stop(ref: pykka.ActorRef[Any], timeout: float) -> None:

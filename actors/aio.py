@@ -56,7 +56,7 @@ from typing import IO, Any, Generic, ParamSpec, TypeVar
 import attrs
 import pykka
 
-from actors._ask import _LIVENESS_POLL, send
+from actors._ask import _LIVENESS_POLL, lost, overdue, send
 from actors.backup import BackupReport
 from actors.errors import AskTimeout, MemoryActorsError, Overloaded, Unavailable
 from actors.messages import Request
@@ -241,11 +241,9 @@ class _Pending(Generic[R]):
         if self.reply.done:
             self._transfer()  # answered just now; its hand-over has not run yet
         elif not guard.ref.is_alive():
-            self.waiter.set_exception(Unavailable(f"{guard.what} stopped before answering; retry"))
+            self.waiter.set_exception(lost(guard.what))
         elif (left := guard.deadline - guard.clock()) <= 0:
-            self.waiter.set_exception(
-                AskTimeout(f"no answer from {guard.what} within {guard.timeout:g}s")
-            )
+            self.waiter.set_exception(overdue(guard.what, guard.timeout))
         else:
             self._timer = self.loop.call_later(min(_LIVENESS_POLL, left), self._check)
 

@@ -17,7 +17,9 @@ arguments out, the owner's record or error back (:mod:`actors.owner_protocol`).
 
 Threads, not actors: these block in ``recv`` and ``accept``, which no actor
 may do. They only move frames; the owner's handler answers through the
-actors' futures, never on these threads' time.
+actors' futures, never on these threads' time. An answer is written by
+whoever has it, often the answering actor's own thread: so a reply never
+waits for a follower to read (:class:`_Outbox`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import os
 import socket
 import struct
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -38,6 +42,7 @@ from typing import Any, Final, TypeAlias
 
 from actors.errors import AskTimeout, OwnerGone
 from actors.owner_protocol import decode_error, decode_result
+from actors.runtime import after_notifications
 
 __all__ = [
     "CLOSING",
@@ -45,6 +50,7 @@ __all__ = [
     "MAX_REQUEST_BYTES",
     "NOT_BEGUN",
     "FrameError",
+    "FrameReader",
     "LinkClient",
     "LinkServer",
     "OwnerProxy",
@@ -68,6 +74,16 @@ NOT_BEGUN: Final = "not_begun"
 #: The owner's last frame on a clean close (id 0): every request it has not
 #: answered was never begun.
 CLOSING: Final = "closing"
+#: Reply bytes a follower may leave unread before the owner cuts it off: twice
+#: the largest answer (a whole session log) and then some.
+MAX_BACKLOG: Final = 256 << 20
+#: How long a clean close waits for a follower to read its last replies and the
+#: ``closing`` frame before it drops the connection anyway.
+_CLOSE_FLUSH: Final = 2.0
+#: Bytes a reader asks the socket for at once (a frame's header and a small body).
+_CHUNK: Final = 64 << 10
+#: Sends that never wait (None where the platform has no such flag: queue instead).
+_DONT_WAIT: Final = getattr(socket, "MSG_DONTWAIT", None)
 #: How much longer than the call's own timeout a follower waits for the owner's
 #: answer: the owner answers a timeout itself (AskTimeout), which says more.
 _TRANSIT_GRACE: Final = 2.0
@@ -81,28 +97,44 @@ class FrameError(Exception):
     """The peer sent something that is not a frame of this protocol."""
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
-    """``size`` bytes, or None at a clean end of stream before the first byte."""
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = sock.recv(size - len(chunks))
-        if not chunk:
-            if chunks:
-                raise FrameError(f"the stream ended inside a frame ({len(chunks)} of {size} bytes)")
-            return None
-        chunks += chunk
-    return bytes(chunks)
+class FrameReader:
+    """The frames arriving on one socket, read with one ``recv`` each when they are small.
+
+    A frame's header and body usually arrive together: reading up to
+    :data:`_CHUNK` bytes at once takes both in one system call (and one
+    release of the GIL) where reading the header alone took two.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+
+    def exactly(self, size: int) -> bytes | None:
+        """``size`` bytes, or None at a clean end of stream before the first byte."""
+        buffer = self._buffer
+        while len(buffer) < size:
+            chunk = self._sock.recv(max(_CHUNK, size - len(buffer)))
+            if not chunk:
+                if buffer:
+                    raise FrameError(
+                        f"the stream ended inside a frame ({len(buffer)} of {size} bytes)"
+                    )
+                return None
+            buffer += chunk
+        data = bytes(buffer[:size])
+        del buffer[:size]
+        return data
 
 
-def read_frame(sock: socket.socket, limit: int) -> Message | None:
+def read_frame(frames: FrameReader, limit: int) -> Message | None:
     """The next frame's object, or None when the peer closed between frames."""
-    header = _recv_exactly(sock, _HEADER.size)
+    header = frames.exactly(_HEADER.size)
     if header is None:
         return None
     (size,) = _HEADER.unpack(header)
     if size > limit:
         raise FrameError(f"a frame of {size} bytes exceeds the limit of {limit}")
-    body = _recv_exactly(sock, size)
+    body = frames.exactly(size)
     if body is None:
         raise FrameError("the stream ended after a frame header")
     try:
@@ -114,10 +146,153 @@ def read_frame(sock: socket.socket, limit: int) -> Message | None:
     return message
 
 
+def encode_frame(message: Message) -> bytes:
+    """``message`` as one frame's bytes: the header, then the JSON."""
+    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _HEADER.pack(len(body)) + body
+
+
 def write_frame(sock: socket.socket, message: Message) -> None:
     """Send ``message`` as one frame (the caller serialises writers of one socket)."""
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    sock.sendall(_HEADER.pack(len(body)) + body)
+    sock.sendall(encode_frame(message))
+
+
+class _Outbox:
+    """The frames bound for one follower, written without ever making the writer wait.
+
+    Replies are sent from whichever thread has the answer: the actor that
+    answered, a worker, the connection's reader. None of them may wait for a
+    follower to read (an actor held up by a slow follower would hold up every
+    caller). So :meth:`send` writes what the socket's buffer takes at once
+    (``MSG_DONTWAIT``, under a short lock that keeps frames whole and in
+    order); the rest waits in a queue, which a writer thread of this
+    connection, started the first time it is needed, sends with blocking
+    writes. While the queue holds anything, later frames join it behind.
+    The answers of one group commit go out in one write (see :meth:`send`).
+    A follower that leaves more than :data:`MAX_BACKLOG` bytes unread is cut
+    off: its connection is shut down, and its reader ends it as for any
+    follower that went away.
+    """
+
+    def __init__(self, sock: socket.socket, name: str) -> None:
+        self._sock = sock
+        self._name = name
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        #: Frames handed over and not yet written or queued (see :meth:`send`).
+        self._gathered: list[bytes] = []
+        self._gathering = False
+        #: Unsent bytes, oldest first; the head may be partly sent (a memoryview).
+        self._queue: deque[bytes | memoryview] = deque()
+        self._backlog = 0
+        self._writer: threading.Thread | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<_Outbox {self._name} backlog={self._backlog} closed={self._closed}>"
+
+    def send(self, frame: bytes) -> None:
+        """Send ``frame`` now if the socket takes it, else queue it (any thread; never waits).
+
+        Inside a group commit's answers (:func:`~actors.runtime.notifications_held`)
+        the frames of the whole batch go out together, in one write after its
+        last answer, instead of one system call each.
+        """
+        with self._lock:
+            if self._closed:
+                return  # gone: the follower's end fails its calls itself
+            self._gathered.append(frame)
+            if self._gathering:
+                return  # the write on its way takes this one too
+            self._gathering = True
+        after_notifications(self._write_gathered)
+
+    def _write_gathered(self) -> None:
+        with self._lock:
+            self._gathering = False
+            frames, self._gathered = self._gathered, []
+            if self._closed or not frames:
+                return
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            if not self._queue and _DONT_WAIT is not None:
+                try:
+                    sent = self._sock.send(data, _DONT_WAIT)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    self._close_locked()  # the reader sees the end too
+                    return
+                if sent == len(data):
+                    self._ready.notify_all()  # a closing outbox may wait for this
+                    return
+                self._queue.append(memoryview(data)[sent:])
+                self._backlog += len(data) - sent
+            else:
+                self._queue.append(data)
+                self._backlog += len(data)
+            if self._backlog > MAX_BACKLOG:
+                logger.warning(
+                    "cut off a follower on %s: %d bytes of replies unread",
+                    self._name,
+                    self._backlog,
+                )
+                self._close_locked()
+                return
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="owner-link-writer", daemon=True
+                )
+                self._writer.start()
+            self._ready.notify_all()  # the writer (a closing flush may wait too)
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if self._closed:
+                    return
+                head = self._queue[0]
+            try:
+                sent = self._sock.send(head)  # waits for the follower: outside the lock
+            except OSError:
+                with self._lock:
+                    self._close_locked()
+                return
+            with self._lock:
+                if self._closed:
+                    return
+                self._backlog -= sent
+                if sent == len(head):
+                    self._queue.popleft()
+                else:
+                    self._queue[0] = memoryview(head)[sent:]
+                if self._sent_all():
+                    self._ready.notify_all()  # a closing outbox may wait for this
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every queued frame to be sent; whether it was."""
+        with self._lock:
+            return self._ready.wait_for(self._sent_all, timeout) and not self._closed
+
+    def _sent_all(self) -> bool:
+        return self._closed or not (self._queue or self._gathered)
+
+    def close(self) -> None:
+        """Drop what is unsent and shut the connection down (both ways)."""
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.clear()
+        self._gathered.clear()
+        self._backlog = 0
+        self._ready.notify_all()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -143,8 +318,8 @@ class LinkServer:
         self.path = Path(path)
         self._handler = handler
         self._lock = threading.Lock()
-        #: Each follower's connection and the lock its writers share.
-        self._connections: dict[socket.socket, threading.Lock] = {}
+        #: Each follower's connection and its outgoing frames.
+        self._connections: dict[socket.socket, _Outbox] = {}
         self._closed = False
         self._draining = False
         # The caller holds the file's owner lock, so a socket file here is a
@@ -184,25 +359,25 @@ class LinkServer:
                 if self._closed:
                     conn.close()
                     return
-                self._connections[conn] = threading.Lock()
+                self._connections[conn] = _Outbox(conn, str(self.path))
             threading.Thread(
                 target=self._serve, args=(conn,), name="owner-link-conn", daemon=True
             ).start()
 
     def _serve(self, conn: socket.socket) -> None:
         with self._lock:
-            send_lock = self._connections[conn]
+            outbox = self._connections[conn]
 
         def replier(request_id: int) -> Reply:
             def reply(message: Message) -> None:
-                with send_lock, contextlib.suppress(OSError):
-                    write_frame(conn, {**message, "id": request_id})
+                outbox.send(encode_frame({**message, "id": request_id}))
 
             return reply
 
+        frames = FrameReader(conn)
         try:
             while True:
-                request = read_frame(conn, MAX_REQUEST_BYTES)
+                request = read_frame(frames, MAX_REQUEST_BYTES)
                 if request is None:
                     return
                 verb, args = request.get("verb"), request.get("args", {})
@@ -220,6 +395,7 @@ class LinkServer:
         finally:
             with self._lock:
                 self._connections.pop(conn, None)
+            outbox.close()
             conn.close()
 
     def drain(self) -> None:
@@ -240,10 +416,15 @@ class LinkServer:
         with self._lock:
             self._closed = True
             connections = list(self._connections.items())
-        for conn, send_lock in connections:
-            with send_lock, contextlib.suppress(OSError):
-                write_frame(conn, {"id": 0, CLOSING: True})
-                conn.shutdown(socket.SHUT_RDWR)
+        closing = encode_frame({"id": 0, CLOSING: True})
+        for _conn, outbox in connections:
+            outbox.send(closing)
+        deadline = time.monotonic() + _CLOSE_FLUSH
+        for _conn, outbox in connections:
+            # A follower that reads nothing sees the end without the closing frame:
+            # what it has no answer to fails as OwnerGone (repeated if safe).
+            outbox.flush(max(0.0, deadline - time.monotonic()))
+            outbox.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -320,9 +501,10 @@ class LinkClient:
 
     def _read_loop(self) -> None:
         reason = f"the owner process of {self.path} closed the connection"
+        frames = FrameReader(self._sock)
         try:
             while True:
-                message = read_frame(self._sock, MAX_REPLY_BYTES)
+                message = read_frame(frames, MAX_REPLY_BYTES)
                 if message is None:
                     break
                 if message.get(CLOSING):

@@ -103,9 +103,16 @@ SAFE_TO_REPEAT: Final = frozenset(
 )
 
 
+#: Values JSON carries as they are.
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+
 def _unstructure(value: Any) -> Any:
-    if attrs.has(type(value)):
-        return {f.name: _unstructure(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, _SCALARS):
+        return value
+    names = _field_names(value.__class__)
+    if names is not None:
+        return {name: _unstructure(getattr(value, name)) for name in names}
     if isinstance(value, (tuple, list)):
         return [_unstructure(item) for item in value]
     if isinstance(value, dict):
@@ -114,10 +121,30 @@ def _unstructure(value: Any) -> Any:
 
 
 @functools.cache
-def _hints(kind: type) -> dict[str, Any]:
+def _field_names(kind: Any) -> tuple[str, ...] | None:
+    # Once per type: attrs.fields on every value of every answer was a third of
+    # what encoding a Memory cost.
+    return tuple(f.name for f in attrs.fields(kind)) if attrs.has(kind) else None
+
+
+@functools.cache
+def _fields(kind: type) -> tuple[tuple[str, Any, bool], ...]:
+    """Each field of the record type ``kind``: its name, its type, and whether its JSON
+    needs building into that type (records, tuples) or is the value as it is."""
     # Resolving a record's annotations takes ~0.3 ms (eval of each string); a
     # follower decodes every answer, so once per record type.
-    return typing.get_type_hints(kind)
+    hints = typing.get_type_hints(kind)
+    return tuple(
+        (f.name, hints[f.name], _needs_building(hints[f.name])) for f in attrs.fields(kind)
+    )
+
+
+def _needs_building(kind: Any) -> bool:
+    origin = typing.get_origin(kind)
+    if origin in (Union, types.UnionType):
+        options = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        return len(options) == 1 and _needs_building(options[0])
+    return origin is tuple or (isinstance(kind, type) and attrs.has(kind))
 
 
 def _structure(kind: Any, data: Any) -> Any:
@@ -132,8 +159,12 @@ def _structure(kind: Any, data: Any) -> Any:
         (item, *_) = typing.get_args(kind)
         return tuple(_structure(item, element) for element in data)
     if isinstance(kind, type) and attrs.has(kind):
-        hints = _hints(kind)
-        return kind(**{f.name: _structure(hints[f.name], data[f.name]) for f in attrs.fields(kind)})
+        return kind(
+            **{
+                name: _structure(hint, data[name]) if build else data[name]
+                for name, hint, build in _fields(kind)
+            }
+        )
     return data
 
 

@@ -2,30 +2,50 @@
 
 :class:`OwnerService` runs in the file's owner: it listens on the owner's
 socket (:class:`~actors.owner_link.LinkServer`) and runs each follower's call
-on the owner's blocking facade, on a bounded pool of worker threads. So the
-follower's caller gets the owner's validation, admission control, timeouts
-and group commit: the calls of all followers and the owner's own callers
-share the StoreActor's batches.
+on the owner's facade. So the follower's caller gets the owner's validation,
+admission control, timeouts and group commit: the calls of all followers and
+the owner's own callers share the StoreActor's batches.
 
-Threads, because a follower's call waits on the facade exactly as a local
-caller does; the pool bounds them (calls beyond it queue, unanswered, and
-the owner's admission gate still bounds what reaches the actors). The
-follower's end is :class:`actors.owner_link.OwnerProxy`.
+Most verbs are one request to one actor (``store``, ``get``, ``list``, ...:
+:meth:`MemorySystem._begin <actors.system.MemorySystem._begin>`). Those are
+validated and sent on the connection's reader thread and answered from the
+actor's reply callback, on the actor's thread, with no thread waiting for
+them: a follower's call wakes the owner's reader and the actor, as an
+owner's own call wakes the actor and its caller. The reply is written
+without waiting for the follower (:class:`~actors.owner_link.LinkServer`).
+A watch thread answers those whose actor dies unanswering (Pykka's window)
+or that run past their timeout, with the errors a blocking caller gets.
+
+The other verbs (``recall``, ``count``, ``status``, the export's pages, the
+session log's reads, import and backup) wait on several answers or on
+files: they run on the owner's blocking facade, on a bounded pool of worker
+threads (calls beyond it queue, unanswered, and the owner's admission gate
+still bounds what reaches the actors); so do the one-request verbs when the
+admission gate is full at once (the worker then waits for a slot as a
+blocking caller does). The follower's end is
+:class:`actors.owner_link.OwnerProxy`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import heapq
 import inspect
+import itertools
 import logging
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from actors.errors import InvalidMemory
+from actors._ask import _LIVENESS_POLL
+from actors.errors import InvalidMemory, MemoryActorsError
 from actors.owner_link import NOT_BEGUN, LinkServer, Message, Reply
 from actors.owner_protocol import VERBS, encode_error, encode_result
+from actors.runtime import NotifyingFuture
 
 __all__ = ["OwnerService"]
 
@@ -46,6 +66,16 @@ class Listener(Protocol):
     def close(self) -> None: ...
 
 
+class Begun(Protocol):
+    """A verb the facade sent to its actor without waiting (``MemorySystem._begin``)."""
+
+    @property
+    def reply(self) -> NotifyingFuture: ...
+    def left(self) -> float: ...
+    def verdict(self) -> MemoryActorsError | None: ...
+    def answer(self, failure: MemoryActorsError | None = None) -> Any: ...
+
+
 #: Starts listening on a path, handing each request to a handler.
 Listen = Callable[[Path, Callable[[str, Message, Reply], None]], Listener]
 
@@ -54,9 +84,12 @@ class OwnerService:
     """Serves ``facade`` (the owner's MemorySystem) to followers until ``close``.
 
     ``facade`` is any object with the verbs of :data:`~actors.owner_protocol.VERBS`
-    as methods taking keyword arguments. ``listen`` and ``pool`` are the
-    socket server and the worker threads; the simulation passes its own
-    (:mod:`actors.sim.sharing`).
+    as methods taking keyword arguments; one that also has ``_begin`` (a
+    MemorySystem) gets the one-request verbs answered from its actors'
+    replies. ``listen`` and ``pool`` are the socket server and the worker
+    threads; the simulation passes its own (:mod:`actors.sim.sharing`), and
+    then every call runs on its pool: a simulated world's futures call
+    nobody back.
     """
 
     def __init__(
@@ -69,8 +102,15 @@ class OwnerService:
         pool: Executor | None = None,
     ) -> None:
         self._facade = facade
+        begin = getattr(facade, "_begin", None)
+        self._begin: Callable[..., Begun | None] | None = begin if pool is None else None
         self._pool = pool or ThreadPoolExecutor(workers, thread_name_prefix="owner-service")
+        self._mutex = threading.Lock()
+        self._idle = threading.Condition(self._mutex)
+        #: Calls begun on the actors and not answered yet (close waits for them).
+        self._in_flight = 0
         self._closing = False
+        self._watch = _Watch()
         self._server = listen(Path(socket_path), self._handle)
 
     def __repr__(self) -> str:
@@ -85,23 +125,55 @@ class OwnerService:
         return self._server.path
 
     def _handle(self, verb: str, args: Message, reply: Reply) -> None:
-        """On a link thread: queue the call; a worker answers it."""
+        """On a link thread: send a one-request call to its actor, else queue it for a worker."""
+        if self._begin is not None and self._started(verb, args, reply):
+            return
         # Shutting down (RuntimeError): the follower sees the link close instead.
         with contextlib.suppress(RuntimeError):
             self._pool.submit(self._run, verb, args, reply)
+
+    def _started(self, verb: str, args: Message, reply: Reply) -> bool:
+        """Whether the call was answered or sent to its actor (False: a worker runs it)."""
+        assert self._begin is not None
+        with self._mutex:
+            # Counted under the same lock that ``close`` sets ``_closing`` under: a call
+            # begun is one ``close`` waits for; one not begun is told so.
+            closing = self._closing
+            if not closing:
+                self._in_flight += 1
+        if closing:
+            reply({NOT_BEGUN: True})
+            return True
+        call = _Answering(self, verb, reply)
+        try:
+            _bind(verb, self._method(verb), args)
+            begun = self._begin(verb, args, call.settled)
+        except Exception as exc:  # every error goes back to the caller that caused it
+            reply({"error": encode_error(exc)})
+            self._finished()
+            return True
+        if begun is None:
+            self._finished()
+            return False
+        call.begun = begun
+        if begun.reply.done:
+            call.settle()  # answered before ``call`` knew what it waits for
+        else:
+            self._watch.add(call)
+        return True
+
+    def _finished(self) -> None:
+        with self._mutex:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.notify_all()
 
     def _run(self, verb: str, args: Message, reply: Reply) -> None:
         if self._closing:
             reply({NOT_BEGUN: True})  # queued when the owner began to close
             return
         try:
-            method = self._method(verb)
-            try:
-                bound = _bind(method, args)
-            except TypeError as exc:
-                # Keyword arguments the verb does not take: the follower's bug, told as such.
-                raise InvalidMemory(f"{verb}: {exc}") from None
-            answer: Message = {"ok": encode_result(verb, bound())}
+            answer: Message = {"ok": encode_result(verb, _bind(verb, self._method(verb), args)())}
         except Exception as exc:  # every error goes back to the caller that caused it
             answer = {"error": encode_error(exc)}
         reply(answer)
@@ -118,13 +190,131 @@ class OwnerService:
         Calls received but not begun are answered ``not_begun``: their
         followers repeat them with the next owner, whatever the verb.
         """
-        self._closing = True
+        with self._mutex:
+            self._closing = True
         self._server.drain()
         self._pool.shutdown(wait=True)
+        with self._mutex:
+            # Each is answered by its actor or, at its timeout at the latest, by the watch.
+            self._idle.wait_for(lambda: self._in_flight == 0)
+        self._watch.close()
         self._server.close()
 
 
-def _bind(method: Callable[..., Any], args: Message) -> Callable[[], Any]:
-    """``method`` with ``args`` bound, or TypeError if the verb does not take them."""
-    inspect.signature(method).bind(**args)
+def _bind(verb: str, method: Callable[..., Any], args: Message) -> Callable[[], Any]:
+    """``method`` with ``args`` bound, or InvalidMemory if the verb does not take them."""
+    try:
+        function = getattr(method, "__func__", None)
+        if function is None:
+            _signature(method).bind(**args)
+        else:
+            _signature(function).bind(None, **args)  # None for self
+    except TypeError as exc:
+        # Keyword arguments the verb does not take: the follower's bug, told as such.
+        raise InvalidMemory(f"{verb}: {exc}") from None
     return lambda: method(**args)
+
+
+@functools.cache
+def _signature(function: Callable[..., Any]) -> inspect.Signature:
+    # Once per verb: inspect.signature took 60 us, a fifth of a follower's get.
+    return inspect.signature(function)
+
+
+class _Answering:
+    """A follower's call sent to an actor by :meth:`OwnerService._started`, until answered.
+
+    Answered once: by the actor's reply callback (:meth:`settled`, on the
+    actor's thread), or by the watch with the error of an actor that died
+    unanswering or ran past the call's timeout, whichever comes first.
+    """
+
+    __slots__ = ("_once", "_service", "begun", "reply", "verb")
+
+    def __init__(self, service: OwnerService, verb: str, reply: Reply) -> None:
+        self._service, self.verb, self.reply = service, verb, reply
+        #: Set by the service once the request is sent (the actor may answer before).
+        self.begun: Begun | None = None
+        self._once = threading.Lock()
+
+    def settled(self) -> None:
+        """The actor answered (on its thread): reply now, unless ``begun`` is not set
+        yet, in which case the service replies as soon as it is."""
+        if self.begun is not None:
+            self.settle()
+
+    def settle(self, failure: MemoryActorsError | None = None) -> None:
+        """Reply with the answer, or with ``failure``; only the first call does anything."""
+        if not self._once.acquire(blocking=False):
+            return
+        assert self.begun is not None
+        try:
+            answer: Message = {"ok": encode_result(self.verb, self.begun.answer(failure))}
+        except Exception as exc:  # the verb's error, for its caller
+            answer = {"error": encode_error(exc)}
+        try:
+            self.reply(answer)
+        finally:
+            self._service._finished()
+
+    def look(self) -> bool:
+        """The watch's look: whether this call needs no more looks."""
+        assert self.begun is not None
+        if self._once.locked():
+            return True  # answered
+        failure = self.begun.verdict()
+        if failure is not None:
+            self.settle(failure)
+            return True
+        return self.begun.reply.done  # answered: ``settled`` replies
+
+
+class _Watch:
+    """Looks at unanswered calls every 0.25 s (as a blocking caller polls) and at their
+    timeout, on one thread started on first need; :meth:`_Answering.look` decides."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition(threading.Lock())
+        self._due: list[tuple[float, int, _Answering]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(self, call: _Answering) -> None:
+        assert call.begun is not None
+        when = time.monotonic() + min(_LIVENESS_POLL, max(0.0, call.begun.left()))
+        with self._ready:
+            heapq.heappush(self._due, (when, next(self._order), call))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="owner-service-watch", daemon=True
+                )
+                self._thread.start()
+            elif self._due[0][2] is call:
+                self._ready.notify()  # sooner than what the thread waits for
+
+    def _loop(self) -> None:
+        while True:
+            with self._ready:
+                while not self._closed and (not self._due or self._due[0][0] > time.monotonic()):
+                    wait = self._due[0][0] - time.monotonic() if self._due else None
+                    self._ready.wait(wait)
+                if self._closed:
+                    return
+                now = time.monotonic()
+                due = []
+                while self._due and self._due[0][0] <= now:
+                    due.append(heapq.heappop(self._due)[2])
+            for call in due:
+                try:
+                    done = call.look()
+                except Exception:  # a bug here must not end the watch
+                    logger.exception("looking at %s failed", call.verb)
+                    done = True
+                if not done:
+                    self.add(call)
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()

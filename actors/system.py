@@ -29,7 +29,7 @@ import attrs
 import platformdirs
 import pykka
 
-from actors._ask import ask, send, stop, wait_alive
+from actors._ask import answer_of, ask, lost, overdue, send, stop, wait_alive
 from actors._shapes import ShapeError
 from actors._sqlite import Connect, Synchronous
 from actors.backup import (
@@ -118,7 +118,7 @@ from actors.portable import (
 )
 from actors.ranking import merge_hits
 from actors.recall import RecallRouter, RecallSettings
-from actors.runtime import Runtime, ThreadedRuntime
+from actors.runtime import NotifyingFuture, Runtime, ThreadedRuntime
 from actors.session_log import (
     SessionItems,
     encode_items,
@@ -168,6 +168,40 @@ _TRANSIT_GRACE = 2.0
 
 class _Validated(Exception):
     """Internal: a verb run to validate its arguments got as far as asking an actor."""
+
+
+#: True while the owner runs a follower's verb only to build its one request (see
+#: ``MemorySystem._begin``): per thread and per task, as ``_dry_run``.
+_capture: ContextVar[bool] = ContextVar("memory_actors_capture", default=False)
+
+
+class _Captured(Exception):
+    """Internal: a verb run to build its request got as far as running it."""
+
+    def __init__(self, call: _Call[Any]) -> None:
+        super().__init__(call.child)
+        self.call = call
+
+
+#: The verbs whose body is ``return self._run(self._prepare_...(...))``: one request to
+#: one actor, whose answer is the verb's. The owner answers a follower's call of one of
+#: these from the actor's reply, with no thread waiting on it (``_begin``). Not the
+#: session log's reads and the export's pages: their answers run to MiBs, and the
+#: reply is encoded on the answering actor's thread.
+_ONE_REQUEST = frozenset(
+    {
+        "store",
+        "get",
+        "forget",
+        "set_tags",
+        "list",
+        "dead_letters",
+        "retry_dead_letters",
+        "session_add",
+        "session_pop",
+        "session_clear",
+    }
+)
 
 
 def _shared(method: Callable[P, R]) -> Callable[P, R]:
@@ -1157,7 +1191,48 @@ class MemorySystem:
 
     def _run(self, call: _Call[R]) -> R:
         """The blocking facade's half of a verb: ask, wait, finish."""
+        if _capture.get(False):
+            raise _Captured(call)
         return self._finish(call, self._ask(call.child, call.make, call.timeout))
+
+    def _begin(
+        self, verb: str, arguments: Mapping[str, Any], on_settled: Callable[[], None]
+    ) -> _Begun[Any] | None:
+        """Start ``verb`` (the owner's end of a follower's call) without waiting for it.
+
+        The request is validated, built, admitted and sent as the blocking verb
+        does it, raising the same errors up to there; then ``on_settled`` runs
+        once, on the answering actor's thread, when its answer is in, and
+        :meth:`_Begun.answer` gives the verb's answer or raises its error. The
+        caller must watch :meth:`_Begun.verdict` meanwhile: an actor may die
+        without answering (Pykka's window) or answer too late.
+
+        None when ``verb`` is not one request (:data:`_ONE_REQUEST`) or no
+        admission slot is free at once: run the verb itself, which waits.
+        """
+        if verb not in _ONE_REQUEST:
+            return None
+        token = _capture.set(True)
+        try:
+            getattr(type(self), verb).__wrapped__(self, **arguments)
+        except _Captured as captured:
+            call: _Call[Any] = captured.call
+        else:
+            raise AssertionError(f"{verb} is listed as one request but asked no actor")
+        finally:
+            _capture.reset(token)
+        self._check_open()
+        if not self._gate.acquire(0):
+            return None
+        try:
+            ref = self._ready(call.child)
+            reply = self.runtime.new_notifying_future(on_settled)
+            send(self.runtime, ref, call.make, if_dead=_restarting(call.child), reply=reply)
+        except BaseException:
+            self._gate.release()
+            raise
+        timeout = self.config.ask_timeout if call.timeout is None else call.timeout
+        return _Begun(self, call, reply, ref, self.runtime.monotonic() + timeout, timeout)
 
     def _finish(self, call: _Call[R], value: R) -> R:
         if call.nudge:
@@ -1351,6 +1426,52 @@ class MemorySystem:
                 f"{': ' + cell.reason if cell.reason else ''}; retry shortly"
             )
         return cell.ref
+
+
+class _Begun(Generic[R]):
+    """Internal: a verb sent by :meth:`MemorySystem._begin`, not answered yet.
+
+    Its waiter calls :meth:`answer` exactly once (it frees the admission slot):
+    after the actor answered, or with the error :meth:`verdict` found.
+    """
+
+    __slots__ = ("_call", "_system", "deadline", "ref", "reply", "timeout", "what")
+
+    def __init__(
+        self,
+        system: MemorySystem,
+        call: _Call[R],
+        reply: NotifyingFuture,
+        ref: pykka.ActorRef[Any],
+        deadline: float,
+        timeout: float,
+    ) -> None:
+        self._system, self._call = system, call
+        self.reply, self.ref, self.deadline, self.timeout = reply, ref, deadline, timeout
+        self.what = f"the {call.child} actor"
+
+    def answer(self, failure: MemoryActorsError | None = None) -> R:
+        """Once, when answered, or with the ``failure`` :meth:`verdict` found: frees the
+        admission slot, then the verb's answer, or its error (as the blocking verb's)."""
+        self._system._gate.release()
+        if failure is not None:
+            raise failure
+        value: R = answer_of(self.reply, self.what)
+        return self._system._finish(self._call, value)
+
+    def left(self) -> float:
+        """Seconds until its timeout (negative: past it)."""
+        return self.deadline - self._system.runtime.monotonic()
+
+    def verdict(self) -> MemoryActorsError | None:
+        """Still unanswered: the error that settles it now (its actor died, or its
+        time is up; the slot is freed), or None to look again later."""
+        if self.reply.done:
+            return None  # answered: ``on_settled`` is on its way
+        alive = self.ref.is_alive()
+        if alive and self.left() > 0:
+            return None
+        return overdue(self.what, self.timeout) if alive else lost(self.what)
 
 
 #: Memories per import transaction at most: a batch is held in memory whole.
