@@ -171,7 +171,12 @@ def _http(database: str, log: Path, n: int) -> dict[str, Any]:
 
 
 def _quality(
-    database: str, vectors: np.ndarray, queries: np.ndarray, exact_sql: int
+    database: str,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    exact_sql: int,
+    *,
+    ef_search: int | None = None,
 ) -> dict[str, Any]:
     """The database's HNSW top 10 against NumPy's exact top 10; both SQL searches timed
     (the exact one on the first ``exact_sql`` queries: seconds each at a million)."""
@@ -183,6 +188,8 @@ def _quality(
         with engine._tx() as cur:
             for rowid, seq in cur.execute("SELECT rowid, seq FROM memories").fetchall():
                 keys[int(rowid)] = int(seq) - 1
+        if ef_search is not None:
+            engine.ef_search = ef_search
         out: dict[str, Any] = {"ef_search": engine.ef_search}
         with engine._tx() as cur:
             plan = cur.execute(
@@ -220,7 +227,7 @@ def _quality(
             out[label] = {
                 "recall_at_10": round(hits / (10 * len(queries)), 4),
                 "sql_hnsw_k100": _pct(hnsw_s),
-                "sql_exact_k100": _pct(exact_s),
+                **({"sql_exact_k100": _pct(exact_s)} if exact_s else {}),
             }
         return out
     finally:
@@ -237,6 +244,12 @@ def main() -> None:
         type=int,
         default=200,
         help="how many queries time pgvector's exact scan (about 10 s each at 1,000,000)",
+    )
+    parser.add_argument(
+        "--ef-search",
+        default="",
+        help="comma-separated hnsw.ef_search values to measure recall@10 and SQL time at "
+        "as well, after the hub's own (e.g. 400,1000)",
     )
     parser.add_argument(
         "--skip-exact-http",
@@ -296,6 +309,13 @@ def main() -> None:
             _say("recall@10 against exact")
             queries = _clustered(centres, np.random.default_rng(3), options.queries)
             out["hnsw_vs_exact"] = _quality(database, vectors, queries, options.exact_sql_queries)
+            _say(json.dumps({"hnsw_vs_exact": out["hnsw_vs_exact"]}))
+            for ef_search in [int(value) for value in options.ef_search.split(",") if value]:
+                _say(f"recall@10 at hnsw.ef_search {ef_search}")
+                out[f"hnsw_vs_exact_ef{ef_search}"] = _quality(
+                    database, vectors, queries, 0, ef_search=ef_search
+                )
+                _say(json.dumps({f"ef{ef_search}": out[f"hnsw_vs_exact_ef{ef_search}"]}))
         finally:
             server.close()
     out["load_average_end"] = os.getloadavg()
