@@ -81,8 +81,10 @@ def serve_until_signal(
         )
         on_listening(port)
         anyio.run(functools.partial(uv.serve, sockets=[sock]))
-    except (KeyboardInterrupt, _Terminated) as exc:
-        name = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+    except BaseException as exc:
+        name = _stop_signal_behind(exc)
+        if name is None:
+            raise
         logger.info("%s; shutting down", name)
     finally:
         # A second SIGTERM must not cut the close short (it is bounded anyway).
@@ -127,6 +129,26 @@ def listen(host: str, port: int) -> socket.socket:
 
 class _Terminated(SystemExit):
     """SIGTERM under uvicorn: a SystemExit so asyncio and anyio unwind it promptly."""
+
+
+def _stop_signal_behind(exc: BaseException) -> str | None:
+    """ "SIGINT" or "SIGTERM" when ``exc`` is, or was caused by, a stop signal; else None.
+
+    A signal can land anywhere, an import included: during anyio's lazy
+    imports at startup, Python 3.11 wrapped our ``_Terminated`` raised in a
+    class body in ``RuntimeError("Error calling __set_name__ ...")``, and the
+    process exited 1 instead of closing cleanly (seen in CI under load).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return "SIGINT"
+        if isinstance(current, _Terminated):
+            return "SIGTERM"
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _unwind_on_sigterm(signum: int, frame: FrameType | None) -> None:

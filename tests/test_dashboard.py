@@ -295,6 +295,18 @@ def test_beside_an_mcp_server_the_dashboard_is_a_follower(tmp_path: Path) -> Non
         server.kill()
 
 
+def test_a_stop_signal_wrapped_by_an_import_still_counts_as_a_stop() -> None:
+    """SIGTERM during a lazy import surfaced as RuntimeError("Error calling __set_name__"):
+    the signal behind it is still found, and an unrelated error is not taken for one."""
+    from actors._http_serve import _stop_signal_behind, _Terminated
+
+    wrapped = RuntimeError("Error calling __set_name__ on 'Field'")
+    wrapped.__cause__ = _Terminated(0)
+    assert _stop_signal_behind(wrapped) == "SIGTERM"
+    assert _stop_signal_behind(KeyboardInterrupt()) == "SIGINT"
+    assert _stop_signal_behind(ValueError("a bug")) is None
+
+
 def test_sigterm_stops_it_cleanly(dashboard: Dashboard) -> None:
     """Ctrl-C or SIGTERM: exit 0 after the system is closed."""
     # The logs say why, should it ever exit otherwise (it did once in a CI run under load).
