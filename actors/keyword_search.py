@@ -44,7 +44,6 @@ re-read the doclists of the query's common words (0.5-0.8 ms a hit at 100k).
 
 from __future__ import annotations
 
-import heapq
 import json
 import re
 import sqlite3
@@ -74,6 +73,13 @@ _FROM = (
     "FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
     "WHERE memories_fts MATCH ? AND m.deleted = 0"
 )
+# The index holds live memories only (its triggers drop a forgotten one), so
+# without filters on ``m`` the join would only re-read each scored row.
+_FROM_INDEX = "FROM memories_fts WHERE memories_fts MATCH ?"
+
+
+def _source(where: str) -> str:
+    return f"{_FROM}{where}" if where else _FROM_INDEX
 
 
 class Snippets:
@@ -85,25 +91,33 @@ class Snippets:
 
     def __init__(self) -> None:
         self.conn = connect(":memory:")
+        # External content: emptying the index is then one 'delete-all'; a
+        # plain table's DELETE re-tokenises every row to unindex it.
+        self.conn.execute("CREATE TABLE texts(content TEXT)")
         self.conn.execute(
-            "CREATE VIRTUAL TABLE cut USING fts5("
-            "content, tokenize='porter unicode61 remove_diacritics 2')"
+            "CREATE VIRTUAL TABLE cut USING fts5(content, content='texts', "
+            "tokenize='porter unicode61 remove_diacritics 2')"
         )
 
     def cut(self, match: str, contents: Sequence[str]) -> list[str]:
         """The snippet of each of ``contents`` for ``match``, marked ``[...]``, in order."""
         db = self.conn
-        db.execute("DELETE FROM cut")
-        db.executemany(
-            "INSERT INTO cut(rowid, content) VALUES (?, ?)", enumerate(contents, start=1)
-        )
+        numbered = list(enumerate(contents, start=1))
+        # One transaction: in autocommit each statement would flush its own
+        # segment of the index.
+        with db:
+            db.execute("BEGIN")
+            db.execute("INSERT INTO cut(cut) VALUES ('delete-all')")
+            db.execute("DELETE FROM texts")
+            db.executemany("INSERT INTO texts(rowid, content) VALUES (?, ?)", numbered)
+            db.executemany("INSERT INTO cut(rowid, content) VALUES (?, ?)", numbered)
         found = dict(
             db.execute(
                 "SELECT rowid, snippet(cut, 0, '[', ']', '…', 16) FROM cut WHERE cut MATCH ?",
                 (match,),
             ).fetchall()
         )
-        return [found.get(n, content) for n, content in enumerate(contents, start=1)]
+        return [found.get(n, content) for n, content in numbered]
 
     def close(self) -> None:
         self.conn.close()
@@ -200,14 +214,16 @@ def _newest(
     """The best ``limit`` among the ``COMMON_WINDOW`` newest memories matching ``match``."""
     # One statement: FTS5 walks its doclists newest first for ORDER BY rowid DESC
     # and scores just the window's rows (a first statement to find the window's
-    # floor cost as much again).
-    window = conn.execute(
-        f"SELECT memories_fts.rowid, bm25(memories_fts) {_FROM}{where} "
-        "ORDER BY memories_fts.rowid DESC LIMIT ?",
-        [match, *params, COMMON_WINDOW],
+    # floor cost as much again); the best are picked in SQL, not by handing
+    # the whole window to Python.
+    return conn.execute(
+        "SELECT rowid, score FROM ("
+        f"SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score {_source(where)} "
+        "ORDER BY memories_fts.rowid DESC LIMIT ?"
+        # BM25 is negative, better is smaller; ties newest (largest rowid) first.
+        ") ORDER BY score, rowid DESC LIMIT ?",
+        [match, *params, COMMON_WINDOW, limit],
     ).fetchall()
-    # BM25 is negative, better is smaller; ties newest (largest rowid) first.
-    return heapq.nsmallest(limit, window, key=lambda row: (row[1], -row[0]))
 
 
 def _holders(conn: sqlite3.Connection, phrase: str) -> int:
@@ -224,7 +240,7 @@ def _score(
 ) -> list[tuple[int, float]]:
     """The best ``limit`` (rowid, BM25) for ``match``; ties newest first."""
     return conn.execute(
-        f"SELECT memories_fts.rowid, bm25(memories_fts) {_FROM}{where} "
+        f"SELECT memories_fts.rowid, bm25(memories_fts) {_source(where)} "
         "ORDER BY bm25(memories_fts), memories_fts.rowid DESC LIMIT ?",
         [match, *params, limit],
     ).fetchall()
