@@ -13,13 +13,14 @@ import random
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pykka
 import pytest
 
 from actors import keyword_search
 from actors.local_db import LocalDatabase, _filters
-from actors.messages import StoreMemory
+from actors.messages import ForgetMemory, StoreMemory
 from actors.migrations import migrate
 from actors.model import content_hash
 
@@ -29,10 +30,8 @@ SELECTIVE = 20
 WINDOW = 30
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalDatabase, dict]]:
+def _build(path: str) -> tuple[LocalDatabase, dict]:
     """400 memories in two namespaces; each memory's rowid → (namespace, its words)."""
-    path = str(tmp_path_factory.mktemp("fts") / "memory.db")
     migrate(path, now=time.time)
     rng = random.Random(11)
     counter = iter(range(10**9))
@@ -52,12 +51,21 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalData
             StoreMemory(pykka.ThreadingFuture(), text, content_hash(text), f"ns{n % 2}", (), "{}")
         )
     db.commit_writes(batch)
-    rows = {
+    return db, _live_rows(db)
+
+
+def _live_rows(db: LocalDatabase) -> dict[int, tuple[str, set[str]]]:
+    return {
         rowid: (namespace, set(re.findall(r"\w+", content)))
         for rowid, namespace, content in db.conn.execute(
-            "SELECT rowid, namespace, content FROM memories"
+            "SELECT rowid, namespace, content FROM memories WHERE deleted = 0"
         )
     }
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalDatabase, dict]]:
+    db, rows = _build(str(tmp_path_factory.mktemp("fts") / "memory.db"))
     yield db, rows
     db.close()
 
@@ -174,3 +182,49 @@ def test_a_repeated_word_counts_once(corpus: tuple[LocalDatabase, dict]) -> None
     once = keyword_search.search(db.conn, "w5", "", [], 10)
     twice = keyword_search.search(db.conn, "w5 w5", "", [], 10)
     assert once == twice
+
+
+@pytest.mark.usefixtures("small_thresholds")
+def test_a_forgotten_memory_is_never_found_on_any_path(tmp_path: Path) -> None:
+    """Without filters the search reads the index alone (no join to ``memories``): it
+    relies on the index's triggers to unindex a forgotten memory. Forget a third of
+    the file, the best-ranked first, and every path still follows the rule over the rest.
+    """
+    db, _ = _build(str(tmp_path / "memory.db"))
+    try:
+        queries = [["w0"], ["w0", "w1"], ["w30"], ["w2", "w45"], ["w1", "w7", "unique3"]]
+        doomed = {
+            hit.id
+            for words in queries
+            for hit in keyword_search.search(db.conn, " ".join(words), "", [], 5)
+        }
+        doomed |= {row[0] for row in db.conn.execute("SELECT id FROM memories WHERE rowid % 3 = 0")}
+        db.commit_writes([ForgetMemory(pykka.ThreadingFuture(), memory_id) for memory_id in doomed])
+        rows = _live_rows(db)
+        assert len(rows) == 400 - len(doomed)
+        for words in queries:
+            hits = keyword_search.search(db.conn, " ".join(words), "", [], 10)
+            assert not {hit.id for hit in hits} & doomed, words
+            exact = _exact(db, words, None)
+            expected = _expected(exact, rows, list(dict.fromkeys(words)), None, 10)
+            ids = [
+                db.conn.execute("SELECT id FROM memories WHERE rowid = ?", (r,)).fetchone()[0]
+                for r in expected
+            ]
+            assert [hit.id for hit in hits] == ids, words
+    finally:
+        db.close()
+
+
+def test_snippets_mark_the_query_words_of_each_cut_alone() -> None:
+    """One Snippets table serves many cuts: each marks its own rows and query only."""
+    cutter = keyword_search.Snippets()
+    try:
+        first = cutter.cut('"deploy" OR "hosts"', ["we deploy on friday", "two hosts down"])
+        assert first == ["we [deploy] on friday", "two [hosts] down"]
+        # Porter stems both sides, so "hosts" marks "host"; a row without a match is as stored.
+        second = cutter.cut('"hosts"', ["one host up", "nothing here"])
+        assert second == ["one [host] up", "nothing here"]
+        assert cutter.cut('"friday"', []) == []
+    finally:
+        cutter.close()
