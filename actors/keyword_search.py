@@ -192,20 +192,23 @@ def _with_selective(
     BM25 over the selective words alone is the whole query's score for a
     memory that holds no common word, and it is cheap: FTS5 counts each
     phrase's holders to weigh it, and a selective word has few. Only the
-    memories holding both kinds need a statement that names the common
-    words, so their long doclists are counted once per query, not twice.
+    memories holding both kinds need the scan that names the common words,
+    so their long doclists are counted once per query, not twice. One
+    statement joins the two and keeps the best: each memory once, with its
+    ``(S) AND (C)`` score when it holds a common word.
     """
-    both = _score(conn, f"{some_selective} AND {some_common}", where, params, -1)
-    holding_common = {rowid for rowid, _ in both}
-    # Ranked by the selective words only. A memory of ``both`` is skipped: its
-    # score there is better (every term adds), so at most
-    # limit + len(both) rows of this order can matter.
-    alone = [
-        row
-        for row in _score(conn, some_selective, where, params, limit + len(both))
-        if row[0] not in holding_common
-    ]
-    return both[:limit] + alone[:limit]
+    source = _source(where)
+    return conn.execute(
+        "WITH alone AS ("
+        f"SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score {source}"
+        "), also_common AS ("
+        f"SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score {source}"
+        ") SELECT alone.rowid, coalesce(also_common.score, alone.score) AS score "
+        "FROM alone LEFT JOIN also_common ON also_common.rowid = alone.rowid "
+        # BM25 is negative, better is smaller; ties newest (largest rowid) first.
+        "ORDER BY score, alone.rowid DESC LIMIT ?",
+        [some_selective, *params, f"{some_selective} AND {some_common}", *params, limit],
+    ).fetchall()
 
 
 def _newest(
