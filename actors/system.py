@@ -1321,11 +1321,14 @@ class MemorySystem:
     ) -> Callable[[], Any]:
         """Send a follower's call now; the callable waits for the owner's answer and
         returns it (or raises its error, or :class:`NowOwner`)."""
-        future, wait = self._forward(verb, arguments, budget)
+        assert self._sharing is not None
+        sharing = self._sharing
+        wait = self._forward_wait(budget)
+        call = sharing.send(verb, _jsonable(arguments), wait)
 
         def answer() -> Any:
             try:
-                message = future.result(wait)
+                message = sharing.result(call, wait)
             except FutureTimeout:
                 raise self._owner_late(verb, wait) from None
             return OwnerProxy.answer(verb, message)
@@ -1344,10 +1347,14 @@ class MemorySystem:
     def _forward(
         self, verb: str, arguments: dict[str, Any], budget: float | None
     ) -> tuple[Future[Message], float]:
-        """Send a follower's call (both facades); the future and how long to wait for it."""
+        """Send a follower's call (the asyncio facade's); the future and how long to wait."""
         assert self._sharing is not None
-        wait = (self.config.ask_timeout if budget is None else budget) + _TRANSIT_GRACE
+        wait = self._forward_wait(budget)
         return self._sharing.submit(verb, _jsonable(arguments), wait), wait
+
+    def _forward_wait(self, budget: float | None) -> float:
+        """How long a follower waits for the owner's answer to a call given ``budget``."""
+        return (self.config.ask_timeout if budget is None else budget) + _TRANSIT_GRACE
 
     def _owner_late(self, verb: str, wait: float) -> AskTimeout:
         return AskTimeout(
