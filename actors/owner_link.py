@@ -194,9 +194,14 @@ class _FrameBuffer:
         return frames
 
 
+#: One encoder for every frame: ``json.dumps`` with options other than the defaults
+#: builds a new encoder per call, a fifth of what encoding a ``get``'s answer cost.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode_frame(message: Message) -> bytes:
     """``message`` as one frame's bytes: the header, then the JSON."""
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = _ENCODER.encode(message).encode("utf-8")
     return _HEADER.pack(len(body)) + body
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import json
 import logging
 import os
@@ -104,7 +103,7 @@ from actors.model import (
 )
 from actors.model_package import INSTALL_HINT, minilm_available
 from actors.owner_link import Message, OwnerProxy
-from actors.owner_protocol import decode_record
+from actors.owner_protocol import bound_arguments, decode_record
 from actors.portable import (
     EXPORT_PAGE,
     IMPORT_BATCH,
@@ -207,14 +206,13 @@ _ONE_REQUEST = frozenset(
 def _shared(method: Callable[P, R]) -> Callable[P, R]:
     """A verb that a follower sends to the file's owner (see ``_follower_call``)."""
     verb = method.__name__
-    signature = inspect.signature(method)
 
     @functools.wraps(method)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         system = args[0]
         assert isinstance(system, MemorySystem)
         if system._following() and not _dry_run.get(False):
-            arguments = signature.bind(*args, **kwargs).arguments
+            arguments = bound_arguments(method, args, kwargs)
             arguments.pop("self")
             try:
                 answer: R = system._follower_call(verb, arguments)
