@@ -223,13 +223,17 @@ def _follower_overhead(db: Path, calls: int) -> dict[str, tuple[float, float]]:
     same host: on a shared machine the disk's and the scheduler's moods
     change from second to second. ``synchronous=NORMAL`` (no fsync per
     commit in WAL mode) keeps the disk out of a figure that is about the
-    crossing: the follower's link, the owner's service, and back.
+    crossing: the follower's link, the owner's service, and back. So does
+    ``semantic=False``: with the model installed, the owner's EmbeddingActor
+    embeds each stored memory after the answer, ~2 ms of CPU per store,
+    which on two shared cores made the ``store`` figure one of scheduling.
     """
     import json
     import subprocess
 
     took: dict[tuple[str, str], list[float]] = {}
-    with MemorySystem.open(db, config=Config(synchronous="NORMAL")) as system:
+    config = Config(synchronous="NORMAL", semantic=False)
+    with MemorySystem.open(db, config=config) as system:
         probe = system.store("the memory every get reads", namespace="overhead").id
         follower = subprocess.Popen(
             [sys.executable, __file__, "--overhead-follower", str(db), probe],
@@ -285,7 +289,8 @@ def main() -> None:
             overhead = _follower_overhead(Path(tmp) / "memory.db", args.overhead_calls)
         for verb, (by_owner, by_follower) in overhead.items():
             print(
-                f"{verb} one at a time (synchronous=NORMAL), p50: owner {by_owner:.3f} ms, "
+                f"{verb} one at a time (synchronous=NORMAL, no embedding), p50: "
+                f"owner {by_owner:.3f} ms, "
                 f"follower {by_follower:.3f} ms (+{by_follower - by_owner:.3f} ms)"
             )
         if args.only_overhead:
