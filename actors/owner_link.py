@@ -611,8 +611,10 @@ class LinkClient:
             self._nudge()
 
     def _nudge(self) -> None:
-        with contextlib.suppress(OSError):  # full (it will look anyway) or closed
-            os.write(self._nudge_out, b"\0")
+        with self._lock:  # never after the watch thread closed the pipe (a reused fd)
+            if self._nudge_out >= 0:
+                with contextlib.suppress(BlockingIOError):  # full: it will look anyway
+                    os.write(self._nudge_out, b"\0")
 
     def _watch(self) -> None:
         """Read what no caller reads for, and notice the end of the stream of an idle link.
@@ -640,8 +642,10 @@ class LinkClient:
         finally:
             with self._reading:
                 self._sock.close()  # a broken link is never used again
+            with self._lock:
                 os.close(self._nudge_in)
                 os.close(self._nudge_out)
+                self._nudge_out = -1
 
     def _read_ready(self) -> None:
         """Read what has arrived without waiting; hand each answer over (holding ``_reading``)."""
