@@ -87,6 +87,10 @@ _CHUNK: Final = 64 << 10
 _DONT_WAIT: Final = getattr(socket, "MSG_DONTWAIT", None)
 #: A poll's events for the end of the stream (POLLRDHUP where the platform has it).
 _HANGUP: Final = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+#: What the follower's link thread polls an idle link for: the hang-up alone where
+#: the platform reports a peer's half-close (Linux's POLLRDHUP); elsewhere input
+#: too, as the end of the stream reads as input (a caller's answer then wakes it).
+_IDLE: Final = _HANGUP if hasattr(select, "POLLRDHUP") else _HANGUP | select.POLLIN
 #: How much longer than the call's own timeout a follower waits for the owner's
 #: answer: the owner answers a timeout itself (AskTimeout), which says more.
 _TRANSIT_GRACE: Final = 2.0
@@ -630,7 +634,7 @@ class LinkClient:
             while not self._ended:
                 with self._lock:
                     self._listening = bool(self._pending) and not self._reading.locked()
-                    events = (select.POLLIN if self._listening else 0) | _HANGUP
+                    events = (select.POLLIN | _HANGUP) if self._listening else _IDLE
                 watch.register(self._sock, events)
                 ready = dict(watch.poll())
                 if self._nudge_in in ready:
