@@ -328,9 +328,13 @@ class ChildStopped:
 class StartChildren(Request[None]):
     """MemorySystem → Supervisor: spawn every child in order.
 
-    Answered with ``None`` once each child reported :class:`ChildReady`, or
-    with the first child's start error (the others are then stopped).
+    Answered with ``None`` once each child named in ``answer_after`` (None:
+    every child) reported :class:`ChildReady`, or with the first child's
+    start error (the others are then stopped). The children not named go on
+    starting after the answer, unavailable until ready, as while restarting.
     """
+
+    answer_after: frozenset[str] | None = None
 
 
 @attrs.frozen(eq=False)

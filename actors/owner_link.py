@@ -29,6 +29,7 @@ import itertools
 import json
 import logging
 import os
+import select
 import socket
 import struct
 import threading
@@ -84,6 +85,12 @@ _CLOSE_FLUSH: Final = 2.0
 _CHUNK: Final = 64 << 10
 #: Sends that never wait (None where the platform has no such flag: queue instead).
 _DONT_WAIT: Final = getattr(socket, "MSG_DONTWAIT", None)
+#: A poll's events for the end of the stream (POLLRDHUP where the platform has it).
+_HANGUP: Final = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+#: What the follower's link thread polls an idle link for: the hang-up alone where
+#: the platform reports a peer's half-close (Linux's POLLRDHUP); elsewhere input
+#: too, as the end of the stream reads as input (a caller's answer then wakes it).
+_IDLE: Final = _HANGUP if hasattr(select, "POLLRDHUP") else _HANGUP | select.POLLIN
 #: How much longer than the call's own timeout a follower waits for the owner's
 #: answer: the owner answers a timeout itself (AskTimeout), which says more.
 _TRANSIT_GRACE: Final = 2.0
@@ -132,11 +139,20 @@ def read_frame(frames: FrameReader, limit: int) -> Message | None:
     if header is None:
         return None
     (size,) = _HEADER.unpack(header)
-    if size > limit:
-        raise FrameError(f"a frame of {size} bytes exceeds the limit of {limit}")
+    _check_size(size, limit)
     body = frames.exactly(size)
     if body is None:
         raise FrameError("the stream ended after a frame header")
+    return _message(body)
+
+
+def _check_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise FrameError(f"a frame of {size} bytes exceeds the limit of {limit}")
+
+
+def _message(body: bytes) -> Message:
+    """A frame's body as its object, or FrameError."""
     try:
         message = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -146,9 +162,50 @@ def read_frame(frames: FrameReader, limit: int) -> Message | None:
     return message
 
 
+class _FrameBuffer:
+    """Bytes received and not yet whole frames: whoever reads the socket feeds them here.
+
+    The follower's reads never block on a partial frame (see
+    :meth:`LinkClient.wait`), so frames are cut from what has arrived, not
+    read to their length as :class:`FrameReader` does.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._buffer = bytearray()
+
+    def wanted(self) -> int:
+        """Bytes to ask the socket for: the rest of a large frame at once, else a chunk."""
+        buffer = self._buffer
+        if len(buffer) < _HEADER.size:
+            return _CHUNK
+        size: int = _HEADER.unpack_from(buffer)[0]
+        return max(_CHUNK, _HEADER.size + size - len(buffer))
+
+    def feed(self, data: bytes) -> list[Message]:
+        """The frames ``data`` completes, in order (FrameError for a malformed one)."""
+        buffer = self._buffer
+        buffer += data
+        frames = []
+        while len(buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer)
+            _check_size(size, self._limit)
+            end = _HEADER.size + size
+            if len(buffer) < end:
+                break
+            frames.append(_message(bytes(buffer[_HEADER.size : end])))
+            del buffer[:end]
+        return frames
+
+
+#: One encoder for every frame: ``json.dumps`` with options other than the defaults
+#: builds a new encoder per call, a fifth of what encoding a ``get``'s answer cost.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode_frame(message: Message) -> bytes:
     """``message`` as one frame's bytes: the header, then the JSON."""
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = _ENCODER.encode(message).encode("utf-8")
     return _HEADER.pack(len(body)) + body
 
 
@@ -432,6 +489,16 @@ class LinkServer:
 class LinkClient:
     """A follower's connection to the owner: ``submit`` a request, get a Future of the reply.
 
+    Whoever waits for an answer reads it: a caller blocked on its own call
+    reads the socket itself (:meth:`wait`), so its answer wakes it directly,
+    not a reader thread that then wakes it (one thread wake-up less per call,
+    a tenth of a follower's round trip). One reader at a time holds the
+    right to read (``_reading``); the frames it reads for others are handed
+    to their futures. A watch thread reads when no caller does: answers to
+    futures nobody reads for (an asyncio caller's, a parked call's), and the
+    end of the stream of an idle link, which it notices by polling for the
+    hang-up only, so a caller's answer never wakes it.
+
     When the connection breaks, every request still waiting fails with
     :class:`~actors.errors.OwnerGone`; whether the owner applied it first
     cannot be known, which is why the caller retries only what is safe to
@@ -446,7 +513,8 @@ class LinkClient:
         on_broken: Callable[[], None] | None = None,
     ) -> None:
         self.path = Path(path)
-        #: Called (on the reader thread) once the link breaks or the owner says it is closing.
+        #: Called once the link breaks or the owner says it is closing (on the thread
+        #: that read it).
         self._on_broken = on_broken
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(connect_timeout)
@@ -462,13 +530,24 @@ class LinkClient:
             raise PermissionError(f"the socket {self.path} belongs to uid {uid}, not this user")
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
+        #: The right to read the socket (a waiting caller's, or the watch thread's).
+        self._reading = threading.Lock()
+        self._frames = _FrameBuffer(MAX_REPLY_BYTES)
+        #: Used by the holder of ``_reading`` only.
+        self._read_poll = select.poll()
+        self._read_poll.register(self._sock, select.POLLIN | _HANGUP)
         self._pending: dict[int, Future[Message]] = {}
         self._ids = itertools.count(1)
         self._broken: str | None = None
-        self._reader = threading.Thread(
-            target=self._read_loop, name="owner-link-client", daemon=True
-        )
-        self._reader.start()
+        #: The stream ended (or was closed here): nothing more will be read.
+        self._ended = False
+        #: Whether the watch thread waits for answers too (else only for the hang-up).
+        self._listening = False
+        #: Written to make the watch thread look again (see ``_watch``).
+        self._nudge_in, self._nudge_out = os.pipe()
+        os.set_blocking(self._nudge_out, False)
+        self._watcher = threading.Thread(target=self._watch, name="owner-link-client", daemon=True)
+        self._watcher.start()
 
     def __repr__(self) -> str:
         return f"<LinkClient {self.path} broken={self._broken is not None}>"
@@ -477,8 +556,12 @@ class LinkClient:
     def broken(self) -> bool:
         return self._broken is not None
 
-    def submit(self, verb: str, args: Message) -> Future[Message]:
-        """Send one request; the Future holds the owner's reply object."""
+    def submit(self, verb: str, args: Message, *, waited: bool = False) -> Future[Message]:
+        """Send one request; the Future holds the owner's reply.
+
+        ``waited``: the caller will :meth:`wait` for it, reading the answer
+        itself; else the watch thread is told to read it.
+        """
         future: Future[Message] = Future()
         with self._lock:
             if self._broken is not None:
@@ -487,40 +570,118 @@ class LinkClient:
                 return future
             request_id = next(self._ids)
             self._pending[request_id] = future
+            nudge = not waited and not self._listening
+        if nudge:
+            self._nudge()
         try:
             with self._send_lock:
                 write_frame(self._sock, {"id": request_id, "verb": verb, "args": args})
         except OSError:
-            # Not (wholly) sent, so never begun. The reader thread settles the
-            # others: the owner's closing frame, or the end of the stream.
+            # Not (wholly) sent, so never begun. The others are settled by whoever
+            # reads next: the owner's closing frame, or the end of the stream.
             with self._lock:
                 mine = self._pending.pop(request_id, None)
             if mine is not None:
                 mine.set_result({NOT_BEGUN: True})
         return future
 
-    def _read_loop(self) -> None:
-        reason = f"the owner process of {self.path} closed the connection"
-        frames = FrameReader(self._sock)
+    def wait(self, future: Future[Message], timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for ``future`` (from :meth:`submit`), reading
+        the socket on this thread while nobody else does.
+
+        Returns early, ``future`` not done, when another thread reads: it hands
+        this answer over, so wait on ``future`` itself then.
+        """
+        if future.done() or not self._reading.acquire(blocking=False):
+            return
         try:
-            while True:
-                message = read_frame(frames, MAX_REPLY_BYTES)
-                if message is None:
-                    break
-                if message.get(CLOSING):
-                    self._not_begun()
-                    self._tell_broken()
-                    continue
+            deadline = time.monotonic() + timeout
+            while not future.done() and not self._ended:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                # Milliseconds, rounded up: poll(0) would return at once, again and again.
+                if self._read_poll.poll(int(left * 1000) + 1):
+                    self._read_ready()
+        finally:
+            self._reading.release()
+            self._after_reading()
+
+    def _after_reading(self) -> None:
+        """A reader stopped: if answers are still due, the watch thread reads them."""
+        with self._lock:
+            nudge = bool(self._pending) and not self._listening and not self._ended
+        if nudge:
+            self._nudge()
+
+    def _nudge(self) -> None:
+        with self._lock:  # never after the watch thread closed the pipe (a reused fd)
+            if self._nudge_out >= 0:
+                with contextlib.suppress(BlockingIOError):  # full: it will look anyway
+                    os.write(self._nudge_out, b"\0")
+
+    def _watch(self) -> None:
+        """Read what no caller reads for, and notice the end of the stream of an idle link.
+
+        Polls for answers only while some are due and no caller reads; else
+        for the hang-up alone, so a caller reading its own answer does not
+        wake this thread as well. Whatever changes that is followed by a
+        nudge (the pipe), which makes it poll afresh.
+        """
+        watch = select.poll()
+        watch.register(self._nudge_in, select.POLLIN)
+        try:
+            while not self._ended:
                 with self._lock:
-                    future = self._pending.pop(message["id"], None)
-                if future is not None:
-                    future.set_result(message)
-        except (OSError, FrameError) as exc:
-            reason = f"the link to the owner process of {self.path} failed: {exc}"
-        self._fail(reason)
-        # A broken link is never used again (the next owner gets a new client).
-        self._sock.close()
-        self._tell_broken()
+                    self._listening = bool(self._pending) and not self._reading.locked()
+                    events = (select.POLLIN | _HANGUP) if self._listening else _IDLE
+                watch.register(self._sock, events)
+                ready = dict(watch.poll())
+                if self._nudge_in in ready:
+                    os.read(self._nudge_in, 4096)
+                if self._sock.fileno() in ready:
+                    # Waits for a caller reading meanwhile: it reads to its own answer.
+                    with self._reading:
+                        self._read_ready()
+        finally:
+            with self._reading:
+                self._sock.close()  # a broken link is never used again
+            with self._lock:
+                os.close(self._nudge_in)
+                os.close(self._nudge_out)
+                self._nudge_out = -1
+
+    def _read_ready(self) -> None:
+        """Read what has arrived without waiting; hand each answer over (holding ``_reading``)."""
+        if self._ended:
+            return
+        try:
+            chunk = self._sock.recv(self._frames.wanted(), _DONT_WAIT or 0)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._end(f"the link to the owner process of {self.path} failed: {exc}")
+            return
+        if not chunk:
+            self._end(f"the owner process of {self.path} closed the connection")
+            return
+        try:
+            messages = self._frames.feed(chunk)
+        except FrameError as exc:
+            self._end(f"the link to the owner process of {self.path} failed: {exc}")
+            return
+        for message in messages:
+            self._deliver(message)
+
+    def _deliver(self, message: Message) -> None:
+        if message.get(CLOSING):
+            self._not_begun()
+            self._tell_broken()
+            return
+        with self._lock:
+            future = self._pending.pop(message["id"], None)
+        if future is not None:
+            future.set_result(message)
 
     def _tell_broken(self) -> None:
         if self._on_broken is not None:
@@ -534,19 +695,25 @@ class LinkClient:
         for future in pending.values():
             future.set_result({NOT_BEGUN: True})
 
-    def _fail(self, reason: str) -> None:
+    def _end(self, reason: str) -> None:
+        """Nothing more will be read: what is still waiting fails with ``reason``."""
         with self._lock:
+            if self._ended:
+                return
+            self._ended = True
             if self._broken is None:
                 self._broken = reason
             pending, self._pending = self._pending, {}
         for future in pending.values():
             future.set_exception(OwnerGone(reason))
+        self._nudge()  # the watch thread ends
+        self._tell_broken()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
+            # Wakes whoever reads; the watch thread closes the socket once nobody does.
             self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-        self._fail(f"the link to {self.path} was closed")
+        self._end(f"the link to {self.path} was closed")
 
 
 class OwnerProxy:
@@ -569,16 +736,26 @@ class OwnerProxy:
     def broken(self) -> bool:
         return self._client.broken
 
-    def submit(self, verb: str, args: Message) -> Future[Message]:
-        """Send one call; the Future holds the raw answer (see :meth:`answer`)."""
-        return self._client.submit(verb, args)
+    def submit(self, verb: str, args: Message, *, waited: bool = False) -> Future[Message]:
+        """Send one call; the Future holds the raw answer (see :meth:`answer`).
+
+        ``waited``: the caller will :meth:`wait` for it (see :meth:`LinkClient.wait`).
+        """
+        return self._client.submit(verb, args, waited=waited)
+
+    def wait(self, future: Future[Message], timeout: float) -> None:
+        """Wait for ``future``, reading its answer on this thread if nobody else reads."""
+        self._client.wait(future, timeout)
 
     def call(self, verb: str, **args: Any) -> Any:
         """Run ``verb`` in the owner and return its answer, or raise its error."""
         timeout = args.get("timeout")
         budget = (self._default_timeout if timeout is None else timeout) + _TRANSIT_GRACE
+        deadline = time.monotonic() + budget
+        future = self.submit(verb, args, waited=True)
+        self.wait(future, budget)
         try:
-            message = self.submit(verb, args).result(budget)
+            message = future.result(max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
             raise AskTimeout(
                 f"the owner process did not answer {verb} within {budget:g} s"

@@ -24,10 +24,11 @@ made afresh).
 from __future__ import annotations
 
 import functools
+import inspect
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Final, Union
+from typing import Any, Final, NamedTuple, Union
 
 import attrs
 
@@ -47,6 +48,7 @@ from actors.sync_model import DeadLetters, SyncReport
 __all__ = [
     "SAFE_TO_REPEAT",
     "VERBS",
+    "bound_arguments",
     "decode_error",
     "decode_record",
     "decode_result",
@@ -215,3 +217,56 @@ def decode_error(data: Mapping[str, Any]) -> MemoryActorsError:
     if isinstance(fields, Mapping):
         vars(exc).update(fields)
     return exc
+
+
+class _Parameters(NamedTuple):
+    signature: inspect.Signature
+    #: Those a caller may give by position, in order (None: not a plain signature,
+    #: with ``*args``, ``**kwargs`` or positional-only parameters).
+    positional: tuple[str, ...] | None
+    by_keyword: frozenset[str]
+    required: frozenset[str]
+
+
+@functools.cache
+def _parameters(function: Any) -> _Parameters:
+    signature = inspect.signature(function)
+    kinds = {p.name: p.kind for p in signature.parameters.values()}
+    plain = all(
+        kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        for kind in kinds.values()
+    )
+    return _Parameters(
+        signature,
+        tuple(n for n, k in kinds.items() if k is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if plain
+        else None,
+        frozenset(kinds),
+        frozenset(
+            p.name for p in signature.parameters.values() if p.default is inspect.Parameter.empty
+        ),
+    )
+
+
+def bound_arguments(
+    function: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The arguments of ``function(*args, **kwargs)`` by name (those given, not defaults),
+    or the TypeError of a call that does not fit, as ``inspect.Signature.bind`` has them.
+
+    A facade call is bound on both sides of the link (the follower names its
+    caller's arguments, the owner checks a follower's): the plain case is
+    matched here by name, in a tenth of ``bind``'s time; any other goes to ``bind``.
+    """
+    parameters = _parameters(function)
+    positional = parameters.positional
+    if positional is not None and len(args) <= len(positional):
+        given = dict(zip(positional, args, strict=False))  # the first few, by position
+        if (
+            given.keys().isdisjoint(kwargs)
+            and parameters.by_keyword.issuperset(kwargs)
+            and parameters.required <= given.keys() | kwargs.keys()
+        ):
+            given.update(kwargs)
+            return given
+    return dict(parameters.signature.bind(*args, **kwargs).arguments)

@@ -34,7 +34,7 @@ from actors.owner_protocol import SAFE_TO_REPEAT
 from actors.ownership import OwnerInfo, Role
 from actors.sharing_host import OS_HOST, Link, Lock, Service, SharingHost, Watcher
 
-__all__ = ["NowOwner", "Sharing"]
+__all__ = ["Forwarded", "NowOwner", "Sharing"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,18 @@ class NowOwner(Exception):
 
 
 @attrs.define
-class _Parked:
+class Forwarded:
+    """One call sent to the owner (or parked until there is one), until it is answered."""
+
     verb: str
     args: Message
     deadline: float
+    #: What the caller waits for: the answer, whichever owner gives it.
     outer: Future[Message]
+    #: The first attempt's link and answer, when its caller reads that itself
+    #: (:meth:`Sharing.result`); later attempts are read by the link's own thread.
+    link: Link | None = None
+    first: Future[Message] | None = None
 
 
 class Sharing:
@@ -73,7 +80,7 @@ class Sharing:
         self._proxy: Link | None = None
         self._owner: OwnerInfo | None = None
         self._service: Service | None = None
-        self._parked: list[_Parked] = []
+        self._parked: list[Forwarded] = []
         self._take_over: Callable[[], None] | None = None
         self._stop = threading.Event()
         #: Set when the watcher has something to look at now: the link to the owner
@@ -175,11 +182,27 @@ class Sharing:
 
         :class:`NowOwner` when this process took the file over: run the call here.
         """
-        outer: Future[Message] = self._host.new_future()
-        self._attempt(_Parked(verb, args, self._host.monotonic() + timeout, outer))
-        return outer
+        return self.send(verb, args, timeout, waited=False).outer
 
-    def _attempt(self, call: _Parked) -> None:
+    def send(self, verb: str, args: Message, timeout: float, *, waited: bool = True) -> Forwarded:
+        """Send a call to the owner, to be waited for with :meth:`result` (``waited``)
+        or through its ``outer`` future."""
+        call = Forwarded(verb, args, self._host.monotonic() + timeout, self._host.new_future())
+        self._attempt(call, waited=waited)
+        return call
+
+    def result(self, call: Forwarded, timeout: float) -> Message:
+        """The answer to ``call`` (as its ``outer`` future's ``result(timeout)``).
+
+        This thread reads the first attempt's answer from the link itself
+        when no other thread reads the link: no thread wakes to hand it over.
+        """
+        deadline = self._host.monotonic() + timeout
+        if call.link is not None and call.first is not None:
+            call.link.wait(call.first, timeout)
+        return call.outer.result(max(0.0, deadline - self._host.monotonic()))
+
+    def _attempt(self, call: Forwarded, *, waited: bool = False) -> None:
         with self._mutex:
             if self._role.name == "owner":
                 _fail(call.outer, NowOwner())
@@ -192,10 +215,12 @@ class Sharing:
                 self._parked.append(call)
                 self._wake.set()
                 return
-        inner = proxy.submit(call.verb, call.args)
+        inner = proxy.submit(call.verb, call.args, waited=waited)
+        if waited:
+            call.link, call.first = proxy, inner
         inner.add_done_callback(lambda done: self._settle(call, done))
 
-    def _settle(self, call: _Parked, done: Future[Message]) -> None:
+    def _settle(self, call: Forwarded, done: Future[Message]) -> None:
         exc = done.exception()
         if exc is None and done.result().get(NOT_BEGUN) and self._host.monotonic() < call.deadline:
             self._park(call)  # the owner is closing: the next one runs it
@@ -211,7 +236,7 @@ class Sharing:
         else:
             _fail(call.outer, exc)
 
-    def _park(self, call: _Parked) -> None:
+    def _park(self, call: Forwarded) -> None:
         with self._mutex:
             self._parked.append(call)
         self._wake.set()
@@ -265,7 +290,7 @@ class Sharing:
                 now = self._host.monotonic()
                 expired = [c for c in self._parked if now >= c.deadline]
                 self._parked = [c for c in self._parked if now < c.deadline]
-                ready: list[_Parked] = []
+                ready: list[Forwarded] = []
             else:
                 expired, ready, self._parked = [], self._parked, []
         for call in expired:

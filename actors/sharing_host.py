@@ -50,7 +50,13 @@ class Link(Protocol):
 
     @property
     def broken(self) -> bool: ...
-    def submit(self, verb: str, args: Message) -> Future[Message]: ...
+    def submit(self, verb: str, args: Message, *, waited: bool = False) -> Future[Message]:
+        """Send a request; ``waited``: its caller will :meth:`wait` for the answer."""
+
+    def wait(self, future: Future[Message], timeout: float) -> None:
+        """Wait up to ``timeout`` s for ``future`` (from ``submit(waited=True)``), reading
+        the link on this thread if that helps; it may return early, not done."""
+
     def close(self) -> None: ...
 
 

@@ -105,6 +105,8 @@ class SupervisorActor(ReplyingActor):
         self.max_backoff = max_backoff
         self._history: dict[str, list[float]] = {name: [] for name in specs}
         self._starting: pykka.Future[Any] | None = None
+        #: The children whose readiness answers ``_starting`` (None: all).
+        self._awaited: frozenset[str] | None = None
         self._shutting_down = False
 
     def __repr__(self) -> str:
@@ -122,7 +124,7 @@ class SupervisorActor(ReplyingActor):
     def handle(self, message: Any) -> Any:
         match message:
             case StartChildren():
-                self._starting = message.reply
+                self._starting, self._awaited = message.reply, message.answer_after
                 for name in self.specs:
                     self._spawn(name)
                 return DEFERRED
@@ -156,8 +158,11 @@ class SupervisorActor(ReplyingActor):
             return
         cell.status = ChildCell.READY
         cell.reason = ""
+        awaited = self._awaited
         if self._starting is not None and all(
-            c.status == ChildCell.READY for c in self.cells.values()
+            c.status == ChildCell.READY
+            for n, c in self.cells.items()
+            if awaited is None or n in awaited
         ):
             settle(self._starting, None)
             self._starting = None

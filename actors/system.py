@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import json
 import logging
 import os
@@ -104,7 +103,7 @@ from actors.model import (
 )
 from actors.model_package import INSTALL_HINT, minilm_available
 from actors.owner_link import Message, OwnerProxy
-from actors.owner_protocol import decode_record
+from actors.owner_protocol import bound_arguments, decode_record
 from actors.portable import (
     EXPORT_PAGE,
     IMPORT_BATCH,
@@ -207,14 +206,13 @@ _ONE_REQUEST = frozenset(
 def _shared(method: Callable[P, R]) -> Callable[P, R]:
     """A verb that a follower sends to the file's owner (see ``_follower_call``)."""
     verb = method.__name__
-    signature = inspect.signature(method)
 
     @functools.wraps(method)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         system = args[0]
         assert isinstance(system, MemorySystem)
         if system._following() and not _dry_run.get(False):
-            arguments = signature.bind(*args, **kwargs).arguments
+            arguments = bound_arguments(method, args, kwargs)
             arguments.pop("self")
             try:
                 answer: R = system._follower_call(verb, arguments)
@@ -375,8 +373,9 @@ class MemorySystem:
         rt.at_process_exit(system.close)
         return system
 
-    def _start_actors(self) -> None:
-        """Migrate the file and start this process's actors on it (owner or direct)."""
+    def _start_actors(self, *, taking_over: bool = False) -> None:
+        """Migrate the file and start this process's actors on it (owner or direct;
+        ``taking_over``: from a dead owner, whose followers wait)."""
         rt, config, db_path = self.runtime, self.config, self.path
         report = self._migrate(rt, db_path, config)
         remote = config.remote
@@ -456,7 +455,17 @@ class MemorySystem:
         )
         self.migration = report
         self._cells, self._supervisor = cells, supervisor
-        ask(rt, supervisor, StartChildren, config.migrate_timeout, "the store to open")
+        # Taking the file over, stores wait for nothing but the store: the
+        # embedding model loads meanwhile (0.3 s and more; 1.2 s on a busy host),
+        # and recall goes without it until it is ready, as while it restarts.
+        answer_after = frozenset(cells) - {"embedding"} if taking_over else None
+        ask(
+            rt,
+            supervisor,
+            lambda reply: StartChildren(reply, answer_after),
+            config.migrate_timeout,
+            "the store to open",
+        )
 
     def _follow(self, sharing: Sharing) -> None:
         """As a follower: stand by to take the file over, and check the owner's schema.
@@ -482,7 +491,7 @@ class MemorySystem:
         if self._closed:
             return
         try:
-            self._start_actors()
+            self._start_actors(taking_over=True)
         except BaseException:
             # Whatever did start goes: Sharing may try again (the file was busy), and
             # a second supervisor beside a leftover one would run two stores.
@@ -1321,11 +1330,14 @@ class MemorySystem:
     ) -> Callable[[], Any]:
         """Send a follower's call now; the callable waits for the owner's answer and
         returns it (or raises its error, or :class:`NowOwner`)."""
-        future, wait = self._forward(verb, arguments, budget)
+        assert self._sharing is not None
+        sharing = self._sharing
+        wait = self._forward_wait(budget)
+        call = sharing.send(verb, _jsonable(arguments), wait)
 
         def answer() -> Any:
             try:
-                message = future.result(wait)
+                message = sharing.result(call, wait)
             except FutureTimeout:
                 raise self._owner_late(verb, wait) from None
             return OwnerProxy.answer(verb, message)
@@ -1344,10 +1356,14 @@ class MemorySystem:
     def _forward(
         self, verb: str, arguments: dict[str, Any], budget: float | None
     ) -> tuple[Future[Message], float]:
-        """Send a follower's call (both facades); the future and how long to wait for it."""
+        """Send a follower's call (the asyncio facade's); the future and how long to wait."""
         assert self._sharing is not None
-        wait = (self.config.ask_timeout if budget is None else budget) + _TRANSIT_GRACE
+        wait = self._forward_wait(budget)
         return self._sharing.submit(verb, _jsonable(arguments), wait), wait
+
+    def _forward_wait(self, budget: float | None) -> float:
+        """How long a follower waits for the owner's answer to a call given ``budget``."""
+        return (self.config.ask_timeout if budget is None else budget) + _TRANSIT_GRACE
 
     def _owner_late(self, verb: str, wait: float) -> AskTimeout:
         return AskTimeout(

@@ -285,6 +285,70 @@ def test_requests_and_replies_cross_the_link_out_of_order(link: Any) -> None:
         client.close()
 
 
+def _silent_owner_process(tmp_path: Path) -> tuple[Path, subprocess.Popen[str]]:
+    """A real owner process listening on a socket (returned), answering nothing."""
+    directory = tmp_path / "run"
+    ensure_private_dir(directory)
+    path = directory / "x.sock"
+    code = (
+        "import sys, time; from actors.owner_link import LinkServer;"
+        "LinkServer(sys.argv[1], lambda verb, args, reply: None);"
+        "print('up', flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "up"
+    return path, proc
+
+
+def test_a_waiting_caller_reads_its_own_answer_and_hands_on_the_others(link: Any) -> None:
+    server, owner = link
+    client = LinkClient(server.path)
+    try:
+        held = [client.submit("hold", {"n": n}, waited=True) for n in range(3)]
+        mine = client.submit("count", {}, waited=True)
+        settled_on: list[str] = []
+        mine.add_done_callback(lambda _: settled_on.append(threading.current_thread().name))
+        client.wait(mine, 5)
+        assert mine.result(0)["ok"]["verb"] == "count"
+        assert settled_on == [threading.current_thread().name], "read by the caller itself"
+
+        def read_and_release() -> None:
+            late = client.submit("echo", {"last": True}, waited=True)
+            owner.release_held()
+            client.wait(late, 5)
+            assert late.result(0)["ok"]["args"] == {"last": True}
+
+        thread = threading.Thread(target=read_and_release)
+        thread.start()
+        thread.join(10)
+        # Read by that thread on its way to its own answer, or by the link's thread
+        # after it: each answer reaches its own future either way.
+        assert [f.result(5)["ok"]["n"] for f in held] == [0, 1, 2]
+        # Nobody waits for this one: the link's own thread reads it.
+        assert client.submit("count", {}).result(5)["ok"]["verb"] == "count"
+    finally:
+        client.close()
+
+
+def test_an_idle_link_notices_its_owner_is_gone(tmp_path: Path) -> None:
+    # No call in flight, so no caller reads: the link's thread sees the hang-up.
+    path, proc = _silent_owner_process(tmp_path)
+    broken = threading.Event()
+    client = LinkClient(path, on_broken=broken.set)
+    try:
+        assert not client.broken
+        proc.kill()
+        proc.communicate(timeout=10)
+        assert broken.wait(5), "the link's thread did not see the owner go"
+        assert client.broken
+        assert client.submit("count", {}).result(1) == {NOT_BEGUN: True}, "never sent"
+    finally:
+        client.close()
+
+
 def test_a_reply_as_large_as_a_page_of_memories_arrives(link: Any) -> None:
     server, _ = link
     client = LinkClient(server.path)
@@ -360,19 +424,7 @@ def test_a_clean_close_answers_what_was_never_begun(link: Any) -> None:
 
 def test_requests_waiting_on_a_dead_owner_fail_with_owner_gone(tmp_path: Path) -> None:
     # A real owner process, killed: no closing frame, so nothing is known.
-    directory = tmp_path / "run"
-    ensure_private_dir(directory)
-    path = directory / "x.sock"
-    code = (
-        "import sys, time; from actors.owner_link import LinkServer;"
-        "LinkServer(sys.argv[1], lambda verb, args, reply: None);"
-        "print('up', flush=True); time.sleep(60)"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "up"
+    path, proc = _silent_owner_process(tmp_path)
     client = LinkClient(path)
     waiting = [client.submit("hold", {"n": n}) for n in range(3)]
     time.sleep(0.2)

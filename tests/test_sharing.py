@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from actors import AsyncMemorySystem, Config, MemorySystem
+from actors.embedders import HashingEmbedder
 from actors.errors import InvalidMemory, MemoryNotFound, OwnerGone
 from actors.ownership import read_owner
 
@@ -238,6 +239,38 @@ def test_a_clean_exit_of_the_owner_hands_over_to_the_next(tmp_path: Path) -> Non
             assert third.count().total == 1
     finally:
         second.finish()
+
+
+def test_taking_over_serves_stores_while_the_embedding_model_still_loads(
+    owner_process: tuple[Path, _Process],
+) -> None:
+    # The model's load is held until the test lets it go: a real MiniLM load takes
+    # 0.3 s to over 1 s on a busy host, and before it every handover waited for it.
+    db, owner = owner_process
+    loading, release = threading.Event(), threading.Event()
+
+    def slow_loader() -> HashingEmbedder:
+        loading.set()
+        release.wait(30)
+        return HashingEmbedder()
+
+    with MemorySystem.open(db, config=Config(embedder=slow_loader)) as follower:
+        try:
+            owner.kill()
+            began = time.monotonic()
+            receipt = follower.store("stored while the model loads", timeout=10)
+            took = time.monotonic() - began
+            assert follower.status()["sharing"]["role"] == "owner"
+            assert loading.is_set(), "this process took over and started its embedding actor"
+            assert took < 5, f"the store waited {took:.1f} s for the takeover"
+            assert follower.get(receipt.id).content == "stored while the model loads"
+            assert "model" not in follower.semantic_report(), "not loaded yet"
+        finally:
+            release.set()
+        wait_until = time.monotonic() + 10
+        while follower.semantic_report().get("model") != HashingEmbedder().name:
+            assert time.monotonic() < wait_until, follower.semantic_report()
+            time.sleep(0.05)
 
 
 def test_session_writes_are_not_repeated_after_a_dead_owner(

@@ -279,11 +279,11 @@ def test_dropping_the_calls_parked_for_the_next_owner_makes_the_sweep_fail(
     to time out instead of being repeated with the next owner; the sweep sees it."""
     attempt = sharing.Sharing._attempt
 
-    def forgetting(self: sharing.Sharing, call: Any) -> None:
+    def forgetting(self: sharing.Sharing, call: Any, **options: Any) -> None:
         proxy = self._proxy
         if self.role.name == "follower" and (proxy is None or proxy.broken):
             return  # parked nowhere: nobody answers it
-        attempt(self, call)
+        attempt(self, call, **options)
 
     monkeypatch.setattr(sharing.Sharing, "_attempt", forgetting)
     with pytest.raises(SimFailure, match=r"(store|upsert) was not repeated"):

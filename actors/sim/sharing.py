@@ -195,7 +195,7 @@ class _Link:
     def broken(self) -> bool:
         return self._broken is not None
 
-    def submit(self, verb: str, args: Message) -> Future[Message]:
+    def submit(self, verb: str, args: Message, *, waited: bool = False) -> Future[Message]:
         future: Future[Message] = self._process.new_future()
         if self._broken is not None:
             future.set_result({NOT_BEGUN: True})  # never sent
@@ -205,6 +205,9 @@ class _Link:
         frame = json.dumps({"id": request_id, "verb": verb, "args": args})
         self.to_owner.send(lambda: self._listener.receive(self, frame))
         return future
+
+    def wait(self, future: Future[Message], timeout: float) -> None:
+        """Nothing to read here: the scheduler delivers each frame (``deliver``)."""
 
     def deliver(self, frame: str) -> None:
         """A reply frame arrives (on the follower's reader thread)."""
