@@ -51,8 +51,10 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import re
 import struct
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, TypeAlias, TypeVar
 
@@ -128,6 +130,55 @@ logger = logging.getLogger(__name__)
 
 #: pgvector's largest ``hnsw.ef_search``: the most candidates one HNSW search answers.
 HNSW_MAX_EF_SEARCH: Final = 1000
+
+#: ``hnsw.ef_search`` of an index of up to :data:`EF_SEARCH_BASE_ROWS` vectors: twice
+#: the hub's ranking depth. Recall@10 against exact 0.9995 at 100,000 vectors.
+EF_SEARCH_BASE: Final = 2 * RANK_DEPTH
+EF_SEARCH_BASE_ROWS: Final = 100_000
+
+#: Where the rule reaches pgvector's largest ``ef_search``: at 1,000,000 vectors
+#: recall@10 was 0.895 with 200, 0.933 with 400 and 0.952 with 1,000 (pgvector's
+#: default graph; docs/performance.md).
+EF_SEARCH_MAX_ROWS: Final = 1_000_000
+
+
+def ef_search_for(rows: float) -> int:
+    """The ``hnsw.ef_search`` that keeps recall@10 ≥ 0.95 in an index of about ``rows`` vectors.
+
+    An HNSW search of a fixed ``ef_search`` finds less of the true top 10
+    as its graph grows. :data:`EF_SEARCH_BASE` up to
+    :data:`EF_SEARCH_BASE_ROWS`, then a straight line on log-log axes
+    through the two measured points (200 at 100,000, 1,000 at 1,000,000:
+    ``ef`` grows as ``rows ** 0.7``), rounded up to tens, never past
+    :data:`HNSW_MAX_EF_SEARCH`. Small tables keep the cheap search.
+    """
+    if rows <= EF_SEARCH_BASE_ROWS:
+        return EF_SEARCH_BASE
+    slope = math.log(HNSW_MAX_EF_SEARCH / EF_SEARCH_BASE) / math.log(
+        EF_SEARCH_MAX_ROWS / EF_SEARCH_BASE_ROWS
+    )
+    wanted: float = EF_SEARCH_BASE * (rows / EF_SEARCH_BASE_ROWS) ** slope
+    return min(HNSW_MAX_EF_SEARCH, 10 * math.ceil(wanted / 10 - 1e-9))
+
+
+def estimated_vectors(cur: _Cur) -> float:
+    """About how many rows the ``vectors`` table holds, from the catalog: no scan.
+
+    As the planner estimates it: the density of the last ``ANALYZE``
+    (``VACUUM``, index build) times the table's pages now, so growth since
+    shows at once. 0 for a table never analyzed and still empty.
+    """
+    row = cur.execute(
+        "SELECT reltuples, relpages, pg_relation_size(oid) / current_setting('block_size')::int "
+        "FROM pg_class WHERE oid = 'vectors'::regclass"
+    ).fetchone()
+    if row is None:
+        return 0.0
+    tuples, pages, pages_now = float(row[0]), int(row[1]), int(row[2])
+    if tuples < 0:  # never analyzed (PostgreSQL 14+ says -1)
+        return 0.0
+    return tuples / pages * pages_now if pages > 0 else tuples
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -334,11 +385,17 @@ class PostgresEngine:
         self.hub_id = hub_id
         #: In the database (pgvector) or in each owner's memory; read at open.
         self.vector_search = vector_search
-        #: HNSW candidates per search: the index answers at most this many
-        #: rows, before the tenant and filters are applied (pgvector 0.6 has
-        #: no iterative scan). 200 for the hub's depth of 100: recall@10
-        #: against exact search in docs/performance.md.
-        self.ef_search = 2 * RANK_DEPTH
+        #: HNSW candidates per search, pinned; None (the default) follows the
+        #: size of the vectors table (:func:`ef_search_for`). The index
+        #: answers at most this many rows, before the tenant and filters
+        #: are applied (pgvector 0.6 has no iterative scan).
+        self.ef_search: int | None = None
+        #: How long one estimate of the table's size sets ``ef_search``
+        #: before the catalog is read again: one small query a minute, not
+        #: one per recall.
+        self.size_refresh_seconds = 60.0
+        self.monotonic: Callable[[], float] = time.monotonic
+        self._sized: tuple[float, int] | None = None
         #: How long a call waits for a pooled connection before answering busy.
         self.connection_wait = 3.0
         #: How long taken embedding work stays this engine's before others may take it.
@@ -945,13 +1002,22 @@ class PostgresEngine:
             return [(int(key), -float(distance)) for key, distance in rows]
 
         if space[1] <= HNSW_MAX_DIMENSIONS:
-            first = min(HNSW_MAX_EF_SEARCH, max(self.ef_search, depth))
+            first = min(HNSW_MAX_EF_SEARCH, max(self.search_breadth(cur), depth))
             for ef_search in dict.fromkeys((first, HNSW_MAX_EF_SEARCH)):
                 cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
                 found = search(True)
                 if len(found) >= min(depth, query.limit):
                     return found
         return search(False)
+
+    def search_breadth(self, cur: _Cur) -> int:
+        """The ``hnsw.ef_search`` of the next search: pinned, or the table size's (cached)."""
+        if self.ef_search is not None:
+            return self.ef_search
+        now = self.monotonic()
+        if self._sized is None or now - self._sized[0] >= self.size_refresh_seconds:
+            self._sized = (now, ef_search_for(estimated_vectors(cur)))
+        return self._sized[1]
 
     def _vector_ranking(
         self, cur: _Cur, tenant: str, query: RecallQuery, vector: bytes, embedder: EmbedderInfo
