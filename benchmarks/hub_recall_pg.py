@@ -52,7 +52,13 @@ from pg_fixtures import TestPostgres, with_database
 from actors.errors import HubServerError
 from actors.hub.embedders import MINILM_NAME
 from actors.hub.pg_schema import prepare_pg_database, vector_literal
-from actors.hub.postgres import PostgresEngine, _recall_filters, estimated_vectors, nearest_sql
+from actors.hub.postgres import (
+    PostgresEngine,
+    _recall_filters,
+    estimated_vectors,
+    index_ef_construction,
+    nearest_sql,
+)
 from actors.hub.vectors import to_blob
 from actors.model import format_version
 from actors.runtime import ThreadedRuntime
@@ -195,9 +201,10 @@ def _quality(
         engine.ef_search = ef_search
         with engine._tx() as cur:
             out: dict[str, Any] = {
-                "ef_search": engine.search_breadth(cur),
+                "ef_search": engine.search_breadth(cur, (MINILM_NAME, DIM)),
                 "ef_search_rule": "pinned" if ef_search is not None else "hub default",
                 "estimated_vectors": round(estimated_vectors(cur)),
+                "index_ef_construction": index_ef_construction(cur, (MINILM_NAME, DIM)),
             }
             plan = cur.execute(
                 psycopg.sql.SQL("EXPLAIN ") + nearest_sql((MINILM_NAME, DIM), "", indexed=True),

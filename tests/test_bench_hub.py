@@ -130,7 +130,8 @@ def test_hub_postgres_resync_runs_bench_sync_on_both_engines_and_measures_their_
 def test_hub_recall_pg_measures_the_hubs_own_ef_search_then_the_pinned_sweep() -> None:
     """``hub_recall_pg.py`` at 2,000 vectors (its own PostgreSQL, a real hub process over
     HTTP): the main recall@10 is the hub's default ``ef_search`` (200 for a small table, read
-    from the catalog's size estimate), then each ``--ef-search`` value pinned."""
+    from the catalog's size estimate and the index's graph), then each ``--ef-search`` value
+    pinned."""
     report = _benchmark(
         "hub_recall_pg.py",
         *("--vectors", "2000", "--queries", "10", "--maintenance-work-mem", "64MB"),
@@ -141,6 +142,7 @@ def test_hub_recall_pg_measures_the_hubs_own_ef_search_then_the_pinned_sweep() -
     assert (own["ef_search"], own["ef_search_rule"]) == (200, "hub default")
     assert (pinned["ef_search"], pinned["ef_search_rule"]) == (1000, "pinned")
     assert own["estimated_vectors"] == pytest.approx(2000, rel=0.05)
+    assert own["index_ef_construction"] == 128
     for quality in (own, pinned):
         assert any("Index Scan using vectors_hnsw_384_" in line for line in quality["plan"])
         for shape in ("plain", "namespace"):

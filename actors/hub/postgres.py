@@ -76,6 +76,7 @@ from actors.hub.engine import (
 )
 from actors.hub.keys import KeyInfo, StoredKey
 from actors.hub.pg_schema import (
+    HNSW_EF_CONSTRUCTION,
     HNSW_MAX_DIMENSIONS,
     PG_LATEST_VERSION,
     describe_database,
@@ -131,34 +132,57 @@ logger = logging.getLogger(__name__)
 #: pgvector's largest ``hnsw.ef_search``: the most candidates one HNSW search answers.
 HNSW_MAX_EF_SEARCH: Final = 1000
 
-#: ``hnsw.ef_search`` of an index of up to :data:`EF_SEARCH_BASE_ROWS` vectors: twice
-#: the hub's ranking depth. Recall@10 against exact 0.9995 at 100,000 vectors.
+#: ``hnsw.ef_search`` of a small index: twice the hub's ranking depth (100).
 EF_SEARCH_BASE: Final = 2 * RANK_DEPTH
-EF_SEARCH_BASE_ROWS: Final = 100_000
 
-#: Where the rule reaches pgvector's largest ``ef_search``: at 1,000,000 vectors
-#: recall@10 was 0.895 with 200, 0.933 with 400 and 0.952 with 1,000 (pgvector's
-#: default graph; docs/performance.md).
-EF_SEARCH_MAX_ROWS: Final = 1_000_000
+#: pgvector's ``ef_construction`` when an index does not say (its default).
+PGVECTOR_EF_CONSTRUCTION: Final = 64
+
+#: Up to how many vectors :data:`EF_SEARCH_BASE` keeps recall@10 ≥ 0.95, by the
+#: graph's ``ef_construction``. pgvector's default graph (64: indexes built before
+#: the hub set its own): 0.9995 at 100,000, 0.895 at 1,000,000 (0.933 with 400,
+#: 0.952 with 1,000). The hub's graph (:data:`HNSW_EF_CONSTRUCTION`, 128): 0.9745
+#: at 1,000,000 (0.9935 with 1,000). docs/performance.md.
+EF_SEARCH_BASE_ROWS: Final = {PGVECTOR_EF_CONSTRUCTION: 100_000, HNSW_EF_CONSTRUCTION: 1_000_000}
+
+#: How fast ``ef_search`` grows past its base: ``rows ** 0.7``, the slope measured on
+#: pgvector's default graph (200 at 100,000 to 1,000 at 1,000,000 for the same recall).
+EF_SEARCH_GROWTH: Final = math.log(5) / math.log(10)
 
 
-def ef_search_for(rows: float) -> int:
+def ef_search_for(rows: float, ef_construction: int = HNSW_EF_CONSTRUCTION) -> int:
     """The ``hnsw.ef_search`` that keeps recall@10 ≥ 0.95 in an index of about ``rows`` vectors.
 
     An HNSW search of a fixed ``ef_search`` finds less of the true top 10
-    as its graph grows. :data:`EF_SEARCH_BASE` up to
-    :data:`EF_SEARCH_BASE_ROWS`, then a straight line on log-log axes
-    through the two measured points (200 at 100,000, 1,000 at 1,000,000:
-    ``ef`` grows as ``rows ** 0.7``), rounded up to tens, never past
-    :data:`HNSW_MAX_EF_SEARCH`. Small tables keep the cheap search.
+    as its graph grows, and a better-built graph (``ef_construction``)
+    finds more. :data:`EF_SEARCH_BASE` up to the graph's base size
+    (:data:`EF_SEARCH_BASE_ROWS`: the largest measured ``ef_construction``
+    not above this one's), then growing as ``rows ** 0.7``, rounded up to
+    tens, never past :data:`HNSW_MAX_EF_SEARCH`. Small tables keep the
+    cheap search.
     """
-    if rows <= EF_SEARCH_BASE_ROWS:
-        return EF_SEARCH_BASE
-    slope = math.log(HNSW_MAX_EF_SEARCH / EF_SEARCH_BASE) / math.log(
-        EF_SEARCH_MAX_ROWS / EF_SEARCH_BASE_ROWS
+    measured = max(
+        (graph for graph in EF_SEARCH_BASE_ROWS if graph <= ef_construction),
+        default=PGVECTOR_EF_CONSTRUCTION,
     )
-    wanted: float = EF_SEARCH_BASE * (rows / EF_SEARCH_BASE_ROWS) ** slope
+    base_rows = EF_SEARCH_BASE_ROWS[measured]
+    if rows <= base_rows:
+        return EF_SEARCH_BASE
+    wanted: float = EF_SEARCH_BASE * (rows / base_rows) ** EF_SEARCH_GROWTH
     return min(HNSW_MAX_EF_SEARCH, 10 * math.ceil(wanted / 10 - 1e-9))
+
+
+def index_ef_construction(cur: _Cur, space: tuple[str, int]) -> int:
+    """The ``ef_construction`` the space's HNSW index was built with (the catalog's options)."""
+    row = cur.execute(
+        "SELECT reloptions FROM pg_class WHERE oid = to_regclass(%s)",
+        (f'"{hnsw_index_name(*space)}"',),
+    ).fetchone()
+    for option in (row[0] if row else None) or ():
+        name, _, value = str(option).partition("=")
+        if name == "ef_construction":
+            return int(value)
+    return PGVECTOR_EF_CONSTRUCTION
 
 
 def estimated_vectors(cur: _Cur) -> float:
@@ -386,16 +410,16 @@ class PostgresEngine:
         #: In the database (pgvector) or in each owner's memory; read at open.
         self.vector_search = vector_search
         #: HNSW candidates per search, pinned; None (the default) follows the
-        #: size of the vectors table (:func:`ef_search_for`). The index
+        #: size of the vectors table and the index's graph (:func:`ef_search_for`). The index
         #: answers at most this many rows, before the tenant and filters
         #: are applied (pgvector 0.6 has no iterative scan).
         self.ef_search: int | None = None
-        #: How long one estimate of the table's size sets ``ef_search``
+        #: How long one estimate of the table's size (and the index's graph) sets ``ef_search``
         #: before the catalog is read again: one small query a minute, not
         #: one per recall.
         self.size_refresh_seconds = 60.0
         self.monotonic: Callable[[], float] = time.monotonic
-        self._sized: tuple[float, int] | None = None
+        self._sized: tuple[float, tuple[str, int], int] | None = None
         #: How long a call waits for a pooled connection before answering busy.
         self.connection_wait = 3.0
         #: How long taken embedding work stays this engine's before others may take it.
@@ -1002,7 +1026,7 @@ class PostgresEngine:
             return [(int(key), -float(distance)) for key, distance in rows]
 
         if space[1] <= HNSW_MAX_DIMENSIONS:
-            first = min(HNSW_MAX_EF_SEARCH, max(self.search_breadth(cur), depth))
+            first = min(HNSW_MAX_EF_SEARCH, max(self.search_breadth(cur, space), depth))
             for ef_search in dict.fromkeys((first, HNSW_MAX_EF_SEARCH)):
                 cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
                 found = search(True)
@@ -1010,14 +1034,20 @@ class PostgresEngine:
                     return found
         return search(False)
 
-    def search_breadth(self, cur: _Cur) -> int:
-        """The ``hnsw.ef_search`` of the next search: pinned, or the table size's (cached)."""
+    def search_breadth(self, cur: _Cur, space: tuple[str, int]) -> int:
+        """The ``hnsw.ef_search`` of the next search in ``space``: pinned, or from the table's
+        size and the index's graph (read at most every :attr:`size_refresh_seconds`)."""
         if self.ef_search is not None:
             return self.ef_search
         now = self.monotonic()
-        if self._sized is None or now - self._sized[0] >= self.size_refresh_seconds:
-            self._sized = (now, ef_search_for(estimated_vectors(cur)))
-        return self._sized[1]
+        if (
+            self._sized is None
+            or self._sized[1] != space
+            or now - self._sized[0] >= self.size_refresh_seconds
+        ):
+            breadth = ef_search_for(estimated_vectors(cur), index_ef_construction(cur, space))
+            self._sized = (now, space, breadth)
+        return self._sized[2]
 
     def _vector_ranking(
         self, cur: _Cur, tenant: str, query: RecallQuery, vector: bytes, embedder: EmbedderInfo
