@@ -180,17 +180,15 @@ def test_searches_take_ef_search_from_the_tables_size_and_the_indexs_graph_and_s
     database: str, postgres: TestPostgres
 ) -> None:
     """A small table searches with 200 candidates. Once the catalog says 2,000,000 rows the
-    next refresh (not the next recall) raises it to 330 on the hub's graph; on an index of
-    pgvector's default graph (built before the hub set its own) a million takes 1,000. The
-    searches, filtered or not, still find the exact nearest.
+    next refresh (after 500 searches, not the next one) raises it to 330 on the hub's graph;
+    on an index of pgvector's default graph (built before the hub set its own) a million
+    takes 1,000. The searches, filtered or not, still find the exact nearest.
 
     The millions are the catalog's estimate written by a superuser, as ANALYZE of such a
-    table would leave it (a million real vectors take 20 minutes to index); the clock is
-    the engine's own, advanced by the test instead of waiting a minute."""
+    table would leave it (a million real vectors take 20 minutes to index)."""
     prepare_pg_database(database, now=_NOW)
     engine = PostgresEngine.open(database, new_id=ThreadedRuntime().new_id)
-    clock = itertools.count(0.0, 1.0)
-    engine.monotonic = lambda: float(next(clock))
+    assert engine.size_refresh_searches == 500
     index = hnsw_index_name("random", 32)
 
     def claim_rows(count: int) -> None:
@@ -198,10 +196,11 @@ def test_searches_take_ef_search_from_the_tables_size_and_the_indexs_graph_and_s
             database, f"UPDATE pg_class SET reltuples = {count} WHERE oid = 'vectors'::regclass"
         )
 
-    def breadth_after_a_minute() -> int:
-        for _ in range(60):
-            next(clock)
+    def breadth_after_a_refresh() -> int:
         with engine._tx() as cur:
+            # One reading serves at most 500 searches: one of these reads the catalog.
+            for _ in range(engine.size_refresh_searches):
+                engine.search_breadth(cur, ("random", 32))
             return engine.search_breadth(cur, ("random", 32))
 
     try:
@@ -217,8 +216,8 @@ def test_searches_take_ef_search_from_the_tables_size_and_the_indexs_graph_and_s
         claim_rows(2_000_000)
         with engine._tx() as cur:
             assert estimated_vectors(cur) == pytest.approx(2_000_000, rel=0.01)
-            assert engine.search_breadth(cur, ("random", 32)) == 200  # read < a minute ago
-        assert breadth_after_a_minute() == 330
+            assert engine.search_breadth(cur, ("random", 32)) == 200  # read 7 searches ago
+        assert breadth_after_a_refresh() == 330
         assert vectors.recall_at_10(queries=3, ef_search="330") == 1.0
         # pgvector's default graph, as every index built before this version has it.
         postgres.query(database, f'DROP INDEX "{index}"')
@@ -228,7 +227,7 @@ def test_searches_take_ef_search_from_the_tables_size_and_the_indexs_graph_and_s
             "WHERE model = 'random' AND dimension = 32",
         )
         claim_rows(1_000_000)  # the build counted the table's 600 rows
-        assert breadth_after_a_minute() == 1000
+        assert breadth_after_a_refresh() == 1000
         assert vectors.recall_at_10(queries=3, ef_search="1000") == 1.0
         # A filter that keeps one memory: too few from the index, so the exact search answers.
         assert vectors.recall_at_10(queries=1, namespace="lonely", ef_search="1000") == 1.0

@@ -54,7 +54,6 @@ import logging
 import math
 import re
 import struct
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, TypeAlias, TypeVar
 
@@ -414,12 +413,13 @@ class PostgresEngine:
         #: answers at most this many rows, before the tenant and filters
         #: are applied (pgvector 0.6 has no iterative scan).
         self.ef_search: int | None = None
-        #: How long one estimate of the table's size (and the index's graph) sets ``ef_search``
-        #: before the catalog is read again: one small query a minute, not
-        #: one per recall.
-        self.size_refresh_seconds = 60.0
-        self.monotonic: Callable[[], float] = time.monotonic
-        self._sized: tuple[float, tuple[str, int], int] | None = None
+        #: How many searches one reading of the table's size and the index's
+        #: graph serves before the catalog is read again: one small query per
+        #: 500 recalls, not one each (counted, not timed: an engine has no
+        #: clock of its own, and an idle hub needs no fresh size).
+        self.size_refresh_searches = 500
+        self._sized: tuple[tuple[str, int], int] | None = None
+        self._sized_uses = 0
         #: How long a call waits for a pooled connection before answering busy.
         self.connection_wait = 3.0
         #: How long taken embedding work stays this engine's before others may take it.
@@ -1008,7 +1008,7 @@ class PostgresEngine:
         """The tenant's ``RANK_DEPTH`` memories nearest ``vector`` that pass the filters.
 
         (row id, inner product = cosine of unit vectors), best first. The
-        HNSW index first; it answers at most :attr:`ef_search` candidates
+        HNSW index first; it answers at most :meth:`search_breadth` candidates
         before the tenant and filters apply, so when fewer than the recall's
         ``limit`` pass (a selective filter), it asks again for as many
         candidates as pgvector gives (1,000), and only when still too few pass
@@ -1036,18 +1036,19 @@ class PostgresEngine:
 
     def search_breadth(self, cur: _Cur, space: tuple[str, int]) -> int:
         """The ``hnsw.ef_search`` of the next search in ``space``: pinned, or from the table's
-        size and the index's graph (read at most every :attr:`size_refresh_seconds`)."""
+        size and the index's graph (read again after :attr:`size_refresh_searches` searches)."""
         if self.ef_search is not None:
             return self.ef_search
-        now = self.monotonic()
         if (
             self._sized is None
-            or self._sized[1] != space
-            or now - self._sized[0] >= self.size_refresh_seconds
+            or self._sized[0] != space
+            or self._sized_uses >= self.size_refresh_searches
         ):
             breadth = ef_search_for(estimated_vectors(cur), index_ef_construction(cur, space))
-            self._sized = (now, space, breadth)
-        return self._sized[2]
+            self._sized = (space, breadth)
+            self._sized_uses = 0
+        self._sized_uses += 1
+        return self._sized[1]
 
     def _vector_ranking(
         self, cur: _Cur, tenant: str, query: RecallQuery, vector: bytes, embedder: EmbedderInfo
