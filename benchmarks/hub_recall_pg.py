@@ -21,7 +21,9 @@ One run, one JSON document on stdout (progress on stderr):
    vectors into pgvector and builds the HNSW index (timed);
 5. the same recalls through a new hub process: **HNSW** in the database;
 6. in-process, the database's HNSW top 10 against the exact top 10 (NumPy)
-   for 200 queries drawn like the data, and the two SQL searches' latency.
+   for 200 queries drawn like the data, and the two SQL searches' latency:
+   first at the hub's own ``hnsw.ef_search`` (it follows the table's size),
+   then at each ``--ef-search`` value pinned.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -49,7 +52,13 @@ from pg_fixtures import TestPostgres, with_database
 from actors.errors import HubServerError
 from actors.hub.embedders import MINILM_NAME
 from actors.hub.pg_schema import prepare_pg_database, vector_literal
-from actors.hub.postgres import PostgresEngine, _recall_filters, nearest_sql
+from actors.hub.postgres import (
+    PostgresEngine,
+    _recall_filters,
+    estimated_vectors,
+    index_ef_construction,
+    nearest_sql,
+)
 from actors.hub.vectors import to_blob
 from actors.model import format_version
 from actors.runtime import ThreadedRuntime
@@ -188,15 +197,21 @@ def _quality(
         with engine._tx() as cur:
             for rowid, seq in cur.execute("SELECT rowid, seq FROM memories").fetchall():
                 keys[int(rowid)] = int(seq) - 1
-        if ef_search is not None:
-            engine.ef_search = ef_search
-        out: dict[str, Any] = {"ef_search": engine.ef_search}
+        # None: the hub's own choice, from the table's size (what a hub process searches with).
+        engine.ef_search = ef_search
         with engine._tx() as cur:
+            out: dict[str, Any] = {
+                "ef_search": engine.search_breadth(cur, (MINILM_NAME, DIM)),
+                "ef_search_rule": "pinned" if ef_search is not None else "hub default",
+                "estimated_vectors": round(estimated_vectors(cur)),
+                "index_ef_construction": index_ef_construction(cur, (MINILM_NAME, DIM)),
+            }
             plan = cur.execute(
                 psycopg.sql.SQL("EXPLAIN ") + nearest_sql((MINILM_NAME, DIM), "", indexed=True),
                 [vector_literal(to_blob(queries[0])), TENANT, 100],
             ).fetchall()
-        out["plan"] = [str(row[0]) for row in plan]
+        # The query vector spelled out (384 numbers) says nothing about the plan.
+        out["plan"] = [re.sub(r"'\[[^]]*\]'", "'[…]'", str(row[0])) for row in plan]
         for label, namespace in (("plain", None), ("namespace", "ns3")):
             hits, hnsw_s, exact_s = 0, [], []
             where, params = _recall_filters(namespace, ())
@@ -249,7 +264,7 @@ def main() -> None:
         "--ef-search",
         default="",
         help="comma-separated hnsw.ef_search values to measure recall@10 and SQL time at "
-        "as well, after the hub's own (e.g. 400,1000)",
+        "as well, after the hub's own choice (e.g. 400,1000)",
     )
     parser.add_argument(
         "--skip-exact-http",

@@ -1,4 +1,5 @@
-"""The hub benchmarks at a tiny size: push throughput over N processes, resync on PostgreSQL.
+"""The hub benchmarks at a tiny size: push throughput over N processes, resync and semantic
+recall on PostgreSQL.
 
 Never a timing assertion. What must hold is that every configuration runs
 end to end on real hub processes and a real PostgreSQL, the hub holds
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_fixtures import ROOT
+from hub_fixtures import ROOT, needs_minilm
 from pg_fixtures import TestPostgres
 
 from actors.bench.hub import run_push_bench
@@ -24,25 +25,23 @@ from actors.bench.hub import run_push_bench
 pytestmark = pytest.mark.slow
 
 
-def _script(postgres: TestPostgres, *args: str) -> Any:
-    """Run benchmarks/hub_postgres.py on the suite's server; its JSON report."""
+def _benchmark(script: str, *args: str, timeout: float = 240) -> Any:
+    """Run benchmarks/``script`` with ``args``; the JSON report it prints."""
     done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "hub_postgres.py"),
-            "--postgres",
-            postgres.admin_url,
-            "--json",
-            *args,
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
+
+
+def _script(postgres: TestPostgres, *args: str) -> Any:
+    """Run benchmarks/hub_postgres.py on the suite's server; its JSON report."""
+    return _benchmark("hub_postgres.py", "--postgres", postgres.admin_url, "--json", *args)
 
 
 def test_pushes_spread_over_two_postgresql_hub_processes_all_land_once(
@@ -125,3 +124,30 @@ def test_hub_postgres_resync_runs_bench_sync_on_both_engines_and_measures_their_
     assert set(runs[0]["disk_bytes"]) == {"hub.db"}
     assert {"memories", "api_keys", "tenants"} <= set(runs[1]["disk_bytes"])
     assert runs[1]["disk_bytes"]["memories"] > 0
+
+
+@needs_minilm
+def test_hub_recall_pg_measures_the_hubs_own_ef_search_then_the_pinned_sweep() -> None:
+    """``hub_recall_pg.py`` at 2,000 vectors (its own PostgreSQL, a real hub process over
+    HTTP): the main recall@10 is the hub's default ``ef_search`` (200 for a small table, read
+    from the catalog's size estimate and the index's graph), then each ``--ef-search`` value
+    pinned."""
+    report = _benchmark(
+        "hub_recall_pg.py",
+        *("--vectors", "2000", "--queries", "10", "--maintenance-work-mem", "64MB"),
+        *("--exact-sql-queries", "1", "--skip-exact-http", "--ef-search", "1000"),
+        timeout=300,
+    )
+    own, pinned = report["hnsw_vs_exact"], report["hnsw_vs_exact_ef1000"]
+    assert (own["ef_search"], own["ef_search_rule"]) == (200, "hub default")
+    assert (pinned["ef_search"], pinned["ef_search_rule"]) == (1000, "pinned")
+    assert own["estimated_vectors"] == pytest.approx(2000, rel=0.05)
+    assert own["index_ef_construction"] == 128
+    for quality in (own, pinned):
+        assert any("Index Scan using vectors_hnsw_384_" in line for line in quality["plan"])
+        for shape in ("plain", "namespace"):
+            # 2,000 vectors: the graph finds (nearly) all of the true top 10.
+            assert quality[shape]["recall_at_10"] >= 0.95
+            assert quality[shape]["sql_hnsw_k100"]["n"] == 10
+    assert own["plain"]["sql_exact_k100"]["n"] == 1
+    assert report["hnsw_http"]["recall_limit10_plain"]["n"] == 200

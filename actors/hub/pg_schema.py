@@ -40,6 +40,8 @@ from actors.hub.search import VectorSearch
 from actors.model import MigrationReport
 
 __all__ = [
+    "HNSW_EF_CONSTRUCTION",
+    "HNSW_M",
     "HNSW_MAX_DIMENSIONS",
     "PG_LATEST_VERSION",
     "PG_MIGRATION_LOCK",
@@ -169,6 +171,17 @@ PG_LATEST_VERSION: Final = PG_STEPS[-1].version
 #: (0.6; ``halfvec`` takes 4,000 from 0.7). A vector space beyond it is
 #: searched exactly, in the database, and the hub says so.
 HNSW_MAX_DIMENSIONS: Final = 2000
+
+#: Neighbours per node of the HNSW graph: pgvector's default. More would
+#: raise recall too, but grows the index (and the memory that should hold
+#: it) with every vector; a wider build search does not.
+HNSW_M: Final = 16
+
+#: Candidates weighed per insert while the graph is built: twice pgvector's
+#: default (64). A better-connected graph finds more of the true top 10 at
+#: the same ``hnsw.ef_search``; it costs build and insert time, not index
+#: size. Measured in docs/performance.md ("ef_search follows the index size").
+HNSW_EF_CONSTRUCTION: Final = 128
 
 #: How ``hub_meta`` names the current vector space (as the engines write it).
 _SPACE_KEYS: Final = ("embed_model", "embed_dimension")
@@ -310,15 +323,20 @@ def hnsw_index_sql(model: str, dimension: int) -> sql.Composed:
     an HNSW index needs one: so each space gets its own index, over
     ``vector::vector(N)`` of its rows only. Inner product on unit vectors
     (every embedder's) orders as cosine does and equals the in-memory
-    index's scores. pgvector's defaults (m 16, ef_construction 64).
+    index's scores. Built with :data:`HNSW_M` and
+    :data:`HNSW_EF_CONSTRUCTION`; an index that already exists keeps the
+    graph it was built with (``IF NOT EXISTS``).
     """
     return sql.SQL(
         "CREATE INDEX IF NOT EXISTS {name} ON vectors USING hnsw "
         "((vector::vector({dimension})) vector_ip_ops) "
+        "WITH (m = {m}, ef_construction = {ef_construction}) "
         "WHERE model = {model} AND dimension = {dimension}"
     ).format(
         name=sql.Identifier(hnsw_index_name(model, dimension)),
         dimension=sql.Literal(int(dimension)),
+        m=sql.Literal(HNSW_M),
+        ef_construction=sql.Literal(HNSW_EF_CONSTRUCTION),
         model=sql.Literal(model),
     )
 

@@ -51,6 +51,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import re
 import struct
 from collections.abc import Callable, Iterator, Sequence
@@ -74,6 +75,7 @@ from actors.hub.engine import (
 )
 from actors.hub.keys import KeyInfo, StoredKey
 from actors.hub.pg_schema import (
+    HNSW_EF_CONSTRUCTION,
     HNSW_MAX_DIMENSIONS,
     PG_LATEST_VERSION,
     describe_database,
@@ -128,6 +130,78 @@ logger = logging.getLogger(__name__)
 
 #: pgvector's largest ``hnsw.ef_search``: the most candidates one HNSW search answers.
 HNSW_MAX_EF_SEARCH: Final = 1000
+
+#: ``hnsw.ef_search`` of a small index: twice the hub's ranking depth (100).
+EF_SEARCH_BASE: Final = 2 * RANK_DEPTH
+
+#: pgvector's ``ef_construction`` when an index does not say (its default).
+PGVECTOR_EF_CONSTRUCTION: Final = 64
+
+#: Up to how many vectors :data:`EF_SEARCH_BASE` keeps recall@10 ≥ 0.95, by the
+#: graph's ``ef_construction``. pgvector's default graph (64: indexes built before
+#: the hub set its own): 0.9995 at 100,000, 0.895 at 1,000,000 (0.933 with 400,
+#: 0.952 with 1,000). The hub's graph (:data:`HNSW_EF_CONSTRUCTION`, 128): 0.9745
+#: at 1,000,000 (0.9935 with 1,000). docs/performance.md.
+EF_SEARCH_BASE_ROWS: Final = {PGVECTOR_EF_CONSTRUCTION: 100_000, HNSW_EF_CONSTRUCTION: 1_000_000}
+
+#: How fast ``ef_search`` grows past its base: ``rows ** 0.7``, the slope measured on
+#: pgvector's default graph (200 at 100,000 to 1,000 at 1,000,000 for the same recall).
+EF_SEARCH_GROWTH: Final = math.log(5) / math.log(10)
+
+
+def ef_search_for(rows: float, ef_construction: int = HNSW_EF_CONSTRUCTION) -> int:
+    """The ``hnsw.ef_search`` that keeps recall@10 ≥ 0.95 in an index of about ``rows`` vectors.
+
+    An HNSW search of a fixed ``ef_search`` finds less of the true top 10
+    as its graph grows, and a better-built graph (``ef_construction``)
+    finds more. :data:`EF_SEARCH_BASE` up to the graph's base size
+    (:data:`EF_SEARCH_BASE_ROWS`: the largest measured ``ef_construction``
+    not above this one's), then growing as ``rows ** 0.7``, rounded up to
+    tens, never past :data:`HNSW_MAX_EF_SEARCH`. Small tables keep the
+    cheap search.
+    """
+    measured = max(
+        (graph for graph in EF_SEARCH_BASE_ROWS if graph <= ef_construction),
+        default=PGVECTOR_EF_CONSTRUCTION,
+    )
+    base_rows = EF_SEARCH_BASE_ROWS[measured]
+    if rows <= base_rows:
+        return EF_SEARCH_BASE
+    wanted: float = EF_SEARCH_BASE * (rows / base_rows) ** EF_SEARCH_GROWTH
+    return min(HNSW_MAX_EF_SEARCH, 10 * math.ceil(wanted / 10 - 1e-9))
+
+
+def index_ef_construction(cur: _Cur, space: tuple[str, int]) -> int:
+    """The ``ef_construction`` the space's HNSW index was built with (the catalog's options)."""
+    row = cur.execute(
+        "SELECT reloptions FROM pg_class WHERE oid = to_regclass(%s)",
+        (f'"{hnsw_index_name(*space)}"',),
+    ).fetchone()
+    for option in (row[0] if row else None) or ():
+        name, _, value = str(option).partition("=")
+        if name == "ef_construction":
+            return int(value)
+    return PGVECTOR_EF_CONSTRUCTION
+
+
+def estimated_vectors(cur: _Cur) -> float:
+    """About how many rows the ``vectors`` table holds, from the catalog: no scan.
+
+    As the planner estimates it: the density of the last ``ANALYZE``
+    (``VACUUM``, index build) times the table's pages now, so growth since
+    shows at once. 0 for a table never analyzed and still empty.
+    """
+    row = cur.execute(
+        "SELECT reltuples, relpages, pg_relation_size(oid) / current_setting('block_size')::int "
+        "FROM pg_class WHERE oid = 'vectors'::regclass"
+    ).fetchone()
+    if row is None:
+        return 0.0
+    tuples, pages, pages_now = float(row[0]), int(row[1]), int(row[2])
+    if tuples < 0:  # never analyzed (PostgreSQL 14+ says -1)
+        return 0.0
+    return tuples / pages * pages_now if pages > 0 else tuples
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -334,11 +408,18 @@ class PostgresEngine:
         self.hub_id = hub_id
         #: In the database (pgvector) or in each owner's memory; read at open.
         self.vector_search = vector_search
-        #: HNSW candidates per search: the index answers at most this many
-        #: rows, before the tenant and filters are applied (pgvector 0.6 has
-        #: no iterative scan). 200 for the hub's depth of 100: recall@10
-        #: against exact search in docs/performance.md.
-        self.ef_search = 2 * RANK_DEPTH
+        #: HNSW candidates per search, pinned; None (the default) follows the
+        #: size of the vectors table and the index's graph (:func:`ef_search_for`). The index
+        #: answers at most this many rows, before the tenant and filters
+        #: are applied (pgvector 0.6 has no iterative scan).
+        self.ef_search: int | None = None
+        #: How many searches one reading of the table's size and the index's
+        #: graph serves before the catalog is read again: one small query per
+        #: 500 recalls, not one each (counted, not timed: an engine has no
+        #: clock of its own, and an idle hub needs no fresh size).
+        self.size_refresh_searches = 500
+        self._sized: tuple[tuple[str, int], int] | None = None
+        self._sized_uses = 0
         #: How long a call waits for a pooled connection before answering busy.
         self.connection_wait = 3.0
         #: How long taken embedding work stays this engine's before others may take it.
@@ -927,7 +1008,7 @@ class PostgresEngine:
         """The tenant's ``RANK_DEPTH`` memories nearest ``vector`` that pass the filters.
 
         (row id, inner product = cosine of unit vectors), best first. The
-        HNSW index first; it answers at most :attr:`ef_search` candidates
+        HNSW index first; it answers at most :meth:`search_breadth` candidates
         before the tenant and filters apply, so when fewer than the recall's
         ``limit`` pass (a selective filter), it asks again for as many
         candidates as pgvector gives (1,000), and only when still too few pass
@@ -945,13 +1026,29 @@ class PostgresEngine:
             return [(int(key), -float(distance)) for key, distance in rows]
 
         if space[1] <= HNSW_MAX_DIMENSIONS:
-            first = min(HNSW_MAX_EF_SEARCH, max(self.ef_search, depth))
+            first = min(HNSW_MAX_EF_SEARCH, max(self.search_breadth(cur, space), depth))
             for ef_search in dict.fromkeys((first, HNSW_MAX_EF_SEARCH)):
                 cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
                 found = search(True)
                 if len(found) >= min(depth, query.limit):
                     return found
         return search(False)
+
+    def search_breadth(self, cur: _Cur, space: tuple[str, int]) -> int:
+        """The ``hnsw.ef_search`` of the next search in ``space``: pinned, or from the table's
+        size and the index's graph (read again after :attr:`size_refresh_searches` searches)."""
+        if self.ef_search is not None:
+            return self.ef_search
+        if (
+            self._sized is None
+            or self._sized[0] != space
+            or self._sized_uses >= self.size_refresh_searches
+        ):
+            breadth = ef_search_for(estimated_vectors(cur), index_ef_construction(cur, space))
+            self._sized = (space, breadth)
+            self._sized_uses = 0
+        self._sized_uses += 1
+        return self._sized[1]
 
     def _vector_ranking(
         self, cur: _Cur, tenant: str, query: RecallQuery, vector: bytes, embedder: EmbedderInfo
