@@ -68,7 +68,7 @@ def serve_until_signal(
     try:
         sock = listen(host, port)
         port = sock.getsockname()[1]
-        uv = uvicorn.Server(
+        uv = _signal_naming_server()(
             uvicorn.Config(
                 make_app(port),
                 host=host,
@@ -86,6 +86,13 @@ def serve_until_signal(
         if name is None:
             raise
         logger.info("%s; shutting down", name)
+    else:
+        # uvicorn re-raises the signal it caught once it has shut down, but a
+        # SIGINT can then reach asyncio's runner while its main task is ending:
+        # the runner only asks the task to cancel, the task returns, and no
+        # KeyboardInterrupt comes out (seen in CI under load). uvicorn told us.
+        if uv.stopped_by is not None:
+            logger.info("%s; shutting down", uv.stopped_by)
     finally:
         # A second SIGTERM must not cut the close short (it is bounded anyway).
         install_handlers({signal.SIGTERM: _ignore_while_closing})
@@ -125,6 +132,24 @@ def listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     return sock
+
+
+@functools.cache
+def _signal_naming_server() -> type[Any]:
+    # uvicorn is imported when HTTP is served, not when this module is (stdio).
+    import uvicorn
+
+    class SignalNamingServer(uvicorn.Server):
+        """A uvicorn server that remembers the first stop signal it was sent."""
+
+        stopped_by: str | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.stopped_by is None:
+                self.stopped_by = signal.Signals(sig).name
+            super().handle_exit(sig, frame)
+
+    return SignalNamingServer
 
 
 class _Terminated(SystemExit):

@@ -8,6 +8,7 @@ is driven in a real Chromium by ``test_dashboard_browser.py``.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -305,6 +306,22 @@ def test_a_stop_signal_wrapped_by_an_import_still_counts_as_a_stop() -> None:
     assert _stop_signal_behind(wrapped) == "SIGTERM"
     assert _stop_signal_behind(KeyboardInterrupt()) == "SIGINT"
     assert _stop_signal_behind(ValueError("a bug")) is None
+
+
+def test_the_server_names_the_signal_even_when_asyncio_swallows_its_re_raise() -> None:
+    """uvicorn re-raises a caught SIGINT after shutting down; asyncio's runner can take it
+    as a request to cancel a task that is already returning, and no KeyboardInterrupt
+    comes out (a CI run under load). The server itself remembers the first signal."""
+    import uvicorn
+
+    from actors._http_serve import _signal_naming_server
+
+    server = _signal_naming_server()(uvicorn.Config(app=None))
+    assert server.stopped_by is None
+    server.handle_exit(signal.SIGINT, None)
+    server.handle_exit(signal.SIGTERM, None)
+    assert server.stopped_by == "SIGINT"
+    assert server.should_exit
 
 
 def test_sigterm_stops_it_cleanly(dashboard: Dashboard) -> None:
