@@ -23,14 +23,32 @@ One run, one JSON document on stdout (progress on stderr):
 6. in-process, the database's HNSW top 10 against the exact top 10 (NumPy)
    for 200 queries drawn like the data, and the two SQL searches' latency:
    first at the hub's own ``hnsw.ef_search`` (it follows the table's size),
-   then at each ``--ef-search`` value pinned.
+   then at each ``--ef-search`` value pinned;
+7. where the time of an HTTP recall goes, in-process: the query's MiniLM
+   embedding, the engine's whole recall (vector search, filters, fetch,
+   pending count) and its vector search alone; the rest is HTTP and the
+   hub's actors.
+
+``--keep DIR`` keeps PostgreSQL's data in ``DIR`` and, on a later run with the
+same ``--vectors``, reuses the database built there (skipping steps 1-4): a
+million vectors take ~20 minutes to load and index. ``--shared-buffers``
+sets PostgreSQL's cache (pgserver's default is 128MB, smaller than the
+1.9 GB index at a million) and restarts the server.
 """
 
 from __future__ import annotations
 
+import os
+
+# As `hub serve` does before NumPy loads (actors/hub/cli.py): one BLAS thread, so that
+# step 7 embeds queries as the hub process does. OpenBLAS's own pool on a busy
+# 2-core host took a query's embedding from ~16 ms to over 100 ms here.
+for _knob in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_knob, "1")
+
+# ruff: noqa: E402 - the imports below load NumPy, after the BLAS setting above
 import argparse
 import json
-import os
 import re
 import sys
 import tempfile
@@ -62,7 +80,7 @@ from actors.hub.postgres import (
 from actors.hub.vectors import to_blob
 from actors.model import format_version
 from actors.runtime import ThreadedRuntime
-from actors.wire import RecallQuery
+from actors.wire import EmbedderInfo, RecallQuery
 
 TENANT = "bench"
 WORDS = ["alpha", "beta", "gamma", "delta", "service", "host", "cluster", "owner", "deploy"]
@@ -135,8 +153,13 @@ def _load(url: str, vectors: np.ndarray) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
-def _http(database: str, log: Path, n: int) -> dict[str, Any]:
-    """200 recalls per shape through a real hub process, after it is ready."""
+def _recall_text(i: int) -> str:
+    return f"who owns the cluster deploy key {i}"
+
+
+def _http(database: str, log: Path, n: int, rounds: int = 1, count: int = 200) -> dict[str, Any]:
+    """``count`` recalls per shape through a real hub process, after it is ready (``rounds``
+    times: the first round after a build or a restart reads a cold index)."""
     out: dict[str, Any] = {}
     started = time.perf_counter()
     hub = HubProcess(database, args=("--embedder", "minilm"), log_path=log)
@@ -164,15 +187,16 @@ def _http(database: str, log: Path, n: int) -> dict[str, Any]:
             out["ready_s"] = round(time.perf_counter() - started, 1)
             out["note"] = answer.note
             out["ranking"] = answer.ranking
-            for label, extra in (("plain", {}), ("namespace", {"namespace": "ns3"})):
-                samples = []
-                for i in range(200):
-                    query = f"who owns the cluster deploy key {i}"
-                    t = time.perf_counter()
-                    found = client.recall(query, limit=10, **extra)  # type: ignore[arg-type]
-                    samples.append(time.perf_counter() - t)
-                    assert len(found.hits) == 10, found
-                out[f"recall_limit10_{label}"] = _pct(samples)
+            for round_number in range(1, rounds + 1):
+                suffix = "" if round_number == 1 else f"_round{round_number}"
+                for label, extra in (("plain", {}), ("namespace", {"namespace": "ns3"})):
+                    samples = []
+                    for i in range(count):
+                        t = time.perf_counter()
+                        found = client.recall(_recall_text(i), limit=10, **extra)  # type: ignore[arg-type]
+                        samples.append(time.perf_counter() - t)
+                        assert len(found.hits) == 10, found
+                    out[f"recall_limit10_{label}{suffix}"] = _pct(samples)
     finally:
         hub.stop(deadline=120.0)
         hub.close_log()
@@ -249,6 +273,89 @@ def _quality(
         engine.close()
 
 
+def _phases(database: str, count: int) -> dict[str, Any]:
+    """Where an HTTP recall's time goes, measured in-process on the same queries and database:
+    the query's embedding, then the engine's recall with that vector (all of the store's part),
+    and the vector search alone inside it."""
+    from actors.embedders import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()
+    info = EmbedderInfo(embedder.name, embedder.dimension, embedder.semantic)
+    engine = PostgresEngine.open(database, new_id=ThreadedRuntime().new_id)
+    try:
+        out: dict[str, Any] = {}
+        for label, namespace in (("plain", None), ("namespace", "ns3")):
+            embed_s, recall_s, search_s = [], [], []
+            for i in range(count):
+                query = RecallQuery(_recall_text(i), namespace=namespace, limit=10)
+                t = time.perf_counter()
+                vector = to_blob(embedder.embed([query.query])[0])
+                embed_s.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                engine.recall(TENANT, query, None, embedder=info, query_vector=vector)
+                recall_s.append(time.perf_counter() - t)
+                with engine._tx(snapshot=True) as cur:
+                    t = time.perf_counter()
+                    engine._nearest(cur, TENANT, query, (MINILM_NAME, DIM), vector)
+                    search_s.append(time.perf_counter() - t)
+            out[label] = {
+                "embed_query": _pct(embed_s),
+                "engine_recall": _pct(recall_s),
+                "vector_search": _pct(search_s),
+            }
+        return out
+    finally:
+        engine.close()
+
+
+def _built(state: Path, n: int) -> str | None:
+    """The database URL an earlier ``--keep`` run built for ``n`` vectors, if any."""
+    if not state.exists():
+        return None
+    saved = json.loads(state.read_text())
+    return str(saved["database"]) if saved.get("vectors") == n else None
+
+
+def _build(
+    server: TestPostgres,
+    options: argparse.Namespace,
+    n: int,
+    vectors: np.ndarray,
+    tmp: Path,
+    out: dict[str, Any],
+) -> str:
+    """Steps 1-4: the database (its URL), loaded, searched exactly, then indexed."""
+    admin = server.admin_url
+    server.query(admin, f"ALTER SYSTEM SET maintenance_work_mem = '{options.maintenance_work_mem}'")
+    server.query(admin, "SELECT pg_reload_conf()")
+    server.query(admin, "CREATE ROLE bench LOGIN NOSUPERUSER")
+    url = server.new_database("bench")
+    name = url.split("?")[0].rsplit("/", 1)[1]
+    server.query(admin, f'ALTER DATABASE "{name}" OWNER TO bench')
+    database = url.replace("://postgres:@", "://bench@").replace("://postgres@", "://bench@")
+    prepare_pg_database(database, now=time.time)
+    _say(f"loading {n} memories and vectors")
+    started = time.perf_counter()
+    _load(database, vectors)
+    out["load_s"] = round(time.perf_counter() - started, 1)
+    if not options.skip_exact_http:
+        _say("exact: a hub without pgvector")
+        out["exact_http"] = _http(database, tmp / "exact.log", n)
+        _say(json.dumps({"exact_http": out["exact_http"]}))
+    out["load_average_after_exact"] = os.getloadavg()
+    server.query(with_database(admin, name), "CREATE EXTENSION vector")
+    _say("moving the vectors into pgvector and building the HNSW index")
+    started = time.perf_counter()
+    prepare_pg_database(database, now=time.time)
+    out["to_pgvector_and_hnsw_build_s"] = round(time.perf_counter() - started, 1)
+    # As docs/deploying-the-hub.md advises after a large move (it rewrote every row).
+    started = time.perf_counter()
+    server.query(with_database(admin, name), "VACUUM ANALYZE vectors")
+    out["vacuum_analyze_s"] = round(time.perf_counter() - started, 1)
+    out["load_average_after_build"] = os.getloadavg()
+    return database
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vectors", type=int, default=100_000)
@@ -271,56 +378,64 @@ def main() -> None:
         action="store_true",
         help="skip the phase of a hub without pgvector (minutes at a million)",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep PostgreSQL's data in this directory; reuse the database an earlier run "
+        "built there for the same --vectors",
+    )
+    parser.add_argument(
+        "--shared-buffers",
+        default="",
+        help="PostgreSQL's shared_buffers for the run (e.g. 4GB), set before the HNSW phase",
+    )
+    parser.add_argument(
+        "--http-rounds", type=int, default=1, help="how many times the HTTP recalls run"
+    )
+    parser.add_argument(
+        "--http-queries",
+        type=int,
+        default=200,
+        help="recalls per shape and round over HTTP, and per shape in the phase split",
+    )
     options = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     n = options.vectors
     out: dict[str, Any] = {"vectors": n, "dimensions": DIM, "load_average_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="ma-bench-pg-") as tmp:
-        server = TestPostgres.start(Path(tmp) / "pg")
+        home = options.keep or Path(tmp) / "pg"
+        state = home.parent / f"{home.name}.json"
+        server = TestPostgres.start(home, keep=options.keep is not None)
         try:
             admin = server.admin_url
-            server.query(
-                admin, f"ALTER SYSTEM SET maintenance_work_mem = '{options.maintenance_work_mem}'"
-            )
-            server.query(admin, "SELECT pg_reload_conf()")
-            server.query(admin, "CREATE ROLE bench LOGIN NOSUPERUSER")
-            url = server.new_database("bench")
-            name = url.split("?")[0].rsplit("/", 1)[1]
-            server.query(admin, f'ALTER DATABASE "{name}" OWNER TO bench')
-            database = url.replace("://postgres:@", "://bench@").replace(
-                "://postgres@", "://bench@"
-            )
-            prepare_pg_database(database, now=time.time)
-            _say(f"loading {n} memories and vectors")
+            database = _built(state, n)
             rng = np.random.default_rng(1)
             centres = rng.standard_normal((500, DIM)).astype(np.float32)
             vectors = _clustered(centres, rng, n)
-            started = time.perf_counter()
-            _load(database, vectors)
-            out["load_s"] = round(time.perf_counter() - started, 1)
-            if not options.skip_exact_http:
-                _say("exact: a hub without pgvector")
-                out["exact_http"] = _http(database, Path(tmp) / "exact.log", n)
-                _say(json.dumps({"exact_http": out["exact_http"]}))
-            out["load_average_after_exact"] = os.getloadavg()
-            server.query(with_database(admin, name), "CREATE EXTENSION vector")
-            _say("moving the vectors into pgvector and building the HNSW index")
-            started = time.perf_counter()
-            prepare_pg_database(database, now=time.time)
-            out["to_pgvector_and_hnsw_build_s"] = round(time.perf_counter() - started, 1)
-            # As docs/deploying-the-hub.md advises after a large move (it rewrote every row).
-            started = time.perf_counter()
-            server.query(with_database(admin, name), "VACUUM ANALYZE vectors")
-            out["vacuum_analyze_s"] = round(time.perf_counter() - started, 1)
-            out["load_average_after_build"] = os.getloadavg()
+            if database is None:
+                database = _build(server, options, n, vectors, Path(tmp), out)
+                if options.keep is not None:
+                    state.write_text(json.dumps({"vectors": n, "database": database}))
+            else:
+                _say(f"reusing the database built in {home} ({state})")
+            if options.shared_buffers:
+                server.query(admin, f"ALTER SYSTEM SET shared_buffers = '{options.shared_buffers}'")
+                server.stop_server()
+                server.start_server()
+            out["shared_buffers"] = server.query(admin, "SHOW shared_buffers")[0][0]
             out["index_size"] = server.query(
                 database,
                 "SELECT pg_size_pretty(pg_relation_size(indexname::regclass)) FROM pg_indexes "
                 "WHERE indexname LIKE 'vectors_hnsw_%'",
             )[0][0]
             _say("HNSW: a hub on pgvector")
-            out["hnsw_http"] = _http(database, Path(tmp) / "hnsw.log", n)
+            out["hnsw_http"] = _http(
+                database, Path(tmp) / "hnsw.log", n, options.http_rounds, options.http_queries
+            )
             _say(json.dumps({"hnsw_http": out["hnsw_http"]}))
+            _say("where an HTTP recall's time goes")
+            out["phases"] = _phases(database, options.http_queries)
+            _say(json.dumps({"phases": out["phases"]}))
             _say("recall@10 against exact")
             queries = _clustered(centres, np.random.default_rng(3), options.queries)
             out["hnsw_vs_exact"] = _quality(database, vectors, queries, options.exact_sql_queries)

@@ -60,8 +60,9 @@ class TestPostgres:
         return f"<TestPostgres {owner} databases={len(self.created)}>"
 
     @classmethod
-    def start(cls, directory: Path) -> TestPostgres:
-        """Start pgserver's PostgreSQL in ``directory`` (initdb on first use)."""
+    def start(cls, directory: Path, *, keep: bool = False) -> TestPostgres:
+        """Start pgserver's PostgreSQL in ``directory`` (initdb on first use); ``keep``: its
+        data stays there when the server is closed (a benchmark's million vectors)."""
         try:
             import pgserver
         except ImportError:  # pragma: no cover - dev installs it
@@ -69,7 +70,7 @@ class TestPostgres:
                 "the PostgreSQL hub tests need a server: install the dev extra "
                 f'(python -m pip install -e ".[dev]", which brings pgserver) or set {ENV_VAR}'
             )
-        server = pgserver.get_server(directory, cleanup_mode="delete")
+        server = pgserver.get_server(directory, cleanup_mode="stop" if keep else "delete")
         admin = server.get_uri("postgres")
         with psycopg.connect(admin, autocommit=True) as conn:
             # A throwaway server in a temp dir: skip the fsyncs that only protect

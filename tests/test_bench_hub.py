@@ -151,3 +151,38 @@ def test_hub_recall_pg_measures_the_hubs_own_ef_search_then_the_pinned_sweep() -
             assert quality[shape]["sql_hnsw_k100"]["n"] == 10
     assert own["plain"]["sql_exact_k100"]["n"] == 1
     assert report["hnsw_http"]["recall_limit10_plain"]["n"] == 200
+
+
+@needs_minilm
+@pytest.mark.timeout(600)
+def test_hub_recall_pg_keeps_its_database_for_a_second_run_and_times_the_phases(
+    tmp_path: Path,
+) -> None:
+    """``--keep``: the second run reuses the database the first built (no load, no build),
+    with the cache size asked for; both split an HTTP recall's time into its phases."""
+    keep = tmp_path / "pg"
+    common = ("--vectors", "2000", "--queries", "5", "--exact-sql-queries", "0")
+    common += ("--http-queries", "20", "--keep")
+    first = _benchmark(
+        "hub_recall_pg.py",
+        *common,
+        str(keep),
+        *("--maintenance-work-mem", "64MB", "--skip-exact-http", "--http-rounds", "2"),
+        timeout=300,
+    )
+    assert "to_pgvector_and_hnsw_build_s" in first
+    assert first["hnsw_http"]["recall_limit10_namespace_round2"]["n"] == 20
+    second = _benchmark(
+        "hub_recall_pg.py", *common, str(keep), "--shared-buffers", "256MB", timeout=300
+    )
+    assert "load_s" not in second
+    assert "to_pgvector_and_hnsw_build_s" not in second
+    assert second["shared_buffers"] == "256MB"
+    assert second["hnsw_vs_exact"]["plain"]["recall_at_10"] >= 0.95
+    for report in (first, second):
+        for shape in ("plain", "namespace"):
+            phases = report["phases"][shape]
+            assert set(phases) == {"embed_query", "engine_recall", "vector_search"}
+            assert all(phase["n"] == 20 for phase in phases.values())
+            # The vector search is a part of the engine's recall, on the same queries.
+            assert phases["vector_search"]["p50_ms"] <= phases["engine_recall"]["p50_ms"] * 1.5
