@@ -308,6 +308,12 @@ class AsyncMemorySystem:
     """
 
     def __init__(self, system: MemorySystem, *, close: bool = False) -> None:
+        if not system.runtime.runs_unattended:
+            raise NotImplementedError(
+                f"the {system.runtime.name} runtime answers only while a caller's get() "
+                "drives it, which an event loop's await cannot do: use MemorySystem "
+                "(and submit) in a simulation, AsyncMemorySystem on ThreadedRuntime"
+            )
         self.system = system
         self._owns = close
 

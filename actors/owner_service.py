@@ -46,7 +46,7 @@ from actors.owner_link import NOT_BEGUN, LinkServer, Message, Reply
 from actors.owner_protocol import VERBS, bound_arguments, encode_error, encode_result
 from actors.runtime import NotifyingFuture
 
-__all__ = ["OwnerService"]
+__all__ = ["AnsweredCall", "OwnerService", "Watch", "look", "look_delay"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,16 +79,31 @@ class Begun(Protocol):
 Listen = Callable[[Path, Callable[[str, Message, Reply], None]], Listener]
 
 
+class Watch(Protocol):
+    """Looks again at the calls sent to their actors until each is answered
+    (:meth:`AnsweredCall.look`), and lets ``close`` wait for the last of them."""
+
+    def add(self, call: AnsweredCall) -> None:
+        """Look at ``call`` in :func:`look_delay` seconds, and again while it asks for it."""
+        ...
+
+    def wait_until(self, done: Callable[[], bool]) -> None:
+        """Return once ``done()`` is true (the calls in flight are being answered meanwhile)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class OwnerService:
     """Serves ``facade`` (the owner's MemorySystem) to followers until ``close``.
 
     ``facade`` is any object with the verbs of :data:`~actors.owner_protocol.VERBS`
     as methods taking keyword arguments; one that also has ``_begin`` (a
     MemorySystem) gets the one-request verbs answered from its actors'
-    replies. ``listen`` and ``pool`` are the socket server and the worker
-    threads; the simulation passes its own (:mod:`actors.sim.sharing`), and
-    then every call runs on its pool: a simulated world's futures call
-    nobody back.
+    replies. ``listen``, ``pool`` and ``watch`` are the socket server, the
+    worker threads and the watch of unanswered calls; the simulation passes
+    its own (:mod:`actors.sim.sharing`), so that a seeded world runs the
+    same reply path (its notifying futures call back on the actor's step).
     """
 
     def __init__(
@@ -99,17 +114,16 @@ class OwnerService:
         workers: int = WORKERS,
         listen: Listen = LinkServer,
         pool: Executor | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self._facade = facade
-        begin = getattr(facade, "_begin", None)
-        self._begin: Callable[..., Begun | None] | None = begin if pool is None else None
+        self._begin: Callable[..., Begun | None] | None = getattr(facade, "_begin", None)
         self._pool = pool or ThreadPoolExecutor(workers, thread_name_prefix="owner-service")
         self._mutex = threading.Lock()
-        self._idle = threading.Condition(self._mutex)
         #: Calls begun on the actors and not answered yet (close waits for them).
         self._in_flight = 0
         self._closing = False
-        self._watch = _Watch()
+        self._watch: Watch = watch or _Watch()
         self._server = listen(Path(socket_path), self._handle)
 
     def __repr__(self) -> str:
@@ -143,7 +157,7 @@ class OwnerService:
         if closing:
             reply({NOT_BEGUN: True})
             return True
-        call = _Answering(self, verb, reply)
+        call = AnsweredCall(self, verb, reply)
         try:
             _bind(verb, self._method(verb), args)
             begun = self._begin(verb, args, call.settled)
@@ -164,8 +178,6 @@ class OwnerService:
     def _finished(self) -> None:
         with self._mutex:
             self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.notify_all()
 
     def _run(self, verb: str, args: Message, reply: Reply) -> None:
         if self._closing:
@@ -193,9 +205,8 @@ class OwnerService:
             self._closing = True
         self._server.drain()
         self._pool.shutdown(wait=True)
-        with self._mutex:
-            # Each is answered by its actor or, at its timeout at the latest, by the watch.
-            self._idle.wait_for(lambda: self._in_flight == 0)
+        # Each is answered by its actor or, at its timeout at the latest, by the watch.
+        self._watch.wait_until(lambda: self._in_flight == 0)
         self._watch.close()
         self._server.close()
 
@@ -214,7 +225,7 @@ def _bind(verb: str, method: Callable[..., Any], args: Message) -> Callable[[], 
     return lambda: method(**args)
 
 
-class _Answering:
+class AnsweredCall:
     """A follower's call sent to an actor by :meth:`OwnerService._started`, until answered.
 
     Answered once: by the actor's reply callback (:meth:`settled`, on the
@@ -262,6 +273,21 @@ class _Answering:
         return self.begun.reply.done  # answered: ``settled`` replies
 
 
+def look_delay(call: AnsweredCall) -> float:
+    """Seconds until the watch looks at ``call``: the liveness poll, or its timeout if sooner."""
+    assert call.begun is not None
+    return min(_LIVENESS_POLL, max(0.0, call.begun.left()))
+
+
+def look(call: AnsweredCall) -> bool:
+    """A watch's look at ``call``: whether it needs no more looks."""
+    try:
+        return call.look()
+    except Exception:  # a bug here must not end the watch
+        logger.exception("looking at %s failed", call.verb)
+        return True
+
+
 #: The watch's looks fall on multiples of this many seconds, so that one wake-up
 #: looks at every call due by then. Due at its own instant, each call woke the
 #: watch once (a follower's ``get`` every half millisecond woke it as often, a
@@ -270,20 +296,23 @@ class _Answering:
 _TICK: Final = 0.05
 
 
+#: How often ``close`` looks whether the calls in flight are answered.
+_CLOSE_POLL: Final = 0.002
+
+
 class _Watch:
     """Looks at unanswered calls every 0.25 s (as a blocking caller polls) and at their
-    timeout, on one thread started on first need; :meth:`_Answering.look` decides."""
+    timeout, on one thread started on first need; :meth:`AnsweredCall.look` decides."""
 
     def __init__(self) -> None:
         self._ready = threading.Condition(threading.Lock())
-        self._due: list[tuple[float, int, _Answering]] = []
+        self._due: list[tuple[float, int, AnsweredCall]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def add(self, call: _Answering) -> None:
-        assert call.begun is not None
-        when = time.monotonic() + min(_LIVENESS_POLL, max(0.0, call.begun.left()))
+    def add(self, call: AnsweredCall) -> None:
+        when = time.monotonic() + look_delay(call)
         when = math.ceil(when / _TICK) * _TICK
         with self._ready:
             heapq.heappush(self._due, (when, next(self._order), call))
@@ -308,13 +337,14 @@ class _Watch:
                 while self._due and self._due[0][0] <= now:
                     due.append(heapq.heappop(self._due)[2])
             for call in due:
-                try:
-                    done = call.look()
-                except Exception:  # a bug here must not end the watch
-                    logger.exception("looking at %s failed", call.verb)
-                    done = True
-                if not done:
+                if not look(call):
                     self.add(call)
+
+    def wait_until(self, done: Callable[[], bool]) -> None:
+        # Only ``close`` waits, for the few calls in flight at the end: polled, so the
+        # calls' answers never pay for notifying a waiter that is almost never there.
+        while not done():
+            time.sleep(_CLOSE_POLL)
 
     def close(self) -> None:
         with self._ready:

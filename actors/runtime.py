@@ -195,6 +195,10 @@ class Runtime(Protocol):
     """What every actor and the supervisor reach for instead of threads, clocks and RNGs."""
 
     name: str
+    #: Whether actors answer with nobody waiting (their own threads): only then can an
+    #: event loop await their answers (:mod:`actors.aio`). A simulated world answers
+    #: only while a caller's wait drives it.
+    runs_unattended: bool
 
     def spawn(self, actor_class: Callable[..., A], *args: Any, **kwargs: Any) -> pykka.ActorRef[A]:
         """Start an actor of ``actor_class`` combined with this runtime's base."""
@@ -207,8 +211,8 @@ class Runtime(Protocol):
     def new_notifying_future(self, on_settled: Callable[[], None]) -> NotifyingFuture:
         """A reply future that calls ``on_settled()`` on the answering thread once answered.
 
-        For callers on an event loop (:mod:`actors.aio`). A runtime without
-        threads (the simulation) raises ``NotImplementedError``.
+        For callers on an event loop (:mod:`actors.aio`) and for the owner's
+        answers to its followers (:mod:`actors.owner_service`).
         """
         ...
 
@@ -338,6 +342,7 @@ class ThreadedRuntime:
     """Production runtime: a Pykka ``ThreadingActor`` thread per actor, the real clocks."""
 
     name = "threaded"
+    runs_unattended = True
 
     def __init__(self, *, seed: int | None = None) -> None:
         self._classes: dict[type[pykka.Actor], type[pykka.Actor]] = {}

@@ -288,12 +288,20 @@ def test_64_tasks_on_one_loop_store_exactly_and_share_group_commits(db_path: Pat
     StallingConnection.reset()
 
 
-def test_the_simulated_runtime_refuses_notifying_futures() -> None:
-    """A simulated world answers only while a get() drives it: it says so."""
+def test_the_asyncio_facade_refuses_a_simulated_runtime(tmp_path: Path) -> None:
+    """A simulated world answers only while a get() drives it, which an await cannot:
+    the asyncio facade says so when it is made, before any call could hang."""
     from actors.sim import FaultPlan, SimRuntime
 
-    with pytest.raises(NotImplementedError, match="AsyncMemorySystem on ThreadedRuntime"):
-        SimRuntime(1, faults=FaultPlan.none()).new_notifying_future(lambda: None)
+    sim = SimRuntime(1, faults=FaultPlan.none())
+    system = MemorySystem.open(
+        tmp_path / "sim.db", runtime=sim, config=Config(semantic=False, sharing="direct")
+    )
+    try:
+        with pytest.raises(NotImplementedError, match="AsyncMemorySystem on ThreadedRuntime"):
+            AsyncMemorySystem(system)
+    finally:
+        system.close()
 
 
 def test_a_notifying_future_calls_back_once_and_a_cancelled_one_takes_no_answer() -> None:

@@ -318,10 +318,10 @@ def test_a_takeover_that_finds_the_file_busy_keeps_the_lock_and_tries_again(
     up (the lock to the next follower, this process direct) left nobody serving."""
     plan = FaultPlan(sqlite_busy=0.2)
     with caplog.at_level(logging.WARNING, logger="actors.sharing"):
-        run_scenario("owner", 17, faults=plan)
+        run_scenario("owner", 22, faults=plan)
     assert "taking over found the file busy" in caplog.text
 
     # Without the retry: busy is then any other failure, and the process gives up.
     monkeypatch.setattr(sharing, "StorageBusy", type("NeverRaised", (Exception,), {}))
     with pytest.raises(CheckFailed, match="nobody served the file"):
-        run_scenario("owner", 17, faults=plan)
+        run_scenario("owner", 22, faults=plan)

@@ -208,6 +208,28 @@ class SimFuture(pykka.Future[Any]):
         self._result = (None, exc_info)
 
 
+class SimNotifyingFuture(NotifyingFuture):
+    """A :class:`~actors.runtime.NotifyingFuture` of one simulated world.
+
+    Settling it and its callback are the production class's own; only a
+    ``get()`` on it while it is pending drives the world (a real condition
+    wait would wait for ever: nothing else runs while this thread waits).
+    """
+
+    def __init__(self, sim: SimRuntime, on_settled: Callable[[], None]) -> None:
+        super().__init__(on_settled)
+        self._sim = sim
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        if not self.done:
+            self._sim._wait_for(self, timeout)
+        return super().get(timeout=0)
+
+
+#: The reply futures a simulated world tracks (see :meth:`SimRuntime.unanswered`).
+_OF_THIS_WORLD = (SimFuture, SimNotifyingFuture)
+
+
 class SimActor(pykka.Actor):
     """Runtime base of every actor in a simulated world (first in the MRO)."""
 
@@ -404,6 +426,8 @@ class SimRuntime:
     """
 
     name = "simulated"
+    #: Actors answer only while a caller's wait drives the world.
+    runs_unattended = False
 
     def __init__(
         self,
@@ -440,7 +464,7 @@ class SimRuntime:
         self._current: _Task | None = None
         self._classes: dict[type[pykka.Actor], type[pykka.Actor]] = {}
         #: Each reply future that entered a mailbox, and the actor it was sent to.
-        self._sent_futures: list[tuple[SimFuture, int]] = []
+        self._sent_futures: list[tuple[SimFuture | SimNotifyingFuture, int]] = []
         self._ids = IdMinter()
         self._urns = itertools.count(1)
         self.trace = Trace(
@@ -481,14 +505,11 @@ class SimRuntime:
         return self.future_class()
 
     def new_notifying_future(self, on_settled: Callable[[], None]) -> NotifyingFuture:
-        """Not in a simulated world: its futures are answered only while a caller's
-        ``get()`` drives the scheduler, so an event loop awaiting one would wait forever.
-        Drive a world with ``MemorySystem`` and ``submit``; ``AsyncMemorySystem`` needs
-        a threaded runtime."""
-        raise NotImplementedError(
-            "the simulated runtime has no actor threads to answer an event loop's await; "
-            "use MemorySystem (and submit) in a simulation, AsyncMemorySystem on ThreadedRuntime"
-        )
+        """A reply future that calls ``on_settled()`` on the answering actor's step, as the
+        threaded runtime's does on the actor's thread: the owner's reply path runs here
+        as it does in production. Waiting on it (``get()``) drives the world, as for any
+        future of this world; an event loop cannot (``runs_unattended`` is False)."""
+        return SimNotifyingFuture(self, on_settled)
 
     def monotonic(self) -> float:
         return self.now
@@ -644,13 +665,13 @@ class SimRuntime:
         self._actor_tasks[id(actor)] = task
 
     def _on_enqueue(self, envelope: Envelope[Any], recipient: pykka.Actor) -> None:
-        if isinstance(envelope.reply_to, SimFuture):
+        if isinstance(envelope.reply_to, _OF_THIS_WORLD):
             self._sent_futures.append((envelope.reply_to, id(recipient)))
         message = envelope.message
-        if isinstance(message, Request) and isinstance(message.reply, SimFuture):
+        if isinstance(message, Request) and isinstance(message.reply, _OF_THIS_WORLD):
             self._sent_futures.append((message.reply, id(recipient)))
 
-    def _wait_for(self, future: SimFuture, timeout: float | None) -> None:
+    def _wait_for(self, future: SimFuture | SimNotifyingFuture, timeout: float | None) -> None:
         if not self.wait_until(lambda: future.done, timeout):
             raise pykka.Timeout(f"{timeout} seconds (virtual)")
 

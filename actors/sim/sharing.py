@@ -7,9 +7,12 @@ and :class:`~actors.system.MemorySystem` (the follower's facade). Only the
 world under them is simulated, through the seam of :mod:`actors.sharing_host`:
 
 - :class:`SimProcess` is one process's host (``Config(sharing_host=...)``).
-  Its watcher ticks and the owner's workers are simulated threads of the
-  process (:meth:`~actors.sim.runtime.SimRuntime.thread`); its clock is the
-  world's.
+  Its watcher ticks, the owner's workers and the owner service's looks at
+  unanswered calls are simulated threads of the process
+  (:meth:`~actors.sim.runtime.SimRuntime.thread`); its clock is the world's.
+  The owner answers a follower's one-request call from the actor's reply
+  callback, as in production: the world's notifying futures call back on the
+  answering actor's step.
 - The owner lock of a file is granted to one process at a time; ``release``
   or the process's death frees it. What the owner published stays after a
   kill, as the lock file does after ``kill -9``; after a clean release it is
@@ -42,12 +45,13 @@ from typing import TYPE_CHECKING, Any
 
 from actors.errors import OwnerGone
 from actors.owner_link import CLOSING, NOT_BEGUN, Message, Reply
-from actors.owner_service import OwnerService
+from actors.owner_service import OwnerService, look, look_delay
 from actors.ownership import OwnerInfo
 from actors.sharing import POLL
 from actors.sim.sqlite import sqlite_connector
 
 if TYPE_CHECKING:
+    from actors.owner_service import AnsweredCall
     from actors.sim.runtime import SimRuntime
     from actors.system import MemorySystem
 
@@ -74,6 +78,11 @@ class _WorldFuture(Future[Any]):
         return super().exception(0)
 
 
+#: The longest a simulated owner takes from an answer to its frame written: a
+#: commit's fsync on a slow disk (``synchronous=FULL``), then the writer's turn.
+REPLY_LAG = 0.005
+
+
 class _Stream:
     """One direction of a connection: frames delivered in order, each by a scheduled thread.
 
@@ -97,11 +106,14 @@ class _Stream:
 class _Listener:
     """The owner's socket (as :class:`~actors.owner_link.LinkServer`)."""
 
-    def __init__(self, network: SimNetwork, path: Path, handler: Handler, pid: int) -> None:
+    def __init__(self, process: SimProcess, path: Path, handler: Handler) -> None:
+        network = process.network
         self.path = path
         self._network = network
         self._handler = handler
-        self._pid = pid
+        self._process = process
+        self._pid = process.pid
+        self._lag = process.sim.rng(f"reply-lag.{process.name}")
         self._links: list[_Link] = []
         self._draining = False
         self._dead = False
@@ -128,11 +140,25 @@ class _Listener:
         self._handler(request["verb"], request["args"], reply)
 
     def _replier(self, link: _Link, request_id: int) -> Reply:
-        def reply(message: Message) -> None:
+        def write(frame: str) -> None:
             if self._dead or link not in self._links:
                 return  # killed before writing it, or the follower left
-            frame = json.dumps({**message, "id": request_id})
             link.to_follower.send(lambda: link.deliver(frame))
+
+        def reply(message: Message) -> None:
+            # Written by a thread of the owner's process, up to REPLY_LAG later (seeded):
+            # a simulated COMMIT is instant, a real one's fsync is not, and the answers
+            # leave after it and after the batch's last answer (``_Outbox``). A
+            # ``kill -9`` in that window loses the answer, not the write: the follower
+            # cannot know, which is what its rule for repeating calls is about.
+            frame = json.dumps({**message, "id": request_id})
+            process = self._process
+            process.sim.thread(
+                f"{process.name}:reply",
+                functools.partial(write, frame),
+                group=process.name,
+                delay=self._lag.uniform(0.0, REPLY_LAG),
+            )
 
         return reply
 
@@ -272,6 +298,34 @@ class _Workers(Executor):
             self._process.sim.wait_until(lambda: self._running == 0, None)
 
 
+class _ServiceWatch:
+    """The owner service's watch: each look a simulated thread of the owner's process,
+    at the moment the production watch looks (give or take its 50 ms ticks)."""
+
+    def __init__(self, process: SimProcess) -> None:
+        self._process = process
+        self._closed = False
+
+    def add(self, call: AnsweredCall) -> None:
+        def once() -> None:
+            if not self._closed and not look(call):
+                self.add(call)
+
+        process = self._process
+        process.sim.thread(
+            f"{process.name}:owner-service-watch",
+            once,
+            group=process.name,
+            delay=look_delay(call),
+        )
+
+    def wait_until(self, done: Callable[[], bool]) -> None:
+        self._process.sim.wait_until(done, None)
+
+    def close(self) -> None:
+        self._closed = True
+
+
 class _NoThread:
     """A watcher made of scheduled ticks: nothing to join."""
 
@@ -370,11 +424,13 @@ class SimProcess:
         path = f"{database}.sock"
 
         def listen(where: Path, handler: Handler) -> _Listener:
-            listener = _Listener(self.network, where, handler, self.pid)
+            listener = _Listener(self, where, handler)
             self._listeners.append(listener)
             return listener
 
-        service = OwnerService(facade, path, listen=listen, pool=_Workers(self))
+        service = OwnerService(
+            facade, path, listen=listen, pool=_Workers(self), watch=_ServiceWatch(self)
+        )
         return service, OwnerInfo(pid=self.pid, socket=str(Path(path)))
 
     def watch(self, name: str, loop: Callable[[], None], tick: Callable[[], bool]) -> _NoThread:
