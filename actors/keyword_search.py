@@ -34,6 +34,13 @@ that at 1M). So each query runs at most one statement naming the common
 words (two when the window is needed), and the window is read newest
 first in the same statement that scores it.
 
+A mixed query can skip even that count: when its selective words have few
+holders, FTS5 scores the selective words alone and only marks which of
+their holders also hold a common word; :class:`~actors.bm25.Bm25` completes
+those few scores with the common words' terms, from holder counts cached
+while the file is unchanged, equal to FTS5's ``bm25()`` to the bit (so the
+ranking is the same on either path; the cost rule picks the cheaper one).
+
 So a query of selective words only is exact, and any query scores at most
 ``words × SELECTIVE_ROWS + COMMON_WINDOW`` rows. Ties are broken newest first.
 
