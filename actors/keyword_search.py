@@ -166,9 +166,7 @@ def search(
         scored = _newest(conn, every, where, params, limit)
     else:
         some_selective, some_common = _any(selective), _any(common)
-        if counts is not None and _scoring_here_pays(
-            conn, counts, sum(held[p] for p in selective), common
-        ):
+        if counts is not None and _scoring_here_pays(conn, counts, sum(held[p] for p in selective)):
             scored = _with_selective_counted(
                 conn, counts, selective, common, (where, params), limit
             )
@@ -277,19 +275,18 @@ def _with_selective_counted(
     return sorted(alone.items(), key=lambda row: (row[1], -row[0]))[:limit]
 
 
-def _scoring_here_pays(
-    conn: sqlite3.Connection, counts: Bm25, selective_holders: int, common: Sequence[str]
-) -> bool:
+def _scoring_here_pays(conn: sqlite3.Connection, counts: Bm25, selective_holders: int) -> bool:
     """Whether completing the scores in Python costs less than FTS5 counting the common words.
 
-    The rows to complete are the selective words' holders that also hold a
-    common word: expected, their share of the file. Each costs about what
-    FTS5 spends counting :data:`HOLDERS_PER_SCORED_ROW` holders (tokenised,
-    its length read, summed in Python). Either way the scores are the same.
+    FTS5 would count the common words' ``H`` holders. The rows to complete
+    are the selective words' holders that also hold a common word: about
+    ``selective_holders × H / rows``. Each costs about what FTS5 spends
+    counting :data:`HOLDERS_PER_SCORED_ROW` holders (tokenised, its length
+    read, summed in Python). ``H`` cancels out, so the rule needs no count
+    (one not yet cached would cost what it saves). Either way the scores are
+    the same.
     """
-    common_holders = sum(counts.count(conn, phrase) for phrase in common)
-    share = min(1.0, common_holders / counts.rows(conn))
-    return selective_holders * share * HOLDERS_PER_SCORED_ROW < common_holders
+    return selective_holders * HOLDERS_PER_SCORED_ROW < counts.rows(conn)
 
 
 def _newest(
