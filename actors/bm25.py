@@ -58,6 +58,8 @@ class Bm25:
         # A word's tokens depend on the tokenizer alone; only common words are
         # spelled here, and a file holds few of them.
         self._spellings: dict[str, tuple[str, ...]] = {}
+        # Phrases a query wanted counted since the file last changed, uncounted.
+        self._wanted: set[str] = set()
         self._valid_for: tuple[int, int] | None = None
         self._memory = connect(":memory:")
         # Contentless: the rows are only tokenised, never read back.
@@ -80,6 +82,23 @@ class Bm25:
         taken could be rolled back.
         """
         return not conn.in_transaction
+
+    def worth_counting(self, conn: sqlite3.Connection, phrases: Sequence[str]) -> bool:
+        """Whether ``phrases``' counts are cached, or worth counting now.
+
+        Counting a common word costs what FTS5's own scoring spends on it, so
+        it pays only if the count is used again before the file changes. A
+        first query after a write leaves its words wanted and lets FTS5
+        score; a second one wanting them with the file unchanged (a run of
+        recalls) counts them. So a recall after every write costs what it
+        did before this cache, and a run of recalls pays one count a word.
+        """
+        self._follow(conn)
+        missing = {phrase for phrase in phrases if phrase not in self._holders}
+        if missing <= self._wanted:
+            return True
+        self._wanted |= missing
+        return False
 
     def holders(self, conn: sqlite3.Connection, phrase: str, cap: int) -> int:
         """How many memories hold ``phrase``, counted up to ``cap``.
@@ -148,6 +167,7 @@ class Bm25:
         if state != self._valid_for:
             self._holders.clear()
             self._capped.clear()
+            self._wanted.clear()
             self._valid_for = state
 
     def count(self, conn: sqlite3.Connection, phrase: str) -> int:

@@ -166,7 +166,11 @@ def search(
         scored = _newest(conn, every, where, params, limit)
     else:
         some_selective, some_common = _any(selective), _any(common)
-        if counts is not None and _scoring_here_pays(conn, counts, sum(held[p] for p in selective)):
+        if (
+            counts is not None
+            and _scoring_here_pays(conn, counts, sum(held[p] for p in selective))
+            and counts.worth_counting(conn, common)
+        ):
             scored = _with_selective_counted(
                 conn, counts, selective, common, (where, params), limit
             )

@@ -373,3 +373,33 @@ def test_inside_a_transaction_fts5_scores_and_the_cache_is_not_used(tmp_path: Pa
     finally:
         bm25.close()
         db.close()
+
+
+@pytest.mark.usefixtures("small_thresholds")
+def test_common_words_are_counted_only_when_a_second_recall_wants_them_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count costs what FTS5's scoring of the word costs: the first mixed query after a
+    write lets FTS5 score, the next one with the file unchanged counts and completes the
+    scores here. Either way the hits are the same."""
+    monkeypatch.setattr(keyword_search, "HOLDERS_PER_SCORED_ROW", 0)
+    db = _rich_file(str(tmp_path / "memory.db"), 600, seed=4)
+    bm25 = CountingBm25()
+    rng = random.Random(8)
+    try:
+
+        def recall() -> tuple[Any, ...]:
+            return keyword_search.search(db.conn, "rare3 alpha", "", [], 5, None, bm25)
+
+        for _ in range(2):
+            first = recall()
+            assert bm25.completed == 0  # FTS5 scored; the words are now wanted
+            assert recall() == first
+            assert bm25.completed == 1  # counted and completed here
+            assert recall() == first
+            assert bm25.completed == 2  # from the cache
+            db.commit_writes([_rich_memory(rng, 1000)])
+            bm25.completed = 0
+    finally:
+        bm25.close()
+        db.close()
