@@ -34,6 +34,13 @@ that at 1M). So each query runs at most one statement naming the common
 words (two when the window is needed), and the window is read newest
 first in the same statement that scores it.
 
+A mixed query can skip even that count: when its selective words have few
+holders, FTS5 scores the selective words alone and only marks which of
+their holders also hold a common word; :class:`~actors.bm25.Bm25` completes
+those few scores with the common words' terms, from holder counts cached
+while the file is unchanged, equal to FTS5's ``bm25()`` to the bit (so the
+ranking is the same on either path; the cost rule picks the cheaper one).
+
 So a query of selective words only is exact, and any query scores at most
 ``words × SELECTIVE_ROWS + COMMON_WINDOW`` rows. Ties are broken newest first.
 
@@ -51,10 +58,12 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from actors._sqlite import connect
+from actors.bm25 import TOKENIZE, Bm25
 from actors.model import RecallHit
 
 __all__ = [
     "COMMON_WINDOW",
+    "HOLDERS_PER_SCORED_ROW",
     "MAX_QUERY_TERMS",
     "SELECTIVE_ROWS",
     "Snippets",
@@ -67,6 +76,9 @@ SELECTIVE_ROWS: Final = 1_000
 #: Memories holding only common words are scored among this many of the newest.
 COMMON_WINDOW: Final = 500
 MAX_QUERY_TERMS: Final = 32
+#: What scoring one row in Python costs, in holders FTS5 counts in the same
+#: time (measured at 100k memories: docs/performance.md).
+HOLDERS_PER_SCORED_ROW: Final = 300
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _FROM = (
@@ -95,8 +107,7 @@ class Snippets:
         # plain table's DELETE re-tokenises every row to unindex it.
         self.conn.execute("CREATE TABLE texts(content TEXT)")
         self.conn.execute(
-            "CREATE VIRTUAL TABLE cut USING fts5(content, content='texts', "
-            "tokenize='porter unicode61 remove_diacritics 2')"
+            f"CREATE VIRTUAL TABLE cut USING fts5(content, content='texts', tokenize='{TOKENIZE}')"
         )
 
     def cut(self, match: str, contents: Sequence[str]) -> list[str]:
@@ -130,27 +141,41 @@ def search(
     params: Sequence[Any],
     limit: int,
     snippets: Snippets | None = None,
+    bm25: Bm25 | None = None,
 ) -> tuple[RecallHit, ...]:
     """The ``limit`` best memories for any word of ``query``, best first.
 
     ``where`` and ``params``: extra SQL conditions on ``m`` (the memories
     row), each with a leading ``AND`` (namespace, prefix, tags).
     ``snippets``: the owner's :class:`Snippets` (a throwaway one if None).
+    ``bm25``: the owner's :class:`~actors.bm25.Bm25`, whose cached counts
+    spare a mixed query FTS5's count of its common words (if None, FTS5
+    scores them; the ranking is the same either way).
     """
     phrases = _phrases(query)
     if not phrases:
         return ()
     every = " OR ".join(phrases)
-    selective = [p for p in phrases if _holders(conn, p) <= SELECTIVE_ROWS]
+    counts = bm25 if bm25 is not None and bm25.usable(conn) else None
+    held = {p: _holders(conn, p, counts) for p in phrases}
+    selective = [p for p in phrases if held[p] <= SELECTIVE_ROWS]
     common = [p for p in phrases if p not in selective]
     if not common:
         scored = _score(conn, every, where, params, limit)
     elif not selective:
         scored = _newest(conn, every, where, params, limit)
     else:
-        some_selective = "(" + " OR ".join(selective) + ")"
-        some_common = "(" + " OR ".join(common) + ")"
-        scored = _with_selective(conn, some_selective, some_common, where, params, limit)
+        some_selective, some_common = _any(selective), _any(common)
+        if (
+            counts is not None
+            and _scoring_here_pays(conn, counts, sum(held[p] for p in selective))
+            and counts.worth_counting(conn, common)
+        ):
+            scored = _with_selective_counted(
+                conn, counts, selective, common, (where, params), limit
+            )
+        else:
+            scored = _with_selective(conn, some_selective, some_common, where, params, limit)
         if len(scored) < limit:
             # A memory without a selective word scores over the common words alone.
             scored += _newest(conn, f"{some_common} NOT {some_selective}", where, params, limit)
@@ -177,6 +202,10 @@ def _phrases(query: str) -> list[str]:
     # a repeated word does not count twice.
     phrases = [f'"{word}"' for word in dict.fromkeys(_WORD_RE.findall(query))]
     return phrases[:MAX_QUERY_TERMS]
+
+
+def _any(phrases: Sequence[str]) -> str:
+    return "(" + " OR ".join(phrases) + ")"
 
 
 def _with_selective(
@@ -211,6 +240,59 @@ def _with_selective(
     ).fetchall()
 
 
+def _with_selective_counted(
+    conn: sqlite3.Connection,
+    bm25: Bm25,
+    selective: Sequence[str],
+    common: Sequence[str],
+    filters: tuple[str, Sequence[Any]],
+    limit: int,
+) -> list[tuple[int, float]]:
+    """What :func:`_with_selective` returns, with no statement scoring a common word.
+
+    FTS5 scores the selective words (cheap: they have few holders), and
+    tells which of those memories also hold a common word without scoring
+    them; :class:`~actors.bm25.Bm25` adds the common words' terms to those
+    few, from cached counts, as ``bm25()`` of ``(S) AND (C)`` would.
+    """
+    where, params = filters
+    some_selective = _any(selective)
+    rows = conn.execute(
+        "WITH also_common AS ("
+        "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?"
+        "), alone AS MATERIALIZED ("
+        f"SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score, "
+        f"memories_fts.rowid IN also_common AS holds_common {_source(where)}"
+        # Every memory that holds a common word too (its score is to be
+        # completed), and the best of the others (their score is final).
+        ") SELECT rowid, score, holds_common FROM alone WHERE holds_common "
+        "UNION ALL SELECT * FROM ("
+        "SELECT rowid, score, holds_common FROM alone WHERE NOT holds_common "
+        # BM25 is negative, better is smaller; ties newest (largest rowid) first.
+        "ORDER BY score, rowid DESC LIMIT ?)",
+        [f"{some_selective} AND {_any(common)}", some_selective, *params, limit],
+    ).fetchall()
+    alone = {rowid: score for rowid, score, _ in rows}
+    both = {rowid: alone[rowid] for rowid, _, holds_common in rows if holds_common}
+    alone.update(bm25.add_phrases(conn, both, common))
+    # BM25 is negative, better is smaller; ties newest (largest rowid) first.
+    return sorted(alone.items(), key=lambda row: (row[1], -row[0]))[:limit]
+
+
+def _scoring_here_pays(conn: sqlite3.Connection, counts: Bm25, selective_holders: int) -> bool:
+    """Whether completing the scores in Python costs less than FTS5 counting the common words.
+
+    FTS5 would count the common words' ``H`` holders. The rows to complete
+    are the selective words' holders that also hold a common word: about
+    ``selective_holders × H / rows``. Each costs about what FTS5 spends
+    counting :data:`HOLDERS_PER_SCORED_ROW` holders (tokenised, its length
+    read, summed in Python). ``H`` cancels out, so the rule needs no count
+    (one not yet cached would cost what it saves). Either way the scores are
+    the same.
+    """
+    return selective_holders * HOLDERS_PER_SCORED_ROW < counts.rows(conn)
+
+
 def _newest(
     conn: sqlite3.Connection, match: str, where: str, params: Sequence[Any], limit: int
 ) -> list[tuple[int, float]]:
@@ -229,8 +311,10 @@ def _newest(
     ).fetchall()
 
 
-def _holders(conn: sqlite3.Connection, phrase: str) -> int:
+def _holders(conn: sqlite3.Connection, phrase: str, counts: Bm25 | None) -> int:
     """How many memories hold ``phrase``, counted up to ``SELECTIVE_ROWS + 1``."""
+    if counts is not None:
+        return counts.holders(conn, phrase, SELECTIVE_ROWS + 1)
     row = conn.execute(
         "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
         (phrase, SELECTIVE_ROWS + 1),

@@ -57,6 +57,7 @@ import attrs
 from actors import keyword_search, session_log
 from actors._sqlite import CommitOutcomeUnknown, Connect, Synchronous, is_busy
 from actors._sqlite import connect as sqlite_connect
+from actors.bm25 import Bm25
 from actors.errors import InvalidMemory, MemoryNotFound, SchemaError, StorageBusy, StorageError
 from actors.messages import (
     AppendSessionItems,
@@ -197,6 +198,8 @@ class LocalDatabase:
         self._marks = 0
         # Made on first search, by the owner's thread: sqlite3 connections stay on theirs.
         self._snippets: keyword_search.Snippets | None = None
+        # Counts of a word's holders, kept across searches while the file is unchanged.
+        self._bm25: Bm25 | None = None
 
     def __repr__(self) -> str:
         return f"<LocalDatabase {self.path} origin={self.origin} clock={self.clock.version}>"
@@ -249,6 +252,8 @@ class LocalDatabase:
     def close(self) -> None:
         if self._snippets is not None:
             self._snippets.close()
+        if self._bm25 is not None:
+            self._bm25.close()
         self.conn.close()
 
     # -- the one way to write ------------------------------------------------------------
@@ -618,7 +623,11 @@ class LocalDatabase:
         where, params = _filters(namespace, tags, prefix=namespace_prefix)
         if self._snippets is None:
             self._snippets = keyword_search.Snippets()
-        return keyword_search.search(self.conn, query, where, params, limit, self._snippets)
+        if self._bm25 is None:
+            self._bm25 = Bm25()
+        return keyword_search.search(
+            self.conn, query, where, params, limit, self._snippets, self._bm25
+        )
 
     def list_memories(
         self,

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import random
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pykka
 import pytest
 
 from actors import keyword_search
+from actors._sqlite import connect
+from actors.bm25 import Bm25
 from actors.local_db import LocalDatabase, _filters
-from actors.messages import ForgetMemory, StoreMemory
+from actors.messages import ForgetMemory, RetagMemory, StoreMemory
 from actors.migrations import migrate
 from actors.model import content_hash
 
@@ -30,12 +34,11 @@ SELECTIVE = 20
 WINDOW = 30
 
 
-def _build(path: str) -> tuple[LocalDatabase, dict]:
-    """400 memories in two namespaces; each memory's rowid → (namespace, its words)."""
+def _open(path: str, rng: random.Random) -> LocalDatabase:
+    """A new file with reproducible ids."""
     migrate(path, now=time.time)
-    rng = random.Random(11)
     counter = iter(range(10**9))
-    db = LocalDatabase.open(
+    return LocalDatabase.open(
         path,
         new_id=lambda: f"01900000-0000-7000-8000-{next(counter):012d}",
         wall_time=time.time,
@@ -43,6 +46,12 @@ def _build(path: str) -> tuple[LocalDatabase, dict]:
         jitter=rng.random,
         synchronous="OFF",
     )
+
+
+def _build(path: str) -> tuple[LocalDatabase, dict]:
+    """400 memories in two namespaces; each memory's rowid → (namespace, its words)."""
+    rng = random.Random(11)
+    db = _open(path, rng)
     batch = []
     for n in range(400):
         words = rng.choices(VOCABULARY, WEIGHTS, k=rng.randint(3, 9))
@@ -113,13 +122,32 @@ def _expected(
     return sorted(candidates & set(exact), key=lambda r: (exact[r], -r))[:limit]
 
 
+class CountingBm25(Bm25):
+    """The real scorer, counting the queries it completed (to show its path ran)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.completed = 0
+
+    def add_phrases(self, *args: Any, **kwargs: Any) -> dict[int, float]:
+        self.completed += 1
+        return super().add_phrases(*args, **kwargs)
+
+
 @pytest.mark.usefixtures("small_thresholds")
+@pytest.mark.parametrize("scorer", ["fts5", "cached counts"])
 @pytest.mark.parametrize("seed", range(6))
 def test_search_follows_its_rule_with_whole_query_scores(
-    corpus: tuple[LocalDatabase, dict], seed: int
+    corpus: tuple[LocalDatabase, dict], seed: int, scorer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Selective words exact, common-only words a newest window if needed: ids, order, scores."""
+    """Selective words exact, common-only words a newest window if needed: ids, order, scores.
+
+    With cached counts every mixed query has its common words scored in
+    Python (the cost rule told to always prefer it): the same hits, to the bit.
+    """
     db, rows = corpus
+    bm25 = CountingBm25() if scorer == "cached counts" else None
+    monkeypatch.setattr(keyword_search, "HOLDERS_PER_SCORED_ROW", 0)
     rng = random.Random(seed)
     kinds = {"selective only": 0, "common only": 0, "both": 0, "both, window": 0}
     for _ in range(40):
@@ -129,7 +157,7 @@ def test_search_follows_its_rule_with_whole_query_scores(
         namespace = rng.choice([None, "ns1"])
         limit = rng.choice([1, 5, 10])
         where, params = _filters(namespace, ())
-        hits = keyword_search.search(db.conn, " ".join(words), where, params, limit)
+        hits = keyword_search.search(db.conn, " ".join(words), where, params, limit, None, bm25)
         exact = _exact(db, words, namespace)
         expected = _expected(exact, rows, list(dict.fromkeys(words)), namespace, limit)
         rowids = [
@@ -150,6 +178,9 @@ def test_search_follows_its_rule_with_whole_query_scores(
         kinds[kind] += 1
     # The seeds are chosen so that every path ran.
     assert all(kinds.values()), kinds
+    if bm25 is not None:
+        assert bm25.completed > 0
+        bm25.close()
 
 
 def test_with_default_thresholds_a_small_file_is_searched_exactly(
@@ -228,3 +259,147 @@ def test_snippets_mark_the_query_words_of_each_cut_alone() -> None:
         assert cutter.cut('"friday"', []) == []
     finally:
         cutter.close()
+
+
+# Words that stem ("deploying"), split in two tokens ("db_prod"), or sit in the
+# tags column: every way FTS5 counts a term's instances and a row's length.
+_RICH_WORDS = ["deploy", "deploying", "deployed", "db_prod", "db", "prod", "alpha", "beta", "gamma"]
+
+
+def _rich_file(path: str, count: int, seed: int) -> LocalDatabase:
+    rng = random.Random(seed)
+    db = _open(path, rng)
+    db.commit_writes([_rich_memory(rng, n) for n in range(count)])
+    return db
+
+
+def _rich_memory(rng: random.Random, n: int) -> StoreMemory:
+    words = rng.choices(_RICH_WORDS, k=rng.randint(1, 12))
+    text = " ".join(words) + f" rare{n % 50} note{n}"
+    tags = tuple(sorted(set(rng.choices(["alpha", "prod", "deploys"], k=rng.randint(0, 2)))))
+    return StoreMemory(pykka.ThreadingFuture(), text, content_hash(text), "default", tags, "{}")
+
+
+def _fts5_scores(conn: sqlite3.Connection, match: str) -> dict[int, float]:
+    return dict(
+        conn.execute(
+            "SELECT rowid, bm25(memories_fts) FROM memories_fts WHERE memories_fts MATCH ?",
+            (match,),
+        ).fetchall()
+    )
+
+
+def _assert_bm25_is_fts5s(conn: sqlite3.Connection, bm25: Bm25, rng: random.Random) -> int:
+    """For random splits of a query into leading and following phrases: the scores
+    completed from the leading phrases' ``bm25()`` equal ``bm25()`` of the whole, exactly."""
+    compared = 0
+    for _ in range(25):
+        words = list(dict.fromkeys(rng.choices([*_RICH_WORDS, "rare3", "note7"], k=4)))
+        if len(words) < 2:
+            continue
+        cut = rng.randint(1, len(words) - 1)
+        leading = [f'"{w}"' for w in words[:cut]]
+        following = [f'"{w}"' for w in words[cut:]]
+        first = "(" + " OR ".join(leading) + ")"
+        whole = _fts5_scores(conn, f"{first} AND (" + " OR ".join(following) + ")")
+        partial = _fts5_scores(conn, first)
+        ours = bm25.add_phrases(conn, {r: partial[r] for r in whole}, following)
+        # Equal to the last bit, not approximately: the ranking breaks ties on it.
+        assert ours == whole, words
+        compared += len(whole)
+    return compared
+
+
+def test_scores_completed_from_cached_counts_are_fts5s_own(tmp_path: Path) -> None:
+    db = _rich_file(str(tmp_path / "memory.db"), 600, seed=3)
+    bm25 = Bm25()
+    try:
+        assert _assert_bm25_is_fts5s(db.conn, bm25, random.Random(1)) > 1000
+    finally:
+        bm25.close()
+        db.close()
+
+
+def test_a_stale_count_is_impossible_after_any_write(tmp_path: Path) -> None:
+    """Counts cached, then the file changes in every way it can: stores (new
+    holders, longer rows), forgets, retags, a write by another connection on
+    the same file. After each, the completed scores are still FTS5's own."""
+    path = str(tmp_path / "memory.db")
+    db = _rich_file(path, 300, seed=5)
+    bm25 = Bm25()
+    rng = random.Random(2)
+    try:
+        _assert_bm25_is_fts5s(db.conn, bm25, rng)
+        before = bm25.count(db.conn, '"deploy"')
+
+        db.commit_writes([_rich_memory(rng, n) for n in range(300, 420)])
+        assert bm25.count(db.conn, '"deploy"') > before
+        _assert_bm25_is_fts5s(db.conn, bm25, rng)
+
+        ids = [row[0] for row in db.conn.execute("SELECT id FROM memories WHERE rowid % 4 = 0")]
+        db.commit_writes([ForgetMemory(pykka.ThreadingFuture(), i) for i in ids])
+        _assert_bm25_is_fts5s(db.conn, bm25, rng)
+
+        (some,) = db.conn.execute("SELECT id FROM memories WHERE deleted = 0 LIMIT 1").fetchone()
+        db.commit_writes([RetagMemory(pykka.ThreadingFuture(), some, ("deploy", "db_prod"))])
+        _assert_bm25_is_fts5s(db.conn, bm25, rng)
+
+        # Another connection's commit: this one's total_changes does not move.
+        other = connect(path)
+        try:
+            changes = db.conn.total_changes
+            other.execute(
+                "DELETE FROM memories WHERE rowid IN (SELECT rowid FROM memories LIMIT 40)"
+            )
+            assert db.conn.total_changes == changes
+        finally:
+            other.close()
+        _assert_bm25_is_fts5s(db.conn, bm25, rng)
+    finally:
+        bm25.close()
+        db.close()
+
+
+def test_inside_a_transaction_fts5_scores_and_the_cache_is_not_used(tmp_path: Path) -> None:
+    """FTS5's totals lag its pending writes inside a transaction, and a rollback
+    would undo what was counted: the search then scores with FTS5 alone."""
+    db = _rich_file(str(tmp_path / "memory.db"), 200, seed=9)
+    bm25 = Bm25()
+    try:
+        db.conn.execute("BEGIN")
+        assert not bm25.usable(db.conn)
+        db.conn.execute("ROLLBACK")
+        assert bm25.usable(db.conn)
+    finally:
+        bm25.close()
+        db.close()
+
+
+@pytest.mark.usefixtures("small_thresholds")
+def test_common_words_are_counted_only_when_a_second_recall_wants_them_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count costs what FTS5's scoring of the word costs: the first mixed query after a
+    write lets FTS5 score, the next one with the file unchanged counts and completes the
+    scores here. Either way the hits are the same."""
+    monkeypatch.setattr(keyword_search, "HOLDERS_PER_SCORED_ROW", 0)
+    db = _rich_file(str(tmp_path / "memory.db"), 600, seed=4)
+    bm25 = CountingBm25()
+    rng = random.Random(8)
+    try:
+
+        def recall() -> tuple[Any, ...]:
+            return keyword_search.search(db.conn, "rare3 alpha", "", [], 5, None, bm25)
+
+        for _ in range(2):
+            first = recall()
+            assert bm25.completed == 0  # FTS5 scored; the words are now wanted
+            assert recall() == first
+            assert bm25.completed == 1  # counted and completed here
+            assert recall() == first
+            assert bm25.completed == 2  # from the cache
+            db.commit_writes([_rich_memory(rng, 1000)])
+            bm25.completed = 0
+    finally:
+        bm25.close()
+        db.close()

@@ -33,7 +33,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "_base _ask owner_link",  # the reply-future invariant; asking from outside (or the owner)
         # ...; SQL; the model (NumPy: imported by the client only lazily), the vector index;
         # a backup's checks
-        "_batch migrations supervisor local_db session_log keyword_search embedders vectors backup",
+        "_batch migrations supervisor local_db session_log keyword_search bm25 embedders vectors "
+        "backup",
         # the client's actors; serving followers, following the owner
         "store sync recall embedding owner_service sharing_host sharing",
         "system",  # MemorySystem

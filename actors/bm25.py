@@ -1,0 +1,285 @@
+"""FTS5's own BM25 for a few chosen rows, without FTS5 counting every holder of a word.
+
+Why: FTS5's ``bm25()`` weighs each phrase of a ``MATCH`` by counting every
+row that holds it, once per statement, before it scores a single row. For a
+word held by most of the file that count walks its whole doclist (at 100k
+memories about 2 ms a word, most of a mixed query's cost), although the
+statement then scores a few dozen rows.
+
+Here the same figure is computed in Python, term by term, in the order
+FTS5 sums it, so that it is equal to the last bit (checked against
+``bm25()`` on real files: tests/test_keyword_search.py):
+
+- each phrase's count of holders (``nHit``) is counted once and kept in a
+  :class:`Bm25` cache that is exact by construction: it is dropped whenever
+  the file may have changed (a commit by any connection moves ``PRAGMA
+  data_version``, a write by this one moves ``total_changes``), and never
+  kept or used inside an open transaction (a rollback would undo what it
+  counted);
+- the row count and total tokens are FTS5's own totals record, each row's
+  token count its ``docsize`` row, both read for the query;
+- each chosen row's term frequencies come from tokenising that row in
+  memory with the file's tokenizer (an FTS5 table and its ``instance``
+  vocabulary), as the snippets are cut.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from actors._sqlite import connect
+
+__all__ = ["TOKENIZE", "Bm25"]
+
+#: The file's tokenizer (actors/migrations.py): the same words, the same stems.
+TOKENIZE: Final = "porter unicode61 remove_diacritics 2"
+# FTS5's constants in fts5_aux.c (fts5Bm25Function).
+_K1: Final = 1.2
+_B: Final = 0.75
+_IDF_FLOOR: Final = 1e-6
+# FTS5's id of its totals record (FTS5_AVERAGES_ROWID): row count, then tokens per column.
+_TOTALS_ID: Final = 1
+
+
+class Bm25:
+    """Counts of holders kept for one connection, and the in-memory table that tokenises rows.
+
+    Not thread-safe, like the connection it serves: one per owner of a
+    file's connection (the StoreActor's :class:`~actors.local_db.LocalDatabase`).
+    """
+
+    def __init__(self) -> None:
+        self._holders: dict[str, int] = {}
+        # phrase → (cap, count up to the cap), from the capped counts that sort words.
+        self._capped: dict[str, tuple[int, int]] = {}
+        # A word's tokens depend on the tokenizer alone; only common words are
+        # spelled here, and a file holds few of them.
+        self._spellings: dict[str, tuple[str, ...]] = {}
+        # Phrases a query wanted counted since the file last changed, uncounted.
+        self._wanted: set[str] = set()
+        self._valid_for: tuple[int, int] | None = None
+        self._memory = connect(":memory:")
+        # Contentless: the rows are only tokenised, never read back.
+        self._memory.execute(
+            "CREATE VIRTUAL TABLE tokens USING fts5(content, tags, content='', "
+            f"tokenize='{TOKENIZE}')"
+        )
+        self._memory.execute("CREATE VIRTUAL TABLE token_at USING fts5vocab(tokens, 'instance')")
+        self._memory.execute(
+            f"CREATE VIRTUAL TABLE spelling USING fts5(content, content='', tokenize='{TOKENIZE}')"
+        )
+        self._memory.execute(
+            "CREATE VIRTUAL TABLE spelling_at USING fts5vocab(spelling, 'instance')"
+        )
+
+    def usable(self, conn: sqlite3.Connection) -> bool:
+        """Whether scores can be computed here now: not inside a transaction.
+
+        Inside one, FTS5's totals record lags its pending writes and a count
+        taken could be rolled back.
+        """
+        return not conn.in_transaction
+
+    def worth_counting(self, conn: sqlite3.Connection, phrases: Sequence[str]) -> bool:
+        """Whether ``phrases``' counts are cached, or worth counting now.
+
+        Counting a common word costs what FTS5's own scoring spends on it, so
+        it pays only if the count is used again before the file changes. A
+        first query after a write leaves its words wanted and lets FTS5
+        score; a second one wanting them with the file unchanged (a run of
+        recalls) counts them. So a recall after every write costs what it
+        did before this cache, and a run of recalls pays one count a word.
+        """
+        self._follow(conn)
+        missing = {phrase for phrase in phrases if phrase not in self._holders}
+        if missing <= self._wanted:
+            return True
+        self._wanted |= missing
+        return False
+
+    def holders(self, conn: sqlite3.Connection, phrase: str, cap: int) -> int:
+        """How many memories hold ``phrase``, counted up to ``cap``.
+
+        Kept with the counts: a query's words are sorted into selective and
+        common by this count before any is scored.
+        """
+        self._follow(conn)
+        known = self._holders.get(phrase)
+        if known is not None:
+            return min(known, cap)
+        counted_to, count = self._capped.get(phrase, (0, 0))
+        # A count below its cap is exact; one that reached it answers any lower cap.
+        if count == counted_to < cap:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM (SELECT rowid FROM memories_fts "
+                "WHERE memories_fts MATCH ? LIMIT ?)",
+                (phrase, cap),
+            ).fetchone()
+            self._capped[phrase] = (cap, count)
+        return min(count, cap)
+
+    def add_phrases(
+        self,
+        conn: sqlite3.Connection,
+        partial: Mapping[int, float],
+        phrases: Sequence[str],
+    ) -> dict[int, float]:
+        """Each row's ``bm25()`` once ``phrases`` follow the phrases ``partial`` was scored on.
+
+        ``partial``: rowid → ``bm25()`` of a statement whose phrases are the
+        first ones of the statement wanted (FTS5 sums phrase by phrase, so
+        its running sum there is exactly that score). ``phrases``: the
+        quoted words that follow, in order.
+        """
+        if not partial:
+            return {}
+        self._follow(conn)
+        rows = sorted(partial)
+        rows_total, tokens_total = self._totals(conn)
+        average_length = tokens_total / rows_total
+        weights = [self._idf(conn, phrase, rows_total) for phrase in phrases]
+        lengths = self._lengths(conn, rows)
+        frequencies = self._frequencies(conn, rows, phrases)
+        scores: dict[int, float] = {}
+        for rowid in rows:
+            # FTS5 returns -1.0 * score: negating back is exact.
+            score = -partial[rowid]
+            length = lengths[rowid]
+            for weight, counts in zip(weights, frequencies, strict=True):
+                # fts5Bm25Function's expression, operation for operation.
+                freq = float(counts.get(rowid, 0))
+                score += weight * (
+                    (freq * (_K1 + 1.0)) / (freq + _K1 * (1 - _B + _B * length / average_length))
+                )
+            scores[rowid] = -1.0 * score
+        return scores
+
+    def close(self) -> None:
+        self._memory.close()
+
+    def _follow(self, conn: sqlite3.Connection) -> None:
+        """Drop the counts if the file may have changed since they were taken."""
+        (data_version,) = conn.execute("PRAGMA data_version").fetchone()
+        state = (int(data_version), conn.total_changes)
+        if state != self._valid_for:
+            self._holders.clear()
+            self._capped.clear()
+            self._wanted.clear()
+            self._valid_for = state
+
+    def count(self, conn: sqlite3.Connection, phrase: str) -> int:
+        """How many memories hold ``phrase`` (FTS5's ``nHit``), from the cache when it can be."""
+        self._follow(conn)
+        holders = self._holders.get(phrase)
+        if holders is None:
+            (holders,) = conn.execute(
+                "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?", (phrase,)
+            ).fetchone()
+            self._holders[phrase] = holders
+        return int(holders)
+
+    def rows(self, conn: sqlite3.Connection) -> int:
+        """How many memories the index holds (FTS5's row count)."""
+        return self._totals(conn)[0]
+
+    def _idf(self, conn: sqlite3.Connection, phrase: str, rows_total: int) -> float:
+        holders = self.count(conn, phrase)
+        idf = math.log((rows_total - holders + 0.5) / (holders + 0.5))
+        return idf if idf > 0.0 else _IDF_FLOOR
+
+    @staticmethod
+    def _totals(conn: sqlite3.Connection) -> tuple[int, int]:
+        """FTS5's row count and total tokens (every column), as ``bm25()`` reads them."""
+        row = conn.execute(
+            "SELECT block FROM memories_fts_data WHERE id = ?", (_TOTALS_ID,)
+        ).fetchone()
+        counts = _varints(row[0])
+        return counts[0], sum(counts[1:])
+
+    @staticmethod
+    def _lengths(conn: sqlite3.Connection, rows: Sequence[int]) -> dict[int, int]:
+        """Each row's tokens over every column, from FTS5's ``docsize`` table."""
+        marks = ",".join("?" * len(rows))
+        return {
+            rowid: sum(_varints(sizes))
+            for rowid, sizes in conn.execute(
+                f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({marks})", rows
+            )
+        }
+
+    def _frequencies(
+        self, conn: sqlite3.Connection, rows: Sequence[int], phrases: Sequence[str]
+    ) -> list[dict[int, int]]:
+        """For each phrase, rowid → its instances in the row (every column), as ``xInst`` counts."""
+        marks = ",".join("?" * len(rows))
+        texts = conn.execute(
+            f"SELECT rowid, content, tags FROM memories WHERE rowid IN ({marks})", rows
+        ).fetchall()
+        memory = self._memory
+        with memory:
+            memory.execute("BEGIN")
+            memory.execute("INSERT INTO tokens(tokens) VALUES ('delete-all')")
+            memory.executemany("INSERT INTO tokens(rowid, content, tags) VALUES (?, ?, ?)", texts)
+        spellings = [self._spelling(phrase) for phrase in phrases]
+        places: dict[str, list[tuple[int, str, int]]] = {}
+        # One term at a time: the vocabulary table seeks to a term, but reads
+        # every instance of the table when not told which.
+        for term in {term for spelling in spellings for term in spelling}:
+            places[term] = memory.execute(
+                "SELECT doc, col, offset FROM token_at WHERE term = ?", (term,)
+            ).fetchall()
+        return [_instances(places, spelling) for spelling in spellings]
+
+    def _spelling(self, phrase: str) -> tuple[str, ...]:
+        """The tokens FTS5 makes of a quoted word: it may stem, or split into several
+        (a phrase FTS5 then matches as consecutive tokens)."""
+        spelling = self._spellings.get(phrase)
+        if spelling is None:
+            memory = self._memory
+            with memory:
+                memory.execute("BEGIN")
+                memory.execute("INSERT INTO spelling(spelling) VALUES ('delete-all')")
+                memory.execute(
+                    "INSERT INTO spelling(rowid, content) VALUES (1, ?)", (phrase[1:-1],)
+                )
+            spelling = tuple(
+                term for (term,) in memory.execute("SELECT term FROM spelling_at ORDER BY offset")
+            )
+            self._spellings[phrase] = spelling
+        return spelling
+
+
+def _instances(
+    places: Mapping[str, Sequence[tuple[int, str, int]]], terms: Sequence[str]
+) -> dict[int, int]:
+    """rowid → how many times ``terms`` occur consecutively within one column."""
+    counts: dict[int, int] = {}
+    if not terms:
+        return counts
+    later = [set(places[term]) for term in terms[1:]]
+    for doc, column, offset in places[terms[0]]:
+        if all((doc, column, offset + k) in at for k, at in enumerate(later, start=1)):
+            counts[doc] = counts.get(doc, 0) + 1
+    return counts
+
+
+def _varints(blob: bytes) -> list[int]:
+    """SQLite's varints, as FTS5 stores sizes: 7 bits a byte, big-endian, the 9th whole."""
+    values: list[int] = []
+    at = 0
+    while at < len(blob):
+        value = 0
+        for n in range(9):
+            byte = blob[at]
+            at += 1
+            if n == 8:
+                value = (value << 8) | byte
+                break
+            value = (value << 7) | (byte & 0x7F)
+            if not byte & 0x80:
+                break
+        values.append(value)
+    return values
