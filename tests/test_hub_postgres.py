@@ -587,3 +587,45 @@ def test_user_text_never_becomes_full_text_query_syntax(database: str) -> None:
         assert engine.recall("acme", RecallQuery("?! & |"), None).hits == ()
     finally:
         backend.close()
+
+
+def test_a_recall_answers_its_limit_when_the_best_ranked_rows_are_gone_or_filtered(
+    database: str,
+) -> None:
+    """The hits' rows are read for the first ``limit`` ranked first; when some of them are
+    forgotten, another tenant's or filtered out, the rest of the ranking fills the answer."""
+    from actors.hub.direct import DirectBackend
+    from actors.wire import EmbedderInfo, RecallQuery
+
+    runtime = ThreadedRuntime(seed=5)
+    backend = DirectBackend.open(database, new_id=runtime.new_id, now=runtime.wall_time)
+    try:
+        ours = [memory(f"note {n}", namespace="a") for n in range(4)]
+        elsewhere = memory("note in another namespace", namespace="b")
+        theirs = memory("note of another tenant", namespace="a")
+        backend.push("acme", (*ours, elsewhere), 10)
+        backend.push("other", (theirs,), 10)
+        backend.push("acme", (forget(ours[0]),), 10)
+        engine = backend.engine
+        with engine._tx() as cur:
+            rowid = {str(i): int(r) for r, i in cur.execute("SELECT rowid, id FROM memories")}
+        # A ranking as an in-memory index could give it: stale and unfiltered at its head.
+        ranking = [ours[0], theirs, elsewhere, ours[1], ours[2], ours[3]]
+        vector_hits = [(rowid[item.id], 1.0 - n / 10) for n, item in enumerate(ranking)]
+        answer = engine.recall(
+            "acme",
+            RecallQuery("note", namespace="a", limit=2),
+            vector_hits,
+            embedder=EmbedderInfo("test", 3, True),
+        )
+        assert [hit.id for hit in answer.hits] == [ours[1].id, ours[2].id]
+        # With the head all live and passing, the answer is the head.
+        answer = engine.recall(
+            "acme",
+            RecallQuery("note", limit=2),
+            vector_hits[3:],
+            embedder=EmbedderInfo("test", 3, True),
+        )
+        assert [hit.id for hit in answer.hits] == [ours[1].id, ours[2].id]
+    finally:
+        backend.close()

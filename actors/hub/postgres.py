@@ -1103,16 +1103,13 @@ class PostgresEngine:
                     cur, tenant, query, phrases, depth
                 ),
             )
-            where, params = _recall_filters(query.namespace, query.tags, query.namespace_prefix)
-            rows: dict[int, HitRow] = {
-                int(row[0]): (row[1], row[2], row[3], tuple(row[4]), row[5])
-                for row in cur.execute(
-                    "SELECT m.rowid, m.id, m.namespace, m.content, m.tags, m.created_at "
-                    "FROM memories m WHERE m.rowid = ANY(%s::bigint[]) AND m.tenant = %s "
-                    f"AND NOT m.deleted{where}",
-                    [[key for key, _ in ranked], tenant, *params],
-                ).fetchall()
-            }
+            keys = [key for key, _ in ranked]
+            # The answer's rows first: the rankings applied the filters already, so
+            # they are nearly always all there. Each row fetched is a random page
+            # of the table, read from disk when the cache is cold.
+            rows = self._hit_rows(cur, tenant, query, keys[: query.limit])
+            if len(rows) < query.limit and len(keys) > query.limit:
+                rows.update(self._hit_rows(cur, tenant, query, keys[query.limit :]))
             pending = self._pending(cur, tenant, indexed_through)
         return RecallHits(
             hits_of(ranked, rows, vector_hits, query.limit),
@@ -1121,6 +1118,22 @@ class PostgresEngine:
             pending=pending,
             note=note,
         )
+
+    @staticmethod
+    def _hit_rows(
+        cur: _Cur, tenant: str, query: RecallQuery, keys: Sequence[int]
+    ) -> dict[int, HitRow]:
+        """The rows of those of ``keys`` that are the tenant's, live and pass the filters."""
+        where, params = _recall_filters(query.namespace, query.tags, query.namespace_prefix)
+        return {
+            int(row[0]): (row[1], row[2], row[3], tuple(row[4]), row[5])
+            for row in cur.execute(
+                "SELECT m.rowid, m.id, m.namespace, m.content, m.tags, m.created_at "
+                "FROM memories m WHERE m.rowid = ANY(%s::bigint[]) AND m.tenant = %s "
+                f"AND NOT m.deleted{where}",
+                [list(keys), tenant, *params],
+            ).fetchall()
+        }
 
     # -- reads ------------------------------------------------------------------------------
 
