@@ -413,10 +413,12 @@ class LinkServer:
                 conn.close()
                 continue
             with self._lock:
-                if self._closed:
-                    conn.close()
-                    return
-                self._connections[conn] = _Outbox(conn, str(self.path))
+                closed = self._closed
+                if not closed:
+                    self._connections[conn] = _Outbox(conn, str(self.path))
+            if closed:
+                _turn_away(conn)
+                continue
             threading.Thread(
                 target=self._serve, args=(conn,), name="owner-link-conn", daemon=True
             ).start()
@@ -456,9 +458,15 @@ class LinkServer:
             conn.close()
 
     def drain(self) -> None:
-        """Stop listening and starting requests; replies to those started still go out."""
+        """Stop starting requests (each is answered ``not_begun``) and taking followers;
+        replies to those started still go out."""
         self._draining = True
-        self._listener.close()
+        # Unlinked, not closed: no follower can connect from now on, and the ones
+        # whose connection waits in the listener's backlog are told the owner is
+        # closing (:meth:`close`). Closing the listener would reset them, which a
+        # follower cannot tell from an owner killed after reading its request.
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
 
     def close(self) -> None:
         """Tell every follower this owner is closing, then drop their connections.
@@ -482,8 +490,26 @@ class LinkServer:
             # what it has no answer to fails as OwnerGone (repeated if safe).
             outbox.flush(max(0.0, deadline - time.monotonic()))
             outbox.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        # The backlog holds only connections made before drain unlinked the path.
+        try:
+            self._listener.setblocking(False)
+            while True:
+                conn, _ = self._listener.accept()
+                _turn_away(conn)
+        except OSError:
+            pass  # empty (the accept loop turns away what it takes), or closed before
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept loop
+        self._listener.close()
+
+
+def _turn_away(conn: socket.socket) -> None:
+    """Close a connection accepted after the owner said goodbye, saying so first: the
+    follower then knows its request, if it sent one, was never begun."""
+    with contextlib.suppress(OSError):
+        conn.settimeout(_CLOSE_FLUSH)
+        conn.sendall(encode_frame({"id": 0, CLOSING: True}))
+    conn.close()
 
 
 class LinkClient:

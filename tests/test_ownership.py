@@ -24,14 +24,18 @@ from typing import Any
 
 import pytest
 
+from actors import owner_link
 from actors.errors import OwnerGone, Unavailable
 from actors.owner_link import (
+    CLOSING,
     MAX_REQUEST_BYTES,
     NOT_BEGUN,
+    FrameReader,
     LinkClient,
     LinkServer,
     OwnerProxy,
     Reply,
+    read_frame,
 )
 from actors.ownership import (
     OwnerInfo,
@@ -509,3 +513,22 @@ def test_the_published_owner_is_json_a_person_can_read(tmp_path: Path) -> None:
     lock.release()
     with pytest.raises(RuntimeError, match="only the owner"):
         lock.publish(OwnerInfo(pid=1, socket="/x"))
+
+
+def test_a_draining_owner_takes_no_follower_and_turns_late_ones_away_with_its_goodbye(
+    link: Any,
+) -> None:
+    """Once draining, the socket is gone, so a follower finds no owner (and waits for the
+    next) instead of a connection that would be reset; one accepted after the goodbye is
+    told ``closing`` before it is closed, never reset: a reset could not be told from an
+    owner killed after reading the request."""
+    server, _ = link
+    server.drain()
+    with pytest.raises(FileNotFoundError):
+        LinkClient(server.path)
+    owner_end, follower_end = socket.socketpair()
+    with follower_end:
+        owner_link._turn_away(owner_end)
+        frames = FrameReader(follower_end)
+        assert read_frame(frames, owner_link.MAX_REPLY_BYTES) == {"id": 0, CLOSING: True}
+        assert read_frame(frames, owner_link.MAX_REPLY_BYTES) is None
