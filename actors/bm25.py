@@ -32,7 +32,7 @@ from typing import Final
 
 from actors._sqlite import connect
 
-__all__ = ["TOKENIZE", "Bm25"]
+__all__ = ["TOKENIZE", "Bm25", "capped_holders"]
 
 #: The file's tokenizer (actors/migrations.py): the same words, the same stems.
 TOKENIZE: Final = "porter unicode61 remove_diacritics 2"
@@ -113,11 +113,7 @@ class Bm25:
         counted_to, count = self._capped.get(phrase, (0, 0))
         # A count below its cap is exact; one that reached it answers any lower cap.
         if count == counted_to < cap:
-            (count,) = conn.execute(
-                "SELECT count(*) FROM (SELECT rowid FROM memories_fts "
-                "WHERE memories_fts MATCH ? LIMIT ?)",
-                (phrase, cap),
-            ).fetchone()
+            count = capped_holders(conn, phrase, cap)
             self._capped[phrase] = (cap, count)
         return min(count, cap)
 
@@ -250,6 +246,16 @@ class Bm25:
             )
             self._spellings[phrase] = spelling
         return spelling
+
+
+def capped_holders(conn: sqlite3.Connection, phrase: str, cap: int) -> int:
+    """How many memories hold ``phrase``, counted up to ``cap`` (no further: a common
+    word's doclist is long)."""
+    (count,) = conn.execute(
+        "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+        (phrase, cap),
+    ).fetchone()
+    return int(count)
 
 
 def _instances(

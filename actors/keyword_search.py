@@ -58,7 +58,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from actors._sqlite import connect
-from actors.bm25 import TOKENIZE, Bm25
+from actors.bm25 import TOKENIZE, Bm25, capped_holders
 from actors.model import RecallHit
 
 __all__ = [
@@ -315,11 +315,7 @@ def _holders(conn: sqlite3.Connection, phrase: str, counts: Bm25 | None) -> int:
     """How many memories hold ``phrase``, counted up to ``SELECTIVE_ROWS + 1``."""
     if counts is not None:
         return counts.holders(conn, phrase, SELECTIVE_ROWS + 1)
-    row = conn.execute(
-        "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
-        (phrase, SELECTIVE_ROWS + 1),
-    ).fetchone()
-    return int(row[0])
+    return capped_holders(conn, phrase, SELECTIVE_ROWS + 1)
 
 
 def _score(
