@@ -58,7 +58,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from actors._sqlite import connect
-from actors.bm25 import TOKENIZE, Bm25, capped_holders
+from actors.bm25 import MARKED_COLUMNS, TOKENIZE, UNMARKABLE, Bm25, Marked, capped_holders
 from actors.model import RecallHit
 
 __all__ = [
@@ -166,16 +166,18 @@ def search(
         scored = _newest(conn, every, where, params, limit)
     else:
         some_selective, some_common = _any(selective), _any(common)
-        if (
-            counts is not None
+        completed = (
+            _with_selective_counted(conn, counts, selective, common, (where, params), limit)
+            if counts is not None
             and _scoring_here_pays(conn, counts, sum(held[p] for p in selective))
             and counts.worth_counting(conn, common)
-        ):
-            scored = _with_selective_counted(
-                conn, counts, selective, common, (where, params), limit
-            )
-        else:
-            scored = _with_selective(conn, some_selective, some_common, where, params, limit)
+            else None
+        )
+        scored = (
+            completed
+            if completed is not None
+            else _with_selective(conn, some_selective, some_common, where, params, limit)
+        )
         if len(scored) < limit:
             # A memory without a selective word scores over the common words alone.
             scored += _newest(conn, f"{some_common} NOT {some_selective}", where, params, limit)
@@ -247,34 +249,39 @@ def _with_selective_counted(
     common: Sequence[str],
     filters: tuple[str, Sequence[Any]],
     limit: int,
-) -> list[tuple[int, float]]:
+) -> list[tuple[int, float]] | None:
     """What :func:`_with_selective` returns, with no statement scoring a common word.
 
     FTS5 scores the selective words (cheap: they have few holders), and
-    tells which of those memories also hold a common word without scoring
-    them; :class:`~actors.bm25.Bm25` adds the common words' terms to those
-    few, from cached counts, as ``bm25()`` of ``(S) AND (C)`` would.
+    marks, without scoring, the words of those memories that also hold a
+    common word (``highlight()``); :class:`~actors.bm25.Bm25` adds the
+    common words' terms to those few, from cached counts and the marked
+    instances, as ``bm25()`` of ``(S) AND (C)`` would. None when a memory's
+    text holds a character the marks are made of (FTS5 then scores).
     """
     where, params = filters
     some_selective = _any(selective)
     rows = conn.execute(
-        "WITH also_common AS ("
-        "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?"
+        "WITH also_common AS MATERIALIZED ("
+        f"SELECT rowid, {MARKED_COLUMNS}, {UNMARKABLE} AS unmarkable "
+        "FROM memories_fts WHERE memories_fts MATCH ?"
         "), alone AS MATERIALIZED ("
-        f"SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score, "
-        f"memories_fts.rowid IN also_common AS holds_common {_source(where)}"
+        f"SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score {_source(where)}"
         # Every memory that holds a common word too (its score is to be
         # completed), and the best of the others (their score is final).
-        ") SELECT rowid, score, holds_common FROM alone WHERE holds_common "
+        ") SELECT alone.rowid, score, also_common.* FROM alone JOIN also_common USING (rowid) "
         "UNION ALL SELECT * FROM ("
-        "SELECT rowid, score, holds_common FROM alone WHERE NOT holds_common "
+        "SELECT rowid, score, NULL, NULL, NULL, NULL, NULL FROM alone "
+        "WHERE rowid NOT IN (SELECT rowid FROM also_common) "
         # BM25 is negative, better is smaller; ties newest (largest rowid) first.
         "ORDER BY score, rowid DESC LIMIT ?)",
         [f"{some_selective} AND {_any(common)}", some_selective, *params, limit],
     ).fetchall()
-    alone = {rowid: score for rowid, score, _ in rows}
-    both = {rowid: alone[rowid] for rowid, _, holds_common in rows if holds_common}
-    alone.update(bm25.add_phrases(conn, both, common))
+    alone = {row[0]: row[1] for row in rows}
+    marked: dict[int, Marked] = {row[0]: row[3:6] for row in rows if row[2] is not None}
+    if any(row[6] for row in rows if row[2] is not None):
+        return None
+    alone.update(bm25.add_phrases(conn, {r: alone[r] for r in marked}, common, marked))
     # BM25 is negative, better is smaller; ties newest (largest rowid) first.
     return sorted(alone.items(), key=lambda row: (row[1], -row[0]))[:limit]
 

@@ -22,7 +22,7 @@ import pytest
 
 from actors import keyword_search
 from actors._sqlite import connect
-from actors.bm25 import Bm25
+from actors.bm25 import MARKED_COLUMNS, Bm25, Marked
 from actors.local_db import LocalDatabase, _filters
 from actors.messages import ForgetMemory, RetagMemory, StoreMemory
 from actors.migrations import migrate
@@ -289,6 +289,16 @@ def _fts5_scores(conn: sqlite3.Connection, match: str) -> dict[int, float]:
     )
 
 
+def _marked(conn: sqlite3.Connection, match: str) -> dict[int, Marked]:
+    return {
+        rowid: (sizes, content, tags)
+        for rowid, sizes, content, tags in conn.execute(
+            f"SELECT rowid, {MARKED_COLUMNS} FROM memories_fts WHERE memories_fts MATCH ?",
+            (match,),
+        )
+    }
+
+
 def _assert_bm25_is_fts5s(conn: sqlite3.Connection, bm25: Bm25, rng: random.Random) -> int:
     """For random splits of a query into leading and following phrases: the scores
     completed from the leading phrases' ``bm25()`` equal ``bm25()`` of the whole, exactly."""
@@ -303,7 +313,8 @@ def _assert_bm25_is_fts5s(conn: sqlite3.Connection, bm25: Bm25, rng: random.Rand
         first = "(" + " OR ".join(leading) + ")"
         whole = _fts5_scores(conn, f"{first} AND (" + " OR ".join(following) + ")")
         partial = _fts5_scores(conn, first)
-        ours = bm25.add_phrases(conn, {r: partial[r] for r in whole}, following)
+        marked = _marked(conn, f"{first} AND (" + " OR ".join(following) + ")")
+        ours = bm25.add_phrases(conn, {r: partial[r] for r in whole}, following, marked)
         # Equal to the last bit, not approximately: the ranking breaks ties on it.
         assert ours == whole, words
         compared += len(whole)
