@@ -16,11 +16,17 @@ FTS5 sums it, so that it is equal to the last bit (checked against
   data_version``, a write by this one moves ``total_changes``), and never
   kept or used inside an open transaction (a rollback would undo what it
   counted);
-- the row count and total tokens are FTS5's own totals record, each row's
-  token count its ``docsize`` row, both read for the query;
-- each chosen row's term frequencies come from tokenising that row in
-  memory with the file's tokenizer (an FTS5 table and its ``instance``
-  vocabulary), as the snippets are cut.
+- the row count and total tokens are FTS5's own totals record (kept with
+  the counts, dropped with them), each row's token count its ``docsize``
+  row, read by the statement that chose the row;
+- each chosen row's term frequencies are FTS5's own instances: the same
+  statement returns every column as ``highlight()`` marks it
+  (:data:`MARKED_COLUMNS`), each marked span is tokenised with the file's
+  tokenizer (a word's few spellings, cached), and a phrase's instances are
+  its runs of tokens within the spans. A row whose text holds a mark
+  character could not be read back (:data:`UNMARKABLE`): the caller then
+  lets FTS5 score. Marking costs less than tokenising the whole row in
+  memory, as this module first did (docs/performance.md, kw-fast).
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ _MAX_SPELLINGS: Final = 4_096
 
 
 class Bm25:
-    """Counts of holders kept for one connection, and the in-memory table that tokenises rows.
+    """Counts of holders kept for one connection, and the in-memory table that spells words.
 
     Not thread-safe, like the connection it serves: one per owner of a
     file's connection (the StoreActor's :class:`~actors.local_db.LocalDatabase`).

@@ -35,18 +35,20 @@ words (two when the window is needed), and the window is read newest
 first in the same statement that scores it.
 
 A mixed query can skip even that count: when its selective words have few
-holders, FTS5 scores the selective words alone and only marks which of
-their holders also hold a common word; :class:`~actors.bm25.Bm25` completes
-those few scores with the common words' terms, from holder counts cached
-while the file is unchanged, equal to FTS5's ``bm25()`` to the bit (so the
+holders, FTS5 scores the selective words alone and only marks, with
+``highlight()``, the words of their holders that also hold a common word;
+:class:`~actors.bm25.Bm25` completes those few scores with the common
+words' terms, from holder counts cached while the file is unchanged and
+the marked instances, equal to FTS5's ``bm25()`` to the bit (so the
 ranking is the same on either path; the cost rule picks the cheaper one).
 
 So a query of selective words only is exact, and any query scores at most
 ``words × SELECTIVE_ROWS + COMMON_WINDOW`` rows. Ties are broken newest first.
 
 Snippets are cut by FTS5's own ``snippet()`` on a :class:`Snippets` table in
-memory that holds just the chosen rows: asked of the file, each snippet
-re-read the doclists of the query's common words (0.5-0.8 ms a hit at 100k).
+memory that holds just the chosen rows, inside a transaction rolled back
+after the cut: asked of the file, each snippet re-read the doclists of the
+query's common words (0.5-0.8 ms a hit at 100k).
 """
 
 from __future__ import annotations
@@ -287,10 +289,10 @@ def _scoring_here_pays(conn: sqlite3.Connection, counts: Bm25, selective_holders
     FTS5 would count the common words' ``H`` holders. The rows to complete
     are the selective words' holders that also hold a common word: about
     ``selective_holders × H / rows``. Each costs about what FTS5 spends
-    counting :data:`HOLDERS_PER_SCORED_ROW` holders (tokenised, its length
-    read, summed in Python). ``H`` cancels out, so the rule needs no count
-    (one not yet cached would cost what it saves). Either way the scores are
-    the same.
+    counting :data:`HOLDERS_PER_SCORED_ROW` holders (marked by
+    ``highlight()``, its spans spelled, summed in Python). ``H`` cancels
+    out, so the rule needs no count (one not yet cached would cost what it
+    saves). Either way the scores are the same.
     """
     return selective_holders * HOLDERS_PER_SCORED_ROW < counts.rows(conn)
 
