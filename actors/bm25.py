@@ -16,23 +16,30 @@ FTS5 sums it, so that it is equal to the last bit (checked against
   data_version``, a write by this one moves ``total_changes``), and never
   kept or used inside an open transaction (a rollback would undo what it
   counted);
-- the row count and total tokens are FTS5's own totals record, each row's
-  token count its ``docsize`` row, both read for the query;
-- each chosen row's term frequencies come from tokenising that row in
-  memory with the file's tokenizer (an FTS5 table and its ``instance``
-  vocabulary), as the snippets are cut.
+- the row count and total tokens are FTS5's own totals record (kept with
+  the counts, dropped with them), each row's token count its ``docsize``
+  row, read by the statement that chose the row;
+- each chosen row's term frequencies are FTS5's own instances: the same
+  statement returns every column as ``highlight()`` marks it
+  (:data:`MARKED_COLUMNS`), each marked span is tokenised with the file's
+  tokenizer (a word's few spellings, cached), and a phrase's instances are
+  its runs of tokens within the spans. A row whose text holds a mark
+  character could not be read back (:data:`UNMARKABLE`): the caller then
+  lets FTS5 score. Marking costs less than tokenising the whole row in
+  memory, as this module first did (docs/performance.md, kw-fast).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Final
 
 from actors._sqlite import connect
 
-__all__ = ["TOKENIZE", "Bm25", "capped_holders"]
+__all__ = ["MARKED_COLUMNS", "TOKENIZE", "UNMARKABLE", "Bm25", "Marked", "capped_holders"]
 
 #: The file's tokenizer (actors/migrations.py): the same words, the same stems.
 TOKENIZE: Final = "porter unicode61 remove_diacritics 2"
@@ -43,9 +50,28 @@ _IDF_FLOOR: Final = 1e-6
 # FTS5's id of its totals record (FTS5_AVERAGES_ROWID): row count, then tokens per column.
 _TOTALS_ID: Final = 1
 
+#: What :meth:`Bm25.add_phrases` needs of a matched row (:data:`Marked`): its
+#: docsize record, and every column with its phrases' instances marked by
+#: FTS5's ``highlight()`` between two control characters (a source that
+#: holds one is :data:`UNMARKABLE`).
+MARKED_COLUMNS: Final = (
+    "(SELECT sz FROM memories_fts_docsize WHERE id = memories_fts.rowid), "
+    "highlight(memories_fts, 0, char(1), char(2)), highlight(memories_fts, 1, char(1), char(2))"
+)
+#: A row as :data:`MARKED_COLUMNS` selects it: sizes, content, tags.
+Marked = tuple[bytes, str, str]
+#: True for a row whose own text holds a mark: its spans could not be told apart.
+UNMARKABLE: Final = (
+    "(instr(memories_fts.content, char(1)) OR instr(memories_fts.content, char(2)) "
+    "OR instr(memories_fts.tags, char(1)) OR instr(memories_fts.tags, char(2)))"
+)
+_MARKED_SPAN: Final = re.compile("\x01([^\x01\x02]*)\x02")
+# Spans are spelled as they occur (case, stems): bounded, as a runaway file could vary them.
+_MAX_SPELLINGS: Final = 4_096
+
 
 class Bm25:
-    """Counts of holders kept for one connection, and the in-memory table that tokenises rows.
+    """Counts of holders kept for one connection, and the in-memory table that spells words.
 
     Not thread-safe, like the connection it serves: one per owner of a
     file's connection (the StoreActor's :class:`~actors.local_db.LocalDatabase`).
@@ -55,19 +81,16 @@ class Bm25:
         self._holders: dict[str, int] = {}
         # phrase → (cap, count up to the cap), from the capped counts that sort words.
         self._capped: dict[str, tuple[int, int]] = {}
-        # A word's tokens depend on the tokenizer alone; only common words are
-        # spelled here, and a file holds few of them.
+        # A text's tokens depend on the tokenizer alone: the phrases and the
+        # spans highlight() marked (the query's words as the rows spell them).
         self._spellings: dict[str, tuple[str, ...]] = {}
         # Phrases a query wanted counted since the file last changed, uncounted.
         self._wanted: set[str] = set()
         self._valid_for: tuple[int, int] | None = None
+        # FTS5's row count and total tokens, read once while the file is unchanged.
+        self._totals: tuple[int, int] | None = None
         self._memory = connect(":memory:")
-        # Contentless: the rows are only tokenised, never read back.
-        self._memory.execute(
-            "CREATE VIRTUAL TABLE tokens USING fts5(content, tags, content='', "
-            f"tokenize='{TOKENIZE}')"
-        )
-        self._memory.execute("CREATE VIRTUAL TABLE token_at USING fts5vocab(tokens, 'instance')")
+        # Contentless: the words are only tokenised, never read back.
         self._memory.execute(
             f"CREATE VIRTUAL TABLE spelling USING fts5(content, content='', tokenize='{TOKENIZE}')"
         )
@@ -79,9 +102,15 @@ class Bm25:
         """Whether scores can be computed here now: not inside a transaction.
 
         Inside one, FTS5's totals record lags its pending writes and a count
-        taken could be rolled back.
+        taken could be rolled back. Called first by each query: it drops
+        what the file may have changed since (:meth:`holders`,
+        :meth:`worth_counting` and :meth:`rows` then read no
+        ``data_version`` of their own).
         """
-        return not conn.in_transaction
+        if conn.in_transaction:
+            return False
+        self._follow(conn)
+        return True
 
     def worth_counting(self, conn: sqlite3.Connection, phrases: Sequence[str]) -> bool:
         """Whether ``phrases``' counts are cached, or worth counting now.
@@ -92,8 +121,8 @@ class Bm25:
         score; a second one wanting them with the file unchanged (a run of
         recalls) counts them. So a recall after every write costs what it
         did before this cache, and a run of recalls pays one count a word.
+        Valid after :meth:`usable` in the same query.
         """
-        self._follow(conn)
         missing = {phrase for phrase in phrases if phrase not in self._holders}
         if missing <= self._wanted:
             return True
@@ -104,9 +133,9 @@ class Bm25:
         """How many memories hold ``phrase``, counted up to ``cap``.
 
         Kept with the counts: a query's words are sorted into selective and
-        common by this count before any is scored.
+        common by this count before any is scored. Valid after
+        :meth:`usable` in the same query.
         """
-        self._follow(conn)
         known = self._holders.get(phrase)
         if known is not None:
             return min(known, cap)
@@ -122,28 +151,31 @@ class Bm25:
         conn: sqlite3.Connection,
         partial: Mapping[int, float],
         phrases: Sequence[str],
+        marked: Mapping[int, Marked],
     ) -> dict[int, float]:
         """Each row's ``bm25()`` once ``phrases`` follow the phrases ``partial`` was scored on.
 
         ``partial``: rowid → ``bm25()`` of a statement whose phrases are the
         first ones of the statement wanted (FTS5 sums phrase by phrase, so
         its running sum there is exactly that score). ``phrases``: the
-        quoted words that follow, in order.
+        quoted words that follow, in order. ``marked``: each of those rows
+        as :data:`MARKED_COLUMNS` of a statement naming every phrase returned
+        it (its source holding no mark: :data:`UNMARKABLE`).
         """
         if not partial:
             return {}
         self._follow(conn)
         rows = sorted(partial)
-        rows_total, tokens_total = self._totals(conn)
+        rows_total, tokens_total = self._read_totals(conn)
         average_length = tokens_total / rows_total
         weights = [self._idf(conn, phrase, rows_total) for phrase in phrases]
-        lengths = self._lengths(conn, rows)
-        frequencies = self._frequencies(conn, rows, phrases)
+        frequencies = self._frequencies(marked, phrases)
         scores: dict[int, float] = {}
         for rowid in rows:
             # FTS5 returns -1.0 * score: negating back is exact.
             score = -partial[rowid]
-            length = lengths[rowid]
+            # The row's tokens over every column, from FTS5's docsize record.
+            length = sum(_varints(marked[rowid][0]))
             for weight, counts in zip(weights, frequencies, strict=True):
                 # fts5Bm25Function's expression, operation for operation.
                 freq = float(counts.get(rowid, 0))
@@ -164,11 +196,15 @@ class Bm25:
             self._holders.clear()
             self._capped.clear()
             self._wanted.clear()
+            self._totals = None
             self._valid_for = state
 
     def count(self, conn: sqlite3.Connection, phrase: str) -> int:
         """How many memories hold ``phrase`` (FTS5's ``nHit``), from the cache when it can be."""
         self._follow(conn)
+        return self._count(conn, phrase)
+
+    def _count(self, conn: sqlite3.Connection, phrase: str) -> int:
         holders = self._holders.get(phrase)
         if holders is None:
             (holders,) = conn.execute(
@@ -178,74 +214,67 @@ class Bm25:
         return int(holders)
 
     def rows(self, conn: sqlite3.Connection) -> int:
-        """How many memories the index holds (FTS5's row count)."""
-        return self._totals(conn)[0]
+        """How many memories the index holds (FTS5's row count). Valid after :meth:`usable`."""
+        return self._read_totals(conn)[0]
 
     def _idf(self, conn: sqlite3.Connection, phrase: str, rows_total: int) -> float:
-        holders = self.count(conn, phrase)
+        holders = self._count(conn, phrase)
         idf = math.log((rows_total - holders + 0.5) / (holders + 0.5))
         return idf if idf > 0.0 else _IDF_FLOOR
 
-    @staticmethod
-    def _totals(conn: sqlite3.Connection) -> tuple[int, int]:
+    def _read_totals(self, conn: sqlite3.Connection) -> tuple[int, int]:
         """FTS5's row count and total tokens (every column), as ``bm25()`` reads them."""
-        row = conn.execute(
-            "SELECT block FROM memories_fts_data WHERE id = ?", (_TOTALS_ID,)
-        ).fetchone()
-        counts = _varints(row[0])
-        return counts[0], sum(counts[1:])
-
-    @staticmethod
-    def _lengths(conn: sqlite3.Connection, rows: Sequence[int]) -> dict[int, int]:
-        """Each row's tokens over every column, from FTS5's ``docsize`` table."""
-        marks = ",".join("?" * len(rows))
-        return {
-            rowid: sum(_varints(sizes))
-            for rowid, sizes in conn.execute(
-                f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({marks})", rows
-            )
-        }
+        if self._totals is None:
+            row = conn.execute(
+                "SELECT block FROM memories_fts_data WHERE id = ?", (_TOTALS_ID,)
+            ).fetchone()
+            counts = _varints(row[0])
+            self._totals = counts[0], sum(counts[1:])
+        return self._totals
 
     def _frequencies(
-        self, conn: sqlite3.Connection, rows: Sequence[int], phrases: Sequence[str]
+        self, marked: Mapping[int, Marked], phrases: Sequence[str]
     ) -> list[dict[int, int]]:
-        """For each phrase, rowid → its instances in the row (every column), as ``xInst`` counts."""
-        marks = ",".join("?" * len(rows))
-        texts = conn.execute(
-            f"SELECT rowid, content, tags FROM memories WHERE rowid IN ({marks})", rows
-        ).fetchall()
-        memory = self._memory
-        with memory:
-            memory.execute("BEGIN")
-            memory.execute("INSERT INTO tokens(tokens) VALUES ('delete-all')")
-            memory.executemany("INSERT INTO tokens(rowid, content, tags) VALUES (?, ?, ?)", texts)
+        """For each phrase, rowid → its instances in the row (every column), as ``xInst`` counts.
+
+        ``highlight()`` marks every instance of every phrase of its statement
+        (overlapping ones as one span), so each instance lies within one
+        marked span, and counting a phrase's tokens as a run inside each
+        span's tokens counts its instances: FTS5's own positions, with no
+        row tokenised but the few words marked.
+        """
         spellings = [self._spelling(phrase) for phrase in phrases]
-        places: dict[str, list[tuple[int, str, int]]] = {}
-        # One term at a time: the vocabulary table seeks to a term, but reads
-        # every instance of the table when not told which.
-        for term in {term for spelling in spellings for term in spelling}:
-            places[term] = memory.execute(
-                "SELECT doc, col, offset FROM token_at WHERE term = ?", (term,)
-            ).fetchall()
-        return [_instances(places, spelling) for spelling in spellings]
+        counts: list[dict[int, int]] = [{} for _ in phrases]
+        for rowid, (_, content, tags) in marked.items():
+            for span in _MARKED_SPAN.findall(content) + _MARKED_SPAN.findall(tags):
+                tokens = self._tokens(span)
+                for spelling, found in zip(spellings, counts, strict=True):
+                    times = _runs(tokens, spelling)
+                    if times:
+                        found[rowid] = found.get(rowid, 0) + times
+        return counts
 
     def _spelling(self, phrase: str) -> tuple[str, ...]:
         """The tokens FTS5 makes of a quoted word: it may stem, or split into several
         (a phrase FTS5 then matches as consecutive tokens)."""
-        spelling = self._spellings.get(phrase)
-        if spelling is None:
+        return self._tokens(phrase[1:-1])
+
+    def _tokens(self, text: str) -> tuple[str, ...]:
+        """The tokens FTS5 makes of ``text``, in order."""
+        tokens = self._spellings.get(text)
+        if tokens is None:
             memory = self._memory
             with memory:
                 memory.execute("BEGIN")
                 memory.execute("INSERT INTO spelling(spelling) VALUES ('delete-all')")
-                memory.execute(
-                    "INSERT INTO spelling(rowid, content) VALUES (1, ?)", (phrase[1:-1],)
-                )
-            spelling = tuple(
+                memory.execute("INSERT INTO spelling(rowid, content) VALUES (1, ?)", (text,))
+            tokens = tuple(
                 term for (term,) in memory.execute("SELECT term FROM spelling_at ORDER BY offset")
             )
-            self._spellings[phrase] = spelling
-        return spelling
+            if len(self._spellings) >= _MAX_SPELLINGS:
+                self._spellings.clear()
+            self._spellings[text] = tokens
+        return tokens
 
 
 def capped_holders(conn: sqlite3.Connection, phrase: str, cap: int) -> int:
@@ -258,18 +287,18 @@ def capped_holders(conn: sqlite3.Connection, phrase: str, cap: int) -> int:
     return int(count)
 
 
-def _instances(
-    places: Mapping[str, Sequence[tuple[int, str, int]]], terms: Sequence[str]
-) -> dict[int, int]:
-    """rowid → how many times ``terms`` occur consecutively within one column."""
-    counts: dict[int, int] = {}
+def _runs(tokens: Sequence[str], terms: Sequence[str]) -> int:
+    """How many times ``terms`` occur as consecutive tokens of ``tokens`` (overlapping
+    runs too, as FTS5 counts a phrase's instances)."""
     if not terms:
-        return counts
-    later = [set(places[term]) for term in terms[1:]]
-    for doc, column, offset in places[terms[0]]:
-        if all((doc, column, offset + k) in at for k, at in enumerate(later, start=1)):
-            counts[doc] = counts.get(doc, 0) + 1
-    return counts
+        return 0
+    if len(terms) == 1:
+        return tokens.count(terms[0])
+    width = len(terms)
+    wanted = tuple(terms)
+    return sum(
+        1 for at in range(len(tokens) - width + 1) if tuple(tokens[at : at + width]) == wanted
+    )
 
 
 def _varints(blob: bytes) -> list[int]:

@@ -35,18 +35,20 @@ words (two when the window is needed), and the window is read newest
 first in the same statement that scores it.
 
 A mixed query can skip even that count: when its selective words have few
-holders, FTS5 scores the selective words alone and only marks which of
-their holders also hold a common word; :class:`~actors.bm25.Bm25` completes
-those few scores with the common words' terms, from holder counts cached
-while the file is unchanged, equal to FTS5's ``bm25()`` to the bit (so the
+holders, FTS5 scores the selective words alone and only marks, with
+``highlight()``, the words of their holders that also hold a common word;
+:class:`~actors.bm25.Bm25` completes those few scores with the common
+words' terms, from holder counts cached while the file is unchanged and
+the marked instances, equal to FTS5's ``bm25()`` to the bit (so the
 ranking is the same on either path; the cost rule picks the cheaper one).
 
 So a query of selective words only is exact, and any query scores at most
 ``words × SELECTIVE_ROWS + COMMON_WINDOW`` rows. Ties are broken newest first.
 
 Snippets are cut by FTS5's own ``snippet()`` on a :class:`Snippets` table in
-memory that holds just the chosen rows: asked of the file, each snippet
-re-read the doclists of the query's common words (0.5-0.8 ms a hit at 100k).
+memory that holds just the chosen rows, inside a transaction rolled back
+after the cut: asked of the file, each snippet re-read the doclists of the
+query's common words (0.5-0.8 ms a hit at 100k).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from actors._sqlite import connect
-from actors.bm25 import TOKENIZE, Bm25, capped_holders
+from actors.bm25 import MARKED_COLUMNS, TOKENIZE, UNMARKABLE, Bm25, Marked, capped_holders
 from actors.model import RecallHit
 
 __all__ = [
@@ -78,7 +80,7 @@ COMMON_WINDOW: Final = 500
 MAX_QUERY_TERMS: Final = 32
 #: What scoring one row in Python costs, in holders FTS5 counts in the same
 #: time (measured at 100k memories: docs/performance.md).
-HOLDERS_PER_SCORED_ROW: Final = 300
+HOLDERS_PER_SCORED_ROW: Final = 500
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _FROM = (
@@ -103,31 +105,26 @@ class Snippets:
 
     def __init__(self) -> None:
         self.conn = connect(":memory:")
-        # External content: emptying the index is then one 'delete-all'; a
-        # plain table's DELETE re-tokenises every row to unindex it.
-        self.conn.execute("CREATE TABLE texts(content TEXT)")
-        self.conn.execute(
-            f"CREATE VIRTUAL TABLE cut USING fts5(content, content='texts', tokenize='{TOKENIZE}')"
-        )
+        self.conn.execute(f"CREATE VIRTUAL TABLE cut USING fts5(content, tokenize='{TOKENIZE}')")
 
     def cut(self, match: str, contents: Sequence[str]) -> list[str]:
         """The snippet of each of ``contents`` for ``match``, marked ``[...]``, in order."""
         db = self.conn
         numbered = list(enumerate(contents, start=1))
-        # One transaction: in autocommit each statement would flush its own
-        # segment of the index.
-        with db:
-            db.execute("BEGIN")
-            db.execute("INSERT INTO cut(cut) VALUES ('delete-all')")
-            db.execute("DELETE FROM texts")
-            db.executemany("INSERT INTO texts(rowid, content) VALUES (?, ?)", numbered)
+        # Cut inside a transaction that is rolled back: FTS5 reads its own
+        # pending rows, and the rollback empties the table for the next cut at
+        # no cost (committing, then emptying it, cost 1.5-3 times as much).
+        db.execute("BEGIN")
+        try:
             db.executemany("INSERT INTO cut(rowid, content) VALUES (?, ?)", numbered)
-        found = dict(
-            db.execute(
-                "SELECT rowid, snippet(cut, 0, '[', ']', '…', 16) FROM cut WHERE cut MATCH ?",
-                (match,),
-            ).fetchall()
-        )
+            found = dict(
+                db.execute(
+                    "SELECT rowid, snippet(cut, 0, '[', ']', '…', 16) FROM cut WHERE cut MATCH ?",
+                    (match,),
+                ).fetchall()
+            )
+        finally:
+            db.execute("ROLLBACK")
         return [found.get(n, content) for n, content in numbered]
 
     def close(self) -> None:
@@ -166,16 +163,18 @@ def search(
         scored = _newest(conn, every, where, params, limit)
     else:
         some_selective, some_common = _any(selective), _any(common)
-        if (
-            counts is not None
+        completed = (
+            _with_selective_counted(conn, counts, selective, common, (where, params), limit)
+            if counts is not None
             and _scoring_here_pays(conn, counts, sum(held[p] for p in selective))
             and counts.worth_counting(conn, common)
-        ):
-            scored = _with_selective_counted(
-                conn, counts, selective, common, (where, params), limit
-            )
-        else:
-            scored = _with_selective(conn, some_selective, some_common, where, params, limit)
+            else None
+        )
+        scored = (
+            completed
+            if completed is not None
+            else _with_selective(conn, some_selective, some_common, where, params, limit)
+        )
         if len(scored) < limit:
             # A memory without a selective word scores over the common words alone.
             scored += _newest(conn, f"{some_common} NOT {some_selective}", where, params, limit)
@@ -247,34 +246,39 @@ def _with_selective_counted(
     common: Sequence[str],
     filters: tuple[str, Sequence[Any]],
     limit: int,
-) -> list[tuple[int, float]]:
+) -> list[tuple[int, float]] | None:
     """What :func:`_with_selective` returns, with no statement scoring a common word.
 
     FTS5 scores the selective words (cheap: they have few holders), and
-    tells which of those memories also hold a common word without scoring
-    them; :class:`~actors.bm25.Bm25` adds the common words' terms to those
-    few, from cached counts, as ``bm25()`` of ``(S) AND (C)`` would.
+    marks, without scoring, the words of those memories that also hold a
+    common word (``highlight()``); :class:`~actors.bm25.Bm25` adds the
+    common words' terms to those few, from cached counts and the marked
+    instances, as ``bm25()`` of ``(S) AND (C)`` would. None when a memory's
+    text holds a character the marks are made of (FTS5 then scores).
     """
     where, params = filters
     some_selective = _any(selective)
     rows = conn.execute(
-        "WITH also_common AS ("
-        "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?"
+        "WITH also_common AS MATERIALIZED ("
+        f"SELECT rowid, {MARKED_COLUMNS}, {UNMARKABLE} AS unmarkable "
+        "FROM memories_fts WHERE memories_fts MATCH ?"
         "), alone AS MATERIALIZED ("
-        f"SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score, "
-        f"memories_fts.rowid IN also_common AS holds_common {_source(where)}"
+        f"SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score {_source(where)}"
         # Every memory that holds a common word too (its score is to be
         # completed), and the best of the others (their score is final).
-        ") SELECT rowid, score, holds_common FROM alone WHERE holds_common "
+        ") SELECT alone.rowid, score, also_common.* FROM alone JOIN also_common USING (rowid) "
         "UNION ALL SELECT * FROM ("
-        "SELECT rowid, score, holds_common FROM alone WHERE NOT holds_common "
+        "SELECT rowid, score, NULL, NULL, NULL, NULL, NULL FROM alone "
+        "WHERE rowid NOT IN (SELECT rowid FROM also_common) "
         # BM25 is negative, better is smaller; ties newest (largest rowid) first.
         "ORDER BY score, rowid DESC LIMIT ?)",
         [f"{some_selective} AND {_any(common)}", some_selective, *params, limit],
     ).fetchall()
-    alone = {rowid: score for rowid, score, _ in rows}
-    both = {rowid: alone[rowid] for rowid, _, holds_common in rows if holds_common}
-    alone.update(bm25.add_phrases(conn, both, common))
+    alone = {row[0]: row[1] for row in rows}
+    marked: dict[int, Marked] = {row[0]: row[3:6] for row in rows if row[2] is not None}
+    if any(row[6] for row in rows if row[2] is not None):
+        return None
+    alone.update(bm25.add_phrases(conn, {r: alone[r] for r in marked}, common, marked))
     # BM25 is negative, better is smaller; ties newest (largest rowid) first.
     return sorted(alone.items(), key=lambda row: (row[1], -row[0]))[:limit]
 
@@ -285,10 +289,10 @@ def _scoring_here_pays(conn: sqlite3.Connection, counts: Bm25, selective_holders
     FTS5 would count the common words' ``H`` holders. The rows to complete
     are the selective words' holders that also hold a common word: about
     ``selective_holders × H / rows``. Each costs about what FTS5 spends
-    counting :data:`HOLDERS_PER_SCORED_ROW` holders (tokenised, its length
-    read, summed in Python). ``H`` cancels out, so the rule needs no count
-    (one not yet cached would cost what it saves). Either way the scores are
-    the same.
+    counting :data:`HOLDERS_PER_SCORED_ROW` holders (marked by
+    ``highlight()``, its spans spelled, summed in Python). ``H`` cancels
+    out, so the rule needs no count (one not yet cached would cost what it
+    saves). Either way the scores are the same.
     """
     return selective_holders * HOLDERS_PER_SCORED_ROW < counts.rows(conn)
 

@@ -22,7 +22,7 @@ import pytest
 
 from actors import keyword_search
 from actors._sqlite import connect
-from actors.bm25 import Bm25
+from actors.bm25 import MARKED_COLUMNS, Bm25, Marked
 from actors.local_db import LocalDatabase, _filters
 from actors.messages import ForgetMemory, RetagMemory, StoreMemory
 from actors.migrations import migrate
@@ -289,6 +289,16 @@ def _fts5_scores(conn: sqlite3.Connection, match: str) -> dict[int, float]:
     )
 
 
+def _marked(conn: sqlite3.Connection, match: str) -> dict[int, Marked]:
+    return {
+        rowid: (sizes, content, tags)
+        for rowid, sizes, content, tags in conn.execute(
+            f"SELECT rowid, {MARKED_COLUMNS} FROM memories_fts WHERE memories_fts MATCH ?",
+            (match,),
+        )
+    }
+
+
 def _assert_bm25_is_fts5s(conn: sqlite3.Connection, bm25: Bm25, rng: random.Random) -> int:
     """For random splits of a query into leading and following phrases: the scores
     completed from the leading phrases' ``bm25()`` equal ``bm25()`` of the whole, exactly."""
@@ -303,7 +313,8 @@ def _assert_bm25_is_fts5s(conn: sqlite3.Connection, bm25: Bm25, rng: random.Rand
         first = "(" + " OR ".join(leading) + ")"
         whole = _fts5_scores(conn, f"{first} AND (" + " OR ".join(following) + ")")
         partial = _fts5_scores(conn, first)
-        ours = bm25.add_phrases(conn, {r: partial[r] for r in whole}, following)
+        marked = _marked(conn, f"{first} AND (" + " OR ".join(following) + ")")
+        ours = bm25.add_phrases(conn, {r: partial[r] for r in whole}, following, marked)
         # Equal to the last bit, not approximately: the ranking breaks ties on it.
         assert ours == whole, words
         compared += len(whole)
@@ -403,3 +414,51 @@ def test_common_words_are_counted_only_when_a_second_recall_wants_them_unchanged
     finally:
         bm25.close()
         db.close()
+
+
+@pytest.mark.usefixtures("small_thresholds")
+def test_a_memory_holding_a_mark_character_is_scored_by_fts5(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """highlight()'s marks are two control characters: a memory whose own text holds
+    one could not be read back, so a query whose rows hold it lets FTS5 score (the
+    same hits), while the other queries still complete their scores here."""
+    monkeypatch.setattr(keyword_search, "HOLDERS_PER_SCORED_ROW", 0)
+    db = _rich_file(str(tmp_path / "memory.db"), 300, seed=6)
+    bm25 = CountingBm25()
+    try:
+        # A phrase of two tokens whose instance spans a mark: its span would be cut in two.
+        odd = ["rare3 db\x01prod", "rare3 \x01db_prod\x02 db\x02prod", "rare3 db_prod"]
+        db.commit_writes(
+            [
+                StoreMemory(pykka.ThreadingFuture(), text, content_hash(text), "default", (), "{}")
+                for text in odd
+            ]
+        )
+        for query, completed in (("rare3 db_prod", False), ("rare7 db_prod", True)):
+            bm25.completed = 0
+            for _ in range(2):  # the second wants the common words' counts again
+                hits = keyword_search.search(db.conn, query, "", [], 10, None, bm25)
+            plain = keyword_search.search(db.conn, query, "", [], 10)
+            assert hits == plain, query
+            exact = _exact(db, query.split(), None)
+            expected = _expected(exact, _live_rows(db), query.split(), None, 10)
+            assert [hit.score for hit in hits] == [float(f"{-exact[r]:.6g}") for r in expected]
+            assert (bm25.completed > 0) == completed, query
+    finally:
+        bm25.close()
+        db.close()
+
+
+def test_a_cut_leaves_its_table_empty() -> None:
+    """Each cut's rows are rolled back, so the next cut starts from an empty table."""
+    cutter = keyword_search.Snippets()
+    try:
+        assert cutter.cut('"deploy"', ["we deploy", "deploy again"]) == [
+            "we [deploy]",
+            "[deploy] again",
+        ]
+        assert cutter.conn.execute("SELECT count(*) FROM cut").fetchone() == (0,)
+        assert not cutter.conn.in_transaction
+    finally:
+        cutter.close()
