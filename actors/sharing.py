@@ -196,10 +196,21 @@ class Sharing:
 
         This thread reads the first attempt's answer from the link itself
         when no other thread reads the link: no thread wakes to hand it over.
+        An answer so read is returned as it is, without passing through the
+        ``outer`` future (a done-callback and a second future's hand-over per
+        call); anything else (the link broke, the owner was closing, another
+        thread read it, time ran out) is settled as for an unwaited call.
         """
         deadline = self._host.monotonic() + timeout
-        if call.link is not None and call.first is not None:
-            call.link.wait(call.first, timeout)
+        link, first = call.link, call.first
+        if link is not None and first is not None:
+            call.link = call.first = None
+            link.wait(first, timeout)
+            if first.done() and first.exception(0) is None:
+                message = first.result(0)
+                if not message.get(NOT_BEGUN):
+                    return message
+            first.add_done_callback(lambda done: self._settle(call, done))
         return call.outer.result(max(0.0, deadline - self._host.monotonic()))
 
     def _attempt(self, call: Forwarded, *, waited: bool = False) -> None:
@@ -217,7 +228,8 @@ class Sharing:
                 return
         inner = proxy.submit(call.verb, call.args, waited=waited)
         if waited:
-            call.link, call.first = proxy, inner
+            call.link, call.first = proxy, inner  # settled by its caller (``result``)
+            return
         inner.add_done_callback(lambda done: self._settle(call, done))
 
     def _settle(self, call: Forwarded, done: Future[Message]) -> None:
