@@ -209,7 +209,8 @@ def test_errors_of_calls_answered_by_the_actors_are_the_facades(
 def test_one_request_verbs_are_begun_without_waiting_and_the_rest_run_on_workers(
     owner: tuple[MemorySystem, OwnerService],
 ) -> None:
-    """``_begin`` starts exactly the verbs listed as one request; it declines the others."""
+    """``_begin`` prepares exactly the verbs listed as one request, answered once sent;
+    it declines the others."""
     system, _ = owner
     memory_id = system.store("a note").id
     doomed = system.store("a note to forget").id
@@ -230,6 +231,8 @@ def test_one_request_verbs_are_begun_without_waiting_and_the_rest_run_on_workers
         answered = threading.Event()
         begun = system._begin(verb, arguments, answered.set)
         assert begun is not None, verb
+        assert not answered.wait(0.05), verb  # prepared, not sent yet
+        begun.send()
         assert answered.wait(10), verb
         assert begun.answer() is not None, verb
     for verb in set(VERBS) - _ONE_REQUEST:
