@@ -512,6 +512,13 @@ def _turn_away(conn: socket.socket) -> None:
     conn.close()
 
 
+class _Pending(Future[Message]):
+    """A request's future that knows its id, so that its own waiter can take its answer
+    as read (:meth:`LinkClient.wait`)."""
+
+    request_id = 0
+
+
 class LinkClient:
     """A follower's connection to the owner: ``submit`` a request, get a Future of the reply.
 
@@ -588,13 +595,13 @@ class LinkClient:
         ``waited``: the caller will :meth:`wait` for it, reading the answer
         itself; else the watch thread is told to read it.
         """
-        future: Future[Message] = Future()
+        future = _Pending()
         with self._lock:
             if self._broken is not None:
                 # Never sent, so certainly never begun: any verb may go elsewhere.
                 future.set_result({NOT_BEGUN: True})
                 return future
-            request_id = next(self._ids)
+            request_id = future.request_id = next(self._ids)
             self._pending[request_id] = future
             nudge = not waited and not self._listening
         if nudge:
@@ -611,24 +618,33 @@ class LinkClient:
                 mine.set_result({NOT_BEGUN: True})
         return future
 
-    def wait(self, future: Future[Message], timeout: float) -> None:
+    def wait(self, future: Future[Message], timeout: float) -> Message | None:
         """Wait up to ``timeout`` seconds for ``future`` (from :meth:`submit`), reading
         the socket on this thread while nobody else does.
 
-        Returns early, ``future`` not done, when another thread reads: it hands
-        this answer over, so wait on ``future`` itself then.
+        The answer, when this thread read it: taken as read, ``future`` left
+        unset (nobody else waits on it; setting it and reading it back cost a
+        follower's call five lock round trips). None otherwise: ``future``
+        holds the answer (another thread read it, or the link broke), or it
+        returned early, ``future`` not done, when another thread reads (it
+        hands this answer over, so wait on ``future`` itself then) or the time
+        ran out.
         """
+        own = future.request_id if isinstance(future, _Pending) else 0
         if future.done() or not self._reading.acquire(blocking=False):
-            return
+            return None
         try:
             deadline = time.monotonic() + timeout
             while not future.done() and not self._ended:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return
+                    return None
                 # Milliseconds, rounded up: poll(0) would return at once, again and again.
                 if self._read_poll.poll(int(left * 1000) + 1):
-                    self._read_ready()
+                    answer = self._read_ready(own)
+                    if answer is not None:
+                        return answer
+            return None
         finally:
             self._reading.release()
             self._after_reading()
@@ -677,27 +693,38 @@ class LinkClient:
                 os.close(self._nudge_out)
                 self._nudge_out = -1
 
-    def _read_ready(self) -> None:
-        """Read what has arrived without waiting; hand each answer over (holding ``_reading``)."""
+    def _read_ready(self, own: int = 0) -> Message | None:
+        """Read what has arrived without waiting; hand each answer over (holding ``_reading``),
+        except the answer to request ``own``, which is returned (None: not among them)."""
         if self._ended:
-            return
+            return None
         try:
             chunk = self._sock.recv(self._frames.wanted(), _DONT_WAIT or 0)
         except BlockingIOError:
-            return
+            return None
         except OSError as exc:
             self._end(f"the link to the owner process of {self.path} failed: {exc}")
-            return
+            return None
         if not chunk:
             self._end(f"the owner process of {self.path} closed the connection")
-            return
+            return None
         try:
             messages = self._frames.feed(chunk)
         except FrameError as exc:
             self._end(f"the link to the owner process of {self.path} failed: {exc}")
-            return
+            return None
+        answer = None
         for message in messages:
-            self._deliver(message)
+            if message["id"] == own and own and self._take(own):
+                answer = message
+            else:
+                self._deliver(message)
+        return answer
+
+    def _take(self, request_id: int) -> bool:
+        """Whether request ``request_id`` was still waiting (it is not, from now on)."""
+        with self._lock:
+            return self._pending.pop(request_id, None) is not None
 
     def _deliver(self, message: Message) -> None:
         if message.get(CLOSING):
@@ -769,9 +796,10 @@ class OwnerProxy:
         """
         return self._client.submit(verb, args, waited=waited)
 
-    def wait(self, future: Future[Message], timeout: float) -> None:
-        """Wait for ``future``, reading its answer on this thread if nobody else reads."""
-        self._client.wait(future, timeout)
+    def wait(self, future: Future[Message], timeout: float) -> Message | None:
+        """Wait for ``future``, reading its answer on this thread if nobody else reads:
+        the answer so read, else None (``future`` has it, or time ran out)."""
+        return self._client.wait(future, timeout)
 
     def call(self, verb: str, **args: Any) -> Any:
         """Run ``verb`` in the owner and return its answer, or raise its error."""
@@ -779,13 +807,14 @@ class OwnerProxy:
         budget = (self._default_timeout if timeout is None else timeout) + _TRANSIT_GRACE
         deadline = time.monotonic() + budget
         future = self.submit(verb, args, waited=True)
-        self.wait(future, budget)
-        try:
-            message = future.result(max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
-            raise AskTimeout(
-                f"the owner process did not answer {verb} within {budget:g} s"
-            ) from None
+        message = self.wait(future, budget)
+        if message is None:
+            try:
+                message = future.result(max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                raise AskTimeout(
+                    f"the owner process did not answer {verb} within {budget:g} s"
+                ) from None
         return self.answer(verb, message)
 
     @staticmethod

@@ -1375,11 +1375,15 @@ class MemorySystem:
             raise Overloaded(
                 f"{self.config.max_in_flight} requests already in flight; retry shortly"
             )
+        assert self._sharing is not None
+        wait = self._forward_wait(budget)
         try:
-            answer = self._forward_later(verb, arguments, budget)()
+            message = self._sharing.call(verb, _jsonable(arguments), wait)
+        except FutureTimeout:
+            raise self._owner_late(verb, wait) from None
         finally:
             self._gate.release()
-        return self._as_follower(verb, answer)
+        return self._as_follower(verb, OwnerProxy.answer(verb, message))
 
     def _forward_later(
         self, verb: str, arguments: dict[str, Any], budget: float | None = None
