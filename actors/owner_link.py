@@ -134,18 +134,39 @@ class FrameReader:
         del buffer[:size]
         return data
 
+    def next_body(self, limit: int) -> bytes | memoryview | None:
+        """The next frame's body (its size checked against ``limit``), or None when the
+        peer closed between frames.
+
+        A read that brings exactly one whole frame (a follower's request, nearly
+        always) gives its body as a view of what was read: no copy into the
+        buffer and out again.
+        """
+        if not self._buffer:
+            chunk = self._sock.recv(_CHUNK)
+            if not chunk:
+                return None
+            if len(chunk) >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(chunk)
+                _check_size(size, limit)
+                if len(chunk) == _HEADER.size + size:
+                    return memoryview(chunk)[_HEADER.size :]
+            self._buffer += chunk
+        header = self.exactly(_HEADER.size)
+        if header is None:
+            return None
+        (size,) = _HEADER.unpack(header)
+        _check_size(size, limit)
+        body = self.exactly(size)
+        if body is None:
+            raise FrameError("the stream ended after a frame header")
+        return body
+
 
 def read_frame(frames: FrameReader, limit: int) -> Message | None:
     """The next frame's object, or None when the peer closed between frames."""
-    header = frames.exactly(_HEADER.size)
-    if header is None:
-        return None
-    (size,) = _HEADER.unpack(header)
-    _check_size(size, limit)
-    body = frames.exactly(size)
-    if body is None:
-        raise FrameError("the stream ended after a frame header")
-    return _message(body)
+    body = frames.next_body(limit)
+    return None if body is None else _message(body)
 
 
 def _check_size(size: int, limit: int) -> None:
@@ -153,10 +174,10 @@ def _check_size(size: int, limit: int) -> None:
         raise FrameError(f"a frame of {size} bytes exceeds the limit of {limit}")
 
 
-def _message(body: bytes) -> Message:
+def _message(body: bytes | memoryview) -> Message:
     """A frame's body as its object, or FrameError."""
     try:
-        message = json_value(body.decode("utf-8"))
+        message = json_value(str(body, "utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise FrameError(f"a frame is not UTF-8 JSON: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("id"), int):
@@ -187,6 +208,11 @@ class _FrameBuffer:
     def feed(self, data: bytes) -> list[Message]:
         """The frames ``data`` completes, in order (FrameError for a malformed one)."""
         buffer = self._buffer
+        if not buffer and len(data) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(data)
+            _check_size(size, self._limit)
+            if len(data) == _HEADER.size + size:  # one whole frame, the usual read: no copy
+                return [_message(memoryview(data)[_HEADER.size :])]
         buffer += data
         frames = []
         while len(buffer) >= _HEADER.size:
