@@ -74,7 +74,7 @@ class Begun(Protocol):
     def send(self) -> None: ...
     def left(self) -> float: ...
     def verdict(self) -> MemoryActorsError | None: ...
-    def answer(self, failure: MemoryActorsError | None = None) -> Any: ...
+    def answer(self, failure: Exception | None = None) -> Any: ...
 
 
 #: Starts listening on a path, handing each request to a handler.
@@ -177,7 +177,7 @@ class OwnerService:
         self._watch.add(call)
         try:
             begun.send()
-        except MemoryActorsError as exc:  # its actor is dead: told as a blocking caller is
+        except Exception as exc:  # its actor is dead (Unavailable, as a blocking caller is told)
             call.settle(exc)
         return True
 
@@ -225,14 +225,20 @@ def _bind(verb: str, method: Callable[..., Any], args: Message) -> Callable[[], 
 
 def _check_arguments(verb: str, method: Callable[..., Any], args: Message) -> None:
     """InvalidMemory if ``method`` does not take the keyword arguments ``args`` names."""
+    names = tuple(args)
+    # Only names short enough for a verb's are remembered: a frame's keys may run to MiBs.
+    misfit = _misfit if sum(map(len, names)) <= _REMEMBERED_NAMES else _misfit.__wrapped__
     function = getattr(method, "__func__", None)
-    if function is None:
-        problem = _misfit(method, False, tuple(args))
-    else:
-        problem = _misfit(function, True, tuple(args))
+    # A facade's verb is a bound method: its function is remembered, with a None for self.
+    problem = misfit(function or method, function is not None, names)
     if problem is not None:
         # Keyword arguments the verb does not take: the follower's bug, told as such.
         raise InvalidMemory(f"{verb}: {problem}")
+
+
+#: Characters of argument names at most for a set of them to be remembered (a
+#: verb's names together are ~100).
+_REMEMBERED_NAMES: Final = 512
 
 
 @functools.lru_cache(maxsize=1024)
@@ -267,7 +273,7 @@ class AnsweredCall:
         self.begun: Begun | None = None
         self._once = threading.Lock()
 
-    def settle(self, failure: MemoryActorsError | None = None) -> None:
+    def settle(self, failure: Exception | None = None) -> None:
         """Reply with the answer, or with ``failure``; only the first call does anything."""
         if not self._once.acquire(blocking=False):
             return

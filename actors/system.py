@@ -1543,9 +1543,10 @@ class _Begun(Generic[R]):
             reply=self.reply,
         )
 
-    def answer(self, failure: MemoryActorsError | None = None) -> R:
-        """Once, when answered, or with the ``failure`` :meth:`verdict` found: frees the
-        admission slot, then the verb's answer, or its error (as the blocking verb's)."""
+    def answer(self, failure: Exception | None = None) -> R:
+        """Once, when answered, or with the ``failure`` :meth:`verdict` or :meth:`send`
+        found: frees the admission slot, then the verb's answer, or its error (as the
+        blocking verb's)."""
         self._system._gate.release()
         if failure is not None:
             raise failure
