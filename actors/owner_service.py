@@ -29,6 +29,7 @@ blocking caller does). The follower's end is
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -66,13 +67,14 @@ class Listener(Protocol):
 
 
 class Begun(Protocol):
-    """A verb the facade sent to its actor without waiting (``MemorySystem._begin``)."""
+    """A verb the facade prepared to send to its actor without waiting (``MemorySystem._begin``)."""
 
     @property
     def reply(self) -> NotifyingFuture: ...
+    def send(self) -> None: ...
     def left(self) -> float: ...
     def verdict(self) -> MemoryActorsError | None: ...
-    def answer(self, failure: MemoryActorsError | None = None) -> Any: ...
+    def answer(self, failure: Exception | None = None) -> Any: ...
 
 
 #: Starts listening on a path, handing each request to a handler.
@@ -159,8 +161,8 @@ class OwnerService:
             return True
         call = AnsweredCall(self, verb, reply)
         try:
-            _bind(verb, self._method(verb), args)
-            begun = self._begin(verb, args, call.settled)
+            _check_arguments(verb, self._method(verb), args)
+            begun = self._begin(verb, args, call.settle)
         except Exception as exc:  # every error goes back to the caller that caused it
             reply({"error": encode_error(exc)})
             self._finished()
@@ -169,10 +171,14 @@ class OwnerService:
             self._finished()
             return False
         call.begun = begun
-        if begun.reply.done:
-            call.settle()  # answered before ``call`` knew what it waits for
-        else:
-            self._watch.add(call)
+        # Watched before it is sent: after the tell this thread only goes back to
+        # reading its socket, which lets go of the GIL that the actor it woke needs
+        # (the watch's registration after the tell held that actor up ~20 µs a call).
+        self._watch.add(call)
+        try:
+            begun.send()
+        except Exception as exc:  # its actor is dead (Unavailable, as a blocking caller is told)
+            call.settle(exc)
         return True
 
     def _finished(self) -> None:
@@ -213,41 +219,61 @@ class OwnerService:
 
 def _bind(verb: str, method: Callable[..., Any], args: Message) -> Callable[[], Any]:
     """``method`` with ``args`` bound, or InvalidMemory if the verb does not take them."""
-    try:
-        function = getattr(method, "__func__", None)
-        if function is None:
-            bound_arguments(method, (), args)
-        else:
-            bound_arguments(function, (None,), args)  # None for self
-    except TypeError as exc:
-        # Keyword arguments the verb does not take: the follower's bug, told as such.
-        raise InvalidMemory(f"{verb}: {exc}") from None
+    _check_arguments(verb, method, args)
     return lambda: method(**args)
+
+
+def _check_arguments(verb: str, method: Callable[..., Any], args: Message) -> None:
+    """InvalidMemory if ``method`` does not take the keyword arguments ``args`` names."""
+    names = tuple(args)
+    # Only names short enough for a verb's are remembered: a frame's keys may run to MiBs.
+    misfit = _misfit if sum(map(len, names)) <= _REMEMBERED_NAMES else _misfit.__wrapped__
+    function = getattr(method, "__func__", None)
+    # A facade's verb is a bound method: its function is remembered, with a None for self.
+    problem = misfit(function or method, function is not None, names)
+    if problem is not None:
+        # Keyword arguments the verb does not take: the follower's bug, told as such.
+        raise InvalidMemory(f"{verb}: {problem}")
+
+
+#: Characters of argument names at most for a set of them to be remembered (a
+#: verb's names together are ~100).
+_REMEMBERED_NAMES: Final = 512
+
+
+@functools.lru_cache(maxsize=1024)
+def _misfit(function: Callable[..., Any], takes_self: bool, names: tuple[str, ...]) -> str | None:
+    """Why ``function`` cannot be called with keyword arguments ``names`` (None: it can).
+
+    Whether a call by keyword fits depends on the names alone, so it is
+    worked out once per verb and set of names a follower sends (a few per
+    verb), not on every call. Bounded: a peer inventing names only churns it.
+    """
+    try:
+        bound_arguments(function, (None,) if takes_self else (), dict.fromkeys(names))
+    except TypeError as exc:
+        return str(exc)
+    return None
 
 
 class AnsweredCall:
     """A follower's call sent to an actor by :meth:`OwnerService._started`, until answered.
 
-    Answered once: by the actor's reply callback (:meth:`settled`, on the
-    actor's thread), or by the watch with the error of an actor that died
-    unanswering or ran past the call's timeout, whichever comes first.
+    Answered once: by the actor's reply callback (:meth:`settle`, on the
+    actor's thread), or with the error of an actor found dead when it was
+    sent, or by the watch with the error of an actor that died unanswering or
+    ran past the call's timeout, whichever comes first.
     """
 
     __slots__ = ("_once", "_service", "begun", "reply", "verb")
 
     def __init__(self, service: OwnerService, verb: str, reply: Reply) -> None:
         self._service, self.verb, self.reply = service, verb, reply
-        #: Set by the service once the request is sent (the actor may answer before).
+        #: Set by the service before the request is sent (so before any answer).
         self.begun: Begun | None = None
         self._once = threading.Lock()
 
-    def settled(self) -> None:
-        """The actor answered (on its thread): reply now, unless ``begun`` is not set
-        yet, in which case the service replies as soon as it is."""
-        if self.begun is not None:
-            self.settle()
-
-    def settle(self, failure: MemoryActorsError | None = None) -> None:
+    def settle(self, failure: Exception | None = None) -> None:
         """Reply with the answer, or with ``failure``; only the first call does anything."""
         if not self._once.acquire(blocking=False):
             return
@@ -270,7 +296,7 @@ class AnsweredCall:
         if failure is not None:
             self.settle(failure)
             return True
-        return self.begun.reply.done  # answered: ``settled`` replies
+        return self.begun.reply.done  # answered: ``settle`` replies
 
 
 def look_delay(call: AnsweredCall) -> float:

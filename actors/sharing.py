@@ -191,15 +191,54 @@ class Sharing:
         self._attempt(call, waited=waited)
         return call
 
+    def call(self, verb: str, args: Message, timeout: float) -> Message:
+        """Send a call to the owner and wait for its answer: ``result(send(...))``, with
+        nothing built for the usual case but the request (what :meth:`result` says)."""
+        deadline = self._host.monotonic() + timeout
+        with self._mutex:
+            proxy = self._proxy if self._role.name == "follower" else None
+        if proxy is None or proxy.broken:
+            return self.result(self.send(verb, args, timeout), timeout)
+        first = proxy.submit(verb, args, waited=True)
+        message = proxy.wait(first, timeout)
+        if message is not None and not message.get(NOT_BEGUN):
+            return message
+        call = Forwarded(verb, args, deadline, self._host.new_future())
+        return self._after_wait(call, first, message, deadline)
+
     def result(self, call: Forwarded, timeout: float) -> Message:
         """The answer to ``call`` (as its ``outer`` future's ``result(timeout)``).
 
         This thread reads the first attempt's answer from the link itself
         when no other thread reads the link: no thread wakes to hand it over.
+        An answer so read is returned as it is, without passing through any
+        future (a done-callback and two futures' hand-overs per call);
+        anything else (the link broke, the owner was closing, another thread
+        read it, time ran out) is settled as an unwaited call's answer is.
         """
         deadline = self._host.monotonic() + timeout
-        if call.link is not None and call.first is not None:
-            call.link.wait(call.first, timeout)
+        link, first = call.link, call.first
+        if link is None or first is None:
+            return call.outer.result(max(0.0, deadline - self._host.monotonic()))
+        call.link = call.first = None
+        message = link.wait(first, timeout)
+        if message is not None and not message.get(NOT_BEGUN):
+            return message
+        return self._after_wait(call, first, message, deadline)
+
+    def _after_wait(
+        self, call: Forwarded, first: Future[Message], read: Message | None, deadline: float
+    ) -> Message:
+        """The first attempt of ``call`` was not simply answered to its waiting caller
+        (``read``: the answer it read itself, if any): settle it as :meth:`_settle`
+        settles any attempt, and wait for the outcome."""
+        if read is not None:
+            first.set_result(read)  # never begun (read here, so not set yet)
+        elif first.done() and first.exception(0) is None:
+            message = first.result(0)
+            if not message.get(NOT_BEGUN):
+                return message
+        first.add_done_callback(lambda done: self._settle(call, done))
         return call.outer.result(max(0.0, deadline - self._host.monotonic()))
 
     def _attempt(self, call: Forwarded, *, waited: bool = False) -> None:
@@ -217,7 +256,8 @@ class Sharing:
                 return
         inner = proxy.submit(call.verb, call.args, waited=waited)
         if waited:
-            call.link, call.first = proxy, inner
+            call.link, call.first = proxy, inner  # settled by its caller (``result``)
+            return
         inner.add_done_callback(lambda done: self._settle(call, done))
 
     def _settle(self, call: Forwarded, done: Future[Message]) -> None:

@@ -53,9 +53,10 @@ class Link(Protocol):
     def submit(self, verb: str, args: Message, *, waited: bool = False) -> Future[Message]:
         """Send a request; ``waited``: its caller will :meth:`wait` for the answer."""
 
-    def wait(self, future: Future[Message], timeout: float) -> None:
+    def wait(self, future: Future[Message], timeout: float) -> Message | None:
         """Wait up to ``timeout`` s for ``future`` (from ``submit(waited=True)``), reading
-        the link on this thread if that helps; it may return early, not done."""
+        the link on this thread if that helps: the answer if this thread read it (then
+        ``future`` stays unset), else None; it may return early, not done."""
 
     def close(self) -> None: ...
 

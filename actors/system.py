@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import ContextVar
 from types import TracebackType
-from typing import IO, Any, Generic, Literal, ParamSpec, Self, TypeVar
+from typing import IO, Any, Generic, Literal, ParamSpec, Self, TypeVar, cast
 
 import attrs
 import platformdirs
@@ -77,6 +77,7 @@ from actors.messages import (
 )
 from actors.migrations import LATEST_VERSION, MigrationActor
 from actors.model import (
+    MAX_CONTENT_BYTES,
     CountResult,
     EmbeddingReport,
     ForgetResult,
@@ -174,12 +175,15 @@ class _Validated(Exception):
 _capture: ContextVar[bool] = ContextVar("memory_actors_capture", default=False)
 
 
-class _Captured(Exception):
-    """Internal: a verb run to build its request got as far as running it."""
+@attrs.frozen
+class _Captured:
+    """Internal: what a one-request verb returns while captured: its request, unsent.
 
-    def __init__(self, call: _Call[Any]) -> None:
-        super().__init__(call.child)
-        self.call = call
+    Returned through the verb's ``return self._run(...)``, not raised: raising
+    it (with its traceback through the verb) cost the owner's reader ~5 µs a call.
+    """
+
+    call: _Call[Any]
 
 
 #: The verbs whose body is ``return self._run(self._prepare_...(...))``: one request to
@@ -222,6 +226,52 @@ def _shared(method: Callable[P, R]) -> Callable[P, R]:
         return method(*args, **kwargs)
 
     return call
+
+
+#: Verbs whose validation reads only their arguments (not this process's config or
+#: actors) and whose repetition is safe (``SAFE_TO_REPEAT``): a follower may leave
+#: their validation to the owner when :func:`_carried_exactly` holds.
+_CHECKED_BY_OWNER = frozenset({"store", "recall", "get", "forget", "set_tags", "list", "count"})
+
+#: Integers JSON carries exactly whatever reads them (and ``str()`` of which is short).
+_EXACT_INT = 1 << 53
+#: Characters of text a follower leaves to the owner's validation at most, all
+#: arguments together (a content's limit, MAX_CONTENT_BYTES): anything longer may
+#: be too long, and is refused here, never sent (a frame over the link's limit
+#: would close the connection, not answer the caller).
+_OWNER_CHECKS_CHARS = MAX_CONTENT_BYTES
+
+
+def _carried_exactly(arguments: Mapping[str, Any]) -> bool:
+    """Whether the owner's validation of ``arguments`` raises exactly what this process's
+    would, so that a follower need not run it too (validating on both sides of the
+    link cost the follower's crossing ~50 µs, cache-cold).
+
+    True for arguments that reach the owner as the very values given, in a frame
+    within the link's limit: ASCII text (it cannot fail to encode, as an unpaired
+    surrogate does) of :data:`_OWNER_CHECKS_CHARS` at most, small integers, None,
+    lists and tuples of such text. Never with a ``timeout``: this process waits by
+    it before the owner could reject it. Anything else (mappings, sets, iterators,
+    floats, other text) is validated here first, as before.
+    """
+    chars = 0
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        if name == "timeout":
+            return False
+        kind = type(value)
+        if kind is str and value.isascii():
+            chars += len(value)
+        elif kind is int and -_EXACT_INT < value < _EXACT_INT:
+            continue
+        elif (kind is list or kind is tuple) and all(
+            type(item) is str and item.isascii() for item in value
+        ):
+            chars += sum(map(len, value))
+        else:
+            return False
+    return chars <= _OWNER_CHECKS_CHARS
 
 
 def _timeout_of(verb: str, arguments: Mapping[str, Any], config: Config) -> float | None:
@@ -1201,20 +1251,27 @@ class MemorySystem:
     def _run(self, call: _Call[R]) -> R:
         """The blocking facade's half of a verb: ask, wait, finish."""
         if _capture.get(False):
-            raise _Captured(call)
+            # The verb's answer is then its request (see ``_begin``); only the verbs
+            # whose body is ``return self._run(...)`` are ever captured.
+            return cast(R, _Captured(call))
         return self._finish(call, self._ask(call.child, call.make, call.timeout))
 
     def _begin(
         self, verb: str, arguments: Mapping[str, Any], on_settled: Callable[[], None]
     ) -> _Begun[Any] | None:
-        """Start ``verb`` (the owner's end of a follower's call) without waiting for it.
+        """Prepare ``verb`` (the owner's end of a follower's call) to be sent without waiting.
 
-        The request is validated, built, admitted and sent as the blocking verb
-        does it, raising the same errors up to there; then ``on_settled`` runs
-        once, on the answering actor's thread, when its answer is in, and
-        :meth:`_Begun.answer` gives the verb's answer or raises its error. The
-        caller must watch :meth:`_Begun.verdict` meanwhile: an actor may die
-        without answering (Pykka's window) or answer too late.
+        The request is validated, built and admitted as the blocking verb
+        does it, raising the same errors up to there; :meth:`_Begun.send`
+        then tells it to its actor, and ``on_settled`` runs once, on the
+        answering actor's thread, when its answer is in; :meth:`_Begun.answer`
+        gives the verb's answer or raises its error. The caller must watch
+        :meth:`_Begun.verdict` meanwhile: an actor may die without answering
+        (Pykka's window) or answer too late.
+
+        Prepared and sent in two steps so that the caller registers its watch
+        in between, with nothing left to do after the tell: the actor it wakes
+        then does not wait for the caller's thread to let go of the GIL.
 
         None when ``verb`` is not one request (:data:`_ONE_REQUEST`) or no
         admission slot is free at once: run the verb itself, which waits.
@@ -1223,23 +1280,21 @@ class MemorySystem:
             return None
         token = _capture.set(True)
         try:
-            getattr(type(self), verb).__wrapped__(self, **arguments)
-        except _Captured as captured:
-            call: _Call[Any] = captured.call
-        else:
-            raise AssertionError(f"{verb} is listed as one request but asked no actor")
+            captured = getattr(type(self), verb).__wrapped__(self, **arguments)
         finally:
             _capture.reset(token)
+        if not isinstance(captured, _Captured):
+            raise AssertionError(f"{verb} is listed as one request but is not one")
+        call: _Call[Any] = captured.call
         self._check_open()
         if not self._gate.acquire(0):
             return None
         try:
             ref = self._ready(call.child)
-            reply = self.runtime.new_notifying_future(on_settled)
-            send(self.runtime, ref, call.make, if_dead=_restarting(call.child), reply=reply)
         except BaseException:
             self._gate.release()
             raise
+        reply = self.runtime.new_notifying_future(on_settled)
         timeout = self.config.ask_timeout if call.timeout is None else call.timeout
         return _Begun(self, call, reply, ref, self.runtime.monotonic() + timeout, timeout)
 
@@ -1295,11 +1350,16 @@ class MemorySystem:
         return self._sharing is not None and self._sharing.role.name == "follower"
 
     def _follower_call(self, verb: str, arguments: dict[str, Any]) -> Any:
-        """A verb of a follower, blocking: validated here, then answered by the owner.
+        """A verb of a follower, blocking: validated here (unless the owner's validation
+        raises exactly what this one would: :func:`_carried_exactly`), then answered by
+        the owner.
 
         :class:`NowOwner` when this process has taken the file over meanwhile.
         """
-        self._validate_only(verb, arguments)
+        if verb in _CHECKED_BY_OWNER and _carried_exactly(arguments):
+            self._check_open()
+        else:
+            self._validate_only(verb, arguments)
         return self._forwarded(verb, arguments, _timeout_of(verb, arguments, self.config))
 
     def _validate_only(self, verb: str, arguments: dict[str, Any]) -> None:
@@ -1319,11 +1379,15 @@ class MemorySystem:
             raise Overloaded(
                 f"{self.config.max_in_flight} requests already in flight; retry shortly"
             )
+        assert self._sharing is not None
+        wait = self._forward_wait(budget)
         try:
-            answer = self._forward_later(verb, arguments, budget)()
+            message = self._sharing.call(verb, _jsonable(arguments), wait)
+        except FutureTimeout:
+            raise self._owner_late(verb, wait) from None
         finally:
             self._gate.release()
-        return self._as_follower(verb, answer)
+        return self._as_follower(verb, OwnerProxy.answer(verb, message))
 
     def _forward_later(
         self, verb: str, arguments: dict[str, Any], budget: float | None = None
@@ -1445,10 +1509,11 @@ class MemorySystem:
 
 
 class _Begun(Generic[R]):
-    """Internal: a verb sent by :meth:`MemorySystem._begin`, not answered yet.
+    """Internal: a verb prepared by :meth:`MemorySystem._begin`, until answered.
 
-    Its waiter calls :meth:`answer` exactly once (it frees the admission slot):
-    after the actor answered, or with the error :meth:`verdict` found.
+    Its waiter calls :meth:`send` once, then :meth:`answer` exactly once (it
+    frees the admission slot): after the actor answered, or with the error
+    :meth:`verdict` or :meth:`send` found.
     """
 
     __slots__ = ("_call", "_system", "deadline", "ref", "reply", "timeout", "what")
@@ -1466,9 +1531,22 @@ class _Begun(Generic[R]):
         self.reply, self.ref, self.deadline, self.timeout = reply, ref, deadline, timeout
         self.what = f"the {call.child} actor"
 
-    def answer(self, failure: MemoryActorsError | None = None) -> R:
-        """Once, when answered, or with the ``failure`` :meth:`verdict` found: frees the
-        admission slot, then the verb's answer, or its error (as the blocking verb's)."""
+    def send(self) -> None:
+        """Tell the actor the request; ``Unavailable`` if it is dead (then settle the call
+        with that error through :meth:`answer`, which frees the admission slot)."""
+        call = self._call
+        send(
+            self._system.runtime,
+            self.ref,
+            call.make,
+            if_dead=_restarting(call.child),
+            reply=self.reply,
+        )
+
+    def answer(self, failure: Exception | None = None) -> R:
+        """Once, when answered, or with the ``failure`` :meth:`verdict` or :meth:`send`
+        found: frees the admission slot, then the verb's answer, or its error (as the
+        blocking verb's)."""
         self._system._gate.release()
         if failure is not None:
             raise failure

@@ -20,7 +20,7 @@ from hub_fixtures import wait_until
 from test_aio import StallingConnection, stalling_connect
 
 from actors import Config, MemorySystem, owner_link
-from actors.errors import AskTimeout, InvalidMemory, MemoryNotFound
+from actors.errors import AskTimeout, InvalidMemory, MemoryNotFound, Unavailable
 from actors.owner_link import FrameError, FrameReader, OwnerProxy, encode_frame, read_frame
 from actors.owner_protocol import VERBS
 from actors.owner_service import OwnerService
@@ -202,6 +202,9 @@ def test_errors_of_calls_answered_by_the_actors_are_the_facades(
             ), verb
         with pytest.raises(InvalidMemory, match=r"get: .*unexpected keyword argument 'colour'"):
             proxy.call("get", memory_id="x", colour="red")
+        # Names too long to be remembered are checked all the same.
+        with pytest.raises(InvalidMemory, match=r"get: .*unexpected keyword argument 'nnnn"):
+            proxy.call("get", memory_id="x", **{"n" * 600: 1})
     finally:
         proxy.close()
 
@@ -209,7 +212,8 @@ def test_errors_of_calls_answered_by_the_actors_are_the_facades(
 def test_one_request_verbs_are_begun_without_waiting_and_the_rest_run_on_workers(
     owner: tuple[MemorySystem, OwnerService],
 ) -> None:
-    """``_begin`` starts exactly the verbs listed as one request; it declines the others."""
+    """``_begin`` prepares exactly the verbs listed as one request, answered once sent;
+    it declines the others."""
     system, _ = owner
     memory_id = system.store("a note").id
     doomed = system.store("a note to forget").id
@@ -230,6 +234,8 @@ def test_one_request_verbs_are_begun_without_waiting_and_the_rest_run_on_workers
         answered = threading.Event()
         begun = system._begin(verb, arguments, answered.set)
         assert begun is not None, verb
+        assert not answered.wait(0.05), verb  # prepared, not sent yet
+        begun.send()
         assert answered.wait(10), verb
         assert begun.answer() is not None, verb
     for verb in set(VERBS) - _ONE_REQUEST:
@@ -270,3 +276,26 @@ def test_a_call_its_actor_does_not_answer_in_time_fails_as_the_facades_does(
         service.close()
         system.close()
         StallingConnection.reset()
+
+
+def test_a_request_whose_actor_died_before_its_tell_is_unavailable_and_frees_its_slot(
+    tmp_path: Path,
+) -> None:
+    """The actor gone between the request's preparation and its tell: Unavailable, as a
+    blocking caller is told, and the admission slot (the only one here) is given back."""
+    config = Config(sharing="direct", max_in_flight=1)
+    system = MemorySystem.open(tmp_path / "memory.db", config=config)
+    try:
+        memory_id = system.store("a note").id
+        begun = system._begin("get", {"memory_id": memory_id}, lambda: None)
+        assert begun is not None
+        assert not system._gate.acquire(0)  # the request holds the one slot
+        begun.ref.stop(timeout=10)
+        with pytest.raises(Unavailable) as refused:
+            begun.send()
+        with pytest.raises(Unavailable):
+            begun.answer(refused.value)
+        assert system._gate.acquire(0)
+        system._gate.release()
+    finally:
+        system.close()

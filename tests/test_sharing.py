@@ -26,7 +26,9 @@ import pytest
 from actors import AsyncMemorySystem, Config, MemorySystem
 from actors.embedders import HashingEmbedder
 from actors.errors import InvalidMemory, MemoryNotFound, OwnerGone
+from actors.model import MAX_CONTENT_BYTES
 from actors.ownership import read_owner
+from actors.system import _carried_exactly
 
 _SERVE = """
 import sys, time
@@ -141,6 +143,17 @@ def test_a_followers_mistakes_raise_as_a_direct_call_would(
         ("forget", lambda: {"key": "nothing", "namespace": "here"}),
         ("recall", lambda: {"query": "x" * 5000}),
         ("session_add", lambda: {"session_id": "s", "items": [object()]}),
+        # Plain text and small numbers: left to the owner's validation alone.
+        ("get", lambda: {"memory_id": "not-an-id"}),
+        ("store", lambda: {"content": "x", "tags": [f"t{n}" for n in range(40)]}),
+        ("store", lambda: {"content": "x", "namespace": "no spaces/../here"}),
+        ("list", lambda: {"limit": 10**6}),
+        ("set_tags", lambda: {"memory_id": "0190a2c4-0000-7000-8000-000000000000", "tags": []}),
+        # Validated here first: text that cannot be encoded, or too long to send.
+        ("get", lambda: {"memory_id": "\ud800"}),
+        ("store", lambda: {"content": "\ud800"}),
+        ("store", lambda: {"content": "x" * 70_000}),
+        ("list", lambda: {"limit": 10**40}),
     ]
     with (
         MemorySystem.open(db) as follower,
@@ -155,6 +168,28 @@ def test_a_followers_mistakes_raise_as_a_direct_call_would(
                 getattr(direct, verb)(**args())
             assert (type(across.value), str(across.value)) == (type(local.value), str(local.value))
         assert follower.count().total == 0
+
+
+def test_a_follower_leaves_validation_to_the_owner_only_for_values_carried_exactly() -> None:
+    """ASCII text within a content's limit, small integers, None and lists of such text
+    reach the owner as given; anything else, or a timeout, is validated before sending."""
+    assert _carried_exactly({"memory_id": "abc", "namespace": None, "timeout": None})
+    assert _carried_exactly({"content": "x", "tags": ["a", "b"], "limit": 10})
+    assert _carried_exactly({"tags": ("a",), "content": "x" * (MAX_CONTENT_BYTES - 1)})
+    for unsure in (
+        {"memory_id": "abc", "timeout": 5},
+        {"content": "caf\u00e9"},
+        {"content": "\ud800"},
+        {"tags": ["ok", "\u00e9"]},
+        {"tags": {"a"}},
+        {"tags": (t for t in "ab")},
+        {"metadata": {"a": 1}},
+        {"limit": True},
+        {"limit": 1.0},
+        {"limit": 1 << 60},
+        {"content": "x" * MAX_CONTENT_BYTES, "namespace": "n"},
+    ):
+        assert not _carried_exactly(unsure), unsure
 
 
 def test_the_async_facade_follows_too(owner_process: tuple[Path, _Process]) -> None:

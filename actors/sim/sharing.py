@@ -232,8 +232,9 @@ class _Link:
         self.to_owner.send(lambda: self._listener.receive(self, frame))
         return future
 
-    def wait(self, future: Future[Message], timeout: float) -> None:
+    def wait(self, future: Future[Message], timeout: float) -> Message | None:
         """Nothing to read here: the scheduler delivers each frame (``deliver``)."""
+        return None
 
     def deliver(self, frame: str) -> None:
         """A reply frame arrives (on the follower's reader thread)."""
