@@ -67,8 +67,12 @@ __all__ = [
     "COMMON_WINDOW",
     "HOLDERS_PER_SCORED_ROW",
     "MAX_QUERY_TERMS",
+    "MERGE_ABOVE_SEGMENTS",
+    "MERGE_STEP_PAGES",
     "SELECTIVE_ROWS",
     "Snippets",
+    "index_segments",
+    "merge_step",
     "ranked_hits",
     "search",
 ]
@@ -81,6 +85,14 @@ MAX_QUERY_TERMS: Final = 32
 #: What scoring one row in Python costs, in holders FTS5 counts in the same
 #: time (measured at 100k memories: docs/performance.md).
 HOLDERS_PER_SCORED_ROW: Final = 500
+
+#: A keyword index in more segments than this is merged into one when its file
+#: opens: FTS5 looks every phrase of a query up in each segment, and the 14 of a
+#: file built in batches cost a three-word query 19 % at 100k (docs/performance.md).
+MERGE_ABOVE_SEGMENTS: Final = 4
+#: Pages one merge step writes: ~6 ms a step at 100k, so a write waits at most
+#: about that long behind one.
+MERGE_STEP_PAGES: Final = 16
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _FROM = (
@@ -374,3 +386,24 @@ def _hits(
         )
         for (row, score), cut in zip(chosen, cuts, strict=True)
     )
+
+
+def index_segments(conn: sqlite3.Connection) -> int:
+    """How many segments (b-trees) the keyword index is in: one ``segid`` each in its idx table."""
+    (count,) = conn.execute("SELECT count(DISTINCT segid) FROM memories_fts_idx").fetchone()
+    return int(count)
+
+
+def merge_step(conn: sqlite3.Connection, *, first: bool) -> bool:
+    """One bounded step of merging the keyword index into one segment; whether more remains.
+
+    FTS5's incremental ``optimize``: the first step (a negative page count)
+    puts every segment on one level and begins; later ones (positive) carry
+    that merge on, even if writes meanwhile added segments; a step that
+    changes fewer than two rows found nothing left (FTS5's documented test).
+    The rankings do not change: the same rows, the same counts.
+    """
+    before = conn.total_changes
+    pages = -MERGE_STEP_PAGES if first else MERGE_STEP_PAGES
+    conn.execute("INSERT INTO memories_fts(memories_fts, rank) VALUES ('merge', ?)", (pages,))
+    return conn.total_changes - before >= 2

@@ -607,6 +607,16 @@ class LocalDatabase:
             memory = attrs.evolve(memory, sync_error=error[0] if error else "push failed")
         return memory
 
+    def index_segments(self) -> int:
+        """How many segments the keyword index is in (see :meth:`merge_index_step`)."""
+        return keyword_search.index_segments(self.conn)
+
+    def merge_index_step(self, *, first: bool) -> bool:
+        """One bounded step of merging the keyword index into one segment, in a transaction
+        of its own; whether more remains. Rankings are the same before and after."""
+        with self.transaction():
+            return keyword_search.merge_step(self.conn, first=first)
+
     def search(
         self,
         query: str,

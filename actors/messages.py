@@ -71,6 +71,7 @@ __all__ = [
     "ImportMemories",
     "LeaseTick",
     "ListMemories",
+    "MergeIndex",
     "Migrate",
     "Ping",
     "PopSessionItem",
@@ -164,6 +165,18 @@ class RetagMemory(WriteRequest[Memory]):
 
     memory_id: str
     tags: tuple[str, ...]
+
+
+@attrs.frozen
+class MergeIndex:
+    """StoreActor → itself: one bounded step of merging the keyword index into one segment.
+
+    Told at open when the index is in many segments, then again after each
+    step until none is left, so the reads and writes in the mailbox run
+    between steps (:func:`actors.keyword_search.merge_step`).
+    """
+
+    first: bool = False
 
 
 @attrs.frozen

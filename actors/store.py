@@ -38,6 +38,7 @@ from actors._base import DEFERRED, ReplyingActor
 from actors._batch import GroupCommit
 from actors._sqlite import CommitOutcomeUnknown, Connect, Synchronous, is_busy
 from actors.errors import StorageBusy, StorageError
+from actors.keyword_search import MERGE_ABOVE_SEGMENTS
 from actors.local_db import DatabaseError, LocalDatabase
 from actors.messages import (
     AcquireLease,
@@ -49,6 +50,7 @@ from actors.messages import (
     Flush,
     GetMemory,
     ListMemories,
+    MergeIndex,
     Ping,
     ReadDeadLetters,
     ReadEmbedBacklog,
@@ -89,6 +91,8 @@ class StoreConfig:
     #: Push attempts of one memory before it becomes a dead letter.
     sync_max_attempts: int = 5
     connect: Connect | None = None
+    #: Merge a keyword index found in many segments at open, a bounded step at a time.
+    merge_index: bool = False
 
 
 class StoreActor(ReplyingActor):
@@ -150,6 +154,8 @@ class StoreActor(ReplyingActor):
             sync_configured=cfg.sync_configured,
             writer=f"{rt.rng('commit.mark').getrandbits(64):016x}",
         )
+        if cfg.merge_index and self.database.index_segments() > MERGE_ABOVE_SEGMENTS:
+            self.actor_ref.tell(MergeIndex(first=True))
 
     def teardown(self) -> None:
         if self.database is not None:
@@ -172,6 +178,9 @@ class StoreActor(ReplyingActor):
                 if self._batch.add(message, hold_if_busy=self.config.busy_retries > 0):
                     self._retry_later(attempt=0)
                 return DEFERRED
+            case MergeIndex(first=first):
+                self._merge_index(first)
+                return None
             case Flush(attempt=attempt):
                 if self._batch.held and attempt == 0:
                     return None  # a busy-retry timer owns the next flush
@@ -278,6 +287,20 @@ class StoreActor(ReplyingActor):
         meaning = db.vector_hits(message.query, semantic, **filters)
         embedded = db.embedded_ids(semantic.model, [hit.id for hit in keyword])
         return fuse_local(meaning, keyword, embedded, message.limit, message.query)
+
+    def _merge_index(self, first: bool) -> None:
+        if self._batch.held:
+            return  # another process holds the file's write lock: merged at a later open
+        try:
+            more = self._db.merge_index_step(first=first)
+        except DatabaseError as exc:
+            # Busy or failing: the index stays as it is, whole and ranked the same.
+            logger.info("the keyword index of %s stays in segments: %s", self.config.path, exc)
+            return
+        if more:
+            self.actor_ref.tell(MergeIndex())
+        else:
+            logger.info("the keyword index of %s is merged into one segment", self.config.path)
 
     @property
     def _db(self) -> LocalDatabase:

@@ -438,6 +438,7 @@ class MemorySystem:
             connect=config.connect,
             sync_configured=remote is not None,
             sync_max_attempts=remote.max_attempts if remote else 5,
+            merge_index=True,
         )
         cells = {"store": ChildCell("store")}
 
