@@ -59,7 +59,6 @@ __all__ = [
     "json_text",
     "json_value",
     "read_frame",
-    "write_frame",
 ]
 
 logger = logging.getLogger(__name__)
@@ -278,11 +277,6 @@ def encode_frame(message: Message) -> bytes:
     """``message`` as one frame's bytes: the header, then the JSON."""
     body = json_text(message).encode("utf-8")
     return _HEADER.pack(len(body)) + body
-
-
-def write_frame(sock: socket.socket, message: Message) -> None:
-    """Send ``message`` as one frame (the caller serialises writers of one socket)."""
-    sock.sendall(encode_frame(message))
 
 
 class _Outbox:
@@ -678,8 +672,15 @@ class LinkClient:
         if nudge:
             self._nudge()
         try:
+            frame = encode_frame({"id": request_id, "verb": verb, "args": args})
+        except BaseException:
+            # Arguments JSON cannot carry: never sent, so nothing may wait for an answer.
+            with self._lock:
+                self._pending.pop(request_id, None)
+            raise
+        try:
             with self._send_lock:
-                write_frame(self._sock, {"id": request_id, "verb": verb, "args": args})
+                self._sock.sendall(frame)
         except OSError:
             # Not (wholly) sent, so never begun. The others are settled by whoever
             # reads next: the owner's closing frame, or the end of the stream.

@@ -366,6 +366,19 @@ def test_a_reply_as_large_as_a_page_of_memories_arrives(link: Any) -> None:
         client.close()
 
 
+def test_a_request_json_cannot_carry_is_refused_and_leaves_nothing_waiting(link: Any) -> None:
+    server, owner = link
+    client = LinkClient(server.path)
+    try:
+        with pytest.raises(TypeError):
+            client.submit("echo", {"c": object()})
+        assert client._pending == {}
+        assert owner.calls == []  # nothing was sent
+        assert client.submit("echo", {"c": "next"}).result(5)["ok"]["args"] == {"c": "next"}
+    finally:
+        client.close()
+
+
 def _raw_connection(path: Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(path))
