@@ -145,11 +145,9 @@ class FrameReader:
             chunk = self._sock.recv(_CHUNK)
             if not chunk:
                 return None
-            if len(chunk) >= _HEADER.size:
-                (size,) = _HEADER.unpack_from(chunk)
-                _check_size(size, limit)
-                if len(chunk) == _HEADER.size + size:
-                    return memoryview(chunk)[_HEADER.size :]
+            whole = _whole_frame(chunk, limit)
+            if whole is not None:
+                return whole
             self._buffer += chunk
         header = self.exactly(_HEADER.size)
         if header is None:
@@ -166,6 +164,19 @@ def read_frame(frames: FrameReader, limit: int) -> Message | None:
     """The next frame's object, or None when the peer closed between frames."""
     body = frames.next_body(limit)
     return None if body is None else _message(body)
+
+
+def _whole_frame(data: bytes, limit: int) -> memoryview | None:
+    """The body of the frame ``data`` holds exactly, as a view of it (no copy), or None
+    when ``data`` is part of a frame or more than one; FrameError if it says it is
+    larger than ``limit``."""
+    if len(data) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack_from(data)
+    _check_size(size, limit)
+    if len(data) != _HEADER.size + size:
+        return None
+    return memoryview(data)[_HEADER.size :]
 
 
 def _check_size(size: int, limit: int) -> None:
@@ -207,11 +218,10 @@ class _FrameBuffer:
     def feed(self, data: bytes) -> list[Message]:
         """The frames ``data`` completes, in order (FrameError for a malformed one)."""
         buffer = self._buffer
-        if not buffer and len(data) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(data)
-            _check_size(size, self._limit)
-            if len(data) == _HEADER.size + size:  # one whole frame, the usual read: no copy
-                return [_message(memoryview(data)[_HEADER.size :])]
+        if not buffer:
+            whole = _whole_frame(data, self._limit)
+            if whole is not None:  # one whole frame, the usual read: no copy
+                return [_message(whole)]
         buffer += data
         frames = []
         while len(buffer) >= _HEADER.size:
