@@ -394,6 +394,10 @@ class MemorySystem:
         owns_runtime = runtime is None
         rt: Runtime = runtime if runtime is not None else ThreadedRuntime()
         try:
+            # The file's folder first, as migrating the file would make it: the owner
+            # lock lives beside the file, and a folder not made yet is not "unwritable".
+            with contextlib.suppress(OSError):
+                os.makedirs(os.path.dirname(db_path), exist_ok=True)
             # Sharing needs real processes and sockets, or a simulation of them.
             host = config.sharing_host
             shared = config.sharing == "auto" and (
@@ -415,7 +419,7 @@ class MemorySystem:
                 system._follow(sharing)
             else:
                 system._start_actors()
-                if sharing is not None:
+                if sharing is not None and sharing.role.name == "owner":
                     sharing.serve(system)
         except BaseException:
             system.close()

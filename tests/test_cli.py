@@ -802,6 +802,33 @@ def test_serve_takes_db_on_either_side_over_real_stdio(
     assert not decoy.exists()
 
 
+def test_serve_with_no_configuration_on_a_fresh_home_makes_its_file_and_owns_it(
+    tmp_path: Path,
+) -> None:
+    """The README's second command on a new machine: no data folder yet, no setting at all.
+
+    The folder is made before the owner lock is taken beside the file; a folder
+    not made yet once sent the first ``serve`` to direct mode, where it crashed.
+    """
+    home = Path(os.path.realpath(tmp_path)) / "home"
+    home.mkdir()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MEMORY_ACTORS_", "XDG_DATA_"))
+    }
+    env["HOME"] = str(home)
+
+    async def scenario() -> dict[str, Any]:
+        with anyio.fail_after(SUBPROCESS_DEADLINE):
+            return await _store_and_count([console_script(), "serve"], env)
+
+    counts = anyio.run(scenario)
+    expected = home / ".local" / "share" / "memory-actors" / "memory.db"
+    assert (counts["database"], counts["total"]) == (str(expected), 1)
+    assert counts["sharing"].startswith("owner"), counts["sharing"]
+
+
 # -- the hub's extra ---------------------------------------------------------------------------
 
 

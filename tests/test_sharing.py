@@ -371,6 +371,36 @@ def test_direct_mode_when_asked(tmp_path: Path) -> None:
     assert read_owner(db) is None
 
 
+def test_a_file_whose_folder_does_not_exist_yet_is_owned(tmp_path: Path) -> None:
+    db = tmp_path / "not" / "made" / "yet" / "memory.db"
+    with MemorySystem.open(db) as system:
+        assert system.status()["sharing"]["role"] == "owner"
+        system.store("the first memory in a new folder")
+        assert system.count().total == 1
+    assert db.exists()
+
+
+def test_direct_mode_when_sharing_cannot_work_here_stores_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket folder open to other users (where a planted socket would be believed):
+    each process falls back to the file alone, and both see every write."""
+    runtime = tmp_path / "runtime"
+    (runtime / "memory-actors").mkdir(parents=True)
+    (runtime / "memory-actors").chmod(0o777)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    db = tmp_path / "memory.db"
+    with MemorySystem.open(db) as one, MemorySystem.open(db) as two:
+        sharing = one.status()["sharing"]
+        assert sharing["role"] == "direct"
+        assert "open to other users" in sharing["reason"]
+        assert "direct" in one.count().sharing
+        stored = one.store("kept without an owner")
+        assert two.get(stored.id).content == "kept without an owner"
+        assert two.count().total == 1
+    assert read_owner(db) is None
+
+
 #: Owner kills in the CI run; ``MEMORY_ACTORS_SOAK_KILLS=20`` for the issue's long form.
 KILLS = int(os.environ.get("MEMORY_ACTORS_SOAK_KILLS", "3"))
 
