@@ -173,10 +173,13 @@ class MergeIndex:
 
     Told at open when the index is in many segments, then again after each
     step until none is left, so the reads and writes in the mailbox run
-    between steps (:func:`actors.keyword_search.merge_step`).
+    between steps (:func:`actors.keyword_search.merge_step`). ``idle``: the
+    runtime's timer, a quiet spell after writes; the index is counted again
+    and merged the same way if it has gathered segments since.
     """
 
     first: bool = False
+    idle: bool = False
 
 
 @attrs.frozen

@@ -93,6 +93,10 @@ class StoreConfig:
     connect: Connect | None = None
     #: Merge a keyword index found in many segments at open, a bounded step at a time.
     merge_index: bool = False
+    #: Seconds without a write after which the index is checked again and merged
+    #: the same way (None: at open only). A long-running owner's commits each add a
+    #: segment, and every keyword query looks its words up in each one.
+    merge_index_idle: float | None = None
 
 
 class StoreActor(ReplyingActor):
@@ -122,6 +126,11 @@ class StoreActor(ReplyingActor):
         super().__init__(runtime, name=name, supervisor=supervisor)
         self.config = config
         self.database: LocalDatabase | None = None
+        #: The connection's change count when last looked at, for the idle merge:
+        #: a count that moved since means the file was written meanwhile.
+        self._changes_seen = 0
+        self._idle_check_due = False
+        self._merging = False
         self._batch: GroupCommit[WriteRequest] = GroupCommit(
             lambda batch: self._db.commit_writes(batch),
             schedule=lambda: self.actor_ref.tell(Flush()),
@@ -154,7 +163,9 @@ class StoreActor(ReplyingActor):
             sync_configured=cfg.sync_configured,
             writer=f"{rt.rng('commit.mark').getrandbits(64):016x}",
         )
+        self._changes_seen = self.database.conn.total_changes
         if cfg.merge_index and self.database.index_segments() > MERGE_ABOVE_SEGMENTS:
+            self._merging = True
             self.actor_ref.tell(MergeIndex(first=True))
 
     def teardown(self) -> None:
@@ -171,6 +182,11 @@ class StoreActor(ReplyingActor):
 
     # -- dispatch -------------------------------------------------------------
 
+    def on_receive(self, message: Any) -> Any:
+        answer = super().on_receive(message)
+        self._after_message()
+        return answer
+
     def handle(self, message: Any) -> Any:
         match message:
             case WriteRequest():
@@ -178,6 +194,9 @@ class StoreActor(ReplyingActor):
                 if self._batch.add(message, hold_if_busy=self.config.busy_retries > 0):
                     self._retry_later(attempt=0)
                 return DEFERRED
+            case MergeIndex(idle=True):
+                self._idle_check()
+                return None
             case MergeIndex(first=first):
                 self._merge_index(first)
                 return None
@@ -289,18 +308,59 @@ class StoreActor(ReplyingActor):
         return fuse_local(meaning, keyword, embedded, message.limit, message.query)
 
     def _merge_index(self, first: bool) -> None:
+        self._merging = self._merge_step(first)
+        if self._merging:
+            self.actor_ref.tell(MergeIndex())
+        # The merge's own writes are not the callers': they do not delay the idle check.
+        self._changes_seen = self._db.conn.total_changes
+
+    def _merge_step(self, first: bool) -> bool:
+        """One step of the merge; whether more remains (False when it could not run)."""
         if self._batch.held:
-            return  # another process holds the file's write lock: merged at a later open
+            return False  # another process holds the file's write lock: merged later
         try:
             more = self._db.merge_index_step(first=first)
         except DatabaseError as exc:
             # Busy or failing: the index stays as it is, whole and ranked the same.
             logger.info("the keyword index of %s stays in segments: %s", self.config.path, exc)
-            return
-        if more:
-            self.actor_ref.tell(MergeIndex())
-        else:
+            return False
+        if not more:
             logger.info("the keyword index of %s is merged into one segment", self.config.path)
+        return more
+
+    def _after_message(self) -> None:
+        """Arm the idle check when the file was written since the last look."""
+        if self.config.merge_index_idle is None or self.database is None or self._idle_check_due:
+            return
+        changes = self.database.conn.total_changes
+        if changes != self._changes_seen:
+            self._changes_seen = changes
+            self._arm_idle_check()
+
+    def _arm_idle_check(self) -> None:
+        idle = self.config.merge_index_idle
+        if idle is not None:
+            self._idle_check_due = True
+            self.runtime.call_later(idle, self.actor_ref, MergeIndex(idle=True))
+
+    def _idle_check(self) -> None:
+        """No write since the check was armed: merge an index left in many segments."""
+        self._idle_check_due = False
+        changes = self._db.conn.total_changes
+        if changes != self._changes_seen:
+            self._changes_seen = changes  # still being written: another quiet spell first
+            self._arm_idle_check()
+        elif not self._merging and self._segments() > MERGE_ABOVE_SEGMENTS:
+            self._merge_index(first=True)
+
+    def _segments(self) -> int:
+        """The index's segments; 0 when they cannot be counted now (looked at after the
+        next writes; a failing connection is for the requests to report, not a timer)."""
+        try:
+            return self._db.index_segments()
+        except DatabaseError as exc:
+            logger.info("the keyword index of %s was not looked at: %s", self.config.path, exc)
+            return 0
 
     @property
     def _db(self) -> LocalDatabase:

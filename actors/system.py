@@ -308,6 +308,9 @@ class Config:
     busy_timeout: float = 5.0
     busy_retries: int = 5
     group_commit: bool = True
+    #: Seconds without a write after which a keyword index that gathered more than
+    #: a few segments (one per commit, about) is merged, as at open; None: at open only.
+    merge_index_idle: float | None = 30.0
     migrate_timeout: float = 300.0
     stop_timeout: float = 10.0
     restart_intensity: int = 5
@@ -443,6 +446,7 @@ class MemorySystem:
             sync_configured=remote is not None,
             sync_max_attempts=remote.max_attempts if remote else 5,
             merge_index=True,
+            merge_index_idle=config.merge_index_idle,
         )
         cells = {"store": ChildCell("store")}
 

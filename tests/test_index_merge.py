@@ -1,4 +1,5 @@
-"""A keyword index left in many segments is merged when its file opens, a step at a time.
+"""A keyword index left in many segments is merged when its file opens, a step at a time,
+and again by a long-running process once its writes pause.
 
 Real files through :class:`MemorySystem`: a file written one commit at a time
 holds its FTS5 index in several segments (FTS5 merges only four of a level at
@@ -16,6 +17,9 @@ from pathlib import Path
 from actors import Config, MemorySystem
 from actors.keyword_search import MERGE_ABOVE_SEGMENTS
 from actors.messages import MergeIndex
+
+#: The quiet spell of the idle-merge tests: far longer than a store, even on a busy host.
+IDLE = 0.5
 
 WORDS = ["deploy", "cluster", "billing", "invoice", "key", "rotation", "backup", "restore"]
 
@@ -134,3 +138,36 @@ def test_a_step_that_meets_another_writers_lock_leaves_the_index_and_the_store_w
             other.close()
         assert memory.store("after the lock was let go").id
         assert memory.count().total == 31
+
+
+def test_a_running_process_merges_the_segments_its_writes_added_once_they_pause(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "memory.db"
+    with MemorySystem.open(path, config=Config(merge_index_idle=IDLE)) as memory:
+        stored = []
+        for n in range(30):
+            stored.append(memory.store(f"entry {n} on key rotation number{n}").id)
+            if n == 14:
+                # Each store a commit and a segment; a pause between two
+                # bursts (not only the end) lets the merge run.
+                assert _segments(path) > MERGE_ABOVE_SEGMENTS
+                assert _wait_for_segments(path, 1) == 1
+        early = _rankings(memory)
+        assert _wait_for_segments(path, 1) == 1
+        assert _rankings(memory) == early
+        found = {hit.id for hit in memory.recall("rotation", limit=100).hits}
+        assert found == set(stored)
+    _assert_intact(path)
+
+
+def test_a_process_told_to_merge_only_at_open_leaves_its_segments(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    with MemorySystem.open(path, config=Config(merge_index_idle=None)) as memory:
+        for n in range(30):
+            memory.store(f"entry {n} on key rotation")
+        segments = _segments(path)
+        assert segments > MERGE_ABOVE_SEGMENTS
+        # Past the quiet spell after which the test above merges.
+        time.sleep(2 * IDLE)
+        assert _segments(path) == segments

@@ -268,6 +268,7 @@ def _open_system(sim: SimRuntime, path: str) -> MemorySystem:
         runtime=sim,
         config=Config(
             synchronous="OFF",
+            merge_index_idle=None,  # its timer would land in the quiet spells checked
             semantic=False,
             busy_timeout=0,
             busy_retries=3,
@@ -422,6 +423,7 @@ def lease_scenario(sim: SimRuntime) -> None:
     ttl = 1.0
     config = Config(
         synchronous="OFF",
+        merge_index_idle=None,  # its timer would land in the quiet spells checked
         semantic=False,
         busy_timeout=0,
         remote=hub.remote(hub.add_key("tenant"), lease_ttl=ttl),
@@ -551,6 +553,7 @@ def recall_scenario(sim: SimRuntime) -> None:
     timeout = 0.5
     config = Config(
         synchronous="OFF",
+        merge_index_idle=None,  # its timer would land in the quiet spells checked
         busy_timeout=0,
         remote=hub.remote(hub.add_key("tenant")),
         hub_client=hub.client_factory,
@@ -650,6 +653,7 @@ def sync_scenario(sim: SimRuntime) -> None:
     try:
         config = Config(
             synchronous="OFF",
+            merge_index_idle=None,  # its timer would land in the quiet spells checked
             semantic=False,
             busy_timeout=0,
             remote=remote,
@@ -790,6 +794,7 @@ def _hub_digest(hub: SimHub, key: str) -> list[Any]:
 def _sharing_config(process: SimProcess) -> Config:
     return Config(
         synchronous="OFF",
+        merge_index_idle=None,  # its timer would land in the quiet spells checked
         semantic=False,
         busy_timeout=0,
         busy_retries=3,
