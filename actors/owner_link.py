@@ -188,7 +188,9 @@ def _message(body: bytes | memoryview) -> Message:
     """A frame's body as its object, or FrameError."""
     try:
         message = json_value(str(body, "utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: nested deeper than the decoder goes (no request of ours is);
+        # escaping, it ended the connection's thread with a traceback, not this warning.
         raise FrameError(f"a frame is not UTF-8 JSON: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("id"), int):
         raise FrameError("a frame is not an object with an integer id")

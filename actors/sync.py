@@ -31,6 +31,9 @@ Push failures: the hub refusing or failing a batch (5xx, garbage, timeout)
 costs each memory in it one attempt, retried with jittered exponential
 backoff, a dead letter after ``max_attempts``. A hub that cannot be reached
 at all costs no attempts: the memories wait, with the whole sync backing off.
+Nor does a hub that answers 503 (its storage cannot answer now: PostgreSQL
+down or restarting): it is unreachable in all but name, and the whole sync
+backs off, never sooner than its ``Retry-After``.
 A batch over the hub's body limit is split, at no attempt's cost.
 """
 
@@ -50,6 +53,7 @@ from actors.errors import (
     HubCursorReset,
     HubError,
     HubRejected,
+    HubServerError,
     HubUnreachable,
 )
 from actors.messages import (
@@ -258,11 +262,12 @@ class SyncActor(ReplyingActor):
             self.auth_ok = False
             self._set_state("auth-failed", f"the hub refused the key ({exc.code}): {exc.reason}")
             self._schedule_auth_recheck()
-        elif isinstance(exc, HubUnreachable):
+        elif _unreachable(exc):
             self._set_state("unreachable", f"hub unreachable during {during}: {exc}")
             self.unreachable_count += 1
             delay = self._backoff(self.unreachable_count - 1)
-            self.unreachable_until = self.runtime.monotonic() + delay
+            floor = getattr(exc, "retry_after", None) or 0.0
+            self.unreachable_until = self.runtime.monotonic() + max(floor, delay)
         else:
             logger.warning("sync %s failed: %s", during, exc)
 
@@ -432,11 +437,10 @@ class SyncActor(ReplyingActor):
                     for e in entries
                 ]
             return self._failed(entries, exc)
-        except (HubAuthError, HubUnreachable) as exc:
-            self._on_hub_error(exc, "push")
-            return None
         except HubError as exc:
             self._on_hub_error(exc, "push")
+            if isinstance(exc, HubAuthError) or _unreachable(exc):
+                return None  # no fault of these memories: they wait, no attempt spent
             return self._failed(entries, exc)
         self.last_push_at = self.runtime.wall_time()
         self._reachable()
@@ -722,3 +726,11 @@ class _Resync:
                 self.missing.add((memory_id, version, origin))
         self.pushed += len(to_push)
         return to_push
+
+
+def _unreachable(exc: HubError) -> bool:
+    """No answer from the hub, or its 503: its storage cannot answer now (PostgreSQL down
+    or restarting, a statement timed out), so nothing says these memories are at fault."""
+    return isinstance(exc, HubUnreachable) or (
+        isinstance(exc, HubServerError) and exc.status == 503
+    )

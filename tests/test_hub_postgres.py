@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -568,6 +569,62 @@ def test_migrate_to_copies_a_sqlite_hub_exactly_and_refuses_a_target_that_is_not
     again = runner.invoke(hub_command, ["migrate-to", "--db", str(source), "--database", database])
     assert again.exit_code == 1
     assert "already holds a hub's keys or memories" in again.output
+
+
+def _as_hub_schema_2(path: Path) -> None:
+    """Undo hub schema step 3 (additive: the ``key`` column and the dedup index's
+    ``key IS NULL``) in place: the file a hub of the release before keyed memories left."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DROP INDEX memories_dedup")
+        conn.execute("ALTER TABLE memories DROP COLUMN key")
+        conn.execute(
+            "CREATE UNIQUE INDEX memories_dedup ON memories(tenant, namespace, content_hash) "
+            "WHERE deleted = 0"
+        )
+        conn.execute("DELETE FROM migrations WHERE version = 3")
+        conn.execute("PRAGMA user_version = 2")
+
+
+def test_migrate_to_copies_a_hub_an_older_release_served_and_refuses_one_newer_code_wrote(
+    postgres: TestPostgres, tmp_path: Path
+) -> None:
+    """A SQLite hub at an older schema is migrated and copied (it was refused while counting,
+    told to run ``hub serve`` first); one at a newer schema is refused as too new, with
+    the advice to upgrade (it was told ``hub serve`` would migrate it), and left as it was."""
+    from click.testing import CliRunner
+
+    from actors.hub.cli import hub as hub_command
+    from actors.hub.direct import DirectBackend
+    from actors.hub.key_admin import add_key
+
+    older = tmp_path / "older.db"
+    add_key(older, "acme")
+    runtime = ThreadedRuntime(seed=12)
+    backend = DirectBackend.open(older, new_id=runtime.new_id, now=runtime.wall_time)
+    try:
+        backend.push("acme", tuple(memory(f"fact {n}") for n in range(3)), 10)
+    finally:
+        backend.close()
+    _as_hub_schema_2(older)
+    runner = CliRunner()
+    moved = runner.invoke(
+        hub_command, ["migrate-to", "--db", str(older), "--database", postgres.new_database()]
+    )
+    assert moved.exit_code == 0, moved.output
+    assert "Copied 3 memories of 1 tenants and 1 keys" in moved.stdout
+
+    newer = tmp_path / "newer.db"
+    add_key(newer, "acme")
+    with contextlib.closing(sqlite3.connect(newer)) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    before = newer.read_bytes()
+    refused = runner.invoke(
+        hub_command, ["migrate-to", "--db", str(newer), "--database", postgres.new_database()]
+    )
+    assert refused.exit_code == 1
+    assert "newer than this code supports (3); upgrade memory-actors" in refused.output
+    assert "which migrates it" not in refused.output
+    assert newer.read_bytes() == before
 
 
 def test_user_text_never_becomes_full_text_query_syntax(database: str) -> None:

@@ -399,8 +399,9 @@ def _frame(body: bytes) -> bytes:
         _frame(b'{"id": "one"}'),  # no integer id
         _frame(b'{"id": 1, "verb": 7}'),  # verb not a string
         struct.pack(">I", 50) + b"{}",  # cut off inside the frame
+        _frame(b"[" * 100_000 + b"]" * 100_000),  # nested deeper than the decoder recurses
     ],
-    ids=["oversized", "not-utf8", "not-object", "no-id", "bad-verb", "truncated"],
+    ids=["oversized", "not-utf8", "not-object", "no-id", "bad-verb", "truncated", "too-deep"],
 )
 def test_a_bad_frame_closes_that_connection_only(link: Any, garbage: bytes) -> None:
     server, owner = link

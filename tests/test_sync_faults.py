@@ -125,6 +125,37 @@ def test_a_failing_push_is_retried_then_dead_lettered_then_requeued(
             assert client.count().total == 6
 
 
+def test_a_hub_answering_503_costs_no_attempt_and_everything_arrives_once_it_answers(
+    hub: HubProcess, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """503 with Retry-After is the hub saying its storage cannot answer now (PostgreSQL down
+    or restarting, docs/deploying-the-hub.md): the memories wait, however many pushes it
+    refuses, none becomes a dead letter; once it answers, every one arrives."""
+    key = hub.add_key("faults-503")
+    proxy.fault = "status-503"
+    remote = fast_remote(proxy.url, key, timeout=TIMEOUT, max_attempts=MAX_ATTEMPTS)
+    with MemorySystem.open(tmp_path / "client.db", config=Config(remote=remote)) as system:
+        wait_until(lambda: system.sync_report().state == "syncing", "the key checked")
+        ids = [system.store(f"stored while the hub answers 503, {i}").id for i in range(5)]
+        wait_until(
+            lambda: proxy.requests > 2 * MAX_ATTEMPTS,
+            "pushes refused more often than a memory's attempts",
+            describe=lambda: (system.count(), proxy.requests),
+        )
+        counted = system.count()
+        assert (counted.dead_letters, counted.outbox_pending) == (0, 5)
+        proxy.fault = "pass"
+        wait_until(
+            lambda: system.count().outbox_pending == 0,
+            "the waiting memories pushed",
+            describe=system.count,
+        )
+        assert system.count().dead_letters == 0
+        assert {system.get(memory_id).sync_state for memory_id in ids} == {"synced"}
+        with hub.client(key) as client:
+            assert set(hub_live_without_duplicates(client)) == set(ids)
+
+
 def test_a_revoked_key_degrades_to_local_only_and_sync_resumes_when_restored(
     hub: HubProcess, tmp_path: Path
 ) -> None:

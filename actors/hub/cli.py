@@ -473,7 +473,7 @@ def migrate_to(db: str, database: str) -> None:
         raise click.UsageError(f"--database takes a postgresql:// URL, not {database[:60]!r}")
     runtime = ThreadedRuntime()
     try:
-        total = count_memories(db)
+        total = count_memories(db, now=runtime.wall_time)
         with click.progressbar(
             length=total, label=f"copying {total} memories", file=sys.stderr
         ) as bar:

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from actors._sqlite import Connect, Synchronous, is_busy
 from actors._sqlite import connect as sqlite_connect
-from actors.errors import SchemaError, StorageBusy, StorageError
+from actors.errors import StorageBusy, StorageError
 from actors.hub.backend import Cursor
 from actors.hub.engine import (
     HitRow,
+    check_schema_version,
     digest_page,
     feed_start,
     hits_of,
@@ -192,11 +193,7 @@ class HubDatabase:
             raise StorageError(f"cannot open the hub database {path}: {exc}") from exc
         try:
             version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version != HUB_LATEST_VERSION:
-                raise SchemaError(
-                    f"{path} is at hub schema {version}, this code needs {HUB_LATEST_VERSION}; "
-                    "start the hub with `memory-actors hub serve`, which migrates it"
-                )
+            check_schema_version(path, version, HUB_LATEST_VERSION, "memory-actors hub serve")
             conn.execute(f"PRAGMA synchronous = {synchronous}")
             hub_id = _read_hub_id(conn)
             if hub_id is None:

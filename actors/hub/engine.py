@@ -41,6 +41,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
+from actors.errors import SchemaError, SchemaTooNew
 from actors.hub.backend import Cursor, CursorUnknown
 from actors.hub.search import (
     IDENTIFIER_BOOST,
@@ -76,6 +77,7 @@ __all__ = [
     "EngineOpener",
     "HitRow",
     "HubEngine",
+    "check_schema_version",
     "digest_page",
     "feed_start",
     "hits_of",
@@ -83,6 +85,19 @@ __all__ = [
     "rank",
     "vector_page",
 ]
+
+
+def check_schema_version(where: str, found: int, latest: int, serve: str) -> None:
+    """Refuse to open a hub database not at ``latest``: one written by newer code is
+    :class:`SchemaTooNew` (upgrading memory-actors is the way, not ``serve``, which refuses
+    it too); an older one names ``serve``, the command that migrates it."""
+    if found > latest:
+        raise SchemaTooNew(where, found, latest)
+    if found != latest:
+        raise SchemaError(
+            f"{where} is at hub schema {found}, this code needs {latest}; "
+            f"start the hub with `{serve}`, which migrates it"
+        )
 
 
 class HubEngine(Protocol):

@@ -62,10 +62,11 @@ import psycopg_pool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from actors.errors import SchemaError, StorageBusy, StorageError
+from actors.errors import StorageBusy, StorageError
 from actors.hub.backend import Cursor
 from actors.hub.engine import (
     HitRow,
+    check_schema_version,
     digest_page,
     feed_start,
     hits_of,
@@ -484,12 +485,9 @@ class PostgresEngine:
             pool.open(wait=True, timeout=max(connection_wait, 5.0))
             with pool.connection(timeout=connection_wait) as conn:
                 version = read_schema_version(conn)
-                if version != PG_LATEST_VERSION:
-                    raise SchemaError(
-                        f"{where} is at hub schema {version}, this code needs "
-                        f"{PG_LATEST_VERSION}; start the hub with `memory-actors hub serve "
-                        "--database ...`, which migrates it"
-                    )
+                check_schema_version(
+                    where, version, PG_LATEST_VERSION, "memory-actors hub serve --database ..."
+                )
                 conn.execute(
                     "INSERT INTO hub_meta (key, value) VALUES ('hub_id', %s) "
                     "ON CONFLICT (key) DO NOTHING",

@@ -44,8 +44,13 @@ class HubCopy:
     memories: int
 
 
-def count_memories(source: str) -> int:
-    """How many memories (tombstones included) ``source`` holds: a progress bar's length."""
+def count_memories(source: str, *, now: Callable[[], float]) -> int:
+    """How many memories (tombstones included) ``source`` holds: a progress bar's length.
+
+    The source is migrated first, as :func:`copy_hub` does next: a hub last served by an
+    older release is counted, not refused for its schema.
+    """
+    prepare_target(source, now=now)
     engine = open_engine(source, new_id=_no_new_id)
     try:
         total = 0
