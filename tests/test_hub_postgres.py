@@ -26,13 +26,15 @@ from typing import Any
 
 import attrs
 import pytest
-from hub_fixtures import ROOT, HubProcess, forget, hub_digest, memory, wait_until
+from hub_fixtures import ROOT, HubProcess, fast_remote, forget, hub_digest, memory, wait_until
 from pg_fixtures import TestPostgres, own_postgres
 
+from actors import Config, MemorySystem
 from actors.errors import HubError, HubServerError, NotADatabase, SchemaTooNew, StorageBusy
 from actors.hub.pg_schema import PG_LATEST_VERSION, describe_database, prepare_pg_database
 from actors.hub.postgres import PostgresEngine
 from actors.runtime import ThreadedRuntime
+from actors.sync_model import RemoteConfig
 from actors.wire import WireMemory
 
 pytestmark = pytest.mark.slow
@@ -458,6 +460,68 @@ def test_postgresql_stopped_under_load_answers_503_with_retry_after_then_the_hub
             with hub.client(key) as client:
                 stored = {e.id for e in hub_digest(client) if not e.deleted}
             assert {m.id for m in acked} <= stored <= {m.id for m in attempted}
+
+
+def test_a_syncing_client_spends_no_attempt_while_postgresql_is_down_under_load(
+    tmp_path: Path,
+) -> None:
+    """A real client at its default 5 s timeout, one attempt per memory, beside six other
+    clients pushing: while PostgreSQL is stopped, the hub's 503s come in time (the calls
+    queued in its store actor once waited 3 s each, and a push timed out at the client,
+    which costs an attempt), so nothing becomes a dead letter and all of it arrives."""
+    with own_postgres() as server:
+        database = server.new_database()
+        with HubProcess.running(database, log_path=tmp_path / "hub.log") as hub:
+            key = hub.add_key("acme")
+            remote = fast_remote(hub.url, key, max_attempts=1)
+            assert remote.timeout == RemoteConfig(hub.url, key).timeout  # the default
+            stop = threading.Event()
+            refused: list[int] = []
+
+            def other_client() -> None:
+                with hub.client(key, timeout=30.0) as client:
+                    for n in itertools.count():
+                        if stop.is_set():
+                            return
+                        try:
+                            client.push([memory(f"from another client {n}")])
+                        except HubServerError as exc:
+                            refused.append(exc.status)
+                            stop.wait(0.05)
+
+            config = Config(remote=remote)
+            with (
+                MemorySystem.open(tmp_path / "client.db", config=config) as system,
+                ThreadPoolExecutor(6) as others,
+            ):
+                first = system.store("stored before the outage").id
+                wait_until(lambda: system.count().outbox_pending == 0, "the first push")
+                pushing = [others.submit(other_client) for _ in range(6)]
+                try:
+                    server.stop_server()
+                    during = [
+                        system.store(f"stored while PostgreSQL is down {i}").id for i in range(5)
+                    ]
+                    # Long enough for pushes that time out at 5 s to have spent their one attempt.
+                    time.sleep(8.0)
+                    counted = system.count()
+                    assert (counted.dead_letters, counted.outbox_pending) == (0, 5)
+                    assert set(refused) == {503}  # refused, and only as unavailable
+                    server.start_server()
+                    wait_until(
+                        lambda: system.count().outbox_pending == 0,
+                        "the waiting memories pushed once PostgreSQL is back",
+                        deadline=60.0,
+                        describe=system.count,
+                    )
+                finally:
+                    stop.set()
+                for future in pushing:
+                    future.result(timeout=60)
+                assert system.count().dead_letters == 0
+            with hub.client(key) as client:
+                stored = {e.id for e in hub_digest(client) if not e.deleted}
+            assert {first, *during} <= stored
 
 
 # -- the command line ----------------------------------------------------------------------------

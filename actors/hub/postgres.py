@@ -54,6 +54,7 @@ import logging
 import math
 import re
 import struct
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, TypeAlias, TypeVar
 
@@ -257,6 +258,13 @@ _BUSY_STATES: Final = frozenset(
     }
 )
 
+#: Once a call could not get a connection (PostgreSQL down or restarting), the calls
+#: of the next this-many seconds answer busy at once, and the one after waits at most
+#: this long for a connection. Each call waiting its full ``connection_wait`` behind the
+#: one before, in a process whose store actor serves one call at a time, took a hub's
+#: 503 to 6-10 s: past a client's 5 s timeout, which costs its memories an attempt.
+UNREACHABLE_PROBE: Final = 0.5
+
 #: A word as FTS5's unicode61 tokenizer and :func:`actors.hub.search.fts_query` see one.
 _WORD_RE: Final = re.compile(r"\w+", re.UNICODE)
 
@@ -423,6 +431,10 @@ class PostgresEngine:
         self._sized_uses = 0
         #: How long a call waits for a pooled connection before answering busy.
         self.connection_wait = 3.0
+        #: PostgreSQL found unreachable, and when to look again (:data:`UNREACHABLE_PROBE`).
+        self.clock: Callable[[], float] = time.monotonic
+        self._unreachable = False
+        self._next_probe = 0.0
         #: How long taken embedding work stays this engine's before others may take it.
         self.claim_seconds = 60.0
 
@@ -530,10 +542,31 @@ class PostgresEngine:
         ``snapshot``: a read-only REPEATABLE READ transaction, so that several
         statements (the feed's head and its rows) see one state.
         """
-        with self.pool.connection(timeout=self.connection_wait) as conn, conn.cursor() as cur:
+        with self._connection() as conn, conn.cursor() as cur:
             if snapshot:
                 cur.execute(b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield cur
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; ``PoolTimeout`` (busy) at once or after a short wait while
+        PostgreSQL is unreachable (:data:`UNREACHABLE_PROBE`). The pool reconnects on its
+        own meanwhile; the first call that gets a connection ends the state."""
+        wait = self.connection_wait
+        if self._unreachable:
+            if self.clock() < self._next_probe:
+                raise psycopg_pool.PoolTimeout(
+                    f"no connection to be had {UNREACHABLE_PROBE:g}s ago; not waiting again yet"
+                )
+            wait = min(wait, UNREACHABLE_PROBE)
+        try:
+            with self.pool.connection(timeout=wait) as conn:
+                self._unreachable = False
+                yield conn
+        except psycopg_pool.PoolTimeout:
+            self._unreachable = True
+            self._next_probe = self.clock() + UNREACHABLE_PROBE
+            raise
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -813,7 +846,7 @@ class PostgresEngine:
         the table against every recall and could deadlock with a push.
         """
         keep = hnsw_index_name(model, dimension)
-        with self.pool.connection(timeout=self.connection_wait) as conn:
+        with self._connection() as conn:
             conn.autocommit = True
             try:
                 names = conn.execute(
