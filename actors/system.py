@@ -543,6 +543,17 @@ class MemorySystem:
         self.migration = MigrationReport(
             self.path, counted.schema_version, counted.schema_version, (), ()
         )
+        if self.config.remote is not None:
+            # Sync runs in the owner only: this process's remote waits unused, and an
+            # owner started without one (the dashboard, say) syncs nothing meanwhile.
+            logger.warning(
+                "%s: sync is the owner's (pid %s: %s); this process's remote %s is used "
+                "only if it takes the file over",
+                self.path,
+                sharing.owner_pid,
+                counted.sync,
+                self.config.remote.url,
+            )
 
     def _take_over(self) -> None:
         """On the sharing watcher: the owner went and this process holds the lock now."""

@@ -28,6 +28,7 @@ from actors.embedders import HashingEmbedder
 from actors.errors import InvalidMemory, MemoryNotFound, OwnerGone
 from actors.model import MAX_CONTENT_BYTES
 from actors.ownership import read_owner
+from actors.sync_model import RemoteConfig
 from actors.system import _carried_exactly
 
 _SERVE = """
@@ -127,6 +128,19 @@ def test_a_second_process_follows_and_its_writes_are_the_owners(
     owner.finish()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM memories").fetchone() == (1,)
+
+
+def test_a_follower_given_a_remote_says_that_sync_is_the_owners(
+    owner_process: tuple[Path, _Process], caplog: pytest.LogCaptureFixture
+) -> None:
+    db, owner = owner_process  # the owner was started without a remote
+    remote = RemoteConfig("http://127.0.0.1:9", "mak_unused_secret")
+    with MemorySystem.open(db, config=Config(remote=remote)) as follower:
+        assert follower.status()["sharing"]["role"] == "follower"
+    warned = [r.getMessage() for r in caplog.records if "sync is the owner's" in r.getMessage()]
+    assert len(warned) == 1, caplog.text
+    assert f"pid {owner.proc.pid}: local-only" in warned[0]
+    assert "remote http://127.0.0.1:9 is used only if it takes the file over" in warned[0]
 
 
 def test_a_followers_mistakes_raise_as_a_direct_call_would(
