@@ -220,6 +220,22 @@ def _check_is_sqlite(path: str) -> None:
         )
 
 
+def _unusable(path: str, exc: sqlite3.DatabaseError) -> StorageError | NotADatabase:
+    """What SQLite refusing ``path`` means: a file or folder this user may not write
+    (SQLite writes beside the file: its WAL index), or a file that is not a database."""
+    if _cannot_write_beside(exc):
+        return StorageError(
+            f"cannot open {path}: {exc}. SQLite writes beside the file (its WAL index), "
+            "so the file and its folder must be writable by this user"
+        )
+    return NotADatabase(f"{path} is not a usable SQLite database: {exc}")
+
+
+def _cannot_write_beside(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN)
+
+
 def read_version(path: str) -> int:
     """Read the schema version without writing to the file (0 for a missing or empty file)."""
     _check_is_sqlite(path)
@@ -233,7 +249,7 @@ def read_version(path: str) -> int:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        raise NotADatabase(f"{path} is not a usable SQLite database: {exc}") from exc
+        raise _unusable(path, exc) from exc
     return version
 
 
@@ -319,9 +335,11 @@ def migrate(
                 f"{path} stayed locked by another process during migration ({exc}); "
                 "nothing was changed, retry"
             ) from exc
+        if _cannot_write_beside(exc):
+            raise _unusable(path, exc) from exc
         raise MigrationFailed(f"migrating {path} failed: {exc}") from exc
     except sqlite3.DatabaseError as exc:
-        raise NotADatabase(f"{path} is not a usable SQLite database: {exc}") from exc
+        raise _unusable(path, exc) from exc
     finally:
         conn.close()
     return MigrationReport(path, start, target, tuple(applied), tuple(backups))

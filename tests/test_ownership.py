@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from actors import owner_link
+from actors import Config, MemorySystem, owner_link
 from actors.errors import OwnerGone, Unavailable
 from actors.owner_link import (
     CLOSING,
@@ -233,6 +233,33 @@ def test_a_read_only_directory_means_direct_mode(world_reachable: Path) -> None:
     ).stdout
     assert "is not writable" in out
     assert str(locked) in out
+
+
+@needs_root
+def test_a_file_in_a_folder_this_user_cannot_write_is_refused_for_that_not_as_broken(
+    world_reachable: Path,
+) -> None:
+    """Direct mode cannot help here: SQLite itself writes beside a WAL file. The error says
+    so (it said the file was not a usable SQLite database), and the file is left as it was."""
+    locked = world_reachable / "ro"
+    locked.mkdir(mode=0o755)
+    db = locked / "memory.db"
+    with MemorySystem.open(db, config=Config(sharing="direct")) as memory:
+        memory.store("written while the folder was writable")
+    db.chmod(0o666)
+    before = db.read_bytes()
+    code = (
+        "import os, sys; from actors import MemorySystem; from actors.errors import StorageError\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "try:\n    MemorySystem.open(sys.argv[1]).close()\n"
+        "except StorageError as exc:\n    print(type(exc).__name__, exc)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(db)], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith("StorageError cannot open"), out
+    assert "the file and its folder must be writable by this user" in out
+    assert db.read_bytes() == before
 
 
 # -- the link --------------------------------------------------------------------------------
