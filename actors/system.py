@@ -1202,7 +1202,8 @@ class MemorySystem:
         """One line of :meth:`_sharing_state`, for ``count``."""
         state = self._sharing_state()
         if state["role"] == "owner":
-            return f"owner ({state['followers']} followers)"
+            followers = state["followers"]
+            return f"owner ({followers} follower{'' if followers == 1 else 's'})"
         if state["role"] == "follower":
             return f"follower of pid {state['owner_pid']}"
         return f"direct: {state['reason']}"
