@@ -1512,12 +1512,13 @@ class MemorySystem:
 class _Begun(Generic[R]):
     """Internal: a verb prepared by :meth:`MemorySystem._begin`, until answered.
 
-    Its waiter calls :meth:`send` once, then :meth:`answer` exactly once (it
-    frees the admission slot): after the actor answered, or with the error
-    :meth:`verdict` or :meth:`send` found.
+    Its waiter calls :meth:`send` once, then :meth:`answer` exactly once: after
+    the actor answered, or with the error :meth:`verdict` or :meth:`send` found;
+    then :meth:`release` once, which frees the admission slot (the owner's
+    service calls it after the answer's frame is written).
     """
 
-    __slots__ = ("_call", "_system", "deadline", "ref", "reply", "timeout", "what")
+    __slots__ = ("_call", "_system", "deadline", "ref", "reply", "timeout")
 
     def __init__(
         self,
@@ -1530,11 +1531,14 @@ class _Begun(Generic[R]):
     ) -> None:
         self._system, self._call = system, call
         self.reply, self.ref, self.deadline, self.timeout = reply, ref, deadline, timeout
-        self.what = f"the {call.child} actor"
+
+    @property
+    def what(self) -> str:
+        return _the_actor(self._call.child)
 
     def send(self) -> None:
         """Tell the actor the request; ``Unavailable`` if it is dead (then settle the call
-        with that error through :meth:`answer`, which frees the admission slot)."""
+        with that error through :meth:`answer`, and :meth:`release` it)."""
         call = self._call
         send(
             self._system.runtime,
@@ -1546,13 +1550,19 @@ class _Begun(Generic[R]):
 
     def answer(self, failure: Exception | None = None) -> R:
         """Once, when answered, or with the ``failure`` :meth:`verdict` or :meth:`send`
-        found: frees the admission slot, then the verb's answer, or its error (as the
-        blocking verb's)."""
-        self._system._gate.release()
+        found: the verb's answer, or its error (as the blocking verb's)."""
         if failure is not None:
             raise failure
         value: R = answer_of(self.reply, self.what)
-        return self._system._finish(self._call, value)
+        return value
+
+    def release(self, answered: bool) -> None:
+        """Once, after :meth:`answer`: frees the admission slot, and after a write that
+        ``answered`` does what the blocking verb does after its answer (``_finish``:
+        the sync and embedding nudge)."""
+        self._system._gate.release()
+        if answered and self._call.nudge:
+            self._system._nudge_sync()
 
     def left(self) -> float:
         """Seconds until its timeout (negative: past it)."""
@@ -1642,9 +1652,16 @@ def _binary_input(source: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[byt
         yield stream
 
 
+@functools.cache
 def _restarting(child: str) -> str:
     # A child found dead when told was alive a moment ago: its supervisor restarts it.
+    # Built once per child: every request passes it, almost none uses it.
     return f"the {child} actor is restarting; retry shortly"
+
+
+@functools.cache
+def _the_actor(child: str) -> str:
+    return f"the {child} actor"
 
 
 #: The retry hint of a recall that timed out, in seconds.
