@@ -713,11 +713,17 @@ class LinkClient:
         ran out.
         """
         own = future.request_id if isinstance(future, _Pending) else 0
-        if future.done() or not self._reading.acquire(blocking=False):
+        # Still waiting for its answer, read as: still pending. Whoever takes an answer
+        # (or fails it) pops it first, under the lock, so "not pending" may come a moment
+        # before ``future`` is set, never after: the caller then waits on ``future``.
+        # (``future.done()`` enters the future's condition: four Python calls a look.)
+        if not (own in self._pending if own else not future.done()):
+            return None
+        if not self._reading.acquire(blocking=False):
             return None
         try:
             deadline = time.monotonic() + timeout
-            while not future.done() and not self._ended:
+            while (own in self._pending if own else not future.done()) and not self._ended:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
@@ -733,6 +739,10 @@ class LinkClient:
 
     def _after_reading(self) -> None:
         """A reader stopped: if answers are still due, the watch thread reads them."""
+        if not self._pending:
+            # Read without the lock: a request added after this look was added after
+            # the right to read was given back, so its caller reads, or nudges, itself.
+            return
         with self._lock:
             nudge = bool(self._pending) and not self._listening and not self._ended
         if nudge:

@@ -11,7 +11,6 @@ direct use.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import heapq
 import inspect
 import itertools
@@ -20,14 +19,15 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, Final, Protocol, TypeVar, cast
 
 import pykka
 
 from actors.model import uuid7
 
 __all__ = [
+    "NO_VALUE",
     "Cancellable",
     "Gate",
     "IdMinter",
@@ -57,6 +57,10 @@ class Gate(Protocol):
     def acquire(self, timeout: float) -> bool: ...
 
     def release(self) -> None: ...
+
+
+#: What :meth:`NotifyingFuture.value` gives when the future holds no value.
+NO_VALUE: Final = object()
 
 
 class NotifyingFuture(pykka.ThreadingFuture[Any]):
@@ -113,6 +117,18 @@ class NotifyingFuture(pykka.ThreadingFuture[Any]):
             super().set_exception(exc_info=(type(error), error, None))
         return True
 
+    def value(self) -> Any:
+        """The value it was answered with, read without entering its condition, or
+        :data:`NO_VALUE` (an error, or no answer yet: ask ``get`` for those).
+
+        For ``on_settled``, which runs on the answering thread after the answer
+        is stored: ``get(timeout=0)`` enters the condition and raises and
+        catches an exception inside Pykka on every call, on the way of every
+        owner's answer to a follower.
+        """
+        result = self._result
+        return NO_VALUE if result is None or result.exc_info is not None else result.value
+
     def set(self, value: Any | None = None) -> None:
         super().set(value)
         self._notify()
@@ -138,8 +154,7 @@ class NotifyingFuture(pykka.ThreadingFuture[Any]):
 _held = threading.local()
 
 
-@contextlib.contextmanager
-def notifications_held() -> Iterator[None]:
+def notifications_held() -> _HeldNotifications:
     """NotifyingFutures settled on this thread inside the block call back at its end, in order.
 
     A group commit answers its whole batch inside one. Every answer is stored
@@ -151,14 +166,26 @@ def notifications_held() -> Iterator[None]:
     join the outermost one. Futures are settled at once; only the callbacks
     wait, and they run even if the block raises.
     """
-    if getattr(_held, "callbacks", None) is not None:
-        yield
-        return
-    callbacks: list[Callable[[], None]] = []
-    _held.callbacks = callbacks
-    try:
-        yield
-    finally:
+    return _HeldNotifications()
+
+
+class _HeldNotifications:
+    """The block of :func:`notifications_held`: a class, not a generator's context
+    manager, whose entry and exit ran eight Python calls on the way of every
+    group commit's answers (an owner's answer to a follower waits for them)."""
+
+    __slots__ = ("_callbacks",)
+
+    def __enter__(self) -> None:
+        if getattr(_held, "callbacks", None) is not None:
+            self._callbacks: list[Callable[[], None]] | None = None  # the outer block runs them
+            return
+        self._callbacks = _held.callbacks = []
+
+    def __exit__(self, *exc_info: object) -> None:
+        callbacks = self._callbacks
+        if callbacks is None:
+            return
         _held.callbacks = None
         kicks: list[Callable[[], None]] = []
         _held.kicks = kicks

@@ -118,7 +118,7 @@ from actors.portable import (
 )
 from actors.ranking import merge_hits
 from actors.recall import RecallRouter, RecallSettings
-from actors.runtime import NotifyingFuture, Runtime, ThreadedRuntime
+from actors.runtime import NO_VALUE, NotifyingFuture, Runtime, ThreadedRuntime
 from actors.session_log import (
     SessionItems,
     encode_items,
@@ -282,10 +282,17 @@ def _timeout_of(verb: str, arguments: Mapping[str, Any], config: Config) -> floa
     return timeout if isinstance(timeout, (int, float)) else None
 
 
+#: Argument types JSON carries as they are: no need to ask the ABCs about them.
+_JSON_AS_IS = frozenset({str, int, float, bool, type(None), list})
+
+
 def _jsonable(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """Arguments as JSON carries them: any iterable (tags, items, fields) as a list."""
     out: dict[str, Any] = {}
     for name, value in arguments.items():
+        if type(value) in _JSON_AS_IS:
+            out[name] = value
+            continue
         if isinstance(value, Mapping):
             value = dict(value)
         elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
@@ -1348,7 +1355,7 @@ class MemorySystem:
 
     def _following(self) -> bool:
         """Whether calls go to another process that owns the file."""
-        return self._sharing is not None and self._sharing.role.name == "follower"
+        return self._sharing is not None and self._sharing.following
 
     def _follower_call(self, verb: str, arguments: dict[str, Any]) -> Any:
         """A verb of a follower, blocking: validated here (unless the owner's validation
@@ -1553,7 +1560,9 @@ class _Begun(Generic[R]):
         found: the verb's answer, or its error (as the blocking verb's)."""
         if failure is not None:
             raise failure
-        value: R = answer_of(self.reply, self.what)
+        value: R = self.reply.value()
+        if value is NO_VALUE:
+            value = answer_of(self.reply, self.what)  # its error, as a blocking caller's
         return value
 
     def release(self, answered: bool) -> None:

@@ -30,7 +30,7 @@ from actors import (
 )
 from actors._batch import GroupCommit
 from actors.messages import StoreMemory
-from actors.runtime import NotifyingFuture, ThreadedRuntime
+from actors.runtime import NO_VALUE, NotifyingFuture, ThreadedRuntime
 
 T = TypeVar("T")
 
@@ -574,6 +574,19 @@ def test_a_notifying_future_lets_go_of_its_callback_once_answered_or_cancelled()
     cancelled = NotifyingFuture(lambda: None)
     cancelled.cancel()
     assert (answered._on_settled, cancelled._on_settled) == (None, None)
+
+
+def test_a_notifying_future_gives_its_value_without_waiting_and_no_value_otherwise() -> None:
+    """``value()`` (the owner's answer to a follower reads it): the value once set;
+    NO_VALUE before any answer and for an error, which ``get`` raises as before."""
+    answered, failed = NotifyingFuture(lambda: None), NotifyingFuture(lambda: None)
+    assert answered.value() is NO_VALUE
+    answered.set(None)  # None is a value
+    assert answered.value() is None
+    failed.set_exception((KeyError, KeyError("gone"), None))
+    assert failed.value() is NO_VALUE
+    with pytest.raises(KeyError, match="gone"):
+        failed.get(timeout=0)
 
 
 def test_held_notifications_call_back_once_each_after_the_block_then_run_the_kicks() -> None:
