@@ -1364,11 +1364,16 @@ class MemorySystem:
 
         :class:`NowOwner` when this process has taken the file over meanwhile.
         """
+        self._check_before_forwarding(verb, arguments)
+        return self._forwarded(verb, arguments, _timeout_of(verb, arguments, self.config))
+
+    def _check_before_forwarding(self, verb: str, arguments: dict[str, Any]) -> None:
+        """A follower's checks before it sends ``verb`` (either facade's): the verb's own
+        validation, unless the owner's raises exactly the same (:func:`_carried_exactly`)."""
         if verb in _CHECKED_BY_OWNER and _carried_exactly(arguments):
             self._check_open()
         else:
             self._validate_only(verb, arguments)
-        return self._forwarded(verb, arguments, _timeout_of(verb, arguments, self.config))
 
     def _validate_only(self, verb: str, arguments: dict[str, Any]) -> None:
         """Run the verb's own validation here, so a follower raises a caller's mistake
