@@ -875,8 +875,13 @@ class LinkClient:
         self._end(f"the link to {self.path} was closed")
 
 
-class OwnerProxy:
-    """A follower's facade calls, answered by the owner; the records and errors are the owner's."""
+class OwnerProxy(LinkClient):
+    """A follower's facade calls, answered by the owner; the records and errors are the owner's.
+
+    The link itself, not a wrapper around one: ``submit``, ``wait`` and
+    ``broken`` are on the way of every follower's call, and a wrapper's
+    delegation added a Python call to each.
+    """
 
     def __init__(
         self,
@@ -885,27 +890,11 @@ class OwnerProxy:
         default_timeout: float,
         on_broken: Callable[[], None] | None = None,
     ) -> None:
-        self._client = LinkClient(socket_path, on_broken=on_broken)
+        super().__init__(socket_path, on_broken=on_broken)
         self._default_timeout = default_timeout
 
     def __repr__(self) -> str:
-        return f"<OwnerProxy {self._client!r}>"
-
-    @property
-    def broken(self) -> bool:
-        return self._client.broken
-
-    def submit(self, verb: str, args: Message, *, waited: bool = False) -> Future[Message]:
-        """Send one call; the Future holds the raw answer (see :meth:`answer`).
-
-        ``waited``: the caller will :meth:`wait` for it (see :meth:`LinkClient.wait`).
-        """
-        return self._client.submit(verb, args, waited=waited)
-
-    def wait(self, future: Future[Message], timeout: float) -> Message | None:
-        """Wait for ``future``, reading its answer on this thread if nobody else reads:
-        the answer so read, else None (``future`` has it, or time ran out)."""
-        return self._client.wait(future, timeout)
+        return f"<OwnerProxy {self.path} broken={self.broken}>"
 
     def call(self, verb: str, **args: Any) -> Any:
         """Run ``verb`` in the owner and return its answer, or raise its error."""
@@ -931,6 +920,3 @@ class OwnerProxy:
         if "error" in message:
             raise decode_error(message["error"])
         return decode_result(verb, message.get("ok"))
-
-    def close(self) -> None:
-        self._client.close()

@@ -362,7 +362,10 @@ class _Watch:
     """
 
     def __init__(self) -> None:
-        self._ready = threading.Condition(threading.Lock())
+        # ``add`` and ``discard`` take the plain lock: entering the Condition is two
+        # Python calls more, on the way of every follower's call.
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
         #: Each unanswered call and when it is due a look.
         self._due: dict[AnsweredCall, float] = {}
         self._thread: threading.Thread | None = None
@@ -372,7 +375,7 @@ class _Watch:
 
     def add(self, call: AnsweredCall) -> None:
         when = math.ceil((time.monotonic() + look_delay(call)) / _TICK) * _TICK
-        with self._ready:
+        with self._lock:
             self._due[call] = when
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -383,7 +386,7 @@ class _Watch:
                 self._ready.notify()  # sooner than what the thread waits for
 
     def discard(self, call: AnsweredCall) -> None:
-        with self._ready:
+        with self._lock:
             self._due.pop(call, None)
 
     def _loop(self) -> None:
