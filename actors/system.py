@@ -282,8 +282,9 @@ def _timeout_of(verb: str, arguments: Mapping[str, Any], config: Config) -> floa
     return timeout if isinstance(timeout, (int, float)) else None
 
 
-#: Argument types JSON carries as they are: no need to ask the ABCs about them.
-_JSON_AS_IS = frozenset({str, int, float, bool, type(None), list})
+#: Argument types JSON carries as they are: no need to ask the ABCs about them (lists
+#: are still copied, as a call parked for the next owner keeps its arguments).
+_JSON_AS_IS = frozenset({str, int, float, bool, type(None)})
 
 
 def _jsonable(arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -1307,9 +1308,13 @@ class MemorySystem:
         return _Begun(self, call, reply, ref, self.runtime.monotonic() + timeout, timeout)
 
     def _finish(self, call: _Call[R], value: R) -> R:
+        self._after_answer(call)
+        return value
+
+    def _after_answer(self, call: _Call[Any]) -> None:
+        """What follows a verb's answer: after a write, the sync and embedding nudge."""
         if call.nudge:
             self._nudge_sync()
-        return value
 
     def status(self) -> dict[str, Any]:
         """Each actor's status, restarts and reason (the supervisor's view); sync; semantics;
@@ -1575,8 +1580,8 @@ class _Begun(Generic[R]):
         ``answered`` does what the blocking verb does after its answer (``_finish``:
         the sync and embedding nudge)."""
         self._system._gate.release()
-        if answered and self._call.nudge:
-            self._system._nudge_sync()
+        if answered:
+            self._system._after_answer(self._call)
 
     def left(self) -> float:
         """Seconds until its timeout (negative: past it)."""
