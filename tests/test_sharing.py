@@ -57,6 +57,30 @@ with MemorySystem.open(sys.argv[1]) as system:
     print(json.dumps({"role": system.status()["sharing"]["role"]}), flush=True)
 """
 
+#: A caller's mistakes, each verb with its arguments, built afresh for each call (a
+#: generator of tags is spent by the first).
+_BAD_CALLS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+    ("store", lambda: {"content": ""}),
+    ("store", lambda: {"content": b"bytes are not text"}),
+    ("store", lambda: {"content": "x", "metadata": {"when": object()}}),
+    ("store", lambda: {"content": "x", "tags": (t for t in ["ok", ""])}),
+    ("get", lambda: {"memory_id": "0190a2c4-0000-7000-8000-000000000000"}),
+    ("forget", lambda: {"key": "nothing", "namespace": "here"}),
+    ("recall", lambda: {"query": "x" * 5000}),
+    ("session_add", lambda: {"session_id": "s", "items": [object()]}),
+    # Plain text and small numbers: left to the owner's validation alone.
+    ("get", lambda: {"memory_id": "not-an-id"}),
+    ("store", lambda: {"content": "x", "tags": [f"t{n}" for n in range(40)]}),
+    ("store", lambda: {"content": "x", "namespace": "no spaces/../here"}),
+    ("list", lambda: {"limit": 10**6}),
+    ("set_tags", lambda: {"memory_id": "0190a2c4-0000-7000-8000-000000000000", "tags": []}),
+    # Validated here first: text that cannot be encoded, or too long to send.
+    ("get", lambda: {"memory_id": "\ud800"}),
+    ("store", lambda: {"content": "\ud800"}),
+    ("store", lambda: {"content": "x" * 70_000}),
+    ("list", lambda: {"limit": 10**40}),
+]
+
 
 #: Holds SQLite's write lock on the file (as a CLI import or a direct-mode process
 #: might) until told to let go.
@@ -127,30 +151,6 @@ def test_a_second_process_follows_and_its_writes_are_the_owners(
     owner.finish()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM memories").fetchone() == (1,)
-
-
-# Built afresh for each call: a generator of tags is spent by the first.
-_BAD_CALLS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-    ("store", lambda: {"content": ""}),
-    ("store", lambda: {"content": b"bytes are not text"}),
-    ("store", lambda: {"content": "x", "metadata": {"when": object()}}),
-    ("store", lambda: {"content": "x", "tags": (t for t in ["ok", ""])}),
-    ("get", lambda: {"memory_id": "0190a2c4-0000-7000-8000-000000000000"}),
-    ("forget", lambda: {"key": "nothing", "namespace": "here"}),
-    ("recall", lambda: {"query": "x" * 5000}),
-    ("session_add", lambda: {"session_id": "s", "items": [object()]}),
-    # Plain text and small numbers: left to the owner's validation alone.
-    ("get", lambda: {"memory_id": "not-an-id"}),
-    ("store", lambda: {"content": "x", "tags": [f"t{n}" for n in range(40)]}),
-    ("store", lambda: {"content": "x", "namespace": "no spaces/../here"}),
-    ("list", lambda: {"limit": 10**6}),
-    ("set_tags", lambda: {"memory_id": "0190a2c4-0000-7000-8000-000000000000", "tags": []}),
-    # Validated here first: text that cannot be encoded, or too long to send.
-    ("get", lambda: {"memory_id": "\ud800"}),
-    ("store", lambda: {"content": "\ud800"}),
-    ("store", lambda: {"content": "x" * 70_000}),
-    ("list", lambda: {"limit": 10**40}),
-]
 
 
 def test_a_followers_mistakes_raise_as_a_direct_call_would(
