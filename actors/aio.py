@@ -45,7 +45,6 @@ import asyncio
 import collections
 import contextlib
 import functools
-import inspect
 import logging
 import os
 import weakref
@@ -70,6 +69,7 @@ from actors.model import (
     StoreReceipt,
 )
 from actors.owner_link import OwnerProxy
+from actors.owner_protocol import bound_arguments
 from actors.portable import ExportReport, ImportReport
 from actors.runtime import NotifyingFuture, after_notifications
 from actors.session_log import SessionItems
@@ -267,14 +267,13 @@ class _Pending(Generic[R]):
 def _shared(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """An async verb that a follower sends to the file's owner (as the blocking facade's)."""
     verb = method.__name__
-    signature = inspect.signature(method)
 
     @functools.wraps(method)
     async def call(*args: P.args, **kwargs: P.kwargs) -> R:
         memory = args[0]
         assert isinstance(memory, AsyncMemorySystem)
         if memory.system._following():
-            arguments = signature.bind(*args, **kwargs).arguments
+            arguments = bound_arguments(method, args, kwargs)
             arguments.pop("self")
             try:
                 answer: R = await memory._follower_call(verb, arguments)
@@ -605,7 +604,7 @@ class AsyncMemorySystem:
         """As the blocking facade's: validated here, answered by the file's owner."""
         system = self.system
         if verb != "status":
-            system._validate_only(verb, arguments)
+            system._check_before_forwarding(verb, arguments)
         await self._admit()
         try:
             future, wait = system._forward(

@@ -32,6 +32,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -92,6 +93,11 @@ _HANGUP: Final = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 
 #: the platform reports a peer's half-close (Linux's POLLRDHUP); elsewhere input
 #: too, as the end of the stream reads as input (a caller's answer then wakes it).
 _IDLE: Final = _HANGUP if hasattr(select, "POLLRDHUP") else _HANGUP | select.POLLIN
+#: How long a waiting caller's read sleeps at most before it looks at its deadline
+#: again (``SO_RCVTIMEO``, Linux's ``struct timeval``): it then waits in the read
+#: itself, one system call, where ``poll`` and then ``recv`` took two. None where
+#: the layout is not known to be two native longs: ``poll`` first, as before.
+_READ_SLICE: Final = struct.pack("@ll", 0, 50_000) if sys.platform == "linux" else None
 #: How much longer than the call's own timeout a follower waits for the owner's
 #: answer: the owner answers a timeout itself (AskTimeout), which says more.
 _TRANSIT_GRACE: Final = 2.0
@@ -634,6 +640,8 @@ class LinkClient:
             self._sock.close()
             raise
         self._sock.settimeout(None)
+        if _READ_SLICE is not None:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _READ_SLICE)
         uid = peer_uid(self._sock)
         if uid is not None and uid != os.getuid():
             self._sock.close()
@@ -715,19 +723,30 @@ class LinkClient:
         ran out.
         """
         own = future.request_id if isinstance(future, _Pending) else 0
-        if future.done() or not self._reading.acquire(blocking=False):
+        # Still waiting for its answer, read as: still pending. Whoever takes an answer
+        # (or fails it) pops it first, under the lock, so "not pending" may come a moment
+        # before ``future`` is set, never after: the caller then waits on ``future``.
+        # (``future.done()`` enters the future's condition: four Python calls a look.)
+        if not (own in self._pending if own else not future.done()):
+            return None
+        if not self._reading.acquire(blocking=False):
             return None
         try:
             deadline = time.monotonic() + timeout
-            while not future.done() and not self._ended:
+            while (own in self._pending if own else not future.done()) and not self._ended:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
+                if _READ_SLICE is not None:
+                    # Sleeps in the read until something arrives or the slice ends.
+                    answer = self._read_ready(own, wait=True)
                 # Milliseconds, rounded up: poll(0) would return at once, again and again.
-                if self._read_poll.poll(int(left * 1000) + 1):
+                elif self._read_poll.poll(int(left * 1000) + 1):
                     answer = self._read_ready(own)
-                    if answer is not None:
-                        return answer
+                else:
+                    continue
+                if answer is not None:
+                    return answer
             return None
         finally:
             self._reading.release()
@@ -735,6 +754,10 @@ class LinkClient:
 
     def _after_reading(self) -> None:
         """A reader stopped: if answers are still due, the watch thread reads them."""
+        if not self._pending:
+            # Read without the lock: a request added after this look was added after
+            # the right to read was given back, so its caller reads, or nudges, itself.
+            return
         with self._lock:
             nudge = bool(self._pending) and not self._listening and not self._ended
         if nudge:
@@ -777,13 +800,14 @@ class LinkClient:
                 os.close(self._nudge_out)
                 self._nudge_out = -1
 
-    def _read_ready(self, own: int = 0) -> Message | None:
-        """Read what has arrived without waiting; hand each answer over (holding ``_reading``),
-        except the answer to request ``own``, which is returned (None: not among them)."""
+    def _read_ready(self, own: int = 0, *, wait: bool = False) -> Message | None:
+        """Read what has arrived without waiting (``wait``: or what arrives within
+        :data:`_READ_SLICE`); hand each answer over (holding ``_reading``), except the
+        answer to request ``own``, which is returned (None: not among them)."""
         if self._ended:
             return None
         try:
-            chunk = self._sock.recv(self._frames.wanted(), _DONT_WAIT or 0)
+            chunk = self._sock.recv(self._frames.wanted(), 0 if wait else _DONT_WAIT or 0)
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -853,8 +877,13 @@ class LinkClient:
         self._end(f"the link to {self.path} was closed")
 
 
-class OwnerProxy:
-    """A follower's facade calls, answered by the owner; the records and errors are the owner's."""
+class OwnerProxy(LinkClient):
+    """A follower's facade calls, answered by the owner; the records and errors are the owner's.
+
+    The link itself, not a wrapper around one: ``submit``, ``wait`` and
+    ``broken`` are on the way of every follower's call, and a wrapper's
+    delegation added a Python call to each.
+    """
 
     def __init__(
         self,
@@ -863,27 +892,11 @@ class OwnerProxy:
         default_timeout: float,
         on_broken: Callable[[], None] | None = None,
     ) -> None:
-        self._client = LinkClient(socket_path, on_broken=on_broken)
+        super().__init__(socket_path, on_broken=on_broken)
         self._default_timeout = default_timeout
 
     def __repr__(self) -> str:
-        return f"<OwnerProxy {self._client!r}>"
-
-    @property
-    def broken(self) -> bool:
-        return self._client.broken
-
-    def submit(self, verb: str, args: Message, *, waited: bool = False) -> Future[Message]:
-        """Send one call; the Future holds the raw answer (see :meth:`answer`).
-
-        ``waited``: the caller will :meth:`wait` for it (see :meth:`LinkClient.wait`).
-        """
-        return self._client.submit(verb, args, waited=waited)
-
-    def wait(self, future: Future[Message], timeout: float) -> Message | None:
-        """Wait for ``future``, reading its answer on this thread if nobody else reads:
-        the answer so read, else None (``future`` has it, or time ran out)."""
-        return self._client.wait(future, timeout)
+        return f"<OwnerProxy {self.path} broken={self.broken}>"
 
     def call(self, verb: str, **args: Any) -> Any:
         """Run ``verb`` in the owner and return its answer, or raise its error."""
@@ -909,6 +922,3 @@ class OwnerProxy:
         if "error" in message:
             raise decode_error(message["error"])
         return decode_result(verb, message.get("ok"))
-
-    def close(self) -> None:
-        self._client.close()

@@ -226,6 +226,9 @@ def decode_record(kind: Any, data: Any) -> Any:
 
 def encode_result(verb: str, value: Any) -> Any:
     """The JSON of a verb's answer."""
+    kind = VERBS.get(verb)
+    if value.__class__ is kind:  # the record the verb declares: its plan at once
+        return _encoder(kind)(value)
     return _unstructure(value)
 
 

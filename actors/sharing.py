@@ -139,6 +139,16 @@ class Sharing:
             return self._role
 
     @property
+    def following(self) -> bool:
+        """Whether this process follows another that owns the file (every call asks).
+
+        Read without the lock: reading one attribute is atomic, and the part may
+        change right after with or without it (a call then fails over as any
+        call in flight does).
+        """
+        return self._role.name == "follower"
+
+    @property
     def owner_pid(self) -> int | None:
         with self._mutex:
             return self._owner.pid if self._owner is not None else None

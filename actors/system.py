@@ -118,7 +118,7 @@ from actors.portable import (
 )
 from actors.ranking import merge_hits
 from actors.recall import RecallRouter, RecallSettings
-from actors.runtime import NotifyingFuture, Runtime, ThreadedRuntime
+from actors.runtime import NO_VALUE, NotifyingFuture, Runtime, ThreadedRuntime
 from actors.session_log import (
     SessionItems,
     encode_items,
@@ -282,10 +282,18 @@ def _timeout_of(verb: str, arguments: Mapping[str, Any], config: Config) -> floa
     return timeout if isinstance(timeout, (int, float)) else None
 
 
+#: Argument types JSON carries as they are: no need to ask the ABCs about them (lists
+#: are still copied, as a call parked for the next owner keeps its arguments).
+_JSON_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """Arguments as JSON carries them: any iterable (tags, items, fields) as a list."""
     out: dict[str, Any] = {}
     for name, value in arguments.items():
+        if type(value) in _JSON_AS_IS:
+            out[name] = value
+            continue
         if isinstance(value, Mapping):
             value = dict(value)
         elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
@@ -1320,9 +1328,13 @@ class MemorySystem:
         return _Begun(self, call, reply, ref, self.runtime.monotonic() + timeout, timeout)
 
     def _finish(self, call: _Call[R], value: R) -> R:
+        self._after_answer(call)
+        return value
+
+    def _after_answer(self, call: _Call[Any]) -> None:
+        """What follows a verb's answer: after a write, the sync and embedding nudge."""
         if call.nudge:
             self._nudge_sync()
-        return value
 
     def status(self) -> dict[str, Any]:
         """Each actor's status, restarts and reason (the supervisor's view); sync; semantics;
@@ -1368,7 +1380,7 @@ class MemorySystem:
 
     def _following(self) -> bool:
         """Whether calls go to another process that owns the file."""
-        return self._sharing is not None and self._sharing.role.name == "follower"
+        return self._sharing is not None and self._sharing.following
 
     def _follower_call(self, verb: str, arguments: dict[str, Any]) -> Any:
         """A verb of a follower, blocking: validated here (unless the owner's validation
@@ -1377,11 +1389,16 @@ class MemorySystem:
 
         :class:`NowOwner` when this process has taken the file over meanwhile.
         """
+        self._check_before_forwarding(verb, arguments)
+        return self._forwarded(verb, arguments, _timeout_of(verb, arguments, self.config))
+
+    def _check_before_forwarding(self, verb: str, arguments: dict[str, Any]) -> None:
+        """A follower's checks before it sends ``verb`` (either facade's): the verb's own
+        validation, unless the owner's raises exactly the same (:func:`_carried_exactly`)."""
         if verb in _CHECKED_BY_OWNER and _carried_exactly(arguments):
             self._check_open()
         else:
             self._validate_only(verb, arguments)
-        return self._forwarded(verb, arguments, _timeout_of(verb, arguments, self.config))
 
     def _validate_only(self, verb: str, arguments: dict[str, Any]) -> None:
         """Run the verb's own validation here, so a follower raises a caller's mistake
@@ -1532,12 +1549,13 @@ class MemorySystem:
 class _Begun(Generic[R]):
     """Internal: a verb prepared by :meth:`MemorySystem._begin`, until answered.
 
-    Its waiter calls :meth:`send` once, then :meth:`answer` exactly once (it
-    frees the admission slot): after the actor answered, or with the error
-    :meth:`verdict` or :meth:`send` found.
+    Its waiter calls :meth:`send` once, then :meth:`answer` exactly once: after
+    the actor answered, or with the error :meth:`verdict` or :meth:`send` found;
+    then :meth:`release` once, which frees the admission slot (the owner's
+    service calls it after the answer's frame is written).
     """
 
-    __slots__ = ("_call", "_system", "deadline", "ref", "reply", "timeout", "what")
+    __slots__ = ("_call", "_system", "deadline", "ref", "reply", "timeout")
 
     def __init__(
         self,
@@ -1550,11 +1568,14 @@ class _Begun(Generic[R]):
     ) -> None:
         self._system, self._call = system, call
         self.reply, self.ref, self.deadline, self.timeout = reply, ref, deadline, timeout
-        self.what = f"the {call.child} actor"
+
+    @property
+    def what(self) -> str:
+        return _the_actor(self._call.child)
 
     def send(self) -> None:
         """Tell the actor the request; ``Unavailable`` if it is dead (then settle the call
-        with that error through :meth:`answer`, which frees the admission slot)."""
+        with that error through :meth:`answer`, and :meth:`release` it)."""
         call = self._call
         send(
             self._system.runtime,
@@ -1566,13 +1587,21 @@ class _Begun(Generic[R]):
 
     def answer(self, failure: Exception | None = None) -> R:
         """Once, when answered, or with the ``failure`` :meth:`verdict` or :meth:`send`
-        found: frees the admission slot, then the verb's answer, or its error (as the
-        blocking verb's)."""
-        self._system._gate.release()
+        found: the verb's answer, or its error (as the blocking verb's)."""
         if failure is not None:
             raise failure
-        value: R = answer_of(self.reply, self.what)
-        return self._system._finish(self._call, value)
+        value: R = self.reply.value()
+        if value is NO_VALUE:
+            value = answer_of(self.reply, self.what)  # its error, as a blocking caller's
+        return value
+
+    def release(self, answered: bool) -> None:
+        """Once, after :meth:`answer`: frees the admission slot, and after a write that
+        ``answered`` does what the blocking verb does after its answer (``_finish``:
+        the sync and embedding nudge)."""
+        self._system._gate.release()
+        if answered:
+            self._system._after_answer(self._call)
 
     def left(self) -> float:
         """Seconds until its timeout (negative: past it)."""
@@ -1662,9 +1691,16 @@ def _binary_input(source: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[byt
         yield stream
 
 
+@functools.cache
 def _restarting(child: str) -> str:
     # A child found dead when told was alive a moment ago: its supervisor restarts it.
+    # Built once per child: every request passes it, almost none uses it.
     return f"the {child} actor is restarting; retry shortly"
+
+
+@functools.cache
+def _the_actor(child: str) -> str:
+    return f"the {child} actor"
 
 
 #: The retry hint of a recall that timed out, in seconds.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import pytest
+from hub_fixtures import wait_until
 
 from actors import (
     AskTimeout,
@@ -29,7 +30,7 @@ from actors import (
 )
 from actors._batch import GroupCommit
 from actors.messages import StoreMemory
-from actors.runtime import NotifyingFuture, ThreadedRuntime
+from actors.runtime import NO_VALUE, NotifyingFuture, ThreadedRuntime
 
 T = TypeVar("T")
 
@@ -267,6 +268,40 @@ def test_a_full_gate_answers_overloaded_after_admission_wait(db_path: Path) -> N
         run(main)
     finally:
         StallingConnection.release.set()
+        StallingConnection.reset()
+
+
+def test_a_blocking_caller_waits_for_a_freed_slot_and_is_refused_after_admission_wait(
+    db_path: Path,
+) -> None:
+    """The blocking facade's gate: a caller waits up to ``admission_wait`` for a slot,
+    gets the one a finished call frees, and ``Overloaded`` when none frees in time."""
+    config = Config(
+        connect=stalling_connect, max_in_flight=1, admission_wait=2.0, ask_timeout=BOUND
+    )
+    StallingConnection.reset()
+    stuck = None
+    try:
+        with MemorySystem.open(db_path, config=config) as memory:
+            StallingConnection.armed = True
+            stuck = threading.Thread(target=memory.store, args=("holds the only slot",))
+            stuck.start()
+            assert StallingConnection.entered.wait(BOUND)
+            with pytest.raises(Overloaded, match="1 requests already in flight"):
+                memory.count()
+            counted: list[int] = []
+            waiter = threading.Thread(target=lambda: counted.append(memory.count().total))
+            waiter.start()
+            wait_until(lambda: memory._gate._waiting == 1, "the second caller waits")
+            StallingConnection.release.set()
+            waiter.join(BOUND)
+            assert counted == [1]  # admitted when the store freed the slot, after its commit
+            with pytest.raises(ValueError, match="released more often than acquired"):
+                memory._gate.release()
+    finally:
+        StallingConnection.release.set()
+        if stuck is not None:
+            stuck.join(BOUND)
         StallingConnection.reset()
 
 
@@ -539,6 +574,19 @@ def test_a_notifying_future_lets_go_of_its_callback_once_answered_or_cancelled()
     cancelled = NotifyingFuture(lambda: None)
     cancelled.cancel()
     assert (answered._on_settled, cancelled._on_settled) == (None, None)
+
+
+def test_a_notifying_future_gives_its_value_without_waiting_and_no_value_otherwise() -> None:
+    """``value()`` (the owner's answer to a follower reads it): the value once set;
+    NO_VALUE before any answer and for an error, which ``get`` raises as before."""
+    answered, failed = NotifyingFuture(lambda: None), NotifyingFuture(lambda: None)
+    assert answered.value() is NO_VALUE
+    answered.set(None)  # None is a value
+    assert answered.value() is None
+    failed.set_exception((KeyError, KeyError("gone"), None))
+    assert failed.value() is NO_VALUE
+    with pytest.raises(KeyError, match="gone"):
+        failed.get(timeout=0)
 
 
 def test_held_notifications_call_back_once_each_after_the_block_then_run_the_kicks() -> None:

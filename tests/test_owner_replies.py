@@ -238,8 +238,29 @@ def test_one_request_verbs_are_begun_without_waiting_and_the_rest_run_on_workers
         begun.send()
         assert answered.wait(10), verb
         assert begun.answer() is not None, verb
+        begun.release(answered=True)
     for verb in set(VERBS) - _ONE_REQUEST:
         assert system._begin(verb, {}, lambda: None) is None, verb
+
+
+def test_answered_calls_leave_the_watch_at_once_and_give_back_their_slots(
+    owner: tuple[MemorySystem, OwnerService],
+) -> None:
+    """A follower's answered calls hold nothing in the owner: the watch keeps only the
+    unanswered (each answered call's future and request are freed at once, not at its
+    look a quarter second later), and every admission slot is free again."""
+    system, service = owner
+    proxy = OwnerProxy(service.socket_path, default_timeout=10)
+    try:
+        memory_id = system.store("a note").id
+        for n in range(200):
+            assert not proxy.call("store", content=f"note {n}").duplicate
+            assert proxy.call("get", memory_id=memory_id).content == "a note"
+        # Released just after each answer's frame is written: at most the last one left.
+        wait_until(lambda: not service._watch._due, "the watch holds no answered call")
+        assert system._gate._free == system.config.max_in_flight
+    finally:
+        proxy.close()
 
 
 def test_a_call_its_actor_does_not_answer_in_time_fails_as_the_facades_does(
@@ -295,6 +316,8 @@ def test_a_request_whose_actor_died_before_its_tell_is_unavailable_and_frees_its
             begun.send()
         with pytest.raises(Unavailable):
             begun.answer(refused.value)
+        assert not system._gate.acquire(0)  # held until the answer is out
+        begun.release(answered=False)
         assert system._gate.acquire(0)
         system._gate.release()
     finally:

@@ -367,6 +367,28 @@ def test_a_waiting_caller_reads_its_own_answer_and_hands_on_the_others(link: Any
         client.close()
 
 
+def test_a_caller_sleeping_in_the_read_gives_up_at_its_deadline(link: Any) -> None:
+    """The caller waits in the read itself (SO_RCVTIMEO slices on Linux, poll elsewhere),
+    yet returns at its deadline with nothing; the answer, when it comes, reaches the
+    future through the link's own thread, and a second caller reads its own again."""
+    server, owner = link
+    client = LinkClient(server.path)
+    try:
+        held = client.submit("hold", {"n": 0}, waited=True)
+        began = time.monotonic()
+        assert client.wait(held, 0.3) is None
+        assert 0.3 <= time.monotonic() - began < 0.3 + 1.0
+        assert not held.done()
+        owner.release_held()
+        assert held.result(5)["ok"]["n"] == 0
+        after = client.submit("count", {}, waited=True)
+        answer = client.wait(after, 5)
+        assert answer is not None
+        assert answer["ok"]["verb"] == "count"
+    finally:
+        client.close()
+
+
 def test_an_idle_link_notices_its_owner_is_gone(tmp_path: Path) -> None:
     # No call in flight, so no caller reads: the link's thread sees the hang-up.
     path, proc = _silent_owner_process(tmp_path)

@@ -58,6 +58,30 @@ with MemorySystem.open(sys.argv[1]) as system:
     print(json.dumps({"role": system.status()["sharing"]["role"]}), flush=True)
 """
 
+#: A caller's mistakes, each verb with its arguments, built afresh for each call (a
+#: generator of tags is spent by the first).
+_BAD_CALLS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+    ("store", lambda: {"content": ""}),
+    ("store", lambda: {"content": b"bytes are not text"}),
+    ("store", lambda: {"content": "x", "metadata": {"when": object()}}),
+    ("store", lambda: {"content": "x", "tags": (t for t in ["ok", ""])}),
+    ("get", lambda: {"memory_id": "0190a2c4-0000-7000-8000-000000000000"}),
+    ("forget", lambda: {"key": "nothing", "namespace": "here"}),
+    ("recall", lambda: {"query": "x" * 5000}),
+    ("session_add", lambda: {"session_id": "s", "items": [object()]}),
+    # Plain text and small numbers: left to the owner's validation alone.
+    ("get", lambda: {"memory_id": "not-an-id"}),
+    ("store", lambda: {"content": "x", "tags": [f"t{n}" for n in range(40)]}),
+    ("store", lambda: {"content": "x", "namespace": "no spaces/../here"}),
+    ("list", lambda: {"limit": 10**6}),
+    ("set_tags", lambda: {"memory_id": "0190a2c4-0000-7000-8000-000000000000", "tags": []}),
+    # Validated here first: text that cannot be encoded, or too long to send.
+    ("get", lambda: {"memory_id": "\ud800"}),
+    ("store", lambda: {"content": "\ud800"}),
+    ("store", lambda: {"content": "x" * 70_000}),
+    ("list", lambda: {"limit": 10**40}),
+]
+
 
 #: Holds SQLite's write lock on the file (as a CLI import or a direct-mode process
 #: might) until told to let go.
@@ -147,41 +171,44 @@ def test_a_followers_mistakes_raise_as_a_direct_call_would(
     owner_process: tuple[Path, _Process], tmp_path: Path
 ) -> None:
     db, _ = owner_process
-    # Built afresh for each call: a generator of tags is spent by the first.
-    bad_calls: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("store", lambda: {"content": ""}),
-        ("store", lambda: {"content": b"bytes are not text"}),
-        ("store", lambda: {"content": "x", "metadata": {"when": object()}}),
-        ("store", lambda: {"content": "x", "tags": (t for t in ["ok", ""])}),
-        ("get", lambda: {"memory_id": "0190a2c4-0000-7000-8000-000000000000"}),
-        ("forget", lambda: {"key": "nothing", "namespace": "here"}),
-        ("recall", lambda: {"query": "x" * 5000}),
-        ("session_add", lambda: {"session_id": "s", "items": [object()]}),
-        # Plain text and small numbers: left to the owner's validation alone.
-        ("get", lambda: {"memory_id": "not-an-id"}),
-        ("store", lambda: {"content": "x", "tags": [f"t{n}" for n in range(40)]}),
-        ("store", lambda: {"content": "x", "namespace": "no spaces/../here"}),
-        ("list", lambda: {"limit": 10**6}),
-        ("set_tags", lambda: {"memory_id": "0190a2c4-0000-7000-8000-000000000000", "tags": []}),
-        # Validated here first: text that cannot be encoded, or too long to send.
-        ("get", lambda: {"memory_id": "\ud800"}),
-        ("store", lambda: {"content": "\ud800"}),
-        ("store", lambda: {"content": "x" * 70_000}),
-        ("list", lambda: {"limit": 10**40}),
-    ]
     with (
         MemorySystem.open(db) as follower,
         MemorySystem.open(tmp_path / "alone.db", config=Config(sharing="direct")) as direct,
     ):
         assert follower.status()["sharing"]["role"] == "follower"
         assert direct.status()["sharing"]["role"] == "direct"
-        for verb, args in bad_calls:
+        for verb, args in _BAD_CALLS:
             with pytest.raises((InvalidMemory, MemoryNotFound)) as across:
                 getattr(follower, verb)(**args())
             with pytest.raises((InvalidMemory, MemoryNotFound)) as local:
                 getattr(direct, verb)(**args())
             assert (type(across.value), str(across.value)) == (type(local.value), str(local.value))
         assert follower.count().total == 0
+
+
+def test_the_async_facades_mistakes_raise_as_a_direct_blocking_call_would(
+    owner_process: tuple[Path, _Process], tmp_path: Path
+) -> None:
+    """A follower's asyncio facade checks as the blocking one does (the same arguments
+    left to the owner's validation alone): the same class and message as a direct call."""
+    db, _ = owner_process
+    errors: list[tuple[type[BaseException], str]] = []
+
+    async def main() -> None:
+        async with AsyncMemorySystem.open(db) as follower:
+            assert (await follower.status())["sharing"]["role"] == "follower"
+            for verb, args in _BAD_CALLS:
+                with pytest.raises((InvalidMemory, MemoryNotFound)) as across:
+                    await getattr(follower, verb)(**args())
+                errors.append((type(across.value), str(across.value)))
+            assert (await follower.count()).total == 0
+
+    asyncio.run(main())
+    with MemorySystem.open(tmp_path / "alone.db", config=Config(sharing="direct")) as direct:
+        for (verb, args), error in zip(_BAD_CALLS, errors, strict=True):
+            with pytest.raises((InvalidMemory, MemoryNotFound)) as local:
+                getattr(direct, verb)(**args())
+            assert error == (type(local.value), str(local.value))
 
 
 def test_a_follower_leaves_validation_to_the_owner_only_for_values_carried_exactly() -> None:
@@ -236,14 +263,15 @@ def test_kill_9_of_the_owner_hands_the_file_to_a_follower_and_loses_nothing(
     writers = [_Process(_WRITER, str(db), f"w{n}", "300") for n in range(3)]
     for writer in writers:
         assert json.loads(writer.line()) == {"role": "follower"}
-    # Let them write through the owner for a moment, then kill it mid-load.
-    time.sleep(0.5)
+    # Let each write through the owner for a while, then kill it mid-load (counted, not
+    # timed: a fast host finished all 300 within a fixed half second, before the kill).
+    early = [[writer.line() for _ in range(30)] for writer in writers]
     owner.kill()
     acknowledged: dict[str, tuple[str, int]] = {}
     errors: list[dict[str, Any]] = []
     final_roles = []
     for name, writer in enumerate(writers):
-        out = writer.rest()
+        out = "\n".join(early[name]) + "\n" + writer.rest()
         lines = [json.loads(line) for line in out.splitlines()]
         final_roles.append(lines[-1]["role"])
         for line in lines[:-1]:

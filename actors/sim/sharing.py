@@ -320,6 +320,9 @@ class _ServiceWatch:
             delay=look_delay(call),
         )
 
+    def discard(self, call: AnsweredCall) -> None:
+        """Nothing to drop: the look already scheduled finds the call answered."""
+
     def wait_until(self, done: Callable[[], bool]) -> None:
         self._process.sim.wait_until(done, None)
 
