@@ -198,8 +198,8 @@ def _spawn_store(
 
 
 def _hooked_engine(opener: EngineOpener, on_commit: Callable[[], None]) -> EngineOpener:
-    def open_engine(new_id: Callable[[], str]) -> HubEngine:
-        engine = opener(new_id)
+    def open_engine(new_id: Callable[[], str], monotonic: Callable[[], float] | None) -> HubEngine:
+        engine = opener(new_id, monotonic)
         commit_pushes = engine.commit_pushes
 
         def hooked(*args: Any, **kwargs: Any) -> list[tuple[ItemResult, ...]]:

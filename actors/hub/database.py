@@ -224,7 +224,10 @@ class HubDatabase:
     ) -> EngineOpener:
         """How an owner opens this file, again after each restart (``HubStoreConfig``)."""
 
-        def open_engine(new_id: Callable[[], str]) -> HubEngine:
+        def open_engine(
+            new_id: Callable[[], str], monotonic: Callable[[], float] | None
+        ) -> HubEngine:
+            # No clock needed: a busy file is waited out by SQLite's own busy timeout.
             return cls.open(
                 path,
                 new_id=new_id,

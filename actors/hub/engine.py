@@ -228,9 +228,10 @@ class HubEngine(Protocol):
 
 
 #: Opens an engine, given the owner's id source (a new hub database mints its
-#: hub id on first open). The HubStoreActor calls it in ``setup``, on its own
+#: hub id on first open) and its clock (the runtime's monotonic seconds; None
+#: for a one-shot command). The HubStoreActor calls it in ``setup``, on its own
 #: thread, again after each restart; it raises our storage or schema errors.
-EngineOpener: TypeAlias = Callable[[Callable[[], str]], HubEngine]
+EngineOpener: TypeAlias = Callable[[Callable[[], str], Callable[[], float] | None], HubEngine]
 
 
 # -- what every engine shares: the engine-neutral halves of its answers ------------------------

@@ -151,8 +151,9 @@ def target_opener(
 
 
 def open_engine(target: str | os.PathLike[str], *, new_id: Callable[[], str]) -> HubEngine:
-    """Open ``target``'s engine (already prepared) in the caller's thread."""
-    return target_opener(target)(new_id)
+    """Open ``target``'s engine (already prepared) in the caller's thread, for a one-shot
+    command: without a clock, each PostgreSQL call waits its full connection wait."""
+    return target_opener(target)(new_id, None)
 
 
 def vector_search_of(target: str | os.PathLike[str]) -> VectorSearch:

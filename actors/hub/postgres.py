@@ -54,7 +54,6 @@ import logging
 import math
 import re
 import struct
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, TypeAlias, TypeVar
 
@@ -431,8 +430,9 @@ class PostgresEngine:
         self._sized_uses = 0
         #: How long a call waits for a pooled connection before answering busy.
         self.connection_wait = 3.0
-        #: PostgreSQL found unreachable, and when to look again (:data:`UNREACHABLE_PROBE`).
-        self.clock: Callable[[], float] = time.monotonic
+        #: PostgreSQL found unreachable, and when to look again (:data:`UNREACHABLE_PROBE`),
+        #: by the owner's clock; None: every call waits its ``connection_wait``.
+        self.clock: Callable[[], float] | None = None
         self._unreachable = False
         self._next_probe = 0.0
         #: How long taken embedding work stays this engine's before others may take it.
@@ -452,6 +452,7 @@ class PostgresEngine:
         connection_wait: float = 3.0,
         min_connections: int = 1,
         max_connections: int = 4,
+        monotonic: Callable[[], float] | None = None,
     ) -> PostgresEngine:
         """Open a pool on a migrated hub database; mint its hub id on first open.
 
@@ -459,7 +460,9 @@ class PostgresEngine:
         ``max_connections`` (:class:`~actors.hub.engines.PostgresSettings`
         validates them). Raises :class:`~actors.errors.SchemaError` for a
         database at another schema version, our storage errors when PostgreSQL
-        cannot be reached.
+        cannot be reached. ``monotonic``: the owner's clock, which lets calls answer
+        busy at once while PostgreSQL is unreachable (:data:`UNREACHABLE_PROBE`); without
+        it (a one-shot command) each call waits its ``connection_wait``.
         """
         where = describe_database(conninfo)
         settings = (
@@ -521,14 +524,17 @@ class PostgresEngine:
             raise
         engine = cls(pool, where=where, hub_id=hub_id, vector_search=vector_search)
         engine.connection_wait = connection_wait
+        engine.clock = monotonic
         return engine
 
     @classmethod
     def opener(cls, conninfo: str, **options: Any) -> EngineOpener:
         """How an owner opens this database, again after each restart (``HubStoreConfig``)."""
 
-        def open_engine(new_id: Callable[[], str]) -> HubEngine:
-            return cls.open(conninfo, new_id=new_id, **options)
+        def open_engine(
+            new_id: Callable[[], str], monotonic: Callable[[], float] | None
+        ) -> HubEngine:
+            return cls.open(conninfo, new_id=new_id, monotonic=monotonic, **options)
 
         return open_engine
 
@@ -552,9 +558,13 @@ class PostgresEngine:
         """A pooled connection; ``PoolTimeout`` (busy) at once or after a short wait while
         PostgreSQL is unreachable (:data:`UNREACHABLE_PROBE`). The pool reconnects on its
         own meanwhile; the first call that gets a connection ends the state."""
-        wait = self.connection_wait
+        wait, clock = self.connection_wait, self.clock
+        if clock is None:
+            with self.pool.connection(timeout=wait) as conn:
+                yield conn
+            return
         if self._unreachable:
-            if self.clock() < self._next_probe:
+            if clock() < self._next_probe:
                 raise psycopg_pool.PoolTimeout(
                     f"no connection to be had {UNREACHABLE_PROBE:g}s ago; not waiting again yet"
                 )
@@ -565,7 +575,7 @@ class PostgresEngine:
                 yield conn
         except psycopg_pool.PoolTimeout:
             self._unreachable = True
-            self._next_probe = self.clock() + UNREACHABLE_PROBE
+            self._next_probe = clock() + UNREACHABLE_PROBE
             raise
 
     # -- keys ---------------------------------------------------------------------------

@@ -106,7 +106,7 @@ class HubStoreActor(ReplyingActor):
     # -- lifecycle ------------------------------------------------------------------------
 
     def setup(self) -> None:
-        self.engine = self.config.open_engine(self.runtime.new_id)
+        self.engine = self.config.open_engine(self.runtime.new_id, self.runtime.monotonic)
 
     def teardown(self) -> None:
         if self.engine is not None:
