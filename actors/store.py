@@ -330,27 +330,21 @@ class StoreActor(ReplyingActor):
 
     def _after_message(self) -> None:
         """Arm the idle check when the file was written since the last look."""
-        if self.config.merge_index_idle is None or self.database is None or self._idle_check_due:
+        idle = self.config.merge_index_idle
+        if idle is None or self.database is None or self._idle_check_due:
             return
         changes = self.database.conn.total_changes
         if changes != self._changes_seen:
             self._changes_seen = changes
-            self._arm_idle_check()
-
-    def _arm_idle_check(self) -> None:
-        idle = self.config.merge_index_idle
-        if idle is not None:
             self._idle_check_due = True
             self.runtime.call_later(idle, self.actor_ref, MergeIndex(idle=True))
 
     def _idle_check(self) -> None:
-        """No write since the check was armed: merge an index left in many segments."""
+        """No write since the check was armed: merge an index left in many segments.
+        Written since: nothing here; :meth:`_after_message` arms the next check."""
         self._idle_check_due = False
-        changes = self._db.conn.total_changes
-        if changes != self._changes_seen:
-            self._changes_seen = changes  # still being written: another quiet spell first
-            self._arm_idle_check()
-        elif not self._merging and self._segments() > MERGE_ABOVE_SEGMENTS:
+        quiet = self._db.conn.total_changes == self._changes_seen
+        if quiet and not self._merging and self._segments() > MERGE_ABOVE_SEGMENTS:
             self._merge_index(first=True)
 
     def _segments(self) -> int:

@@ -262,13 +262,18 @@ def system_scenario(*, writers: int = 3, items: int = 3) -> Scenario:
     return scenario
 
 
+def _sim_config(**settings: Any) -> Config:
+    """What every scenario's system shares: ``synchronous`` OFF, and no idle merge of the
+    keyword index, whose timer would land in the quiet spells the checks wait through
+    (and the scenarios' files never gather enough segments for it to act)."""
+    return Config(synchronous="OFF", merge_index_idle=None, **settings)
+
+
 def _open_system(sim: SimRuntime, path: str) -> MemorySystem:
     return MemorySystem.open(
         path,
         runtime=sim,
-        config=Config(
-            synchronous="OFF",
-            merge_index_idle=None,  # its timer would land in the quiet spells checked
+        config=_sim_config(
             semantic=False,
             busy_timeout=0,
             busy_retries=3,
@@ -421,9 +426,7 @@ def lease_scenario(sim: SimRuntime) -> None:
     hub = SimHub(sim, hub_path)
     hub.faults_on = False  # this scenario is about the lease, not the hub
     ttl = 1.0
-    config = Config(
-        synchronous="OFF",
-        merge_index_idle=None,  # its timer would land in the quiet spells checked
+    config = _sim_config(
         semantic=False,
         busy_timeout=0,
         remote=hub.remote(hub.add_key("tenant"), lease_ttl=ttl),
@@ -551,9 +554,7 @@ def recall_scenario(sim: SimRuntime) -> None:
     hub = SimHub(sim, hub_path, embedder=HashingEmbedder())
     hub.faults_on = False
     timeout = 0.5
-    config = Config(
-        synchronous="OFF",
-        merge_index_idle=None,  # its timer would land in the quiet spells checked
+    config = _sim_config(
         busy_timeout=0,
         remote=hub.remote(hub.add_key("tenant")),
         hub_client=hub.client_factory,
@@ -651,9 +652,7 @@ def sync_scenario(sim: SimRuntime) -> None:
     remote = hub.remote(key, max_attempts=3)
     systems: list[MemorySystem] = []
     try:
-        config = Config(
-            synchronous="OFF",
-            merge_index_idle=None,  # its timer would land in the quiet spells checked
+        config = _sim_config(
             semantic=False,
             busy_timeout=0,
             remote=remote,
@@ -792,9 +791,7 @@ def _hub_digest(hub: SimHub, key: str) -> list[Any]:
 
 
 def _sharing_config(process: SimProcess) -> Config:
-    return Config(
-        synchronous="OFF",
-        merge_index_idle=None,  # its timer would land in the quiet spells checked
+    return _sim_config(
         semantic=False,
         busy_timeout=0,
         busy_retries=3,
